@@ -1,0 +1,34 @@
+"""The FastAPI application factory: interfaces only parse, authenticate, call a use case, render."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+import labelvault
+from labelvault.api.errors import install_error_handlers
+from labelvault.api.limits import BodySizeLimit
+from labelvault.api.routes import accounts, clients, io, labeling, projects
+from labelvault.bootstrap import Services
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="LabelVault",
+        version=labelvault.__version__,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    api = APIRouter(prefix="/api")
+    for module in (accounts, clients, projects, labeling, io):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
+    return app

@@ -1,0 +1,56 @@
+"""One project: settings, progress and its tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+
+from labelvault.api.deps import ActorDep, PageDep, ServicesDep
+from labelvault.api.schemas import Page, ProjectRead, ProjectUpdate, Progress, TaskSummary
+from labelvault.workflow.projects import ProjectInfo, ProjectSettings
+
+router = APIRouter(tags=["projects"])
+
+
+def project_read(info: ProjectInfo) -> ProjectRead:
+    return ProjectRead(
+        id=info.id, client_id=info.client_id, slug=info.slug, name=info.name,
+        project_schema=info.schema.to_dict(), overlap=info.overlap, lease_seconds=info.lease_seconds,
+        status=info.status, created_at=info.created_at,
+    )
+
+
+class ProjectRef:
+    """A project id from the path, resolved to (client, project); access is checked by the use case."""
+
+    def __init__(self, services: ServicesDep, project_id: Annotated[int, Path(ge=1)]) -> None:
+        self.client_id, self.project_id = services.projects.locate(project_id)
+
+
+ProjectRefDep = Annotated[ProjectRef, Depends(ProjectRef)]
+
+
+@router.get("/projects/{project_id}", response_model=ProjectRead, response_model_by_alias=True)
+def get_project(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep) -> ProjectRead:
+    return project_read(services.projects.get(actor, ref.client_id, ref.project_id))
+
+
+@router.patch("/projects/{project_id}", response_model=ProjectRead, response_model_by_alias=True)
+def update_project(
+    ref: ProjectRefDep, body: ProjectUpdate, actor: ActorDep, services: ServicesDep
+) -> ProjectRead:
+    changes = ProjectSettings(**body.model_dump())
+    return project_read(services.projects.update(actor, ref.client_id, ref.project_id, changes))
+
+
+@router.get("/projects/{project_id}/progress", response_model=Progress)
+def project_progress(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep) -> Progress:
+    return Progress(**services.projects.progress(actor, ref.client_id, ref.project_id))
+
+
+@router.get("/projects/{project_id}/tasks", response_model=Page[TaskSummary])
+def list_tasks(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep, page: PageDep) -> Page[TaskSummary]:
+    tasks, total = services.projects.tasks(actor, ref.client_id, ref.project_id, offset=page.offset, limit=page.limit)
+    items = [TaskSummary.model_validate(t, from_attributes=True) for t in tasks]
+    return Page(items=items, total=total, offset=page.offset, limit=page.limit)

@@ -1,0 +1,154 @@
+"""Request and response bodies, named for their use (``ProjectCreate``, ``ProjectRead``...)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    offset: int
+    limit: int
+
+
+class TokenRequest(BaseModel):
+    username: str
+    password: str
+    name: str = Field(default="api", max_length=100)
+
+
+class TokenIssued(BaseModel):
+    id: int
+    name: str
+    token: str = Field(description="Shown once; only its SHA-256 is stored.")
+
+
+class TokenRead(BaseModel):
+    id: int
+    name: str
+    display_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class Me(BaseModel):
+    id: int
+    username: str
+    is_operator: bool
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=100)
+    password: str | None = Field(default=None, min_length=10)
+    display_name: str = ""
+    is_operator: bool = False
+
+
+class UserRead(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    is_operator: bool
+    is_active: bool
+
+
+class ClientCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug: str
+    name: str = ""
+    currency: str = "USD"
+
+
+class ClientRead(BaseModel):
+    id: int
+    slug: str
+    name: str
+    currency: str
+    status: str
+    created_at: datetime
+
+
+class MemberGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str
+    role: str
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug: str
+    name: str = ""
+    project_schema: dict[str, Any] | str = Field(alias="schema", description="Schema document (object or YAML).")
+    overlap: int = 1
+    lease_seconds: int | None = None
+
+
+class ProjectUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    overlap: int | None = None
+    lease_seconds: int | None = None
+    status: str | None = None
+
+
+class ProjectRead(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: int
+    client_id: int
+    slug: str
+    name: str
+    project_schema: dict[str, Any] = Field(serialization_alias="schema")
+    overlap: int
+    lease_seconds: int
+    status: str
+    created_at: datetime
+
+
+class Progress(BaseModel):
+    tasks: int
+    answers_needed: int
+    answers_given: int
+
+
+class LeasedTaskRead(BaseModel):
+    task_id: int
+    project_id: int
+    data: dict[str, Any]
+    suggestions: list[dict[str, Any]]
+    lease_started_at: datetime
+    lease_expires_at: datetime
+
+
+class AnswerSubmit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer: dict[str, Any]
+    idempotency_key: str | None = Field(default=None, max_length=100)
+
+
+class AnswerReceipt(BaseModel):
+    answer_id: int
+    task_id: int
+    created: bool
+    submitted_at: datetime
+    time_spent_ms: int
+
+
+class SkipCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
+class TaskSummary(BaseModel):
+    id: int
+    external_id: str | None
+    priority: int
+    required_answers: int
+    answer_count: int
+    created_at: datetime

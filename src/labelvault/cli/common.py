@@ -1,0 +1,83 @@
+"""What every command shares: settings, services, the local operator, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from labelvault.bootstrap import Services, build_services
+from labelvault.domain.access import Actor
+from labelvault.errors import LabelVaultError, NotFound
+from labelvault.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn our errors into one clear line on stderr and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except LabelVaultError as exc:
+            raise fail(exc.message) from None
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise fail(f"{exc.strerror}: {exc.filename}") from None
+
+    return wrapper
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+@contextmanager
+def open_services(*, create_keys: bool = False) -> Iterator[Services]:
+    settings = load_settings()
+    if not create_keys and settings.database_url is None and not (settings.home / "labelvault.db").exists():
+        raise fail(f"no LabelVault data in {settings.home.resolve()}: run 'labelvault init' first")
+    services = build_services(settings, create_keys=create_keys)
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+def local_operator(services: Services, username: str | None = None) -> Actor:
+    """The CLI runs on the server with its keys: it acts as an operator account (audited as such)."""
+    if username:
+        actor = services.accounts.actor_by_username(username)
+    else:
+        actor = services.accounts.first_operator()
+    if not actor.is_operator:
+        raise NotFound(f"{actor.username!r} is not an operator")
+    return actor
+
+
+def read_secret_file(path: Path) -> str:
+    return path.read_text().strip("\r\n")
+
+
+def prompt_new_password() -> str:
+    if not sys.stdin.isatty():
+        raise fail("no terminal to ask for a password: pass --password-file")
+    return str(typer.prompt("Password for the operator", hide_input=True, confirmation_prompt=True))
+
+

@@ -1,0 +1,208 @@
+"""The ``labelvault`` command line: operators install, run, onboard and move data with it."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labelvault.cli import io_commands
+from labelvault.cli.common import (
+    cli_errors,
+    console,
+    fail,
+    load_settings,
+    local_operator,
+    open_services,
+    prompt_new_password,
+    read_secret_file,
+)
+from labelvault.storage.migrate import current_revision, head_revision, upgrade
+from labelvault.workflow.setup import initialize
+
+app = typer.Typer(
+    help="LabelVault: a labeling platform whose clients' data stays sealed, walled and witnessed.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+user_app = typer.Typer(help="Users and their API tokens.", no_args_is_help=True)
+client_app = typer.Typer(help="Clients (tenants) and their members.", no_args_is_help=True)
+project_app = typer.Typer(help="Projects: schemas and settings.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(client_app, name="client")
+app.add_typer(project_app, name="project")
+
+AsOperator = Annotated[str | None, typer.Option("--as", help="Operator account to act as (default: the first).")]
+
+
+@app.command()
+@cli_errors
+def init(
+    username: Annotated[str, typer.Option(help="Username of the first operator.")] = "admin",
+    password_file: Annotated[
+        Path | None, typer.Option(help="File holding the operator's password (else you are asked).")
+    ] = None,
+) -> None:
+    """Create the data directory, keys and database, and the first operator account."""
+    settings = load_settings()
+    password = read_secret_file(password_file) if password_file else None
+    services = initialize(settings, None, None)
+    try:
+        with services.uow_factory.system() as uow:
+            has_operator = uow.users.operators_exist()
+        if not has_operator:
+            password = password if password is not None else prompt_new_password()
+            services.accounts.create_user(None, username, password, is_operator=True)
+            console.print(f"operator [bold]{username}[/bold] created")
+        console.print(f"LabelVault ready in {settings.home.resolve()} ({services.engine.url.get_backend_name()})")
+    finally:
+        services.close()
+
+
+@app.command(name="upgrade")
+@cli_errors
+def upgrade_command() -> None:
+    """Apply pending database migrations (refuses a database newer than this version)."""
+    with open_services() as services:
+        before = current_revision(services.engine)
+        upgrade(services.engine)
+        console.print(f"database at {head_revision()} (was {before or 'empty'})")
+
+
+@app.command()
+@cli_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (LABELVAULT_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (LABELVAULT_PORT).")] = None,
+) -> None:
+    """Run the server."""
+    from labelvault.server import run
+
+    settings = load_settings()
+    run(settings, host=host or settings.host, port=port or settings.port)
+
+
+@app.command()
+@cli_errors
+def demo(
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the server afterwards.")] = True,
+) -> None:
+    """Create (once) a demo install with a client, one project per question type and sample tasks; serve it."""
+    from labelvault.demo.seed import DEMO_USERNAME, seed_demo
+    from labelvault.server import run
+
+    settings = load_settings()
+    credentials = settings.home / "demo-login.txt"
+    if credentials.exists():
+        password = credentials.read_text().split("password: ", 1)[1].strip()
+        services = initialize(settings, None, None)
+    else:
+        password = secrets.token_urlsafe(12)
+        services = initialize(settings, DEMO_USERNAME, password)
+        credentials.write_text(f"username: {DEMO_USERNAME}\npassword: {password}\n")
+        credentials.chmod(0o600)
+    try:
+        summary = seed_demo(services)
+    finally:
+        services.close()
+    console.print(f"[green]demo ready[/green] in {settings.home.resolve()}: {summary}")
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(f"open {url}/ and log in as [bold]{DEMO_USERNAME}[/bold] / [bold]{password}[/bold]")
+    console.print(f"API docs at {url}/api/docs (credentials also in {credentials})")
+    if serve_after:
+        run(settings, host=settings.host, port=settings.port)
+
+
+@user_app.command("create")
+@cli_errors
+def user_create(
+    username: str,
+    operator: Annotated[bool, typer.Option("--operator", help="Make an operator of the install.")] = False,
+    password_file: Annotated[Path | None, typer.Option(help="File holding the password.")] = None,
+    no_password: Annotated[bool, typer.Option(help="Token-only account (no password login).")] = False,
+    as_operator: AsOperator = None,
+) -> None:
+    """Create a user."""
+    password = None if no_password else (read_secret_file(password_file) if password_file else None)
+    if password is None and not no_password:
+        raise fail("pass --password-file FILE, or --no-password for a token-only account")
+    with open_services() as services:
+        actor = local_operator(services, as_operator)
+        services.accounts.create_user(actor, username, password, is_operator=operator)
+        console.print(f"user [bold]{username}[/bold] created")
+
+
+@user_app.command("token")
+@cli_errors
+def user_token(
+    username: str,
+    name: Annotated[str, typer.Option(help="A name to recognise the token by.")] = "cli",
+    as_operator: AsOperator = None,
+) -> None:
+    """Issue an API token for a user and print it (shown once)."""
+    with open_services() as services:
+        actor = local_operator(services, as_operator)
+        issued = services.accounts.issue_token(actor, name, for_username=username)
+        typer.echo(issued.token)
+
+
+@client_app.command("create")
+@cli_errors
+def client_create(
+    slug: str,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency for rates and pay.")] = "USD",
+    as_operator: AsOperator = None,
+) -> None:
+    """Create a client, with its own encryption keys."""
+    with open_services() as services:
+        info = services.clients.create(local_operator(services, as_operator), slug, name, currency=currency)
+        console.print(f"client [bold]{info.slug}[/bold] created (id {info.id})")
+
+
+@client_app.command("add-member")
+@cli_errors
+def client_add_member(
+    client: str, username: str, role: Annotated[str, typer.Argument(help="manager, reviewer, labeler or viewer")],
+    as_operator: AsOperator = None,
+) -> None:
+    """Give a user a role in a client."""
+    with open_services() as services:
+        client_id = services.clients.resolve(client)
+        services.accounts.grant_role(local_operator(services, as_operator), client_id, username, role)
+        console.print(f"{username} is {role} in {client}")
+
+
+@client_app.command("list")
+@cli_errors
+def client_list(as_operator: AsOperator = None) -> None:
+    """List clients."""
+    with open_services() as services:
+        clients, _ = services.clients.list(local_operator(services, as_operator), limit=1000)
+        for info in clients:
+            console.print(f"{info.id}\t{info.slug}\t{info.name}\t{info.status}", highlight=False)
+
+
+@project_app.command("create")
+@cli_errors
+def project_create(
+    client: str,
+    slug: str,
+    schema: Annotated[Path, typer.Option(help="Schema document (YAML or JSON).", exists=False)],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    overlap: Annotated[int, typer.Option(help="Answers wanted per task, from distinct labelers.")] = 1,
+    as_operator: AsOperator = None,
+) -> None:
+    """Create a project in a client from a schema file."""
+    with open_services() as services:
+        client_id = services.clients.resolve(client)
+        info = services.projects.create(
+            local_operator(services, as_operator), client_id, slug=slug, name=name,
+            schema=schema.read_text(), overlap=overlap,
+        )
+        console.print(f"project [bold]{client}/{info.slug}[/bold] created (id {info.id})")
+
+
+io_commands.register(app)

@@ -1,0 +1,51 @@
+"""Settings, read once by the bootstrap from ``LABELVAULT_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LABELVAULT_", extra="ignore")
+
+    home: Path = Field(default=Path("./labelvault-data"), description="Data directory: database, keys, files.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; SQLite in the home directory when unset, or postgresql+psycopg://...",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
+    keys_dir: Path | None = Field(default=None, description="Key directory; <home>/keys when unset.")
+    master_key: str | None = Field(
+        default=None, description="Base64 master key from a secret manager, instead of <keys_dir>/master.key."
+    )
+    max_request_bytes: int = Field(
+        default=256 * 1024 * 1024, description="Largest request body accepted (413 above it)."
+    )
+    lease_seconds: int = Field(default=600, ge=10, description="Default lease length for new projects.")
+    sqlite_synchronous: str = Field(
+        default="FULL", description="SQLite synchronous pragma: FULL survives power loss, NORMAL a crash."
+    )
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _known_sync_mode(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("must be one of OFF, NORMAL, FULL, EXTRA")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'labelvault.db').resolve()}"
+
+    @property
+    def resolved_keys_dir(self) -> Path:
+        return self.keys_dir or self.home / "keys"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"

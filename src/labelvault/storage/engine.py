@@ -1,0 +1,55 @@
+"""Engines for SQLite (WAL, foreign keys, busy timeout) and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 20) -> Engine:
+    """Create the engine; on SQLite, take transactions out of pysqlite's hands.
+
+    pysqlite's own transaction handling starts transactions lazily and only before DML, which
+    breaks "read then write" atomicity. We switch it off and emit BEGIN ourselves: writers use
+    BEGIN IMMEDIATE (execution option ``sqlite_begin``), so a read-modify-write unit of work holds
+    the single write lock from its first statement, which is how the queue stays correct.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+        _configure_sqlite(engine, sqlite_synchronous)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see build_engine
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def writer(engine: Engine) -> Engine:
+    """The same pool, but transactions take SQLite's write lock at once (no-op elsewhere)."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE")

@@ -1,0 +1,219 @@
+"""SQLAlchemy models. Every table holding client data mixes in ``ClientOwned``.
+
+Client content (payloads, suggestions, metadata, answer values) is stored as AES-GCM
+ciphertext in ``LargeBinary`` columns; ids, states, counts and timestamps stay in clear so that
+the queue and reports can query them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Sequence,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only gives autoincrementing row ids to INTEGER PRIMARY KEY columns.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite has no time zones, PostgreSQL does."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ClientOwned:
+    """Marker: rows of this table belong to one client and are only reachable in its scope."""
+
+    client_id: Mapped[int] = mapped_column(Id, ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+
+
+class Client(Base):
+    __tablename__ = "clients"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The first characters of the token, shown in listings so people can tell tokens apart.
+    display_prefix: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Membership(ClientOwned, Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("client_id", "user_id", "role", name="uq_memberships_client_user_role"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DataKey(ClientOwned, Base):
+    """A client's data key, wrapped by the client's key-encryption key (which lives outside the DB)."""
+
+    __tablename__ = "data_keys"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Project(ClientOwned, Base):
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("client_id", "slug", name="uq_projects_client_slug"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    schema_json: Mapped[str] = mapped_column(Text)
+    overlap: Mapped[int] = mapped_column(Integer, default=1)
+    lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Task(ClientOwned, Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("project_id", "external_id", name="uq_tasks_project_external_id"),
+        # The queue reads only tasks that still have a free slot, best first.
+        Index(
+            "ix_tasks_queue",
+            "project_id",
+            text("priority DESC"),
+            text("uncertainty DESC"),
+            "id",
+            sqlite_where=text("open_slots > 0"),
+            postgresql_where=text("open_slots > 0"),
+        ),
+    )
+    # Ids are allocated before insert (see ids.py) because ciphertexts are bound to them.
+    id: Mapped[int] = mapped_column(Id, Sequence("tasks_id_seq"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    uncertainty: Mapped[float] = mapped_column(Float, default=0.0)
+    # Answers wanted for this task (the project's overlap unless overridden at import).
+    required_answers: Mapped[int] = mapped_column(Integer)
+    answer_count: Mapped[int] = mapped_column(Integer, default=0)
+    # required_answers - answer_count - open leases; kept up to date so the queue needs one index.
+    open_slots: Mapped[int] = mapped_column(Integer)
+    data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    metadata_blob: Mapped[bytes | None] = mapped_column("metadata", LargeBinary, nullable=True)
+    suggestions: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Lease(ClientOwned, Base):
+    __tablename__ = "leases"
+    __table_args__ = (UniqueConstraint("task_id", "user_id", name="uq_leases_task_user"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(Id, ForeignKey("tasks.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+Index("ix_leases_user_project", Lease.user_id, Lease.project_id)
+
+
+class Answer(ClientOwned, Base):
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("task_id", "user_id", name="uq_answers_task_user"),
+        UniqueConstraint("user_id", "idempotency_key", name="uq_answers_user_idempotency_key"),
+    )
+    id: Mapped[int] = mapped_column(Id, Sequence("answers_id_seq"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(Id, ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="submitted")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    time_spent_ms: Mapped[int] = mapped_column(Integer)
+
+
+class Skip(ClientOwned, Base):
+    __tablename__ = "skips"
+    __table_args__ = (UniqueConstraint("task_id", "user_id", name="uq_skips_task_user"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(Id, ForeignKey("tasks.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(
+    mapper.class_.__tablename__ for mapper in Base.registry.mappers if issubclass(mapper.class_, ClientOwned)
+)

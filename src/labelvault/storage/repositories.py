@@ -1,0 +1,265 @@
+"""Repositories: the queries of each aggregate. They never commit (the unit of work does) and
+never filter by client themselves (the scoped session does, see scope.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from labelvault.storage.models import (
+    Answer,
+    ApiToken,
+    Client,
+    DataKey,
+    Lease,
+    Membership,
+    Project,
+    Skip,
+    Task,
+    User,
+)
+
+
+class _Repository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, obj: Any) -> Any:
+        self.session.add(obj)
+        self.session.flush()
+        return obj
+
+
+class ClientRepository(_Repository):
+    def get(self, client_id: int) -> Client | None:
+        return self.session.get(Client, client_id)
+
+    def by_slug(self, slug: str) -> Client | None:
+        return self.session.scalar(select(Client).where(Client.slug == slug))
+
+    def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[Client]:
+        return self.session.scalars(select(Client).order_by(Client.id).offset(offset).limit(limit)).all()
+
+    def count(self) -> int:
+        return self.session.scalar(select(func.count()).select_from(Client)) or 0
+
+
+class UserRepository(_Repository):
+    def get(self, user_id: int) -> User | None:
+        return self.session.get(User, user_id)
+
+    def by_username(self, username: str) -> User | None:
+        return self.session.scalar(select(User).where(User.username == username))
+
+    def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[User]:
+        return self.session.scalars(select(User).order_by(User.id).offset(offset).limit(limit)).all()
+
+    def count(self) -> int:
+        return self.session.scalar(select(func.count()).select_from(User)) or 0
+
+    def first_operator(self) -> User | None:
+        query = select(User).where(User.is_operator.is_(True), User.is_active.is_(True)).order_by(User.id)
+        return self.session.scalar(query.limit(1))
+
+    def operators_exist(self) -> bool:
+        return bool(self.session.scalar(select(exists().where(User.is_operator.is_(True)))))
+
+
+class TokenRepository(_Repository):
+    def by_hash(self, token_hash: str) -> ApiToken | None:
+        return self.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
+
+    def get(self, token_id: int) -> ApiToken | None:
+        return self.session.get(ApiToken, token_id)
+
+    def of_user(self, user_id: int, *, offset: int = 0, limit: int = 100) -> Sequence[ApiToken]:
+        query = select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
+        return self.session.scalars(query.offset(offset).limit(limit)).all()
+
+    def count_of_user(self, user_id: int) -> int:
+        query = select(func.count()).select_from(ApiToken).where(ApiToken.user_id == user_id)
+        return self.session.scalar(query) or 0
+
+
+class MembershipRepository(_Repository):
+    def roles_of(self, user_id: int) -> set[str]:
+        return set(self.session.scalars(select(Membership.role).where(Membership.user_id == user_id)))
+
+    def of_user(self, user_id: int) -> Sequence[Membership]:
+        """Every membership of a user; across clients only in an all-clients unit of work."""
+        query = select(Membership).where(Membership.user_id == user_id).order_by(Membership.client_id)
+        return self.session.scalars(query).all()
+
+    def find(self, user_id: int, role: str) -> Membership | None:
+        return self.session.scalar(
+            select(Membership).where(Membership.user_id == user_id, Membership.role == role)
+        )
+
+    def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[Membership]:
+        query = select(Membership).order_by(Membership.id).offset(offset).limit(limit)
+        return self.session.scalars(query).all()
+
+    def remove(self, membership: Membership) -> None:
+        self.session.delete(membership)
+        self.session.flush()
+
+
+class DataKeyRepository(_Repository):
+    def get(self, key_id: int) -> DataKey | None:
+        return self.session.get(DataKey, key_id)
+
+    def active(self) -> DataKey | None:
+        query = select(DataKey).where(DataKey.active.is_(True)).order_by(DataKey.id.desc()).limit(1)
+        return self.session.scalar(query)
+
+
+class ProjectRepository(_Repository):
+    def get(self, project_id: int) -> Project | None:
+        return self.session.get(Project, project_id)
+
+    def by_slug(self, slug: str) -> Project | None:
+        return self.session.scalar(select(Project).where(Project.slug == slug))
+
+    def in_client_by_slug(self, client_id: int, slug: str) -> Project | None:
+        """For the all-clients directory lookup; in a client scope, by_slug is enough."""
+        return self.session.scalar(select(Project).where(Project.client_id == client_id, Project.slug == slug))
+
+    def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[Project]:
+        query = select(Project).order_by(Project.id).offset(offset).limit(limit)
+        return self.session.scalars(query).all()
+
+    def count(self) -> int:
+        return self.session.scalar(select(func.count()).select_from(Project)) or 0
+
+
+class TaskRepository(_Repository):
+    def get(self, task_id: int) -> Task | None:
+        return self.session.get(Task, task_id)
+
+    def insert_new(self, rows: list[dict[str, Any]]) -> int:
+        """Insert rows, silently keeping the existing task where (project, external_id) exists."""
+        if not rows:
+            return 0
+        dialect = self.session.get_bind().dialect.name
+        builder = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = builder(Task).on_conflict_do_nothing(index_elements=["project_id", "external_id"])
+        result = self.session.execute(statement, rows)
+        return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+
+    def existing_external_ids(self, project_id: int, external_ids: list[str]) -> set[str]:
+        if not external_ids:
+            return set()
+        query = select(Task.external_id).where(
+            Task.project_id == project_id, Task.external_id.in_(external_ids)
+        )
+        return set(self.session.scalars(query))
+
+    def count(self, project_id: int) -> int:
+        query = select(func.count()).select_from(Task).where(Task.project_id == project_id)
+        return self.session.scalar(query) or 0
+
+    def page(self, project_id: int, *, after_id: int, limit: int) -> Sequence[Task]:
+        query = (
+            select(Task)
+            .where(Task.project_id == project_id, Task.id > after_id)
+            .order_by(Task.id)
+            .limit(limit)
+        )
+        return self.session.scalars(query).all()
+
+    def list(self, project_id: int, *, offset: int, limit: int) -> Sequence[Task]:
+        query = select(Task).where(Task.project_id == project_id).order_by(Task.id).offset(offset).limit(limit)
+        return self.session.scalars(query).all()
+
+    def next_for(self, project_id: int, user_id: int) -> Task | None:
+        """The best task with a free slot that this user has not answered, skipped or leased."""
+        seen = [
+            exists().where(model.task_id == Task.id, model.user_id == user_id)
+            for model in (Answer, Skip, Lease)
+        ]
+        query = (
+            select(Task)
+            .where(Task.project_id == project_id, Task.open_slots > 0, *[~s for s in seen])
+            .order_by(Task.priority.desc(), Task.uncertainty.desc(), Task.id)
+            .limit(1)
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=Task)
+        return self.session.scalar(query)
+
+    def adjust_slots(self, task_id: int, *, open_slots: int = 0, answers: int = 0) -> None:
+        self.session.execute(
+            update(Task)
+            .where(Task.id == task_id)
+            .values(open_slots=Task.open_slots + open_slots, answer_count=Task.answer_count + answers)
+        )
+
+    def progress(self, project_id: int) -> tuple[int, int, int]:
+        """(tasks, answers needed in all, answers given)."""
+        row = self.session.execute(
+            select(func.count(), func.coalesce(func.sum(Task.required_answers), 0),
+                   func.coalesce(func.sum(Task.answer_count), 0)).where(Task.project_id == project_id)
+        ).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+
+class LeaseRepository(_Repository):
+    def open_for(self, user_id: int, project_id: int, now: datetime) -> Lease | None:
+        query = select(Lease).where(
+            Lease.user_id == user_id, Lease.project_id == project_id, Lease.expires_at > now
+        )
+        return self.session.scalar(query.order_by(Lease.id).limit(1))
+
+    def of(self, task_id: int, user_id: int) -> Lease | None:
+        return self.session.scalar(select(Lease).where(Lease.task_id == task_id, Lease.user_id == user_id))
+
+    def expired(self, now: datetime, limit: int = 500) -> Sequence[Lease]:
+        query = select(Lease).where(Lease.expires_at <= now).order_by(Lease.expires_at).limit(limit)
+        return self.session.scalars(query).all()
+
+    def remove(self, lease: Lease) -> None:
+        self.session.execute(delete(Lease).where(Lease.id == lease.id))
+
+    def insert(self, **values: Any) -> None:
+        self.session.execute(insert(Lease), [values])
+
+
+class AnswerRepository(_Repository):
+    def by_idempotency_key(self, user_id: int, key: str) -> Answer | None:
+        return self.session.scalar(
+            select(Answer).where(Answer.user_id == user_id, Answer.idempotency_key == key)
+        )
+
+    def of(self, task_id: int, user_id: int) -> Answer | None:
+        return self.session.scalar(select(Answer).where(Answer.task_id == task_id, Answer.user_id == user_id))
+
+    def for_tasks(self, task_ids: list[int]) -> Sequence[Answer]:
+        if not task_ids:
+            return []
+        query = select(Answer).where(Answer.task_id.in_(task_ids)).order_by(Answer.task_id, Answer.id)
+        return self.session.scalars(query).all()
+
+    def iterate(self, project_id: int, batch: int = 1000) -> Iterator[Answer]:
+        last = 0
+        while True:
+            rows = self.session.scalars(
+                select(Answer)
+                .where(and_(Answer.project_id == project_id, Answer.id > last))
+                .order_by(Answer.id)
+                .limit(batch)
+            ).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].id
+
+
+class SkipRepository(_Repository):
+    def of(self, task_id: int, user_id: int) -> Skip | None:
+        return self.session.scalar(select(Skip).where(Skip.task_id == task_id, Skip.user_id == user_id))

@@ -1,0 +1,125 @@
+"""The unit of work owns the transaction and carries the client scope.
+
+    with uow_factory.for_client(client_id, write=True) as uow:
+        project = uow.projects.get(project_id)
+        ...
+        uow.commit()
+
+Leaving without ``commit()`` rolls back. Repositories exist only inside a unit of work, so
+nothing can reach client data without a scope. On PostgreSQL the scope is also set as
+``app.client_id`` for the transaction (``set_config(..., true)``), which row-level security uses.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import sessionmaker
+
+from labelvault.crypto.keyring import DataCipher, Keyring
+from labelvault.errors import CryptoError
+from labelvault.storage.engine import writer
+from labelvault.storage.repositories import (
+    AnswerRepository,
+    ClientRepository,
+    DataKeyRepository,
+    LeaseRepository,
+    MembershipRepository,
+    ProjectRepository,
+    SkipRepository,
+    TaskRepository,
+    TokenRepository,
+    UserRepository,
+)
+from labelvault.storage.scope import Scope, ScopedSession
+
+
+class UnitOfWork:
+    def __init__(self, factory: UnitOfWorkFactory, scope: Scope, *, write: bool) -> None:
+        self._factory = factory
+        self.scope = scope
+        self._write = write
+        self._committed = False
+
+    def __enter__(self) -> Self:
+        bind = self._factory.write_engine if self._write else self._factory.engine
+        self.session = self._factory.sessionmaker(bind=bind)
+        self.session.info["scope"] = self.scope
+        if bind.dialect.name == "postgresql":
+            # Transaction-local (is_local=true): never leaks to the next user of a pooled connection.
+            value = "" if self.scope.client_id is None else str(self.scope.client_id)
+            all_clients = "on" if self.scope.all_clients else ""
+            self.session.execute(
+                text("SELECT set_config('app.client_id', :c, true), set_config('app.all_clients', :a, true)"),
+                {"c": value, "a": all_clients},
+            )
+        session = self.session
+        # System-level repositories (not client-owned tables).
+        self.clients = ClientRepository(session)
+        self.users = UserRepository(session)
+        self.tokens = TokenRepository(session)
+        # Client-owned repositories: the scoped session filters them.
+        self.memberships = MembershipRepository(session)
+        self.data_keys = DataKeyRepository(session)
+        self.projects = ProjectRepository(session)
+        self.tasks = TaskRepository(session)
+        self.leases = LeaseRepository(session)
+        self.answers = AnswerRepository(session)
+        self.skips = SkipRepository(session)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # close() rolls back whatever was not committed; unlike rollback() it leaves loaded objects
+        # readable (detached), so use cases can return what they read.
+        self.session.close()
+
+    @property
+    def client_id(self) -> int:
+        if self.scope.client_id is None:
+            raise CryptoError("no client in scope")
+        return self.scope.client_id
+
+    def commit(self) -> None:
+        self.session.commit()
+        self._committed = True
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    # Encryption: the client's data keys are rows of this client, wrapped by its key outside the DB.
+    def cipher(self, data_key_id: int) -> DataCipher:
+        key = self.data_keys.get(data_key_id)
+        if key is None:
+            raise CryptoError(f"data key {data_key_id} is not a key of client {self.client_id}")
+        return self._factory.keyring.data_cipher(self.client_id, key.wrapped_key)
+
+    def active_cipher(self) -> tuple[int, DataCipher]:
+        key = self.data_keys.active()
+        if key is None:
+            raise CryptoError(f"client {self.client_id} has no active data key")
+        return key.id, self._factory.keyring.data_cipher(self.client_id, key.wrapped_key)
+
+
+class UnitOfWorkFactory:
+    """Built once by the bootstrap; hands out units of work, each with an explicit scope."""
+
+    def __init__(self, engine: Engine, keyring: Keyring) -> None:
+        self.engine = engine
+        self.write_engine = writer(engine)
+        self.keyring = keyring
+        self.sessionmaker = sessionmaker(class_=ScopedSession, expire_on_commit=False, autoflush=False)
+
+    def for_client(self, client_id: int, *, write: bool = False) -> UnitOfWork:
+        return UnitOfWork(self, Scope(client_id=client_id), write=write)
+
+    def system(self, *, write: bool = False) -> UnitOfWork:
+        """Install-level work (clients, users, tokens); sees no client-owned rows."""
+        return UnitOfWork(self, Scope(), write=write)
+
+    def all_clients(self, *, write: bool = False) -> UnitOfWork:
+        """Operator work across clients (offboarding, audit); use sparingly and say why."""
+        return UnitOfWork(self, Scope(all_clients=True), write=write)

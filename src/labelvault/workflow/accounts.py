@@ -1,0 +1,213 @@
+"""Users, passwords, API tokens and roles."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from labelvault.domain.access import Actor, Role, UserPolicy
+from labelvault.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from labelvault.storage.models import ApiToken, Membership, User, utcnow
+from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.workflow.access import access_in
+
+# OWASP's argon2id baseline (m=19 MiB, t=2, p=1): about 20 ms here, so keep it off hot paths.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+# A dummy hash to verify against when the user does not exist, so timing does not reveal it.
+_DUMMY_HASH = _hasher.hash("labelvault-no-such-user")
+
+TOKEN_PREFIX = "lv_"
+MIN_PASSWORD_LENGTH = 10
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"password too short: at least {MIN_PASSWORD_LENGTH} characters")
+    return _hasher.hash(password)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    id: int
+    name: str
+    token: str  # shown once, never stored
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    name: str
+    display_prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    id: int
+    username: str
+    display_name: str
+    is_operator: bool
+    is_active: bool
+
+
+def _user_info(user: User) -> UserInfo:
+    return UserInfo(user.id, user.username, user.display_name, user.is_operator, user.is_active)
+
+
+def _user_actor(user: User) -> Actor:
+    return Actor(user_id=user.id, username=user.username, is_operator=user.is_operator)
+
+
+class AccountService:
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self.uow_factory = uow_factory
+
+    def create_user(
+        self,
+        actor: Actor | None,
+        username: str,
+        password: str | None,
+        *,
+        is_operator: bool = False,
+        display_name: str = "",
+    ) -> int:
+        """Create a user. ``actor`` None is allowed only for the first operator of an install."""
+        username = username.strip()
+        if not username or len(username) > 100:
+            raise InvalidInput("username must be 1 to 100 characters", details={"field": "username"})
+        password_hash = hash_password(password) if password is not None else None
+        with self.uow_factory.system(write=True) as uow:
+            if actor is None:
+                if uow.users.operators_exist():
+                    raise PermissionDenied("an operator exists already; log in as one to add users")
+                is_operator = True
+            else:
+                UserPolicy.administer(actor)
+            if uow.users.by_username(username) is not None:
+                raise Conflict(f"user {username!r} exists already", details={"field": "username"})
+            user = uow.users.add(
+                User(username=username, password_hash=password_hash, is_operator=is_operator,
+                     display_name=display_name or username)
+            )
+            uow.commit()
+            return user.id
+
+    def authenticate(self, username: str, password: str) -> Actor:
+        with self.uow_factory.system() as uow:
+            user = uow.users.by_username(username)
+        stored = user.password_hash if user is not None and user.is_active else None
+        try:
+            _hasher.verify(stored or _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            raise NotAuthenticated("wrong username or password") from None
+        if user is None or stored is None:
+            raise NotAuthenticated("wrong username or password")
+        return _user_actor(user)
+
+    def issue_token(self, actor: Actor, name: str, *, for_username: str | None = None) -> IssuedToken:
+        """A new API token for the actor (or, for an operator, for another user)."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.uow_factory.system(write=True) as uow:
+            user_id = actor.user_id
+            if for_username is not None and for_username != actor.username:
+                UserPolicy.administer(actor)
+                user = uow.users.by_username(for_username)
+                if user is None:
+                    raise NotFound(f"user {for_username!r} not found")
+                user_id = user.id
+            row = uow.tokens.add(
+                ApiToken(user_id=user_id, name=name[:100] or "token", display_prefix=token[:10],
+                         token_hash=token_digest(token))
+            )
+            uow.commit()
+            return IssuedToken(id=row.id, name=row.name, token=token)
+
+    def actor_for_token(self, token: str) -> Actor:
+        if not token.startswith(TOKEN_PREFIX):
+            raise NotAuthenticated("not a LabelVault token")
+        with self.uow_factory.system() as uow:
+            row = uow.tokens.by_hash(token_digest(token))
+            user = uow.users.get(row.user_id) if row is not None and row.revoked_at is None else None
+            if user is None or not user.is_active:
+                raise NotAuthenticated("invalid or revoked token")
+            return _user_actor(user)
+
+    def list_tokens(self, actor: Actor, *, offset: int = 0, limit: int = 100) -> tuple[list[TokenInfo], int]:
+        with self.uow_factory.system() as uow:
+            rows = uow.tokens.of_user(actor.user_id, offset=offset, limit=limit)
+            items = [TokenInfo(r.id, r.name, r.display_prefix, r.created_at, r.revoked_at) for r in rows]
+            return items, uow.tokens.count_of_user(actor.user_id)
+
+    def get_user(self, actor: Actor, user_id: int) -> UserInfo:
+        if actor.user_id != user_id:
+            UserPolicy.administer(actor)
+        with self.uow_factory.system() as uow:
+            user = uow.users.get(user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} not found")
+            return _user_info(user)
+
+    def list_users(self, actor: Actor, *, offset: int = 0, limit: int = 100) -> tuple[list[UserInfo], int]:
+        UserPolicy.administer(actor)
+        with self.uow_factory.system() as uow:
+            return [_user_info(u) for u in uow.users.list(offset=offset, limit=limit)], uow.users.count()
+
+    def revoke_token(self, actor: Actor, token_id: int) -> None:
+        with self.uow_factory.system(write=True) as uow:
+            row = uow.tokens.get(token_id)
+            if row is None or (row.user_id != actor.user_id and not actor.is_operator):
+                raise NotFound(f"token {token_id} not found")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            uow.commit()
+
+    def first_operator(self) -> Actor:
+        with self.uow_factory.system() as uow:
+            user = uow.users.first_operator()
+            if user is None:
+                raise NotFound("no operator account: run 'labelvault init'")
+            return _user_actor(user)
+
+    def actor_by_username(self, username: str) -> Actor:
+        with self.uow_factory.system() as uow:
+            user = uow.users.by_username(username)
+            if user is None:
+                raise NotFound(f"user {username!r} not found")
+            return _user_actor(user)
+
+    def grant_role(self, actor: Actor, client_id: int, username: str, role: str) -> None:
+        try:
+            role_value = Role(role)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown role {role!r}; expected one of {', '.join(r.value for r in Role)}",
+                details={"field": "role"},
+            ) from None
+        target = self.actor_by_username(username)
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            UserPolicy.grant_role(access_in(uow, actor))
+            if uow.clients.get(client_id) is None:
+                raise NotFound("client not found")
+            if uow.memberships.find(target.user_id, role_value) is None:
+                uow.memberships.add(Membership(user_id=target.user_id, role=role_value.value))
+            uow.commit()
+
+    def revoke_role(self, actor: Actor, client_id: int, username: str, role: str) -> None:
+        target = self.actor_by_username(username)
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            UserPolicy.grant_role(access_in(uow, actor))
+            membership = uow.memberships.find(target.user_id, role)
+            if membership is None:
+                raise NotFound(f"{username!r} has no role {role!r} in this client")
+            uow.memberships.remove(membership)
+            uow.commit()

@@ -1,0 +1,198 @@
+"""Projects: a schema of fields and typed questions, and the settings of their queue."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from labelvault.domain.access import Actor, ProjectPolicy
+from labelvault.domain.schema import ProjectSchema, parse_schema
+from labelvault.errors import Conflict, InvalidInput, NotFound
+from labelvault.storage.models import Project
+from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from labelvault.workflow.access import access_in
+from labelvault.workflow.clients import check_slug
+
+PROJECT_STATUSES = ("active", "paused", "archived")
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectInfo:
+    id: int
+    client_id: int
+    slug: str
+    name: str
+    schema: ProjectSchema
+    overlap: int
+    lease_seconds: int
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    id: int
+    external_id: str | None
+    priority: int
+    required_answers: int
+    answer_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSettings:
+    """Changes to a project; None leaves a setting as it is."""
+
+    name: str | None = None
+    overlap: int | None = None
+    lease_seconds: int | None = None
+    status: str | None = None
+
+
+_schema_cache: dict[str, ProjectSchema] = {}
+
+
+def schema_of(project: Project) -> ProjectSchema:
+    # Parsing is pure and schemas rarely change: cache by the stored document itself.
+    schema = _schema_cache.get(project.schema_json)
+    if schema is None:
+        schema = parse_schema(json.loads(project.schema_json))
+        if len(_schema_cache) > 1000:
+            _schema_cache.clear()
+        _schema_cache[project.schema_json] = schema
+    return schema
+
+
+def project_info(project: Project) -> ProjectInfo:
+    return ProjectInfo(
+        id=project.id, client_id=project.client_id, slug=project.slug, name=project.name,
+        schema=schema_of(project), overlap=project.overlap, lease_seconds=project.lease_seconds,
+        status=project.status, created_at=project.created_at,
+    )
+
+
+def load_project(uow: UnitOfWork, project_id: int) -> Project:
+    project = uow.projects.get(project_id)
+    if project is None:
+        raise NotFound(f"project {project_id} not found")
+    return project
+
+
+def _check_overlap(overlap: int) -> None:
+    if not 1 <= overlap <= 100:
+        raise InvalidInput("overlap must be between 1 and 100", details={"field": "overlap"})
+
+
+def _check_lease(seconds: int) -> None:
+    if not 10 <= seconds <= 7 * 24 * 3600:
+        raise InvalidInput("lease_seconds must be between 10 and 604800", details={"field": "lease_seconds"})
+
+
+class ProjectService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, *, default_lease_seconds: int = 600) -> None:
+        self.uow_factory = uow_factory
+        self.default_lease_seconds = default_lease_seconds
+
+    def locate(self, reference: str | int) -> tuple[int, int]:
+        """(client id, project id) from a project id or ``client-slug/project-slug``.
+
+        This directory lookup reads ids only, across clients; the use case that follows opens the
+        client's scope and checks access, so an unknown and a foreign project look the same.
+        """
+        text = str(reference)
+        with self.uow_factory.all_clients() as uow:
+            if text.isdigit():
+                project = uow.projects.get(int(text))
+            else:
+                client_slug, _, project_slug = text.partition("/")
+                client = uow.clients.by_slug(client_slug)
+                project = None
+                if client is not None and project_slug:
+                    project = uow.projects.in_client_by_slug(client.id, project_slug)
+            if project is None:
+                raise NotFound(f"project {reference} not found")
+            return project.client_id, project.id
+
+    def create(
+        self,
+        actor: Actor,
+        client_id: int,
+        *,
+        slug: str,
+        name: str,
+        schema: str | bytes | dict[str, Any],
+        overlap: int = 1,
+        lease_seconds: int | None = None,
+    ) -> ProjectInfo:
+        check_slug(slug, "project")
+        parsed = parse_schema(schema)
+        _check_overlap(overlap)
+        lease_seconds = lease_seconds or self.default_lease_seconds
+        _check_lease(lease_seconds)
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            ProjectPolicy.manage(access_in(uow, actor))
+            if uow.projects.by_slug(slug) is not None:
+                raise Conflict(f"project {slug!r} exists already in this client", details={"field": "slug"})
+            project = uow.projects.add(
+                Project(slug=slug, name=name or slug, schema_json=json.dumps(parsed.to_dict()),
+                        overlap=overlap, lease_seconds=lease_seconds)
+            )
+            uow.commit()
+            return project_info(project)
+
+    def get(self, actor: Actor, client_id: int, project_id: int) -> ProjectInfo:
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.view(access_in(uow, actor))
+            return project_info(load_project(uow, project_id))
+
+    def list(
+        self, actor: Actor, client_id: int, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[ProjectInfo], int]:
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.view(access_in(uow, actor))
+            rows = uow.projects.list(offset=offset, limit=limit)
+            return [project_info(p) for p in rows], uow.projects.count()
+
+    def update(self, actor: Actor, client_id: int, project_id: int, changes: ProjectSettings) -> ProjectInfo:
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            ProjectPolicy.manage(access_in(uow, actor))
+            project = load_project(uow, project_id)
+            if changes.name is not None:
+                project.name = changes.name
+            if changes.overlap is not None:
+                _check_overlap(changes.overlap)
+                project.overlap = changes.overlap
+            if changes.lease_seconds is not None:
+                _check_lease(changes.lease_seconds)
+                project.lease_seconds = changes.lease_seconds
+            if changes.status is not None:
+                if changes.status not in PROJECT_STATUSES:
+                    raise InvalidInput(
+                        f"status must be one of {', '.join(PROJECT_STATUSES)}", details={"field": "status"}
+                    )
+                project.status = changes.status
+            uow.commit()
+            return project_info(project)
+
+    def tasks(
+        self, actor: Actor, client_id: int, project_id: int, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[TaskSummary], int]:
+        """Task ids and counters, no content: enough to page through a project."""
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.view(access_in(uow, actor))
+            load_project(uow, project_id)
+            rows = uow.tasks.list(project_id, offset=offset, limit=limit)
+            summaries = [
+                TaskSummary(t.id, t.external_id, t.priority, t.required_answers, t.answer_count, t.created_at)
+                for t in rows
+            ]
+            return summaries, uow.tasks.count(project_id)
+
+    def progress(self, actor: Actor, client_id: int, project_id: int) -> dict[str, int]:
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.view(access_in(uow, actor))
+            load_project(uow, project_id)
+            tasks, needed, given = uow.tasks.progress(project_id)
+            return {"tasks": tasks, "answers_needed": needed, "answers_given": given}

@@ -1,0 +1,114 @@
+"""Labeling over the API: next with a lease, validated submit with idempotency, skip."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import Api, create_project
+
+
+def import_texts(api: Api, project: dict, texts: list[str]) -> None:
+    world = api.world
+    rows = [{"external_id": f"t{i}", "data": {"text": t}} for i, t in enumerate(texts)]
+    report = world.services.imports.import_rows(world.operator, project["client_id"], project["id"], rows)
+    assert report.created == len(texts)
+
+
+@pytest.fixture
+def project(api: Api) -> dict:
+    project = create_project(api, "manager_a", api.world.client_a, overlap=1)
+    import_texts(api, project, ["I love it", "It broke on day one", "It is a box"])
+    return project
+
+
+def test_next_leases_a_task_and_returns_its_data(api: Api, project: dict) -> None:
+    response = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/next")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["data"]["text"] == "I love it"
+    assert body["lease_expires_at"] > body["lease_started_at"]
+
+
+def test_asking_again_returns_the_same_open_lease(api: Api, project: dict) -> None:
+    first = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/next").json()
+    second = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/next").json()
+    assert first["task_id"] == second["task_id"]
+
+
+def test_submit_is_validated_and_names_the_question(api: Api, project: dict) -> None:
+    task = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/next").json()
+    response = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/{task['task_id']}/answers",
+                        json={"answer": {"sentiment": "ecstatic"}})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "answer_invalid"
+    assert "sentiment" in error["message"]
+
+
+def test_a_repeated_submit_with_the_same_key_returns_the_first_result(api: Api, project: dict) -> None:
+    pid = project["id"]
+    task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    url = f"/api/projects/{pid}/tasks/{task['task_id']}/answers"
+    body = {"answer": {"sentiment": "positive"}, "idempotency_key": "k-1"}
+    first = api.post("labeler_a", url, json=body)
+    again = api.post("labeler_a", url, json=body)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["answer_id"] == again.json()["answer_id"]
+    assert first.json()["created"] is True and again.json()["created"] is False
+    progress = api.get("manager_a", f"/api/projects/{pid}/progress").json()
+    assert progress["answers_given"] == 1
+
+
+def test_the_idempotency_key_header_works_too(api: Api, project: dict) -> None:
+    pid = project["id"]
+    task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    url = f"/api/projects/{pid}/tasks/{task['task_id']}/answers"
+    headers = {"Idempotency-Key": "h-1"}
+    first = api.post("labeler_a", url, json={"answer": {"sentiment": "negative"}}, headers=headers)
+    again = api.post("labeler_a", url, json={"answer": {"sentiment": "negative"}}, headers=headers)
+    assert first.json()["answer_id"] == again.json()["answer_id"]
+
+
+def test_a_labeler_works_through_the_queue_and_is_told_when_it_is_empty(api: Api, project: dict) -> None:
+    pid = project["id"]
+    seen = []
+    for _ in range(3):
+        task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+        seen.append(task["task_id"])
+        receipt = api.post("labeler_a", f"/api/projects/{pid}/tasks/{task['task_id']}/answers",
+                           json={"answer": {"sentiment": "neutral"}})
+        assert receipt.status_code == 200, receipt.text
+    assert len(set(seen)) == 3
+    empty = api.post("labeler_a", f"/api/projects/{pid}/tasks/next")
+    assert empty.status_code == 409
+    assert empty.json()["error"]["details"]["reason"] == "no_tasks"
+
+
+def test_a_skipped_task_is_not_offered_again_to_that_labeler(api: Api, project: dict) -> None:
+    pid = project["id"]
+    task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    skipped = api.post("labeler_a", f"/api/projects/{pid}/tasks/{task['task_id']}/skip", json={"reason": "unclear"})
+    assert skipped.status_code == 204
+    following = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    assert following["task_id"] != task["task_id"]
+
+
+def test_answering_a_task_twice_is_a_conflict(api: Api, project: dict) -> None:
+    pid = project["id"]
+    task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    url = f"/api/projects/{pid}/tasks/{task['task_id']}/answers"
+    assert api.post("labeler_a", url, json={"answer": {"sentiment": "positive"}}).status_code == 200
+    assert api.post("labeler_a", url, json={"answer": {"sentiment": "positive"}}).status_code == 409
+
+
+def test_overlap_gives_each_task_to_distinct_labelers(api: Api) -> None:
+    world = api.world
+    project = create_project(api, "manager_a", world.client_a, "double", overlap=2)
+    import_texts(api, project, ["only one"])
+    world.services.accounts.grant_role(world.operator, world.client_a, "reviewer_a", "labeler")
+    pid = project["id"]
+    for who in ("labeler_a", "reviewer_a"):
+        task = api.post(who, f"/api/projects/{pid}/tasks/next").json()
+        assert api.post(who, f"/api/projects/{pid}/tasks/{task['task_id']}/answers",
+                        json={"answer": {"sentiment": "neutral"}}).status_code == 200
+    assert api.post("labeler_a", f"/api/projects/{pid}/tasks/next").status_code == 409
