@@ -1,0 +1,1 @@
+"""Demo install: a client with one project per question type and sample tasks written by us."""
