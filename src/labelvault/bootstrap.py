@@ -16,6 +16,7 @@ from labelvault.workflow.accounts import AccountService
 from labelvault.workflow.clients import ClientService
 from labelvault.workflow.labeling import LabelingService
 from labelvault.workflow.projects import ProjectService
+from labelvault.workflow.review import ReviewService
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Services:
     clients: ClientService
     projects: ProjectService
     labeling: LabelingService
+    reviews: ReviewService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -57,4 +59,5 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         clients=ClientService(uow_factory),
         projects=ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds),
         labeling=LabelingService(uow_factory),
+        reviews=ReviewService(uow_factory),
     )

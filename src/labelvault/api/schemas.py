@@ -95,7 +95,15 @@ class ProjectUpdate(BaseModel):
     name: str | None = None
     overlap: int | None = None
     lease_seconds: int | None = None
-    status: str | None = None
+    status: str | None = Field(default=None, description="active, paused or archived")
+    review_policy: str | None = Field(default=None, description="none, sample, all or disagreement")
+    review_sample_rate: float | None = Field(default=None, description="Share of completed tasks reviewed (sample).")
+    pay_on: str | None = Field(default=None, description="Labelers earn on submit or on accept.")
+    rate_per_answer: int | None = Field(default=None, description="Minor units (e.g. cents) per answer.")
+    rate_per_review: int | None = Field(default=None, description="Minor units per review decision.")
+    question_rates: dict[str, int] | None = Field(default=None, description="Extra minor units per question answered.")
+    budget_cap: int | None = Field(default=None, description="Minor units; the queue stops before exceeding it.")
+    clear_budget_cap: bool = False
 
 
 class ProjectRead(BaseModel):
@@ -109,6 +117,14 @@ class ProjectRead(BaseModel):
     lease_seconds: int
     status: str
     created_at: datetime
+    review_policy: str
+    review_sample_rate: float
+    pay_on: str
+    rate_per_answer: int
+    rate_per_review: int
+    question_rates: dict[str, int]
+    budget_cap: int | None
+    spent: int
 
 
 class Progress(BaseModel):
@@ -152,3 +168,40 @@ class TaskSummary(BaseModel):
     required_answers: int
     answer_count: int
     created_at: datetime
+
+
+class ReviewAnswerRead(BaseModel):
+    answer_id: int
+    labeler_id: int
+    labeler: str
+    value: dict[str, Any]
+    submitted_at: datetime
+    time_spent_ms: int
+
+
+class ReviewItemRead(BaseModel):
+    task_id: int
+    project_id: int
+    data: dict[str, Any]
+    answers: list[ReviewAnswerRead]
+    lease_expires_at: datetime
+
+
+class ReviewDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: str = Field(description="accept, reject or correct")
+    answer_ids: list[int] | None = Field(default=None, description="Answers to reject (default: all).")
+    reason: str = Field(default="", max_length=2000, description="Required for reject; the labeler reads it.")
+    answer: dict[str, Any] | None = Field(default=None, description="The corrected answer (correct).")
+
+
+class ReviewRecorded(BaseModel):
+    review_id: int
+
+
+class RejectionRead(BaseModel):
+    answer_id: int
+    task_id: int
+    value: dict[str, Any]
+    reason: str
+    reviewed_at: datetime | None

@@ -206,3 +206,7 @@ def project_create(
 
 
 io_commands.register(app)
+
+
+if __name__ == "__main__":
+    app()

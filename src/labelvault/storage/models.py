@@ -18,8 +18,8 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    Sequence,
     MetaData,
+    Sequence,
     String,
     Text,
     TypeDecorator,
@@ -134,6 +134,17 @@ class Project(ClientOwned, Base):
     overlap: Mapped[int] = mapped_column(Integer, default=1)
     lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # Review: none, sample (review_sample_rate of completed tasks), all, or disagreement.
+    review_policy: Mapped[str] = mapped_column(String(20), default="none")
+    review_sample_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    # Money in integer minor units of the client's currency: never floats.
+    pay_on: Mapped[str] = mapped_column(String(10), default="submit")  # submit | accept
+    rate_per_answer: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate_per_review: Mapped[int] = mapped_column(BigInteger, default=0)
+    question_rates_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    budget_cap: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Ledger total for this project, kept with each ledger append so the budget check is one read.
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -163,6 +174,8 @@ class Task(ClientOwned, Base):
     answer_count: Mapped[int] = mapped_column(Integer, default=0)
     # required_answers - answer_count - open leases; kept up to date so the queue needs one index.
     open_slots: Mapped[int] = mapped_column(Integer)
+    # none: not (yet) for review; pending: in the reviewer queue; done: reviewed or not sampled.
+    review_state: Mapped[str] = mapped_column(String(10), default="none")
     data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     metadata_blob: Mapped[bytes | None] = mapped_column("metadata", LargeBinary, nullable=True)
@@ -182,6 +195,7 @@ class Lease(ClientOwned, Base):
 
 
 Index("ix_leases_user_project", Lease.user_id, Lease.project_id)
+Index("ix_leases_project", Lease.project_id)
 
 
 class Answer(ClientOwned, Base):
@@ -197,10 +211,14 @@ class Answer(ClientOwned, Base):
     data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
     value: Mapped[bytes] = mapped_column(LargeBinary)
     idempotency_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # submitted -> accepted | rejected | corrected (a reviewer's correction replaced it)
     status: Mapped[str] = mapped_column(String(20), default="submitted")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     time_spent_ms: Mapped[int] = mapped_column(Integer)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The reviewer's reason, sealed: it may quote the task.
+    review_note: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Skip(ClientOwned, Base):
@@ -212,6 +230,57 @@ class Skip(ClientOwned, Base):
     user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
     reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ReviewLease(ClientOwned, Base):
+    """A reviewer's hold on a task awaiting review (one reviewer per task at a time)."""
+
+    __tablename__ = "review_leases"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(Id, ForeignKey("tasks.id", ondelete="CASCADE"), unique=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Review(ClientOwned, Base):
+    """A reviewer's decision on a task: accept, reject (some answers) or correct."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Id, Sequence("reviews_id_seq"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    task_id: Mapped[int] = mapped_column(Id, ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    decision: Mapped[str] = mapped_column(String(10))
+    data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
+    # The corrected answer (decision "correct"), sealed; final for the task.
+    corrected_value: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    reason: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    time_spent_ms: Mapped[int] = mapped_column(Integer)
+
+
+class LedgerEntry(ClientOwned, Base):
+    """Append-only money events in integer minor units; a reversal is a new negative entry."""
+
+    __tablename__ = "ledger_entries"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # answer | review | bonus | reversal
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    answer_id: Mapped[int | None] = mapped_column(Id, nullable=True, index=True)
+    review_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    task_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+Index("ix_tasks_review_queue", Task.project_id, Task.review_state, Task.id)
+Index("ix_answers_user_created", Answer.user_id, Answer.created_at)
 
 
 CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(

@@ -20,6 +20,8 @@ from labelvault.storage.models import (
     Lease,
     Membership,
     Project,
+    Review,
+    ReviewLease,
     Skip,
     Task,
     User,
@@ -66,6 +68,15 @@ class UserRepository(_Repository):
     def first_operator(self) -> User | None:
         query = select(User).where(User.is_operator.is_(True), User.is_active.is_(True)).order_by(User.id)
         return self.session.scalar(query.limit(1))
+
+    def lock(self, user_id: int) -> None:
+        """Serialise one person's queue steps (check-then-act) across transactions and servers.
+
+        PostgreSQL: a row lock on the user until commit. SQLite needs none: writers hold the
+        database's single write lock (BEGIN IMMEDIATE) for the whole transaction.
+        """
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
     def operators_exist(self) -> bool:
         return bool(self.session.scalar(select(exists().where(User.is_operator.is_(True)))))
@@ -223,8 +234,14 @@ class LeaseRepository(_Repository):
         query = select(Lease).where(Lease.expires_at <= now).order_by(Lease.expires_at).limit(limit)
         return self.session.scalars(query).all()
 
-    def remove(self, lease: Lease) -> None:
-        self.session.execute(delete(Lease).where(Lease.id == lease.id))
+    def remove(self, lease: Lease) -> bool:
+        """Delete the lease; False if another transaction removed it first (so slots move once)."""
+        result = self.session.execute(delete(Lease).where(Lease.id == lease.id))
+        return bool(result.rowcount)
+
+    def count_in_project(self, project_id: int) -> int:
+        query = select(func.count()).select_from(Lease).where(Lease.project_id == project_id)
+        return self.session.scalar(query) or 0
 
     def insert(self, **values: Any) -> None:
         self.session.execute(insert(Lease), [values])
@@ -238,6 +255,18 @@ class AnswerRepository(_Repository):
 
     def of(self, task_id: int, user_id: int) -> Answer | None:
         return self.session.scalar(select(Answer).where(Answer.task_id == task_id, Answer.user_id == user_id))
+
+    def counted_for_task(self, task_id: int) -> Sequence[Answer]:
+        """Answers that count towards the task (rejected ones do not)."""
+        query = select(Answer).where(Answer.task_id == task_id, Answer.status != "rejected").order_by(Answer.id)
+        return self.session.scalars(query).all()
+
+    def set_status(self, answer_ids: list[int], status: str, *, reviewed_at: datetime | None = None) -> None:
+        if answer_ids:
+            values: dict[str, Any] = {"status": status}
+            if reviewed_at is not None:
+                values["reviewed_at"] = reviewed_at
+            self.session.execute(update(Answer).where(Answer.id.in_(answer_ids)).values(**values))
 
     def for_tasks(self, task_ids: list[int]) -> Sequence[Answer]:
         if not task_ids:
@@ -263,3 +292,50 @@ class AnswerRepository(_Repository):
 class SkipRepository(_Repository):
     def of(self, task_id: int, user_id: int) -> Skip | None:
         return self.session.scalar(select(Skip).where(Skip.task_id == task_id, Skip.user_id == user_id))
+
+
+class ReviewRepository(_Repository):
+    def next_for(self, project_id: int, reviewer_id: int, now: datetime) -> Task | None:
+        """Oldest task awaiting review that nobody holds and the reviewer did not answer."""
+        held = exists().where(ReviewLease.task_id == Task.id, ReviewLease.expires_at > now)
+        answered = exists().where(Answer.task_id == Task.id, Answer.user_id == reviewer_id)
+        query = (
+            select(Task)
+            .where(Task.project_id == project_id, Task.review_state == "pending", ~held, ~answered)
+            .order_by(Task.id)
+            .limit(1)
+        )
+        if self.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=Task)
+        return self.session.scalar(query)
+
+    def lease_of_reviewer(self, reviewer_id: int, project_id: int, now: datetime) -> ReviewLease | None:
+        query = select(ReviewLease).where(
+            ReviewLease.user_id == reviewer_id, ReviewLease.project_id == project_id, ReviewLease.expires_at > now
+        )
+        return self.session.scalar(query.limit(1))
+
+    def lease_on(self, task_id: int) -> ReviewLease | None:
+        return self.session.scalar(select(ReviewLease).where(ReviewLease.task_id == task_id))
+
+    def drop_lease(self, lease: ReviewLease) -> None:
+        self.session.execute(delete(ReviewLease).where(ReviewLease.id == lease.id))
+
+    def pending_count(self, project_id: int) -> int:
+        query = select(func.count()).select_from(Task).where(
+            Task.project_id == project_id, Task.review_state == "pending"
+        )
+        return self.session.scalar(query) or 0
+
+    def of_task(self, task_id: int) -> Sequence[Review]:
+        return self.session.scalars(select(Review).where(Review.task_id == task_id).order_by(Review.id)).all()
+
+    def rejected_answers_of(self, user_id: int, project_id: int, *, offset: int, limit: int) -> Sequence[Answer]:
+        query = (
+            select(Answer)
+            .where(Answer.user_id == user_id, Answer.project_id == project_id, Answer.status == "rejected")
+            .order_by(Answer.reviewed_at.desc(), Answer.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return self.session.scalars(query).all()

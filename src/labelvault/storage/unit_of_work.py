@@ -28,6 +28,7 @@ from labelvault.storage.repositories import (
     LeaseRepository,
     MembershipRepository,
     ProjectRepository,
+    ReviewRepository,
     SkipRepository,
     TaskRepository,
     TokenRepository,
@@ -68,6 +69,7 @@ class UnitOfWork:
         self.leases = LeaseRepository(session)
         self.answers = AnswerRepository(session)
         self.skips = SkipRepository(session)
+        self.reviews = ReviewRepository(session)
         return self
 
     def __exit__(

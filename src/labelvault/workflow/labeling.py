@@ -1,13 +1,20 @@
-"""The labeler's loop over the API: next task (with a lease), submit an answer, skip.
+"""The labeler's loop: next task (with a lease), submit an answer, skip.
 
-This is the simple queue of the foundation: each task wants ``required_answers`` answers from
-distinct labelers; ``open_slots`` counts what is still free (required - answers - open leases)
-so that picking a task is one indexed read. Leases expire and give their slot back.
+Queue rules. Each task wants ``required_answers`` answers from distinct labelers; ``open_slots``
+counts what is still free (required - counted answers - open leases), so picking a task is one
+indexed read in (priority, uncertainty, import order). A labeler never gets a task they answered,
+skipped or hold. Leases expire and give their slot back; any request of any server may collect
+them. One person's steps are serialised (``users.lock``) so "check, then lease" is atomic per person.
+
+Eligibility is a chain of checks, each refusing with a reason code the labeler sees
+(``no_tasks``, ``budget_reached``, ``project_inactive``, and, from other modules through
+``QueueHooks``: ``not_qualified``, ``suspended``, ``conflict_of_interest``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,13 +25,32 @@ from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.domain.answers import validate_answer
 from labelvault.errors import Conflict, InvalidInput, NotFound, QueueRefused
 from labelvault.storage.ids import allocate_ids
-from labelvault.storage.models import Answer, Skip, Task, utcnow
+from labelvault.storage.models import Answer, Project, Skip, Task, utcnow
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from labelvault.workflow import ledger
 from labelvault.workflow.access import access_in
+from labelvault.workflow.content import open_task_content
 from labelvault.workflow.projects import load_project, schema_of
+from labelvault.workflow.review import on_task_complete
 
 # Time between lease start and submit counts as work up to this much (a lunch break does not).
 MAX_COUNTED_WORK = timedelta(minutes=30)
+
+EligibilityCheck = Callable[[UnitOfWork, Actor, Project], None]
+TaskPicker = Callable[[UnitOfWork, Actor, Project], Task | None]
+
+
+@dataclass
+class QueueHooks:
+    """Extension points for quality (qualification, suspension, gold) and autonomy (walls).
+
+    ``eligibility`` checks raise ``QueueRefused`` with a reason; ``pickers`` may choose a task
+    before the regular order (gold injection); ``on_grant`` runs when data is about to be shown.
+    """
+
+    eligibility: list[EligibilityCheck] = field(default_factory=list)
+    pickers: list[TaskPicker] = field(default_factory=list)
+    on_grant: list[Callable[[UnitOfWork, Actor, Project, Task], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,33 +72,37 @@ class SubmittedAnswer:
     time_spent_ms: int
 
 
-def open_task_content(uow: UnitOfWork, task: Task) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    cipher = uow.cipher(task.data_key_id)
-    payload = orjson.loads(cipher.open("task.payload", task.id, task.payload))
-    suggestions = orjson.loads(cipher.open("task.suggestions", task.id, task.suggestions)) if task.suggestions else []
-    return payload, suggestions
-
-
 def expire_leases(uow: UnitOfWork, now: datetime) -> int:
     """Give the slots of expired leases back (bounded work per call; any process may do it)."""
-    expired = uow.leases.expired(now)
-    for lease in expired:
-        uow.leases.remove(lease)
-        uow.tasks.adjust_slots(lease.task_id, open_slots=+1)
-    return len(expired)
+    returned = 0
+    for lease in uow.leases.expired(now):
+        if uow.leases.remove(lease):  # only the transaction that deleted it gives the slot back
+            uow.tasks.adjust_slots(lease.task_id, open_slots=+1)
+            returned += 1
+    return returned
+
+
+def check_active(_uow: UnitOfWork, _actor: Actor, project: Project) -> None:
+    if project.status != "active":
+        raise QueueRefused("project_inactive", f"project {project.slug} is {project.status}")
+
+
+def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
+    if not ledger.budget_left_for_one_more(uow, project, uow.leases.count_in_project(project.id)):
+        raise QueueRefused("budget_reached", f"the budget of project {project.slug} is reached")
 
 
 class LabelingService:
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, hooks: QueueHooks | None = None) -> None:
         self.uow_factory = uow_factory
+        self.hooks = hooks or QueueHooks()
 
     def next_task(self, actor: Actor, client_id: int, project_id: int) -> LeasedTask:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.label(access_in(uow, actor))
             project = load_project(uow, project_id)
-            if project.status != "active":
-                raise QueueRefused("project_inactive", f"project {project.slug} is {project.status}")
+            uow.users.lock(actor.user_id)
             expire_leases(uow, now)
             lease = uow.leases.open_for(actor.user_id, project_id, now)
             if lease is not None:
@@ -81,7 +111,9 @@ class LabelingService:
                 assert task is not None
                 started, expires = lease.started_at, lease.expires_at
             else:
-                task = uow.tasks.next_for(project_id, actor.user_id)
+                for check in (check_active, *self.hooks.eligibility, check_budget):
+                    check(uow, actor, project)
+                task = self._pick(uow, actor, project)
                 if task is None:
                     raise QueueRefused("no_tasks", "no tasks left for you in this project")
                 started, expires = now, now + timedelta(seconds=project.lease_seconds)
@@ -90,9 +122,18 @@ class LabelingService:
                     user_id=actor.user_id, started_at=started, expires_at=expires,
                 )
                 uow.tasks.adjust_slots(task.id, open_slots=-1)
+            for grant in self.hooks.on_grant:
+                grant(uow, actor, project, task)
             payload, suggestions = open_task_content(uow, task)
             uow.commit()
         return LeasedTask(task.id, project_id, payload, suggestions, started, expires)
+
+    def _pick(self, uow: UnitOfWork, actor: Actor, project: Project) -> Task | None:
+        for picker in self.hooks.pickers:
+            task = picker(uow, actor, project)
+            if task is not None:
+                return task
+        return uow.tasks.next_for(project.id, actor.user_id)
 
     def submit(
         self,
@@ -109,7 +150,7 @@ class LabelingService:
         try:
             return self._submit(actor, client_id, project_id, task_id, answer, idempotency_key)
         except IntegrityError:
-            # A concurrent twin of this request won the race (PostgreSQL); answer as it did.
+            # A concurrent twin of this request won the race; answer as it did.
             if idempotency_key is None:
                 raise Conflict(f"task {task_id} was answered by you already") from None
             return self._submit(actor, client_id, project_id, task_id, answer, idempotency_key)
@@ -127,6 +168,7 @@ class LabelingService:
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.label(access_in(uow, actor))
             project = load_project(uow, project_id)
+            uow.users.lock(actor.user_id)
             if idempotency_key is not None:
                 earlier = uow.answers.by_idempotency_key(actor.user_id, idempotency_key)
                 if earlier is not None:
@@ -141,12 +183,11 @@ class LabelingService:
             payload, _ = open_task_content(uow, task)
             normalized = validate_answer(schema_of(project), payload, answer)
             lease = uow.leases.of(task_id, actor.user_id)
-            if lease is not None:
-                uow.leases.remove(lease)
+            if lease is not None and uow.leases.remove(lease):
                 uow.tasks.adjust_slots(task_id, answers=+1)  # the lease's slot becomes the answer
                 started = lease.started_at
             elif task.open_slots > 0 and uow.skips.of(task_id, actor.user_id) is None:
-                uow.tasks.adjust_slots(task_id, open_slots=-1, answers=+1)  # lease lapsed; slot still free
+                uow.tasks.adjust_slots(task_id, open_slots=-1, answers=+1)  # lease lapsed; a slot is free
                 started = now
             else:
                 raise Conflict(f"your lease on task {task_id} expired and the task has all its answers")
@@ -160,6 +201,14 @@ class LabelingService:
                     idempotency_key=idempotency_key, started_at=started, created_at=now, time_spent_ms=spent,
                 )
             )
+            if project.pay_on == "submit":
+                ledger.append(
+                    uow, project, user_id=actor.user_id, kind="answer", amount=ledger.answer_rate(project, list(normalized)),
+                    answer_id=answer_id, task_id=task_id,
+                )
+            uow.session.refresh(task)
+            if task.answer_count >= task.required_answers:
+                on_task_complete(uow, project, task)
             uow.commit()
         return SubmittedAnswer(answer_id, task_id, True, now, spent)
 
@@ -167,13 +216,13 @@ class LabelingService:
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.label(access_in(uow, actor))
             load_project(uow, project_id)
+            uow.users.lock(actor.user_id)
             task = uow.tasks.get(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
             lease = uow.leases.of(task_id, actor.user_id)
-            if lease is None:
+            if lease is None or not uow.leases.remove(lease):
                 raise Conflict(f"you hold no lease on task {task_id}")
-            uow.leases.remove(lease)
             uow.tasks.adjust_slots(task_id, open_slots=+1)
             uow.skips.add(Skip(project_id=project_id, task_id=task_id, user_id=actor.user_id, reason=reason[:500]))
             uow.commit()

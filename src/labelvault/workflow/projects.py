@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,14 @@ class ProjectInfo:
     lease_seconds: int
     status: str
     created_at: datetime
+    review_policy: str = "none"
+    review_sample_rate: float = 0.0
+    pay_on: str = "submit"
+    rate_per_answer: int = 0
+    rate_per_review: int = 0
+    question_rates: dict[str, int] = field(default_factory=dict)
+    budget_cap: int | None = None
+    spent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,14 @@ class ProjectSettings:
     overlap: int | None = None
     lease_seconds: int | None = None
     status: str | None = None
+    review_policy: str | None = None
+    review_sample_rate: float | None = None
+    pay_on: str | None = None
+    rate_per_answer: int | None = None
+    rate_per_review: int | None = None
+    question_rates: dict[str, int] | None = None
+    budget_cap: int | None = None
+    clear_budget_cap: bool = False
 
 
 _schema_cache: dict[str, ProjectSchema] = {}
@@ -69,7 +85,10 @@ def project_info(project: Project) -> ProjectInfo:
     return ProjectInfo(
         id=project.id, client_id=project.client_id, slug=project.slug, name=project.name,
         schema=schema_of(project), overlap=project.overlap, lease_seconds=project.lease_seconds,
-        status=project.status, created_at=project.created_at,
+        status=project.status, created_at=project.created_at, review_policy=project.review_policy,
+        review_sample_rate=project.review_sample_rate, pay_on=project.pay_on, rate_per_answer=project.rate_per_answer,
+        rate_per_review=project.rate_per_review, question_rates=json.loads(project.question_rates_json or "{}"),
+        budget_cap=project.budget_cap, spent=project.spent,
     )
 
 
@@ -88,6 +107,46 @@ def _check_overlap(overlap: int) -> None:
 def _check_lease(seconds: int) -> None:
     if not 10 <= seconds <= 7 * 24 * 3600:
         raise InvalidInput("lease_seconds must be between 10 and 604800", details={"field": "lease_seconds"})
+
+
+def _money(value: int, name: str) -> int:
+    if value < 0:
+        raise InvalidInput(f"{name} must be zero or more (integer minor units, e.g. cents)", details={"field": name})
+    return value
+
+
+def _apply_review_and_money(project: Project, changes: ProjectSettings) -> None:
+    from labelvault.workflow.review import REVIEW_POLICIES
+
+    if changes.review_policy is not None:
+        if changes.review_policy not in REVIEW_POLICIES:
+            raise InvalidInput(f"review_policy must be one of {', '.join(REVIEW_POLICIES)}",
+                               details={"field": "review_policy"})
+        project.review_policy = changes.review_policy
+    if changes.review_sample_rate is not None:
+        if not 0.0 <= changes.review_sample_rate <= 1.0:
+            raise InvalidInput("review_sample_rate must be between 0 and 1", details={"field": "review_sample_rate"})
+        project.review_sample_rate = changes.review_sample_rate
+    if changes.pay_on is not None:
+        if changes.pay_on not in ("submit", "accept"):
+            raise InvalidInput("pay_on must be submit or accept", details={"field": "pay_on"})
+        project.pay_on = changes.pay_on
+    if changes.rate_per_answer is not None:
+        project.rate_per_answer = _money(changes.rate_per_answer, "rate_per_answer")
+    if changes.rate_per_review is not None:
+        project.rate_per_review = _money(changes.rate_per_review, "rate_per_review")
+    if changes.question_rates is not None:
+        schema = schema_of(project)
+        for name, rate in changes.question_rates.items():
+            if not schema.has_question(name):
+                raise InvalidInput(f"question_rates: no question {name!r} in the schema",
+                                   details={"field": f"question_rates.{name}"})
+            _money(rate, f"question_rates.{name}")
+        project.question_rates_json = json.dumps(changes.question_rates) if changes.question_rates else None
+    if changes.budget_cap is not None:
+        project.budget_cap = _money(changes.budget_cap, "budget_cap")
+    if changes.clear_budget_cap:
+        project.budget_cap = None
 
 
 class ProjectService:
@@ -173,6 +232,7 @@ class ProjectService:
                         f"status must be one of {', '.join(PROJECT_STATUSES)}", details={"field": "status"}
                     )
                 project.status = changes.status
+            _apply_review_and_money(project, changes)
             uow.commit()
             return project_info(project)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
-from labelvault.api.schemas import Page, ProjectRead, ProjectUpdate, Progress, TaskSummary
+from labelvault.api.schemas import Page, Progress, ProjectRead, ProjectUpdate, TaskSummary
 from labelvault.workflow.projects import ProjectInfo, ProjectSettings
 
 router = APIRouter(tags=["projects"])
@@ -17,7 +17,10 @@ def project_read(info: ProjectInfo) -> ProjectRead:
     return ProjectRead(
         id=info.id, client_id=info.client_id, slug=info.slug, name=info.name,
         project_schema=info.schema.to_dict(), overlap=info.overlap, lease_seconds=info.lease_seconds,
-        status=info.status, created_at=info.created_at,
+        status=info.status, created_at=info.created_at, review_policy=info.review_policy,
+        review_sample_rate=info.review_sample_rate, pay_on=info.pay_on, rate_per_answer=info.rate_per_answer,
+        rate_per_review=info.rate_per_review, question_rates=info.question_rates, budget_cap=info.budget_cap,
+        spent=info.spent,
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = 'f8ae2518d79d'
 down_revision = None
 branch_labels = None
@@ -18,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('clients',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('slug', sa.String(length=64), nullable=False),
@@ -192,11 +191,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_skips_client_id'), ['client_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_skips_project_id'), ['project_id'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('skips', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_skips_project_id'))
         batch_op.drop_index(batch_op.f('ix_skips_client_id'))
@@ -239,4 +238,4 @@ def downgrade() -> None:
     op.drop_table('api_tokens')
     op.drop_table('users')
     op.drop_table('clients')
-    
+

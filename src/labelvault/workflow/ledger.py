@@ -1,0 +1,77 @@
+"""Money: rates, the append-only ledger and the budget cap.
+
+Amounts are integers in the minor unit of the client's currency (cents for USD). A reversal is a
+new negative entry, never an edit. ``Project.spent`` is the running total of the project's ledger,
+updated in the same transaction as each append, so checking the budget is one read.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select, update
+
+from labelvault.storage.models import Client, LedgerEntry, Project
+from labelvault.storage.unit_of_work import UnitOfWork
+
+
+def answer_rate(project: Project, answered_questions: list[str] | None = None) -> int:
+    """Pay for one answer: the project rate plus per-question rates for the questions answered."""
+    rate = project.rate_per_answer
+    if project.question_rates_json and answered_questions:
+        per_question: dict[str, int] = json.loads(project.question_rates_json)
+        rate += sum(per_question.get(name, 0) for name in answered_questions)
+    return rate
+
+
+def max_answer_rate(project: Project) -> int:
+    """The most one more answer can cost: what the budget check must leave room for."""
+    rate = project.rate_per_answer
+    if project.question_rates_json:
+        rate += sum(json.loads(project.question_rates_json).values())
+    return rate
+
+
+def append(
+    uow: UnitOfWork,
+    project: Project,
+    *,
+    user_id: int,
+    kind: str,
+    amount: int,
+    answer_id: int | None = None,
+    review_id: int | None = None,
+    task_id: int | None = None,
+    note: str = "",
+) -> None:
+    if amount == 0:
+        return
+    client = uow.clients.get(project.client_id)
+    assert client is not None
+    uow.session.add(
+        LedgerEntry(
+            project_id=project.id, user_id=user_id, kind=kind, amount=amount, currency=client.currency,
+            answer_id=answer_id, review_id=review_id, task_id=task_id, note=note[:200],
+        )
+    )
+    uow.session.execute(update(Project).where(Project.id == project.id).values(spent=Project.spent + amount))
+
+
+def paid_for_answer(uow: UnitOfWork, answer_id: int) -> int:
+    query = select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+        LedgerEntry.answer_id == answer_id, LedgerEntry.kind.in_(("answer", "reversal"))
+    )
+    return int(uow.session.scalar(query) or 0)
+
+
+def budget_left_for_one_more(uow: UnitOfWork, project: Project, open_leases: int) -> bool:
+    """True when the spend so far plus every open lease and one more answer stays within the cap."""
+    if project.budget_cap is None:
+        return True
+    per_answer = max_answer_rate(project)
+    return project.spent + (open_leases + 1) * per_answer <= project.budget_cap
+
+
+def currency_of(uow: UnitOfWork, client_id: int) -> str:
+    client = uow.session.get(Client, client_id)
+    return client.currency if client else "USD"

@@ -1,0 +1,240 @@
+"""Review: which completed tasks are reviewed, the reviewer queue, and the three decisions.
+
+Policies: ``none`` (answers are accepted as they complete), ``sample`` (a random share of
+completed tasks), ``all``, and ``disagreement`` (only tasks whose answers differ). A reviewer
+accepts, rejects some answers with a reason (they stop counting and the task goes back to the
+queue for new labelers), or corrects (their answer is final and marked as a correction).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from labelvault.domain.access import Actor, Role
+from labelvault.domain.answers import validate_answer
+from labelvault.errors import Conflict, InvalidInput, NotFound, PermissionDenied, QueueRefused
+from labelvault.storage.ids import allocate_ids
+from labelvault.storage.models import Answer, Project, Review, ReviewLease, Task, User, utcnow
+from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from labelvault.workflow import ledger
+from labelvault.workflow.access import access_in
+from labelvault.workflow.content import open_answer_values, open_task_content
+from labelvault.workflow.projects import load_project, schema_of
+
+REVIEW_POLICIES = ("none", "sample", "all", "disagreement")
+_random = random.SystemRandom()
+
+
+def needs_review(uow: UnitOfWork, project: Project, task: Task) -> bool:
+    policy = project.review_policy
+    if policy == "all":
+        return True
+    if policy == "sample":
+        return _random.random() < project.review_sample_rate
+    if policy == "disagreement":
+        values = open_answer_values(uow, list(uow.answers.counted_for_task(task.id)))
+        canonical = {orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in values}
+        return len(canonical) > 1
+    return False
+
+
+def accept_answers(uow: UnitOfWork, project: Project, answers: list[Answer], now: datetime) -> None:
+    uow.answers.set_status([a.id for a in answers], "accepted", reviewed_at=now)
+    if project.pay_on == "accept":
+        for answer in answers:
+            value = open_answer_values(uow, [answer])[0]
+            ledger.append(uow, project, user_id=answer.user_id, kind="answer",
+                          amount=ledger.answer_rate(project, list(value)), answer_id=answer.id, task_id=answer.task_id)
+
+
+def on_task_complete(uow: UnitOfWork, project: Project, task: Task) -> None:
+    """Called in the submit transaction when a task reaches its required answers."""
+    if needs_review(uow, project, task):
+        task.review_state = "pending"
+    else:
+        task.review_state = "done"
+        pending = [a for a in uow.answers.counted_for_task(task.id) if a.status == "submitted"]
+        accept_answers(uow, project, pending, utcnow())
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerForReview:
+    answer_id: int
+    labeler_id: int
+    labeler: str
+    value: dict[str, Any]
+    submitted_at: datetime
+    time_spent_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    task_id: int
+    project_id: int
+    payload: dict[str, Any]
+    answers: list[AnswerForReview]
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionFeedback:
+    answer_id: int
+    task_id: int
+    value: dict[str, Any]
+    reason: str
+    reviewed_at: datetime | None
+
+
+def _require_reviewer(uow: UnitOfWork, actor: Actor) -> None:
+    access = access_in(uow, actor)
+    if not access.is_member:
+        raise NotFound("project not found")
+    if not (Role.REVIEWER in access.roles or Role.MANAGER in access.roles):
+        raise PermissionDenied("reviewing needs the role reviewer or manager in this client")
+
+
+class ReviewService:
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self.uow_factory = uow_factory
+
+    def next_item(self, actor: Actor, client_id: int, project_id: int) -> ReviewItem:
+        now = utcnow()
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            _require_reviewer(uow, actor)
+            project = load_project(uow, project_id)
+            uow.users.lock(actor.user_id)
+            lease = uow.reviews.lease_of_reviewer(actor.user_id, project_id, now)
+            if lease is not None:
+                task = uow.tasks.get(lease.task_id)
+                assert task is not None
+            else:
+                task = uow.reviews.next_for(project_id, actor.user_id, now)
+                if task is None:
+                    raise QueueRefused("no_tasks", "nothing awaits review in this project")
+                stale = uow.reviews.lease_on(task.id)
+                if stale is not None:
+                    uow.reviews.drop_lease(stale)
+                lease = ReviewLease(project_id=project_id, task_id=task.id, user_id=actor.user_id, started_at=now,
+                                    expires_at=now + timedelta(seconds=project.lease_seconds))
+                uow.session.add(lease)
+                uow.flush()
+            payload, _ = open_task_content(uow, task)
+            answers = list(uow.answers.counted_for_task(task.id))
+            values = open_answer_values(uow, answers)
+            names = {u.id: u.username for u in uow.session.query(User).filter(User.id.in_([a.user_id for a in answers]))}
+            items = [
+                AnswerForReview(a.id, a.user_id, names.get(a.user_id, ""), v, a.created_at, a.time_spent_ms)
+                for a, v in zip(answers, values, strict=True)
+            ]
+            expires = lease.expires_at
+            uow.commit()
+        return ReviewItem(task.id, project_id, payload, items, expires)
+
+    def decide(
+        self,
+        actor: Actor,
+        client_id: int,
+        project_id: int,
+        task_id: int,
+        *,
+        decision: str,
+        reject_answer_ids: list[int] | None = None,
+        reason: str = "",
+        correction: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a decision on a task under review; returns the review id."""
+        if decision not in ("accept", "reject", "correct"):
+            raise InvalidInput("decision must be accept, reject or correct", details={"field": "decision"})
+        if decision == "reject" and not reason.strip():
+            raise InvalidInput("a rejection needs a reason the labeler will read", details={"field": "reason"})
+        if decision == "correct" and correction is None:
+            raise InvalidInput("a correction needs the corrected answer", details={"field": "answer"})
+        now = utcnow()
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            _require_reviewer(uow, actor)
+            project = load_project(uow, project_id)
+            uow.users.lock(actor.user_id)
+            task = uow.tasks.get(task_id)
+            if task is None or task.project_id != project_id:
+                raise NotFound(f"task {task_id} not found")
+            lease = uow.reviews.lease_on(task_id)
+            if task.review_state != "pending" or lease is None or lease.user_id != actor.user_id:
+                raise Conflict(f"task {task_id} is not under review by you; ask for the next review item")
+            answers = list(uow.answers.counted_for_task(task_id))
+            review_id = allocate_ids(uow.session, Review, 1)[0]
+            key_id, cipher = uow.active_cipher()
+            sealed_reason = cipher.seal("review.reason", review_id, reason.encode()) if reason else None
+            corrected = None
+            if decision == "accept":
+                accept_answers(uow, project, answers, now)
+                task.review_state = "done"
+            elif decision == "reject":
+                chosen = set(reject_answer_ids or [a.id for a in answers])
+                unknown = chosen - {a.id for a in answers}
+                if unknown:
+                    raise InvalidInput(f"answer {min(unknown)} is not an answer of task {task_id} under review",
+                                       details={"field": "answer_ids"})
+                rejected = [a for a in answers if a.id in chosen]
+                self._reject(uow, project, task, rejected, reason, now)
+                accept_answers(uow, project, [a for a in answers if a.id not in chosen], now)
+            else:
+                payload, _ = open_task_content(uow, task)
+                value = validate_answer(schema_of(project), payload, correction or {})
+                corrected = cipher.seal("review.correction", review_id, orjson.dumps(value))
+                uow.answers.set_status([a.id for a in answers], "corrected", reviewed_at=now)
+                task.review_state = "done"
+            uow.session.add(Review(
+                id=review_id, project_id=project_id, task_id=task_id, reviewer_id=actor.user_id, decision=decision,
+                data_key_id=key_id, corrected_value=corrected, reason=sealed_reason, started_at=lease.started_at,
+                created_at=now, time_spent_ms=int((now - lease.started_at).total_seconds() * 1000),
+            ))
+            ledger.append(uow, project, user_id=actor.user_id, kind="review", amount=project.rate_per_review,
+                          review_id=review_id, task_id=task_id)
+            uow.reviews.drop_lease(lease)
+            uow.commit()
+            return review_id
+
+    def _reject(
+        self, uow: UnitOfWork, project: Project, task: Task, rejected: list[Answer], reason: str, now: datetime
+    ) -> None:
+        for answer in rejected:
+            answer.status = "rejected"
+            answer.reviewed_at = now
+            # Sealed under the answer's own key and id, so it stays with the answer.
+            answer.review_note = uow.cipher(answer.data_key_id).seal("answer.review_note", answer.id, reason.encode())
+            paid = ledger.paid_for_answer(uow, answer.id)
+            if paid:
+                ledger.append(uow, project, user_id=answer.user_id, kind="reversal", amount=-paid,
+                              answer_id=answer.id, task_id=task.id, note="answer rejected")
+        # Rejected answers stop counting: their slots go back to the queue for new labelers.
+        uow.tasks.adjust_slots(task.id, open_slots=len(rejected), answers=-len(rejected))
+        task.review_state = "none"
+
+    def rejected_feedback(
+        self, actor: Actor, client_id: int, project_id: int, *, offset: int = 0, limit: int = 100
+    ) -> list[RejectionFeedback]:
+        """A labeler's own rejected answers with the reviewer's reasons."""
+        with self.uow_factory.for_client(client_id) as uow:
+            if not access_in(uow, actor).is_member:
+                raise NotFound("project not found")
+            load_project(uow, project_id)
+            rows = uow.reviews.rejected_answers_of(actor.user_id, project_id, offset=offset, limit=limit)
+            feedback = []
+            for answer in rows:
+                cipher = uow.cipher(answer.data_key_id)
+                reason = cipher.open("answer.review_note", answer.id, answer.review_note).decode() if answer.review_note else ""
+                value = orjson.loads(cipher.open("answer.value", answer.id, answer.value))
+                feedback.append(RejectionFeedback(answer.id, answer.task_id, value, reason, answer.reviewed_at))
+            return feedback
+
+    def pending(self, actor: Actor, client_id: int, project_id: int) -> int:
+        with self.uow_factory.for_client(client_id) as uow:
+            if not access_in(uow, actor).is_member:
+                raise NotFound("project not found")
+            load_project(uow, project_id)
+            return uow.reviews.pending_count(project_id)

@@ -1,0 +1,77 @@
+"""Rates, the append-only ledger, reversals on reject, and the budget cap."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from labelvault.errors import QueueRefused
+from labelvault.storage.models import LedgerEntry
+from tests.conftest import World
+from tests.integration.queue_helpers import label_once, make_labelers, make_project
+
+
+def ledger(world: World) -> list[tuple[str, int, int]]:
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        rows = uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id)).all()
+        return [(r.kind, r.amount, r.user_id) for r in rows]
+
+
+def test_each_submitted_answer_earns_the_rate_in_minor_units(world: World) -> None:
+    project_id = make_project(world, tasks=2, rate_per_answer=125)
+    labeler = world.actors["labeler_a"]
+    label_once(world, labeler, project_id)
+    label_once(world, labeler, project_id)
+    assert ledger(world) == [("answer", 125, labeler.user_id), ("answer", 125, labeler.user_id)]
+    info = world.services.projects.get(world.operator, world.client_a, project_id)
+    assert info.spent == 250
+
+
+def test_per_question_rates_add_to_the_answer_rate(world: World) -> None:
+    project_id = make_project(world, tasks=1, rate_per_answer=100, question_rates={"sentiment": 20})
+    label_once(world, world.actors["labeler_a"], project_id)
+    assert [amount for _, amount, _ in ledger(world)] == [120]
+
+
+def test_a_rejection_reverses_the_earning_with_a_new_entry(world: World) -> None:
+    project_id = make_project(world, tasks=1, rate_per_answer=300, rate_per_review=50, review_policy="all")
+    labeler, reviewer = world.actors["labeler_a"], world.actors["reviewer_a"]
+    task_id = label_once(world, labeler, project_id)
+    world.services.reviews.next_item(reviewer, world.client_a, project_id)
+    world.services.reviews.decide(reviewer, world.client_a, project_id, task_id, decision="reject", reason="wrong")
+    assert ledger(world) == [
+        ("answer", 300, labeler.user_id),
+        ("reversal", -300, labeler.user_id),
+        ("review", 50, reviewer.user_id),
+    ]
+
+
+def test_with_pay_on_accept_labelers_earn_only_when_accepted(world: World) -> None:
+    project_id = make_project(world, tasks=1, rate_per_answer=300, review_policy="all", pay_on="accept")
+    labeler, reviewer = world.actors["labeler_a"], world.actors["reviewer_a"]
+    task_id = label_once(world, labeler, project_id)
+    assert ledger(world) == []
+    world.services.reviews.next_item(reviewer, world.client_a, project_id)
+    world.services.reviews.decide(reviewer, world.client_a, project_id, task_id, decision="accept")
+    assert ledger(world) == [("answer", 300, labeler.user_id)]
+
+
+def test_the_queue_stops_before_the_budget_would_be_exceeded(world: World) -> None:
+    project_id = make_project(world, tasks=10, rate_per_answer=100, budget_cap=250)
+    workers = make_labelers(world, 3)
+    label_once(world, workers[0], project_id)
+    label_once(world, workers[1], project_id)
+    with pytest.raises(QueueRefused) as refused:
+        world.services.labeling.next_task(workers[2], world.client_a, project_id)
+    assert refused.value.reason == "budget_reached"
+    assert sum(amount for _, amount, _ in ledger(world)) == 200
+
+
+def test_open_leases_count_against_the_budget(world: World) -> None:
+    project_id = make_project(world, tasks=10, rate_per_answer=100, budget_cap=200)
+    a, b, c = make_labelers(world, 3)
+    world.services.labeling.next_task(a, world.client_a, project_id)
+    world.services.labeling.next_task(b, world.client_a, project_id)
+    with pytest.raises(QueueRefused) as refused:
+        world.services.labeling.next_task(c, world.client_a, project_id)
+    assert refused.value.reason == "budget_reached"
