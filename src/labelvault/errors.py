@@ -17,6 +17,7 @@ the API, an HTML page on the web, one line and exit code 1 on the CLI.
     ├── Conflict                  409  state does not allow it (duplicate slug, lease gone, ...)
     │   └── QueueRefused          409  no task for this labeler; ``reason`` says why
     ├── PayloadTooLarge           413
+    ├── AuditTampered             500  the audit log or a checkpoint fails verification
     └── CryptoError               500  a ciphertext failed to open or a key is missing
 """
 
@@ -103,4 +104,11 @@ class PayloadTooLarge(LabelVaultError):
 
 class CryptoError(LabelVaultError):
     code = "crypto_error"
+    http_status = 500
+
+
+class AuditTampered(LabelVaultError):
+    """The audit log, an entry or a signed checkpoint failed verification; ``details`` says where."""
+
+    code = "audit_tampered"
     http_status = 500
