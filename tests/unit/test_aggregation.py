@@ -158,6 +158,16 @@ def test_dawid_skene_unanswered_items_gold_and_limits() -> None:
         dawid_skene([(0, 0, 1)])  # type: ignore[arg-type]
 
 
+def test_empty_answers() -> None:
+    empty = Answers([], [], [], n_items=2, n_raters=1)
+    assert majority_vote(empty).labels.tolist() == [MISSING, MISSING]
+    ds = dawid_skene(empty)
+    assert ds.labels.tolist() == [MISSING, MISSING] and ds.converged and ds.iterations == 0
+    no_answers = dawid_skene(Answers([], [], [], n_items=2, n_raters=1, n_classes=3), smoothing=0.0)
+    assert no_answers.labels.tolist() == [MISSING, MISSING] and no_answers.converged
+    np.testing.assert_allclose(no_answers.priors, 1 / 3)
+
+
 def test_dawid_skene_without_smoothing_stays_finite() -> None:
     answers, truth, _ = _simulate(2, n_items=500)
     ds = dawid_skene(answers, smoothing=0.0)

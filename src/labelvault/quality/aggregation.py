@@ -190,8 +190,19 @@ def dawid_skene(
     n_items, n_raters, k = answers.n_items, answers.n_raters, answers.n_classes
     n_total = len(answers)
     gold_i, gold_l = _gold(gold_items, gold_labels, n_items, k)
+    if k == 0:  # no class at all (no answers and no declared classes): nothing to estimate
+        return DawidSkeneResult(
+            labels=np.full(n_items, MISSING, dtype=np.int64),
+            confidence=np.zeros(n_items),
+            scores=np.zeros((n_items, 0)),
+            n_answers=np.zeros(n_items, dtype=np.int64),
+            confusion=np.zeros((n_raters, 0, 0)),
+            priors=np.zeros(0),
+            iterations=0,
+            converged=True,
+            log_likelihood=0.0,
+        )
 
-    # counts[r * K + l, i] = how often rater r answered l on item i; duplicates are summed.
     # counts[r * K + l, i] = how often rater r answered l on item i (duplicates are summed). CSC makes
     # the M-step product column-wise; its transpose is a free CSR view for the E-step.
     counts = sp.csc_matrix(
@@ -212,8 +223,8 @@ def dawid_skene(
     previous = -math.inf
     converged = False
     iterations = 0
-    priors = np.full(k, 1.0 / k) if k else np.zeros(0)
-    confusion = np.full((n_raters, k, k), 1.0 / k) if k else np.zeros((n_raters, 0, 0))
+    priors = np.full(k, 1.0 / k)
+    confusion = np.full((n_raters, k, k), 1.0 / k)
     for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is part of the result
         # M-step: expected counts (rater, answered l, true k) = counts @ posterior.
         expected = np.asarray(counts @ posterior).reshape(n_raters, k, k)  # [r, l, k]
@@ -328,9 +339,12 @@ def multi_label_vote(
     size = n_items if n_items is not None else int(it.max()) + 1 if it.size else 0
     if it.size and it.max() >= size:
         raise InvalidInput(f"items has an index >= n_items={size}", details={"field": "items"})
-    n = np.bincount(it.astype(np.int64), minlength=size)
+    it = it.astype(np.int64)
+    n = np.bincount(it, minlength=size)
+    # One bincount per label (labels are few): much faster than np.add.at over a 2-D target.
     counts = np.zeros((size, sel.shape[1]))
-    np.add.at(counts, it.astype(np.int64), sel.astype(np.float64))
+    for j in range(sel.shape[1]):
+        counts[:, j] = np.bincount(it, weights=sel[:, j].astype(np.float64), minlength=size)
     share = counts / np.where(n > 0, n, 1)[:, None]
     selected = (share > threshold) & (n > 0)[:, None]
     confidence = np.where((n > 0)[:, None], np.maximum(share, 1.0 - share), 0.0)
