@@ -1,0 +1,146 @@
+"""The real `labelvault` console script, run in a subprocess as an operator would run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SCHEMA = """\
+instructions: Is the review positive or negative?
+fields:
+  - {name: text, kind: text}
+questions:
+  - {name: sentiment, type: label, labels: [positive, negative]}
+"""
+
+
+def console_script() -> str:
+    beside_python = Path(sys.executable).with_name("labelvault")
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("labelvault")
+    assert found, "the labelvault console script is not installed (pip install -e .)"
+    return found
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def error_line(self) -> str:
+        """The one line a failing command prints on stderr."""
+        lines = self.err.strip().splitlines()
+        assert len(lines) == 1, f"expected one line on stderr, got:\n{self.err}"
+        assert lines[0].startswith("error: "), lines[0]
+        return lines[0]
+
+
+class Cli:
+    def __init__(self, tmp_path: Path) -> None:
+        self.home = tmp_path / "home"
+        self.files = tmp_path
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LABELVAULT_")}
+        self.env.update(LABELVAULT_HOME=str(self.home), LABELVAULT_SQLITE_SYNCHRONOUS="NORMAL", COLUMNS="200")
+
+    def file(self, name: str, text: str) -> Path:
+        path = self.files / name
+        path.write_text(text)
+        return path
+
+    def __call__(self, *args: str | Path) -> Result:
+        process = subprocess.run(
+            [console_script(), *map(str, args)], env=self.env, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=120,
+        )
+        return Result(process.returncode, process.stdout, process.stderr)
+
+    def ok(self, *args: str | Path) -> str:
+        result = self(*args)
+        assert result.code == 0, f"labelvault {' '.join(map(str, args))} failed:\n{result.err}{result.out}"
+        return result.out
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    """One install with a client "acme", shared by the tests of refusals (each command is a process)."""
+    cli = Cli(tmp_path_factory.mktemp("installed"))
+    cli.ok("init", "--password-file", cli.file("operator.pw", "operator-password-1\n"))
+    cli.ok("client", "create", "acme")
+    return cli
+
+
+def test_an_operator_sets_up_a_client_with_people_and_a_project(cli: Cli) -> None:
+    password = cli.file("operator.pw", "operator-password-1\n")
+
+    out = cli.ok("init", "--password-file", password)
+    assert "operator admin created" in out
+    assert (cli.home / "keys" / "master.key").exists()
+    assert "created" not in cli.ok("init", "--password-file", password)  # harmless the second time
+
+    assert "client acme created" in cli.ok("client", "create", "acme", "--name", "Acme AI")
+    cli.ok("user", "create", "lena", "--password-file", cli.file("lena.pw", "lena-password-1"))
+    assert "lena is labeler in acme" in cli.ok("client", "add-member", "acme", "lena", "labeler")
+    out = cli.ok("project", "create", "acme", "reviews", "--schema", cli.file("schema.yaml", SCHEMA))
+    assert "project acme/reviews created" in out
+    token = cli.ok("user", "token", "lena").strip()
+    assert token.startswith("lv_") and len(token.splitlines()) == 1
+
+
+def test_commands_before_init_say_to_run_init(cli: Cli) -> None:
+    result = cli("client", "list")
+    assert result.code != 0
+    assert "labelvault init" in result.error_line
+
+
+def test_init_without_a_terminal_asks_for_a_password_file(cli: Cli) -> None:
+    result = cli("init")
+    assert result.code != 0
+    assert "--password-file" in result.error_line
+
+
+def test_unknown_client_is_one_clear_error(installed: Cli) -> None:
+    result = installed("project", "create", "nope", "reviews", "--schema", installed.file("s.yaml", SCHEMA))
+    assert result.code != 0
+    assert "client 'nope' not found" in result.error_line
+
+
+def test_a_bad_schema_file_names_the_problem(installed: Cli) -> None:
+    bad = installed.file("bad.yaml", SCHEMA.replace("labels: [positive, negative]", "labels: [positive]"))
+    result = installed("project", "create", "acme", "reviews", "--schema", bad)
+    assert result.code != 0
+    assert "questions[0] (sentiment): labels must have at least 2 items" in result.error_line
+
+    broken = installed.file("broken.yaml", "fields: [\n")
+    result = installed("project", "create", "acme", "reviews", "--schema", broken)
+    assert result.code != 0
+    assert "not valid YAML" in result.error_line
+
+    result = installed("project", "create", "acme", "reviews", "--schema", installed.files / "missing.yaml")
+    assert result.code != 0
+    assert "missing.yaml" in result.error_line
+
+
+def test_duplicates_and_bad_values_are_refused_with_one_line(installed: Cli) -> None:
+    assert "exists already" in installed("client", "create", "acme").error_line
+    assert "slug" in installed("client", "create", "Not A Slug").error_line
+    assert "password too short" in installed(
+        "user", "create", "kim", "--password-file", installed.file("short.pw", "short")
+    ).error_line
+    assert "unknown role 'boss'" in installed("client", "add-member", "acme", "admin", "boss").error_line
+    assert "user 'ghost' not found" in installed("client", "add-member", "acme", "ghost", "labeler").error_line
