@@ -17,9 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from labelvault.bootstrap import Services
+from labelvault.bootstrap import Services, initialize
 from labelvault.settings import Settings
-from labelvault.workflow.setup import initialize
 
 POSTGRES_URL = os.environ.get("LABELVAULT_TEST_POSTGRES_URL")
 RUN_ID = uuid.uuid4().hex[:8]

@@ -7,16 +7,24 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import Keyring
 from labelvault.errors import InvalidInput
+from labelvault.io.exporter import ExportService
+from labelvault.io.importer import ImportService
 from labelvault.settings import Settings
 from labelvault.storage.engine import build_engine
+from labelvault.storage.migrate import current_revision, head_revision, upgrade
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.accounts import AccountService
 from labelvault.workflow.clients import ClientService
-from labelvault.workflow.labeling import LabelingService
+from labelvault.workflow.labeling import LabelingService, QueueHooks
 from labelvault.workflow.projects import ProjectService
+from labelvault.workflow.ledger import BonusService
+from labelvault.workflow.reports import ReportService
 from labelvault.workflow.review import ReviewService
+from labelvault.workflow.trails import TrailService
+from labelvault.workflow.walls import WallService, queue_wall_check, queue_wall_record
 
 
 @dataclass
@@ -30,6 +38,13 @@ class Services:
     projects: ProjectService
     labeling: LabelingService
     reviews: ReviewService
+    reports: ReportService
+    bonuses: BonusService
+    walls: WallService
+    audit: AuditService
+    trails: TrailService
+    imports: ImportService
+    exports: ExportService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -50,6 +65,8 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
     engine = build_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     keyring = open_keyring(settings, create=create_keys)
     uow_factory = UnitOfWorkFactory(engine, keyring)
+    hooks = QueueHooks(eligibility=[queue_wall_check], on_grant=[queue_wall_record])
+    audit = AuditService(uow_factory, settings.resolved_keys_dir / "audit-signing.key")
     return Services(
         settings=settings,
         engine=engine,
@@ -58,6 +75,34 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         accounts=AccountService(uow_factory),
         clients=ClientService(uow_factory),
         projects=ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds),
-        labeling=LabelingService(uow_factory),
-        reviews=ReviewService(uow_factory),
+        labeling=LabelingService(uow_factory, hooks, audit),
+        reviews=ReviewService(uow_factory, audit),
+        reports=ReportService(uow_factory),
+        bonuses=BonusService(uow_factory),
+        walls=WallService(uow_factory),
+        audit=audit,
+        trails=TrailService(uow_factory, audit),
+        imports=ImportService(uow_factory),
+        exports=ExportService(uow_factory),
     )
+
+
+def initialize(settings: Settings, operator_username: str | None, operator_password: str | None) -> Services:
+    """Create what is missing (home, keys, schema), migrate to head, add the first operator if none."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.files_dir.mkdir(parents=True, exist_ok=True)
+    services = build_services(settings, create_keys=True)
+    upgrade(services.engine)
+    if operator_username and operator_password is not None:
+        with services.uow_factory.system() as uow:
+            has_operator = uow.users.operators_exist()
+        if not has_operator:
+            services.accounts.create_user(None, operator_username, operator_password, is_operator=True)
+    return services
+
+
+def migrate(services: Services) -> tuple[str | None, str]:
+    """Apply pending migrations; returns (revision before, head)."""
+    before = current_revision(services.engine)
+    upgrade(services.engine)
+    return before, head_revision()

@@ -13,6 +13,7 @@ the API, an HTML page on the web, one line and exit code 1 on the CLI.
     ├── NotAuthenticated          401  no or bad credentials
     ├── LoginThrottled            429  too many failed logins
     ├── PermissionDenied          403  known actor, action not allowed (never used to hide objects)
+    │   └── ConflictOfInterest    403  a conflict wall: the person has seen a competitor's data
     ├── NotFound                  404  no such object *in the caller's scope*
     ├── Conflict                  409  state does not allow it (duplicate slug, lease gone, ...)
     │   └── QueueRefused          409  no task for this labeler; ``reason`` says why
@@ -75,6 +76,10 @@ class LoginThrottled(LabelVaultError):
 class PermissionDenied(LabelVaultError):
     code = "permission_denied"
     http_status = 403
+
+
+class ConflictOfInterest(PermissionDenied):
+    code = "conflict_of_interest"
 
 
 class NotFound(LabelVaultError):

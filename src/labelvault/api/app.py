@@ -7,7 +7,7 @@ from fastapi import APIRouter, FastAPI
 import labelvault
 from labelvault.api.errors import install_error_handlers
 from labelvault.api.limits import BodySizeLimit
-from labelvault.api.routes import accounts, clients, io, labeling, projects, review
+from labelvault.api.routes import accounts, audit, clients, io, labeling, projects, reports, review, walls
 from labelvault.bootstrap import Services
 
 
@@ -22,7 +22,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     api = APIRouter(prefix="/api")
-    for module in (accounts, clients, projects, labeling, review, io):
+    for module in (accounts, clients, projects, labeling, review, reports, walls, audit, io):
         api.include_router(module.router)
     app.include_router(api)
 

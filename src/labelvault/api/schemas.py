@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,7 @@ class TokenRequest(BaseModel):
     username: str
     password: str
     name: str = Field(default="api", max_length=100)
+    scopes: list[str] | None = Field(default=None, description="Any of read, label, manage (default: all).")
 
 
 class TokenIssued(BaseModel):
@@ -33,6 +34,7 @@ class TokenRead(BaseModel):
     id: int
     name: str
     display_prefix: str
+    scopes: list[str]
     created_at: datetime
     revoked_at: datetime | None
 
@@ -205,3 +207,45 @@ class RejectionRead(BaseModel):
     value: dict[str, Any]
     reason: str
     reviewed_at: datetime | None
+
+
+class BonusCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str
+    amount: int = Field(gt=0, description="Minor units (e.g. cents).")
+    note: str = Field(default="", max_length=200)
+
+
+class SpendRead(BaseModel):
+    project_id: int
+    project: str
+    day: date | None
+    amount: int
+    currency: str
+
+
+class EarningsRead(BaseModel):
+    user_id: int
+    username: str
+    amount: int
+    currency: str
+    answers: int
+    reviews: int
+
+
+class ProjectCostsRead(BaseModel):
+    project_id: int
+    currency: str
+    spent: int
+    budget_cap: int | None
+    accepted_answers: int
+    cost_per_accepted_answer: int | None
+
+
+class ThroughputRead(BaseModel):
+    user_id: int
+    username: str
+    answers: int
+    working_ms: int
+    answers_per_hour: float
+    median_ms: int | None

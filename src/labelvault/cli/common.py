@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,8 @@ from labelvault.bootstrap import Services, build_services
 from labelvault.domain.access import Actor
 from labelvault.errors import LabelVaultError, NotFound
 from labelvault.settings import Settings
+
+AsOperator = Annotated[str | None, typer.Option("--as", help="Operator account to act as (default: the first).")]
 
 console = Console()
 err_console = Console(stderr=True)

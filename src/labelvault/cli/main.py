@@ -8,8 +8,11 @@ from typing import Annotated
 
 import typer
 
-from labelvault.cli import io_commands
+from labelvault.cli import io_commands, queue_commands
+from labelvault.cli.audit_commands import audit_app
+from labelvault.cli.wall_commands import wall_app
 from labelvault.cli.common import (
+    AsOperator,
     cli_errors,
     console,
     fail,
@@ -19,8 +22,7 @@ from labelvault.cli.common import (
     prompt_new_password,
     read_secret_file,
 )
-from labelvault.storage.migrate import current_revision, head_revision, upgrade
-from labelvault.workflow.setup import initialize
+from labelvault.bootstrap import initialize, migrate
 
 app = typer.Typer(
     help="LabelVault: a labeling platform whose clients' data stays sealed, walled and witnessed.",
@@ -33,8 +35,9 @@ project_app = typer.Typer(help="Projects: schemas and settings.", no_args_is_hel
 app.add_typer(user_app, name="user")
 app.add_typer(client_app, name="client")
 app.add_typer(project_app, name="project")
+app.add_typer(wall_app, name="wall")
+app.add_typer(audit_app, name="audit")
 
-AsOperator = Annotated[str | None, typer.Option("--as", help="Operator account to act as (default: the first).")]
 
 
 @app.command()
@@ -66,9 +69,8 @@ def init(
 def upgrade_command() -> None:
     """Apply pending database migrations (refuses a database newer than this version)."""
     with open_services() as services:
-        before = current_revision(services.engine)
-        upgrade(services.engine)
-        console.print(f"database at {head_revision()} (was {before or 'empty'})")
+        before, head = migrate(services)
+        console.print(f"database at {head} (was {before or 'empty'})")
 
 
 @app.command()
@@ -206,6 +208,7 @@ def project_create(
 
 
 io_commands.register(app)
+queue_commands.register(app, project_app)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,29 @@ class Role(StrEnum):
     VIEWER = "viewer"
 
 
+class Scope(StrEnum):
+    """What an API token may be used for; a token never exceeds its user's roles."""
+
+    READ = "read"
+    LABEL = "label"
+    MANAGE = "manage"
+
+
+ALL_SCOPES = frozenset(Scope)
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """An authenticated person (or their API token)."""
+    """An authenticated person (or their API token, whose scopes limit what it may do)."""
 
     user_id: int
     username: str
     is_operator: bool = False
+    scopes: frozenset[Scope] = ALL_SCOPES
+
+    def require_scope(self, scope: Scope) -> None:
+        if scope not in self.scopes:
+            raise PermissionDenied(f"this token lacks the scope {scope.value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +61,10 @@ class ClientAccess:
         return self.actor.is_operator or any(role in self.roles for role in roles)
 
 
-def _require(access: ClientAccess, what: str, action: str, *roles: Role) -> None:
+def _require(access: ClientAccess, what: str, action: str, *roles: Role, scope: Scope = Scope.READ) -> None:
     if not access.is_member:
         raise NotFound(f"{what} not found")
+    access.actor.require_scope(scope)
     if not access.has(*roles):
         needed = " or ".join(role.value for role in roles)
         raise PermissionDenied(f"{action} needs the role {needed}")
@@ -60,10 +77,11 @@ class ClientPolicy:
 
     @staticmethod
     def manage(access: ClientAccess) -> None:
-        _require(access, "client", "managing the client", Role.MANAGER)
+        _require(access, "client", "managing the client", Role.MANAGER, scope=Scope.MANAGE)
 
     @staticmethod
     def create(actor: Actor) -> None:
+        actor.require_scope(Scope.MANAGE)
         if not actor.is_operator:
             raise PermissionDenied("creating clients needs an operator")
 
@@ -75,21 +93,22 @@ class ProjectPolicy:
 
     @staticmethod
     def manage(access: ClientAccess) -> None:
-        _require(access, "project", "changing the project", Role.MANAGER)
+        _require(access, "project", "changing the project", Role.MANAGER, scope=Scope.MANAGE)
 
     @staticmethod
     def import_tasks(access: ClientAccess) -> None:
-        _require(access, "project", "importing tasks", Role.MANAGER)
+        _require(access, "project", "importing tasks", Role.MANAGER, scope=Scope.MANAGE)
 
     @staticmethod
     def export(access: ClientAccess) -> None:
-        _require(access, "project", "exporting the project", Role.MANAGER)
+        _require(access, "project", "exporting the project", Role.MANAGER, scope=Scope.MANAGE)
 
     @staticmethod
     def label(access: ClientAccess) -> None:
         # Labeling is a role of its own; operators and managers do not silently become labelers.
         if not access.is_member:
             raise NotFound("project not found")
+        access.actor.require_scope(Scope.LABEL)
         if Role.LABELER not in access.roles:
             raise PermissionDenied("labeling needs the role labeler in this client")
 
@@ -97,9 +116,10 @@ class ProjectPolicy:
 class UserPolicy:
     @staticmethod
     def administer(actor: Actor) -> None:
+        actor.require_scope(Scope.MANAGE)
         if not actor.is_operator:
             raise PermissionDenied("managing users needs an operator")
 
     @staticmethod
     def grant_role(access: ClientAccess) -> None:
-        _require(access, "client", "granting roles", Role.MANAGER)
+        _require(access, "client", "granting roles", Role.MANAGER, scope=Scope.MANAGE)

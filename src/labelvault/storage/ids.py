@@ -5,12 +5,13 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from labelvault.storage.models import Answer, Task
+from labelvault.storage.models import Answer, Review, Task
 
-_SEQUENCES = {Task: "tasks_id_seq", Answer: "answers_id_seq"}
+# Each of these tables is created with a BIGSERIAL id on PostgreSQL: its sequence is <table>_id_seq.
+SealedRow = type[Task] | type[Answer] | type[Review]
 
 
-def allocate_ids(session: Session, model: type[Task] | type[Answer], count: int) -> list[int]:
+def allocate_ids(session: Session, model: SealedRow, count: int) -> list[int]:
     """Reserve ``count`` fresh ids for ``model``.
 
     PostgreSQL: the table's sequence (never handed out twice, even across servers). SQLite: the
@@ -21,7 +22,7 @@ def allocate_ids(session: Session, model: type[Task] | type[Answer], count: int)
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         rows = session.execute(
-            text(f"SELECT nextval('{_SEQUENCES[model]}') FROM generate_series(1, :n)"), {"n": count}
+            text(f"SELECT nextval('{model.__tablename__}_id_seq') FROM generate_series(1, :n)"), {"n": count}
         )
         return [row[0] for row in rows]
     # Ids are global, so the maximum is over all clients; plain SQL on purpose, as the scoped ORM

@@ -103,6 +103,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Space-separated: read, label, manage. A token can do no more than its user's roles allow.
+    scopes: Mapped[str] = mapped_column(String(100), default="read label manage", server_default="read label manage")
 
 
 class Membership(ClientOwned, Base):
@@ -281,6 +283,93 @@ class LedgerEntry(ClientOwned, Base):
 
 Index("ix_tasks_review_queue", Task.project_id, Task.review_state, Task.id)
 Index("ix_answers_user_created", Answer.user_id, Answer.created_at)
+
+
+# --- Conflict-of-interest walls (Brewer-Nash). Install-level tables: the wall must see across clients.
+
+
+class ConflictClass(Base):
+    __tablename__ = "conflict_classes"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ClientConflictClass(Base):
+    __tablename__ = "client_conflict_classes"
+    client_id: Mapped[int] = mapped_column(Id, ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    class_id: Mapped[int] = mapped_column(Id, ForeignKey("conflict_classes.id", ondelete="CASCADE"), primary_key=True)
+
+
+class PersonTouch(Base):
+    """A person has seen data of a client. Kept after the client leaves: what was seen stays seen."""
+
+    __tablename__ = "person_touches"
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[int] = mapped_column(Id, primary_key=True)  # no FK on purpose, see docstring
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    via: Mapped[str] = mapped_column(String(30))
+
+
+class WallOverride(Base):
+    __tablename__ = "wall_overrides"
+    __table_args__ = (UniqueConstraint("user_id", "client_id", name="uq_wall_overrides_user_client"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[int] = mapped_column(Id, ForeignKey("clients.id", ondelete="CASCADE"))
+    operator_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LoginFailure(Base):
+    """Failed logins, in the database so every server process counts them together."""
+
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    address: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+# --- Audit log: append-only leaves of a Merkle tree (RFC 9162). Never client content in clear.
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entries"
+    seq: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[int | None] = mapped_column(Id, nullable=True, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    client_id: Mapped[int | None] = mapped_column(Id, nullable=True, index=True)
+    object_kind: Mapped[str] = mapped_column(String(40), default="")
+    object_id: Mapped[str] = mapped_column(String(100), default="")
+    outcome: Mapped[str] = mapped_column(String(20))
+    # The exact bytes hashed into the leaf (canonical JSON of all the fields above and details).
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    # Tree root after this entry (the "running root"): lets verify name the first bad entry.
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditHead(Base):
+    """The one row holding the log's size and Merkle frontier; appenders lock it (one at a time)."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    frontier: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+
+
+class AuditCheckpoint(Base):
+    __tablename__ = "audit_checkpoints"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    signed_note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from labelvault.storage.models import (
+    LoginFailure,
     Answer,
     ApiToken,
     Client,
@@ -339,3 +340,20 @@ class ReviewRepository(_Repository):
             .limit(limit)
         )
         return self.session.scalars(query).all()
+
+
+class LoginFailureRepository(_Repository):
+    def count_for_username(self, username: str, since: datetime) -> int:
+        query = select(func.count()).select_from(LoginFailure).where(
+            LoginFailure.username == username, LoginFailure.created_at >= since
+        )
+        return self.session.scalar(query) or 0
+
+    def count_for_address(self, address: str, since: datetime) -> int:
+        query = select(func.count()).select_from(LoginFailure).where(
+            LoginFailure.address == address, LoginFailure.created_at >= since
+        )
+        return self.session.scalar(query) or 0
+
+    def clear(self, username: str) -> None:
+        self.session.execute(delete(LoginFailure).where(LoginFailure.username == username))

@@ -26,6 +26,7 @@ from labelvault.storage.repositories import (
     ClientRepository,
     DataKeyRepository,
     LeaseRepository,
+    LoginFailureRepository,
     MembershipRepository,
     ProjectRepository,
     ReviewRepository,
@@ -61,6 +62,7 @@ class UnitOfWork:
         self.clients = ClientRepository(session)
         self.users = UserRepository(session)
         self.tokens = TokenRepository(session)
+        self.login_failures = LoginFailureRepository(session)
         # Client-owned repositories: the scoped session filters them.
         self.memberships = MembershipRepository(session)
         self.data_keys = DataKeyRepository(session)

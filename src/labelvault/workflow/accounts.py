@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from labelvault.domain.access import Actor, Role, UserPolicy
-from labelvault.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
-from labelvault.storage.models import ApiToken, Membership, User, utcnow
+from labelvault.audit import log as audit_log
+from labelvault.domain.access import ALL_SCOPES, Actor, Role, Scope, UserPolicy
+from labelvault.errors import (
+    Conflict,
+    InvalidInput,
+    LoginThrottled,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
+from labelvault.storage.models import ApiToken, LoginFailure, Membership, User, utcnow
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 
@@ -22,6 +31,9 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 _DUMMY_HASH = _hasher.hash("labelvault-no-such-user")
 
 TOKEN_PREFIX = "lv_"
+LOGIN_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_USERNAME = 5
+MAX_FAILURES_PER_ADDRESS = 50
 MIN_PASSWORD_LENGTH = 10
 
 
@@ -49,6 +61,7 @@ class TokenInfo:
     display_prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    scopes: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +77,20 @@ def _user_info(user: User) -> UserInfo:
     return UserInfo(user.id, user.username, user.display_name, user.is_operator, user.is_active)
 
 
-def _user_actor(user: User) -> Actor:
-    return Actor(user_id=user.id, username=user.username, is_operator=user.is_operator)
+def _user_actor(user: User, scopes: frozenset[Scope] = ALL_SCOPES) -> Actor:
+    return Actor(user_id=user.id, username=user.username, is_operator=user.is_operator, scopes=scopes)
+
+
+def _parse_scopes(scopes: Iterable[str] | None) -> frozenset[Scope]:
+    if scopes is None:
+        return ALL_SCOPES
+    try:
+        parsed = frozenset(Scope(s) for s in scopes)
+    except ValueError:
+        raise InvalidInput("scopes must be among read, label, manage", details={"field": "scopes"}) from None
+    if not parsed:
+        raise InvalidInput("a token needs at least one scope", details={"field": "scopes"})
+    return parsed
 
 
 class AccountService:
@@ -99,23 +124,50 @@ class AccountService:
                 User(username=username, password_hash=password_hash, is_operator=is_operator,
                      display_name=display_name or username)
             )
+            audit_log.append(uow, "user.created", actor=actor, object_kind="user", object_id=user.id,
+                             details={"operator": is_operator})
             uow.commit()
             return user.id
 
-    def authenticate(self, username: str, password: str) -> Actor:
+    def authenticate(self, username: str, password: str, *, address: str = "") -> Actor:
+        """Check a password. Failures are counted in the database (so every server process sees
+        them); too many for a username or an address in the window locks logins out for a while."""
+        since = utcnow() - LOGIN_WINDOW
         with self.uow_factory.system() as uow:
+            if (uow.login_failures.count_for_username(username, since) >= MAX_FAILURES_PER_USERNAME
+                    or (address and uow.login_failures.count_for_address(address, since) >= MAX_FAILURES_PER_ADDRESS)):
+                raise LoginThrottled(
+                    f"too many failed logins; try again in {int(LOGIN_WINDOW.total_seconds() // 60)} minutes"
+                )
             user = uow.users.by_username(username)
         stored = user.password_hash if user is not None and user.is_active else None
         try:
             _hasher.verify(stored or _DUMMY_HASH, password)
+            if user is None or stored is None:
+                raise VerificationError
         except (VerificationError, InvalidHashError):
+            self._record_failure(username, address)
             raise NotAuthenticated("wrong username or password") from None
-        if user is None or stored is None:
-            raise NotAuthenticated("wrong username or password")
+        with self.uow_factory.system(write=True) as uow:
+            uow.login_failures.clear(username)
+            audit_log.append(uow, "login.succeeded", actor=_user_actor(user), object_kind="user", object_id=user.id)
+            uow.commit()
         return _user_actor(user)
 
-    def issue_token(self, actor: Actor, name: str, *, for_username: str | None = None) -> IssuedToken:
-        """A new API token for the actor (or, for an operator, for another user)."""
+    def _record_failure(self, username: str, address: str) -> None:
+        with self.uow_factory.system(write=True) as uow:
+            uow.login_failures.add(LoginFailure(username=username[:100], address=address[:64]))
+            audit_log.append(uow, "login.failed", actor=None, object_kind="username", object_id=username[:100],
+                             outcome="denied", details={"address": address[:64]})
+            uow.commit()
+
+    def issue_token(
+        self, actor: Actor, name: str, *, for_username: str | None = None, scopes: Iterable[str] | None = None
+    ) -> IssuedToken:
+        """A new API token for the actor (or, for an operator, for another user), limited to ``scopes``."""
+        chosen = _parse_scopes(scopes)
+        if not chosen <= actor.scopes:
+            raise PermissionDenied("a token cannot have scopes its maker's token lacks")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.uow_factory.system(write=True) as uow:
             user_id = actor.user_id
@@ -127,8 +179,10 @@ class AccountService:
                 user_id = user.id
             row = uow.tokens.add(
                 ApiToken(user_id=user_id, name=name[:100] or "token", display_prefix=token[:10],
-                         token_hash=token_digest(token))
+                         token_hash=token_digest(token), scopes=" ".join(sorted(chosen)))
             )
+            audit_log.append(uow, "token.issued", actor=actor, object_kind="token", object_id=row.id,
+                             details={"user_id": user_id})
             uow.commit()
             return IssuedToken(id=row.id, name=row.name, token=token)
 
@@ -140,12 +194,13 @@ class AccountService:
             user = uow.users.get(row.user_id) if row is not None and row.revoked_at is None else None
             if user is None or not user.is_active:
                 raise NotAuthenticated("invalid or revoked token")
-            return _user_actor(user)
+            assert row is not None
+            return _user_actor(user, _parse_scopes(row.scopes.split()))
 
     def list_tokens(self, actor: Actor, *, offset: int = 0, limit: int = 100) -> tuple[list[TokenInfo], int]:
         with self.uow_factory.system() as uow:
             rows = uow.tokens.of_user(actor.user_id, offset=offset, limit=limit)
-            items = [TokenInfo(r.id, r.name, r.display_prefix, r.created_at, r.revoked_at) for r in rows]
+            items = [TokenInfo(r.id, r.name, r.display_prefix, r.created_at, r.revoked_at, r.scopes.split()) for r in rows]
             return items, uow.tokens.count_of_user(actor.user_id)
 
     def get_user(self, actor: Actor, user_id: int) -> UserInfo:
@@ -169,6 +224,7 @@ class AccountService:
                 raise NotFound(f"token {token_id} not found")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+                audit_log.append(uow, "token.revoked", actor=actor, object_kind="token", object_id=row.id)
             uow.commit()
 
     def first_operator(self) -> Actor:
@@ -200,6 +256,8 @@ class AccountService:
                 raise NotFound("client not found")
             if uow.memberships.find(target.user_id, role_value) is None:
                 uow.memberships.add(Membership(user_id=target.user_id, role=role_value.value))
+                audit_log.append(uow, "role.granted", actor=actor, client_id=client_id, object_kind="user",
+                                 object_id=target.user_id, details={"role": role_value.value})
             uow.commit()
 
     def revoke_role(self, actor: Actor, client_id: int, username: str, role: str) -> None:
@@ -210,4 +268,6 @@ class AccountService:
             if membership is None:
                 raise NotFound(f"{username!r} has no role {role!r} in this client")
             uow.memberships.remove(membership)
+            audit_log.append(uow, "role.revoked", actor=actor, client_id=client_id, object_kind="user",
+                             object_id=target.user_id, details={"role": role})
             uow.commit()

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from labelvault.audit import log as audit_log
 from labelvault.domain.access import Actor, ClientPolicy
 from labelvault.errors import Conflict, InvalidInput, NotFound
 from labelvault.storage.models import Client, DataKey
@@ -51,6 +52,8 @@ class ClientService:
             if uow.clients.by_slug(slug) is not None:
                 raise Conflict(f"client {slug!r} exists already", details={"field": "slug"})
             client = uow.clients.add(Client(slug=slug, name=name or slug, currency=currency))
+            audit_log.append(uow, "client.created", actor=actor, client_id=client.id, object_kind="client",
+                             object_id=client.id)
             uow.commit()
         self.ensure_keys(client.id)
         return client_info(client)
@@ -62,7 +65,9 @@ class ClientService:
             keyring.create_client_key(client_id)
         with self.uow_factory.for_client(client_id, write=True) as uow:
             if uow.data_keys.active() is None:
-                uow.data_keys.add(DataKey(wrapped_key=keyring.new_data_key(client_id)))
+                key = uow.data_keys.add(DataKey(wrapped_key=keyring.new_data_key(client_id)))
+                audit_log.append(uow, "key.created", actor=None, client_id=client_id, object_kind="data_key",
+                                 object_id=key.id)
             uow.commit()
 
     def resolve(self, reference: str | int) -> int:

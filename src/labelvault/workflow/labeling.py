@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 from sqlalchemy.exc import IntegrityError
 
+from labelvault.audit import log as audit_log
+from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.domain.answers import validate_answer
 from labelvault.errors import Conflict, InvalidInput, NotFound, QueueRefused
@@ -29,6 +31,7 @@ from labelvault.storage.models import Answer, Project, Skip, Task, utcnow
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow import ledger
 from labelvault.workflow.access import access_in
+from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.content import open_task_content
 from labelvault.workflow.projects import load_project, schema_of
 from labelvault.workflow.review import on_task_complete
@@ -93,11 +96,17 @@ def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
 
 
 class LabelingService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, hooks: QueueHooks | None = None) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, hooks: QueueHooks | None = None,
+                 audit: AuditService | None = None) -> None:
         self.uow_factory = uow_factory
         self.hooks = hooks or QueueHooks()
+        self.audit = audit
 
     def next_task(self, actor: Actor, client_id: int, project_id: int) -> LeasedTask:
+        with recording_denials(self.audit, actor, client_id, "task.lease", "project", project_id):
+            return self._next_task(actor, client_id, project_id)
+
+    def _next_task(self, actor: Actor, client_id: int, project_id: int) -> LeasedTask:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.label(access_in(uow, actor))
@@ -125,6 +134,8 @@ class LabelingService:
             for grant in self.hooks.on_grant:
                 grant(uow, actor, project, task)
             payload, suggestions = open_task_content(uow, task)
+            audit_log.append(uow, "task.shown", actor=actor, client_id=client_id, object_kind="task",
+                             object_id=task.id, details={"project_id": project_id})
             uow.commit()
         return LeasedTask(task.id, project_id, payload, suggestions, started, expires)
 
@@ -148,7 +159,8 @@ class LabelingService:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 100:
             raise InvalidInput("idempotency_key must be 1 to 100 characters", details={"field": "idempotency_key"})
         try:
-            return self._submit(actor, client_id, project_id, task_id, answer, idempotency_key)
+            with recording_denials(self.audit, actor, client_id, "answer.submit", "task", task_id):
+                return self._submit(actor, client_id, project_id, task_id, answer, idempotency_key)
         except IntegrityError:
             # A concurrent twin of this request won the race; answer as it did.
             if idempotency_key is None:
@@ -209,6 +221,8 @@ class LabelingService:
             uow.session.refresh(task)
             if task.answer_count >= task.required_answers:
                 on_task_complete(uow, project, task)
+            audit_log.append(uow, "answer.submitted", actor=actor, client_id=client_id, object_kind="answer",
+                             object_id=answer_id, details={"task_id": task_id})
             uow.commit()
         return SubmittedAnswer(answer_id, task_id, True, now, spent)
 
@@ -225,4 +239,5 @@ class LabelingService:
                 raise Conflict(f"you hold no lease on task {task_id}")
             uow.tasks.adjust_slots(task_id, open_slots=+1)
             uow.skips.add(Skip(project_id=project_id, task_id=task_id, user_id=actor.user_id, reason=reason[:500]))
+            audit_log.append(uow, "task.skipped", actor=actor, client_id=client_id, object_kind="task", object_id=task_id)
             uow.commit()

@@ -11,8 +11,12 @@ import json
 
 from sqlalchemy import func, select, update
 
+from labelvault.domain.access import Actor, ProjectPolicy
+from labelvault.errors import InvalidInput, NotFound
 from labelvault.storage.models import Client, LedgerEntry, Project
-from labelvault.storage.unit_of_work import UnitOfWork
+from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from labelvault.workflow.access import access_in
+from labelvault.workflow.projects import load_project
 
 
 def answer_rate(project: Project, answered_questions: list[str] | None = None) -> int:
@@ -75,3 +79,21 @@ def budget_left_for_one_more(uow: UnitOfWork, project: Project, open_leases: int
 def currency_of(uow: UnitOfWork, client_id: int) -> str:
     client = uow.session.get(Client, client_id)
     return client.currency if client else "USD"
+
+
+class BonusService:
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self.uow_factory = uow_factory
+
+    def grant(self, actor: Actor, client_id: int, project_id: int, username: str, amount: int, note: str) -> None:
+        """A manager's bonus to a person who worked on the project (a ledger entry like any other)."""
+        if amount <= 0:
+            raise InvalidInput("a bonus must be a positive amount in minor units", details={"field": "amount"})
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            ProjectPolicy.manage(access_in(uow, actor))
+            project = load_project(uow, project_id)
+            user = uow.users.by_username(username)
+            if user is None or not uow.memberships.roles_of(user.id):
+                raise NotFound(f"user {username!r} is not a member of this client")
+            append(uow, project, user_id=user.id, kind="bonus", amount=amount, note=note or "bonus")
+            uow.commit()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from labelvault.audit import log as audit_log
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.domain.schema import ProjectSchema, parse_schema
 from labelvault.errors import Conflict, InvalidInput, NotFound
@@ -109,6 +110,10 @@ def _check_lease(seconds: int) -> None:
         raise InvalidInput("lease_seconds must be between 10 and 604800", details={"field": "lease_seconds"})
 
 
+def vars_of(changes: ProjectSettings) -> dict[str, object]:
+    return {f.name: getattr(changes, f.name) for f in fields(changes)}
+
+
 def _money(value: int, name: str) -> int:
     if value < 0:
         raise InvalidInput(f"{name} must be zero or more (integer minor units, e.g. cents)", details={"field": name})
@@ -198,6 +203,8 @@ class ProjectService:
                 Project(slug=slug, name=name or slug, schema_json=json.dumps(parsed.to_dict()),
                         overlap=overlap, lease_seconds=lease_seconds)
             )
+            audit_log.append(uow, "project.created", actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project.id)
             uow.commit()
             return project_info(project)
 
@@ -233,6 +240,9 @@ class ProjectService:
                     )
                 project.status = changes.status
             _apply_review_and_money(project, changes)
+            changed = sorted(k for k, v in vars_of(changes).items() if v not in (None, False))
+            audit_log.append(uow, "project.updated", actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project.id, details={"changed": changed})
             uow.commit()
             return project_info(project)
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 
-from labelvault.domain.access import Actor, Role
+from labelvault.audit import log as audit_log
+from labelvault.audit.log import AuditService
+from labelvault.domain.access import Actor, Role, Scope
 from labelvault.domain.answers import validate_answer
 from labelvault.errors import Conflict, InvalidInput, NotFound, PermissionDenied, QueueRefused
 from labelvault.storage.ids import allocate_ids
@@ -23,8 +25,10 @@ from labelvault.storage.models import Answer, Project, Review, ReviewLease, Task
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow import ledger
 from labelvault.workflow.access import access_in
+from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.content import open_answer_values, open_task_content
 from labelvault.workflow.projects import load_project, schema_of
+from labelvault.workflow.walls import check_and_record
 
 REVIEW_POLICIES = ("none", "sample", "all", "disagreement")
 _random = random.SystemRandom()
@@ -94,20 +98,27 @@ def _require_reviewer(uow: UnitOfWork, actor: Actor) -> None:
     access = access_in(uow, actor)
     if not access.is_member:
         raise NotFound("project not found")
+    actor.require_scope(Scope.LABEL)
     if not (Role.REVIEWER in access.roles or Role.MANAGER in access.roles):
         raise PermissionDenied("reviewing needs the role reviewer or manager in this client")
 
 
 class ReviewService:
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, audit: AuditService | None = None) -> None:
         self.uow_factory = uow_factory
+        self.audit = audit
 
     def next_item(self, actor: Actor, client_id: int, project_id: int) -> ReviewItem:
+        with recording_denials(self.audit, actor, client_id, "review.lease", "project", project_id):
+            return self._next_item(actor, client_id, project_id)
+
+    def _next_item(self, actor: Actor, client_id: int, project_id: int) -> ReviewItem:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
             _require_reviewer(uow, actor)
             project = load_project(uow, project_id)
             uow.users.lock(actor.user_id)
+            check_and_record(uow, actor.user_id, client_id, "review")
             lease = uow.reviews.lease_of_reviewer(actor.user_id, project_id, now)
             if lease is not None:
                 task = uow.tasks.get(lease.task_id)
@@ -132,6 +143,8 @@ class ReviewService:
                 for a, v in zip(answers, values, strict=True)
             ]
             expires = lease.expires_at
+            audit_log.append(uow, "task.shown_for_review", actor=actor, client_id=client_id, object_kind="task",
+                             object_id=task.id, details={"project_id": project_id, "answers": len(items)})
             uow.commit()
         return ReviewItem(task.id, project_id, payload, items, expires)
 
@@ -196,6 +209,8 @@ class ReviewService:
             ledger.append(uow, project, user_id=actor.user_id, kind="review", amount=project.rate_per_review,
                           review_id=review_id, task_id=task_id)
             uow.reviews.drop_lease(lease)
+            audit_log.append(uow, f"review.{decision}", actor=actor, client_id=client_id, object_kind="task",
+                             object_id=task_id, details={"review_id": review_id})
             uow.commit()
             return review_id
 

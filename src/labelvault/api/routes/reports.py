@@ -1,0 +1,61 @@
+"""Money and time reports, as JSON or CSV (``?format=csv``), and bonuses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from labelvault.api.deps import ActorDep, ServicesDep
+from labelvault.api.routes.projects import ProjectRefDep
+from labelvault.api.schemas import BonusCreate, EarningsRead, ProjectCostsRead, SpendRead, ThroughputRead
+from labelvault.workflow.reports import rows_to_csv
+
+router = APIRouter(tags=["reports"])
+
+Format = Annotated[Literal["json", "csv"], Query(description="json or csv")]
+Since = Annotated[datetime | None, Query(description="Period start (inclusive, ISO 8601 with time zone).")]
+Until = Annotated[datetime | None, Query(description="Period end (exclusive).")]
+
+
+def _rows(rows: list[object], model: type[BaseModel], fmt: str, filename: str) -> object:
+    if fmt == "csv":
+        return PlainTextResponse(rows_to_csv(rows), media_type="text/csv",
+                                 headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})
+    return [model.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/clients/{client_id}/reports/spend", response_model=list[SpendRead])
+def spend(client_id: int, actor: ActorDep, services: ServicesDep, format: Format = "json",
+          by_day: bool = False, since: Since = None, until: Until = None) -> object:
+    rows = services.reports.spend(actor, client_id, by_day=by_day, since=since, until=until)
+    return _rows(list(rows), SpendRead, format, "spend")
+
+
+@router.get("/clients/{client_id}/reports/earnings", response_model=list[EarningsRead])
+def earnings(client_id: int, actor: ActorDep, services: ServicesDep, format: Format = "json",
+             since: Since = None, until: Until = None) -> object:
+    """Earnings per person in a period; with format=csv this is the payout file."""
+    rows = services.reports.earnings(actor, client_id, since=since, until=until)
+    return _rows(list(rows), EarningsRead, format, "payout")
+
+
+@router.get("/projects/{project_id}/reports/costs", response_model=ProjectCostsRead)
+def project_costs(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep) -> ProjectCostsRead:
+    costs = services.reports.project_costs(actor, ref.client_id, ref.project_id)
+    return ProjectCostsRead.model_validate(costs, from_attributes=True)
+
+
+@router.get("/projects/{project_id}/reports/throughput", response_model=list[ThroughputRead])
+def throughput(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep, format: Format = "json",
+               since: Since = None, until: Until = None) -> object:
+    rows = services.reports.throughput(actor, ref.client_id, ref.project_id, since=since, until=until)
+    return _rows(list(rows), ThroughputRead, format, "throughput")
+
+
+@router.post("/projects/{project_id}/bonuses", status_code=status.HTTP_204_NO_CONTENT)
+def grant_bonus(ref: ProjectRefDep, body: BonusCreate, actor: ActorDep, services: ServicesDep) -> None:
+    services.bonuses.grant(actor, ref.client_id, ref.project_id, body.username, body.amount, body.note)

@@ -1,0 +1,184 @@
+"""Money and time reports from the ledger and the answers (JSON-able rows; CSV at the edges)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import String, case, cast, func, select
+
+from labelvault.domain.access import Actor, ClientPolicy, ProjectPolicy
+from labelvault.storage.models import Answer, LedgerEntry, Project, User
+from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.workflow.access import access_in
+from labelvault.workflow.ledger import currency_of
+from labelvault.workflow.projects import load_project
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    project_id: int
+    project: str
+    day: date | None
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class EarningsRow:
+    user_id: int
+    username: str
+    amount: int
+    currency: str
+    answers: int
+    reviews: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectCosts:
+    project_id: int
+    currency: str
+    spent: int
+    budget_cap: int | None
+    accepted_answers: int
+    cost_per_accepted_answer: int | None  # minor units, rounded half up
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputRow:
+    user_id: int
+    username: str
+    answers: int
+    working_ms: int
+    answers_per_hour: float
+    median_ms: int | None
+
+
+def _period(query, column, since: datetime | None, until: datetime | None):  # type: ignore[no-untyped-def]
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column < until)
+    return query
+
+
+class ReportService:
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self.uow_factory = uow_factory
+
+    def spend(self, actor: Actor, client_id: int, *, by_day: bool = False, since: datetime | None = None,
+              until: datetime | None = None) -> list[SpendRow]:
+        """Spend per project (and per day) of one client."""
+        with self.uow_factory.for_client(client_id) as uow:
+            ClientPolicy.manage(access_in(uow, actor))
+            currency = currency_of(uow, client_id)
+            # date() is a function on SQLite and a cast on PostgreSQL; text on both ways out.
+            day = cast(func.date(LedgerEntry.created_at), String) if by_day else None
+            columns = [LedgerEntry.project_id, Project.slug, func.sum(LedgerEntry.amount)]
+            if day is not None:
+                columns.insert(2, day)
+            query = select(*columns).join(Project, Project.id == LedgerEntry.project_id)
+            query = _period(query, LedgerEntry.created_at, since, until)
+            group = [LedgerEntry.project_id, Project.slug] + ([day] if day is not None else [])
+            rows = uow.session.execute(query.group_by(*group).order_by(*group)).all()
+            result = []
+            for row in rows:
+                row_day = row[2] if by_day else None
+                if isinstance(row_day, str):  # SQLite returns dates as text
+                    row_day = date.fromisoformat(row_day)
+                result.append(SpendRow(row[0], row[1], row_day, int(row[-1]), currency))
+            return result
+
+    def earnings(self, actor: Actor, client_id: int, *, since: datetime | None = None,
+                 until: datetime | None = None, project_id: int | None = None) -> list[EarningsRow]:
+        """What each person earned from this client in a period: the payout base."""
+        with self.uow_factory.for_client(client_id) as uow:
+            ClientPolicy.manage(access_in(uow, actor))
+            currency = currency_of(uow, client_id)
+            query = select(
+                LedgerEntry.user_id, User.username, func.sum(LedgerEntry.amount),
+                func.sum(case((LedgerEntry.kind == "answer", 1), else_=0))
+                - func.sum(case((LedgerEntry.kind == "reversal", 1), else_=0)),
+                func.sum(case((LedgerEntry.kind == "review", 1), else_=0)),
+            ).join(User, User.id == LedgerEntry.user_id)
+            if project_id is not None:
+                query = query.where(LedgerEntry.project_id == project_id)
+            query = _period(query, LedgerEntry.created_at, since, until)
+            rows = uow.session.execute(query.group_by(LedgerEntry.user_id, User.username).order_by(User.username))
+            return [EarningsRow(r[0], r[1], int(r[2]), currency, int(r[3]), int(r[4])) for r in rows]
+
+    def my_earnings(self, actor: Actor, client_id: int) -> int:
+        with self.uow_factory.for_client(client_id) as uow:
+            if not access_in(uow, actor).is_member:
+                return 0
+            query = select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.user_id == actor.user_id)
+            return int(uow.session.scalar(query) or 0)
+
+    def project_costs(self, actor: Actor, client_id: int, project_id: int) -> ProjectCosts:
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.manage(access_in(uow, actor))
+            project = load_project(uow, project_id)
+            accepted = uow.session.scalar(
+                select(func.count()).select_from(Answer).where(Answer.project_id == project_id,
+                                                               Answer.status == "accepted")
+            ) or 0
+            per_answer = (project.spent * 2 + accepted) // (2 * accepted) if accepted else None
+            return ProjectCosts(project_id, currency_of(uow, client_id), project.spent, project.budget_cap,
+                                int(accepted), per_answer)
+
+    def throughput(self, actor: Actor, client_id: int, project_id: int, *, since: datetime | None = None,
+                   until: datetime | None = None) -> list[ThroughputRow]:
+        """Answers and server-measured working time per labeler."""
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.manage(access_in(uow, actor))
+            load_project(uow, project_id)
+            query = select(Answer.user_id, User.username, Answer.time_spent_ms).join(User, User.id == Answer.user_id)
+            query = _period(query.where(Answer.project_id == project_id), Answer.created_at, since, until)
+            per_user: dict[int, tuple[str, list[int]]] = {}
+            for user_id, username, spent in uow.session.execute(query):
+                per_user.setdefault(user_id, (username, []))[1].append(spent)
+        rows = []
+        for user_id, (username, times) in sorted(per_user.items(), key=lambda kv: kv[1][0]):
+            total = sum(times)
+            ordered = sorted(times)
+            rows.append(ThroughputRow(
+                user_id, username, len(times), total,
+                round(len(times) / (total / 3_600_000), 2) if total else 0.0,
+                ordered[len(ordered) // 2] if ordered else None,
+            ))
+        return rows
+
+
+def major_units(amount: int, currency: str) -> str:
+    """Minor units as a decimal string, exactly (no floats): 12345 USD -> "123.45"."""
+    digits = 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
+    if digits == 0:
+        return str(amount)
+    sign = "-" if amount < 0 else ""
+    whole, cents = divmod(abs(amount), 10**digits)
+    return f"{sign}{whole}.{cents:0{digits}d}"
+
+
+# ISO 4217 currencies without minor units that clients are likely to use.
+ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "CLP", "ISK", "VND", "XOF", "XAF", "UGX"})
+
+
+def rows_to_csv(rows: list[object]) -> str:
+    """Dataclass rows to CSV text with a header; money columns get a major-unit twin."""
+    import csv
+    import dataclasses
+    import io
+
+    buffer = io.StringIO()
+    if not rows:
+        return ""
+    names = [f.name for f in dataclasses.fields(rows[0])]  # type: ignore[arg-type]
+    has_money = "amount" in names and "currency" in names
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names + (["amount_major"] if has_money else []))
+    for row in rows:
+        values = [getattr(row, n) for n in names]
+        if has_money:
+            values.append(major_units(row.amount, row.currency))  # type: ignore[attr-defined]
+        writer.writerow(["" if v is None else v for v in values])
+    return buffer.getvalue()

@@ -1,0 +1,183 @@
+"""Conflict-of-interest walls (Brewer-Nash) between competing clients.
+
+Clients belong to conflict classes (a client may be in several). A person who has seen data of
+client A ("touched" A) may never be shown data of another client B that shares a class with A,
+unless an operator overrides the wall for that person and B, with a reason.
+
+assignable(L, B) iff no client A != B that L touched shares a class with B (or an override).
+
+The check and the record of the touch happen in one transaction that holds the person's lock
+(``users.lock``: a row lock on PostgreSQL, the single write lock on SQLite), so two simultaneous
+requests by one person for two competitors cannot both pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import aliased
+
+from labelvault.audit import log as audit_log
+from labelvault.domain.access import Actor
+from labelvault.errors import Conflict, ConflictOfInterest, InvalidInput, NotFound, PermissionDenied, QueueRefused
+from labelvault.storage.models import (
+    Client,
+    ClientConflictClass,
+    ConflictClass,
+    PersonTouch,
+    Project,
+    Task,
+    WallOverride,
+)
+from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+
+def conflicting_touches(uow: UnitOfWork, user_id: int, client_id: int) -> list[int]:
+    """Clients the person touched that share a conflict class with ``client_id``."""
+    mine = aliased(ClientConflictClass)
+    theirs = aliased(ClientConflictClass)
+    query = (
+        select(PersonTouch.client_id)
+        .join(theirs, theirs.client_id == PersonTouch.client_id)
+        .join(mine, mine.class_id == theirs.class_id)
+        .where(PersonTouch.user_id == user_id, mine.client_id == client_id, PersonTouch.client_id != client_id)
+        .distinct()
+    )
+    return list(uow.session.scalars(query))
+
+
+def may_see(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
+    """assignable(L, B): touched B already, or touched no competitor of B, or an operator override."""
+    if uow.session.get(PersonTouch, (user_id, client_id)) is not None:
+        return True
+    if not conflicting_touches(uow, user_id, client_id):
+        return True
+    override = select(WallOverride.id).where(WallOverride.user_id == user_id, WallOverride.client_id == client_id)
+    return uow.session.scalar(override) is not None
+
+
+def check_and_record(uow: UnitOfWork, user_id: int, client_id: int, via: str) -> None:
+    """Refuse a grant across a wall, else record the touch. The caller holds ``users.lock``."""
+    if not may_see(uow, user_id, client_id):
+        raise ConflictOfInterest("conflict of interest: you have worked for a competitor of this client")
+    if uow.session.get(PersonTouch, (user_id, client_id)) is None:
+        uow.session.add(PersonTouch(user_id=user_id, client_id=client_id, via=via))
+        uow.session.flush()
+
+
+def queue_wall_check(uow: UnitOfWork, actor: Actor, project: Project) -> None:
+    """Queue eligibility hook: refuse before a task is chosen, with the reason the labeler sees."""
+    if not may_see(uow, actor.user_id, project.client_id):
+        raise QueueRefused("conflict_of_interest",
+                           "conflict of interest: you have worked for a competitor of this client")
+
+
+def queue_wall_record(uow: UnitOfWork, actor: Actor, project: Project, _task: Task) -> None:
+    check_and_record(uow, actor.user_id, project.client_id, "label")
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictClassInfo:
+    id: int
+    name: str
+    description: str
+    client_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class TouchInfo:
+    client_id: int
+    first_at: datetime
+    via: str
+
+
+def _operator(actor: Actor) -> None:
+    if not actor.is_operator:
+        raise PermissionDenied("conflict walls are managed by operators")
+
+
+class WallService:
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self.uow_factory = uow_factory
+
+    def create_class(self, actor: Actor, name: str, description: str = "") -> ConflictClassInfo:
+        _operator(actor)
+        if not name.strip():
+            raise InvalidInput("a conflict class needs a name", details={"field": "name"})
+        with self.uow_factory.system(write=True) as uow:
+            if uow.session.scalar(select(ConflictClass).where(ConflictClass.name == name)) is not None:
+                raise Conflict(f"conflict class {name!r} exists already")
+            row = ConflictClass(name=name, description=description)
+            uow.session.add(row)
+            uow.flush()
+            audit_log.append(uow, "wall.class_created", actor=actor, object_kind="conflict_class", object_id=row.id)
+            uow.commit()
+            return ConflictClassInfo(row.id, row.name, row.description, [])
+
+    def _class(self, uow: UnitOfWork, name: str) -> ConflictClass:
+        row = uow.session.scalar(select(ConflictClass).where(ConflictClass.name == name))
+        if row is None:
+            raise NotFound(f"conflict class {name!r} not found")
+        return row
+
+    def add_client(self, actor: Actor, class_name: str, client_id: int) -> None:
+        _operator(actor)
+        with self.uow_factory.system(write=True) as uow:
+            row = self._class(uow, class_name)
+            if uow.session.get(Client, client_id) is None:
+                raise NotFound(f"client {client_id} not found")
+            if uow.session.get(ClientConflictClass, (client_id, row.id)) is None:
+                uow.session.add(ClientConflictClass(client_id=client_id, class_id=row.id))
+                audit_log.append(uow, "wall.client_added", actor=actor, client_id=client_id,
+                                 object_kind="conflict_class", object_id=row.id)
+            uow.commit()
+
+    def remove_client(self, actor: Actor, class_name: str, client_id: int) -> None:
+        _operator(actor)
+        with self.uow_factory.system(write=True) as uow:
+            row = self._class(uow, class_name)
+            uow.session.execute(delete(ClientConflictClass).where(
+                ClientConflictClass.client_id == client_id, ClientConflictClass.class_id == row.id))
+            audit_log.append(uow, "wall.client_removed", actor=actor, client_id=client_id,
+                             object_kind="conflict_class", object_id=row.id)
+            uow.commit()
+
+    def list_classes(self, actor: Actor) -> list[ConflictClassInfo]:
+        _operator(actor)
+        with self.uow_factory.system() as uow:
+            classes = uow.session.scalars(select(ConflictClass).order_by(ConflictClass.name)).all()
+            members = uow.session.execute(select(ClientConflictClass.class_id, ClientConflictClass.client_id)).all()
+            return [ConflictClassInfo(c.id, c.name, c.description,
+                                      sorted(cid for klass, cid in members if klass == c.id)) for c in classes]
+
+    def override(self, actor: Actor, username: str, client_id: int, reason: str) -> None:
+        """Let one person work for one client despite a wall. Needs an operator and a reason."""
+        _operator(actor)
+        if len(reason.strip()) < 10:
+            raise InvalidInput("an override needs a reason (at least 10 characters)", details={"field": "reason"})
+        with self.uow_factory.system(write=True) as uow:
+            user = uow.users.by_username(username)
+            if user is None:
+                raise NotFound(f"user {username!r} not found")
+            if uow.session.get(Client, client_id) is None:
+                raise NotFound(f"client {client_id} not found")
+            existing = uow.session.scalar(select(WallOverride).where(
+                WallOverride.user_id == user.id, WallOverride.client_id == client_id))
+            if existing is None:
+                uow.session.add(WallOverride(user_id=user.id, client_id=client_id, operator_id=actor.user_id,
+                                             reason=reason.strip()))
+                audit_log.append(uow, "wall.override", actor=actor, client_id=client_id, object_kind="user",
+                                 object_id=user.id, details={"reason": reason.strip()})
+            uow.commit()
+
+    def touches(self, actor: Actor, username: str) -> list[TouchInfo]:
+        _operator(actor)
+        with self.uow_factory.system() as uow:
+            user = uow.users.by_username(username)
+            if user is None:
+                raise NotFound(f"user {username!r} not found")
+            rows = uow.session.scalars(select(PersonTouch).where(PersonTouch.user_id == user.id)
+                                       .order_by(PersonTouch.first_at)).all()
+            return [TouchInfo(t.client_id, t.first_at, t.via) for t in rows]
