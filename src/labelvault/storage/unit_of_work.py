@@ -12,6 +12,7 @@ nothing can reach client data without a scope. On PostgreSQL the scope is also s
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import Self
 
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import sessionmaker
 
 from labelvault.crypto.keyring import DataCipher, Keyring
-from labelvault.errors import CryptoError
+from labelvault.errors import Conflict, CryptoError
 from labelvault.storage.engine import writer
 from labelvault.storage.repositories import (
     AnswerRepository,
@@ -47,6 +48,12 @@ class UnitOfWork:
 
     def __enter__(self) -> Self:
         bind = self._factory.write_engine if self._write else self._factory.engine
+        self._holds_write_lock = self._write and self._factory.serialize_writers
+        if self._holds_write_lock:
+            # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
+            # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
+            if not self._factory.write_lock.acquire(timeout=60):
+                raise Conflict("the database is busy; try again")
         self.session = self._factory.sessionmaker(bind=bind)
         self.session.info["scope"] = self.scope
         if bind.dialect.name == "postgresql":
@@ -79,7 +86,11 @@ class UnitOfWork:
     ) -> None:
         # close() rolls back whatever was not committed; unlike rollback() it leaves loaded objects
         # readable (detached), so use cases can return what they read.
-        self.session.close()
+        try:
+            self.session.close()
+        finally:
+            if self._holds_write_lock:
+                self._factory.write_lock.release()
 
     @property
     def client_id(self) -> int:
@@ -115,6 +126,8 @@ class UnitOfWorkFactory:
         self.engine = engine
         self.write_engine = writer(engine)
         self.keyring = keyring
+        self.serialize_writers = engine.dialect.name == "sqlite"
+        self.write_lock = threading.Lock()
         self.sessionmaker = sessionmaker(class_=ScopedSession, expire_on_commit=False, autoflush=False)
 
     def for_client(self, client_id: int, *, write: bool = False) -> UnitOfWork:
