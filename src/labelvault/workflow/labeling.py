@@ -48,12 +48,20 @@ class QueueHooks:
     """Extension points for quality (qualification, suspension, gold) and autonomy (walls).
 
     ``eligibility`` checks raise ``QueueRefused`` with a reason; ``pickers`` may choose a task
-    before the regular order (gold injection); ``on_grant`` runs when data is about to be shown.
+    before the regular order (gold injection); ``on_grant`` runs when data is about to be shown;
+    ``on_submit`` runs in the submit transaction after the answer is stored (gold scoring);
+    ``on_complete`` runs when a task has all its answers, before review is decided, and may add
+    required answers (adaptive overlap) by raising ``task.required_answers`` and ``open_slots``.
+    All run inside the caller's unit of work and transaction.
     """
 
     eligibility: list[EligibilityCheck] = field(default_factory=list)
     pickers: list[TaskPicker] = field(default_factory=list)
     on_grant: list[Callable[[UnitOfWork, Actor, Project, Task], None]] = field(default_factory=list)
+    on_submit: list[Callable[[UnitOfWork, Actor, Project, Task, int, dict[str, Any]], None]] = field(
+        default_factory=list
+    )
+    on_complete: list[Callable[[UnitOfWork, Project, Task], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +227,13 @@ class LabelingService:
                     answer_id=answer_id, task_id=task_id,
                 )
             uow.session.refresh(task)
+            for hook in self.hooks.on_submit:
+                hook(uow, actor, project, task, answer_id, normalized)
             if task.answer_count >= task.required_answers:
-                on_task_complete(uow, project, task)
+                for complete in self.hooks.on_complete:
+                    complete(uow, project, task)
+                if task.answer_count >= task.required_answers:  # a hook may have asked for more
+                    on_task_complete(uow, project, task)
             audit_log.append(uow, "answer.submitted", actor=actor, client_id=client_id, object_kind="answer",
                              object_id=answer_id, details={"task_id": task_id})
             uow.commit()
