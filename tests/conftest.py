@@ -37,17 +37,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class PostgresDatabases:
-    """Creates uniquely named databases on the test server and drops them afterwards."""
+    """Creates uniquely named databases on the test server and drops them afterwards.
+
+    The app connects as ``app_role``, neither owner nor superuser, so row-level security applies
+    to every test; migrations run as the server's admin user (the owner).
+    """
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = make_url(admin_url)
         self.admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=None)
+        self.app_role = f"lv_app_{RUN_ID}"
+        with self.admin.connect() as connection:
+            connection.execute(text(f'CREATE ROLE "{self.app_role}" LOGIN NOSUPERUSER NOBYPASSRLS'))
 
-    def create(self) -> str:
+    def create(self) -> tuple[str, str]:
+        """(owner URL, app-role URL) of a new, empty database."""
         name = f"lv_test_{RUN_ID}_{uuid.uuid4().hex[:10]}"
         with self.admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+        owner = self.admin_url.set(database=name)
+        app = owner.set(username=self.app_role, password=None)
+        return owner.render_as_string(hide_password=False), app.render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        with self.admin.connect() as connection:
+            connection.execute(text(f'DROP ROLE IF EXISTS "{self.app_role}"'))
+        self.admin.dispose()
 
     def drop(self, url: str) -> None:
         name = make_url(url).database
@@ -62,23 +77,43 @@ def postgres_databases() -> Iterator[PostgresDatabases | None]:
         return
     databases = PostgresDatabases(POSTGRES_URL)
     yield databases
-    databases.admin.dispose()
+    databases.close()
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    app: str
+    owner: str | None = None  # PostgreSQL: the migrations' owner connection
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases | None) -> Iterator[str]:
+def database_urls(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases | None
+) -> Iterator[DatabaseUrls]:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'labelvault.db'}"
+        yield DatabaseUrls(f"sqlite:///{tmp_path / 'labelvault.db'}")
         return
     assert postgres_databases is not None
-    url = postgres_databases.create()
-    yield url
-    postgres_databases.drop(url)
+    owner, app = postgres_databases.create()
+    yield DatabaseUrls(app, owner)
+    postgres_databases.drop(owner)
+
+
+def owner_url(settings: Settings) -> str:
+    """A connection that sees every client's rows (the owner; RLS filters the app's role): for
+    tests that inspect the database from outside the application."""
+    return settings.migration_database_url or settings.resolved_database_url
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(home=tmp_path / "home", database_url=database_url, sqlite_synchronous="NORMAL")
+def database_url(database_urls: DatabaseUrls) -> str:
+    return database_urls.app
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_urls: DatabaseUrls) -> Settings:
+    return Settings(home=tmp_path / "home", database_url=database_urls.app,
+                    migration_database_url=database_urls.owner, sqlite_synchronous="NORMAL")
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import NullPool
 
 from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import Keyring
@@ -15,6 +16,7 @@ from labelvault.io.importer import ImportService
 from labelvault.settings import Settings
 from labelvault.storage.engine import build_engine
 from labelvault.storage.migrate import current_revision, head_revision, upgrade
+from labelvault.storage.rls import grant_app_role
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.accounts import AccountService
 from labelvault.workflow.clients import ClientService
@@ -92,7 +94,7 @@ def initialize(settings: Settings, operator_username: str | None, operator_passw
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.files_dir.mkdir(parents=True, exist_ok=True)
     services = build_services(settings, create_keys=True)
-    upgrade(services.engine)
+    migrate(services)
     if operator_username and operator_password is not None:
         with services.uow_factory.system() as uow:
             has_operator = uow.users.operators_exist()
@@ -102,7 +104,22 @@ def initialize(settings: Settings, operator_username: str | None, operator_passw
 
 
 def migrate(services: Services) -> tuple[str | None, str]:
-    """Apply pending migrations; returns (revision before, head)."""
+    """Apply pending migrations as the owner; returns (revision before, head).
+
+    With a separate owner connection (PostgreSQL), the application's role is then granted what it
+    needs on the tables as they now are (and no UPDATE or DELETE on the audit log)."""
+    settings = services.settings
     before = current_revision(services.engine)
-    upgrade(services.engine)
+    if not settings.migration_database_url:
+        upgrade(services.engine)
+        return before, head_revision()
+    owner = create_engine(settings.migration_database_url, poolclass=NullPool)
+    try:
+        upgrade(owner)
+        app_role = services.engine.url.username
+        if owner.dialect.name == "postgresql" and app_role and app_role != owner.url.username:
+            with owner.begin() as connection:
+                grant_app_role(connection, app_role)
+    finally:
+        owner.dispose()
     return before, head_revision()

@@ -16,6 +16,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; SQLite in the home directory when unset, or postgresql+psycopg://...",
     )
+    migration_database_url: str | None = Field(
+        default=None,
+        description="Owner connection for migrations (PostgreSQL); the app then connects as a role without "
+        "ownership, and row-level security applies to it. Unset: migrations use database_url.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the server listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
     keys_dir: Path | None = Field(default=None, description="Key directory; <home>/keys when unset.")

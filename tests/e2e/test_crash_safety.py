@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.conftest import World
+from tests.conftest import World, owner_url
 from tests.e2e.server_process import ServerProcess
 from tests.integration.queue_helpers import make_labelers, make_project
 
@@ -81,7 +81,7 @@ def test_sigkill_loses_no_acknowledged_answer_and_leaves_no_half_written_state(
             token = world.services.accounts.issue_token(world.operator, "t", for_username=fresh.username).token
             with httpx.Client(base_url=restarted.url, headers={"Authorization": f"Bearer {token}"}) as http:
                 assert http.post(f"/api/projects/{project_id}/tasks/next").status_code == 200
-            engine = create_engine(world.services.settings.resolved_database_url)
+            engine = create_engine(owner_url(world.services.settings))
             with engine.connect() as connection:
                 left = connection.execute(text("SELECT count(*) FROM leases WHERE user_id <> :u"),
                                           {"u": fresh.user_id})

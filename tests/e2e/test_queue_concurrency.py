@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import World
+from tests.conftest import World, owner_url
 from tests.e2e.server_process import ServerProcess
 from tests.integration.queue_helpers import make_labelers, make_project
 
@@ -77,7 +77,7 @@ def test_a_hundred_concurrent_labelers_give_every_task_exactly_k_distinct_answer
 
     def watch() -> None:
         while not done.is_set():
-            overleased.extend(overleased_tasks(world.services.settings.resolved_database_url, project_id))
+            overleased.extend(overleased_tasks(owner_url(world.services.settings), project_id))
             done.wait(0.05)
 
     watcher = threading.Thread(target=watch)
@@ -101,4 +101,4 @@ def test_a_hundred_concurrent_labelers_give_every_task_exactly_k_distinct_answer
     pairs = [(a.task_id, a.user_id) for a in answers]
     assert len(pairs) == len(set(pairs)), "a labeler answered a task twice"
     assert sorted(answer_id for _, answer_id in acknowledged) == sorted(a.id for a in answers)
-    assert overleased_tasks(world.services.settings.resolved_database_url, project_id) == []
+    assert overleased_tasks(owner_url(world.services.settings), project_id) == []
