@@ -25,6 +25,7 @@ from labelvault.workflow.projects import ProjectService
 from labelvault.workflow.ledger import BonusService
 from labelvault.workflow.reports import ReportService
 from labelvault.workflow.review import ReviewService
+from labelvault.workflow.offboarding import BundleImporter, OffboardingService
 from labelvault.workflow.trails import TrailService
 from labelvault.workflow.walls import WallService, queue_wall_check, queue_wall_record
 
@@ -46,6 +47,8 @@ class Services:
     audit: AuditService
     trails: TrailService
     imports: ImportService
+    offboarding: OffboardingService
+    bundles: BundleImporter
     exports: ExportService
 
     def close(self) -> None:
@@ -69,14 +72,20 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
     uow_factory = UnitOfWorkFactory(engine, keyring)
     hooks = QueueHooks(eligibility=[queue_wall_check], on_grant=[queue_wall_record])
     audit = AuditService(uow_factory, settings.resolved_keys_dir / "audit-signing.key")
+    accounts = AccountService(uow_factory)
+    clients = ClientService(uow_factory)
+    projects = ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds)
+    imports = ImportService(uow_factory)
+    exports = ExportService(uow_factory)
+    offboarding = OffboardingService(uow_factory, exports, audit, settings.files_dir)
     return Services(
         settings=settings,
         engine=engine,
         keyring=keyring,
         uow_factory=uow_factory,
-        accounts=AccountService(uow_factory),
-        clients=ClientService(uow_factory),
-        projects=ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds),
+        accounts=accounts,
+        clients=clients,
+        projects=projects,
         labeling=LabelingService(uow_factory, hooks, audit),
         reviews=ReviewService(uow_factory, audit),
         reports=ReportService(uow_factory),
@@ -84,8 +93,10 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         walls=WallService(uow_factory),
         audit=audit,
         trails=TrailService(uow_factory, audit),
-        imports=ImportService(uow_factory),
-        exports=ExportService(uow_factory),
+        imports=imports,
+        exports=exports,
+        offboarding=offboarding,
+        bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
     )
 
 

@@ -165,6 +165,17 @@ def load_public_key(data: Ed25519PublicKey | bytes | str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+DOCUMENT_CONTEXT = b"labelvault-document/v1\n"
+
+
+def verify_document(public_key: Ed25519PublicKey | bytes | str, data: bytes, signature: bytes) -> None:
+    """Check a document signature made by ``AuditSigner.sign_document``; raises ``AuditTampered``."""
+    try:
+        load_public_key(public_key).verify(signature, DOCUMENT_CONTEXT + data)
+    except InvalidSignature:
+        raise AuditTampered("the document's signature does not verify: it was changed or signed by another key") from None
+
+
 class AuditSigner:
     """The Ed25519 checkpoint signing key, read from a file kept outside the database.
 
@@ -239,6 +250,11 @@ class AuditSigner:
         name = ORIGIN_PREFIX + install_id
         kid = note_key_id(name, self.public_key)
         return f"{name}+{kid.hex()}+{base64.b64encode(_ED25519_TYPE + _raw_public(self.public_key)).decode()}"
+
+    def sign_document(self, data: bytes) -> bytes:
+        """Sign a document of the install (an offboarding manifest, a deletion certificate).
+        Domain-separated from checkpoints, so neither signature can pass for the other."""
+        return self._key.sign(DOCUMENT_CONTEXT + data)
 
     def sign(self, checkpoint: Checkpoint) -> Checkpoint:
         """Return the checkpoint with this key's signature added (replacing an older one of ours)."""

@@ -35,6 +35,8 @@ project_app = typer.Typer(help="Projects: schemas and settings.", no_args_is_hel
 app.add_typer(user_app, name="user")
 app.add_typer(client_app, name="client")
 app.add_typer(project_app, name="project")
+keys_app = typer.Typer(help="Encryption keys (kept outside the database).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 app.add_typer(wall_app, name="wall")
 app.add_typer(audit_app, name="audit")
 
@@ -185,6 +187,56 @@ def client_list(as_operator: AsOperator = None) -> None:
         clients, _ = services.clients.list(local_operator(services, as_operator), limit=1000)
         for info in clients:
             console.print(f"{info.id}\t{info.slug}\t{info.name}\t{info.status}", highlight=False)
+
+
+@client_app.command("offboard")
+@cli_errors
+def client_offboard(
+    client: str,
+    to: Annotated[Path, typer.Option("--to", help="New directory for the export bundle and certificate.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the client's keys and data are destroyed.")] = False,
+    as_operator: AsOperator = None,
+) -> None:
+    """Export everything of a client (signed manifest), destroy its keys, delete its data, certify it."""
+    if not yes:
+        raise fail("offboarding destroys the client's keys and data after exporting them: add --yes to confirm")
+    with open_services() as services:
+        client_id = services.clients.resolve(client)
+        with console.status("offboarding") as status:
+            result = services.offboarding.offboard(
+                local_operator(services, as_operator), client_id, to, progress=lambda step: status.update(step)
+            )
+        console.print(
+            f"client {result.slug} offboarded: {result.files} files exported to {result.directory}, keys destroyed, "
+            f"{sum(result.deleted.values())} rows deleted; certificate in {result.directory / 'deletion-certificate.json'}"
+        )
+
+
+@client_app.command("import-bundle")
+@cli_errors
+def client_import_bundle(
+    directory: Path,
+    slug: Annotated[str | None, typer.Option(help="Slug in this install (default: the bundle's).")] = None,
+    as_operator: AsOperator = None,
+) -> None:
+    """Restore an offboarding bundle (checked against its signed manifest) as a new client."""
+    with open_services() as services:
+        result = services.bundles.import_bundle(local_operator(services, as_operator), directory, slug=slug)
+        console.print(f"client {result.slug} restored: {result.projects} projects, {result.tasks} tasks, "
+                      f"{result.answers} answers")
+
+
+@keys_app.command("rotate")
+@cli_errors
+def keys_rotate() -> None:
+    """Re-wrap every client key under a new master key, without downtime."""
+    with open_services() as services:
+        before = services.keyring.master_key_id
+        services.keyring.rotate_master()
+        services.audit.record("keys.master_rotated", actor=local_operator(services), object_kind="master_key",
+                              object_id=services.keyring.master_key_id, details={"previous": before})
+        console.print(f"master key rotated ({before} -> {services.keyring.master_key_id}); "
+                      f"{len(services.keyring.client_ids())} client keys re-wrapped")
 
 
 @project_app.command("create")

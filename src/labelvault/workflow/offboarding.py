@@ -1,0 +1,313 @@
+"""Offboarding: a client leaves with everything, and nothing readable stays behind.
+
+1. Export every project (tasks, suggestions, answers), reviews, the ledger, members and the
+   client's audit trail into a directory, with ``manifest.json`` listing each file's SHA-256,
+   signed by the install's audit key.
+2. Destroy the client's key-encryption key (outside the database). From then on every ciphertext
+   of the client, in this database and in every backup taken before, is unreadable.
+3. Delete the client's rows (every client-owned table) and files.
+4. Write ``deletion-certificate.json``, signed: counts, time and the audit tree head after the
+   offboarding entry.
+
+The audit log keeps the client's entries (ids, actions, outcomes and hashes, never content) so
+the log stays verifiable, and who saw the client's data stays recorded for the conflict walls.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select
+
+from labelvault.audit import log as audit_log
+from labelvault.audit.checkpoint import verify_document
+from labelvault.audit.log import AuditService
+from labelvault.domain.access import Actor, UserPolicy
+from labelvault.errors import Conflict, CryptoError, InvalidInput, NotFound
+from labelvault.io.exporter import ExportService
+from labelvault.storage.models import (
+    CLIENT_OWNED_TABLES,
+    Base,
+    Client,
+    LedgerEntry,
+    Membership,
+    Project,
+    Review,
+    User,
+)
+from labelvault.storage.unit_of_work import UnitOfWorkFactory
+
+BUNDLE_VERSION = 1
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class OffboardingResult:
+    client_id: int
+    slug: str
+    directory: Path
+    files: int
+    deleted: dict[str, int]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    with path.open("wb") as handle:
+        for row in rows:
+            handle.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+            count += 1
+    return count
+
+
+class OffboardingService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, exports: ExportService, audit: AuditService,
+                 files_dir: Path) -> None:
+        self.uow_factory = uow_factory
+        self.exports = exports
+        self.audit = audit
+        self.files_dir = files_dir
+
+    # -- leaving ---------------------------------------------------------------------------
+
+    def offboard(self, actor: Actor, client_id: int, directory: Path, progress: Progress | None = None) -> OffboardingResult:
+        UserPolicy.administer(actor)  # operators only: this destroys a tenant
+        note = progress or (lambda _message: None)
+        if directory.exists() and any(directory.iterdir()):
+            raise Conflict(f"{directory} is not empty; offboarding writes into a new directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        with self.uow_factory.system() as uow:
+            client = uow.clients.get(client_id)
+            if client is None:
+                raise NotFound(f"client {client_id} not found")
+            slug, name, currency, created = client.slug, client.name, client.currency, client.created_at
+        if not self.uow_factory.keyring.has_client_key(client_id):
+            raise CryptoError(f"the key of client {slug} is already destroyed; nothing can be exported")
+
+        note("exporting")
+        self.audit.record("client.offboarding_started", actor=actor, client_id=client_id, object_kind="client",
+                          object_id=client_id)
+        files = self._export(actor, client_id, directory, {"id": client_id, "slug": slug, "name": name,
+                                                           "currency": currency, "created_at": created})
+        manifest = {
+            "bundle_version": BUNDLE_VERSION, "client": {"id": client_id, "slug": slug},
+            "created_at": datetime.now(UTC).isoformat(), "install_id": self.audit.install_id,
+            "public_key_pem": self.audit.public_key_pem(),
+            "files": {name: _sha256(directory / name) for name in sorted(files)},
+        }
+        manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        (directory / "manifest.json").write_bytes(manifest_bytes)
+        (directory / "manifest.sig").write_text(base64.b64encode(self.audit.signer.sign_document(manifest_bytes)).decode())
+
+        note("destroying keys")
+        self.uow_factory.keyring.destroy_client_key(client_id)
+        note("deleting rows and files")
+        deleted = self._delete(actor, client_id)
+        shutil.rmtree(self.files_dir / f"client-{client_id}", ignore_errors=True)
+        checkpoint = self.audit.checkpoint(actor)
+        certificate = {
+            "client": {"id": client_id, "slug": slug, "name": name},
+            "deleted_rows": deleted, "keys_destroyed": True,
+            "time": datetime.now(UTC).isoformat(), "install_id": self.audit.install_id,
+            "audit_tree": {"size": checkpoint.size, "checkpoint": checkpoint.text},
+            "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        }
+        certificate_bytes = json.dumps(certificate, indent=2, sort_keys=True).encode()
+        (directory / "deletion-certificate.json").write_bytes(certificate_bytes)
+        (directory / "deletion-certificate.sig").write_text(
+            base64.b64encode(self.audit.signer.sign_document(certificate_bytes)).decode())
+        return OffboardingResult(client_id, slug, directory, len(files), deleted)
+
+    def _export(self, actor: Actor, client_id: int, directory: Path, client: dict[str, Any]) -> list[str]:
+        files = ["client.json"]
+        (directory / "client.json").write_bytes(orjson.dumps(client))
+        (directory / "projects").mkdir()
+        with self.uow_factory.for_client(client_id) as uow:
+            projects = list(uow.session.scalars(select(Project).order_by(Project.id)))
+            members = uow.session.execute(
+                select(User.username, Membership.role).join(User, User.id == Membership.user_id)
+                .order_by(User.username, Membership.role)).all()
+            ledger = [
+                {"project_id": e.project_id, "user": e.user_id, "kind": e.kind, "amount": e.amount,
+                 "currency": e.currency, "answer_id": e.answer_id, "task_id": e.task_id, "note": e.note,
+                 "created_at": e.created_at}
+                for e in uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id))
+            ]
+            usernames = dict(uow.session.execute(select(User.id, User.username)).all())
+            reviews = []
+            for review in uow.session.scalars(select(Review).order_by(Review.id)):
+                cipher = uow.cipher(review.data_key_id)
+                reviews.append({
+                    "id": review.id, "project_id": review.project_id, "task_id": review.task_id,
+                    "reviewer": usernames.get(review.reviewer_id), "decision": review.decision,
+                    "corrected_answer": orjson.Fragment(cipher.open("review.correction", review.id,
+                                                                    review.corrected_value))
+                    if review.corrected_value else None,
+                    "reason": cipher.open("review.reason", review.id, review.reason).decode() if review.reason else "",
+                    "created_at": review.created_at,
+                })
+            project_rows = [
+                {"id": p.id, "slug": p.slug, "name": p.name, "schema": json.loads(p.schema_json),
+                 "overlap": p.overlap, "lease_seconds": p.lease_seconds, "status": p.status,
+                 "review_policy": p.review_policy, "review_sample_rate": p.review_sample_rate, "pay_on": p.pay_on,
+                 "rate_per_answer": p.rate_per_answer, "rate_per_review": p.rate_per_review,
+                 "budget_cap": p.budget_cap, "created_at": p.created_at}
+                for p in projects
+            ]
+        for row in ledger:
+            row["user"] = usernames.get(row["user"])
+        _write_jsonl(directory / "projects.jsonl", project_rows)
+        _write_jsonl(directory / "members.jsonl", ({"username": u, "role": r} for u, r in members))
+        _write_jsonl(directory / "ledger.jsonl", ledger)
+        _write_jsonl(directory / "reviews.jsonl", reviews)
+        files += ["projects.jsonl", "members.jsonl", "ledger.jsonl", "reviews.jsonl"]
+        for project in projects:
+            name = f"projects/{project.id}-{project.slug}.jsonl"
+            stream = self.exports.export(actor, client_id, project.id, format="jsonl")
+            with (directory / name).open("wb") as handle:
+                for chunk in stream.chunks:
+                    handle.write(chunk)
+            files.append(name)
+        with (directory / "audit.jsonl").open("wb") as handle:
+            for line in self.audit.trail(client_id):
+                handle.write(line)
+        (directory / "audit-checkpoint.txt").write_text(self.audit.checkpoint(actor).text)
+        files += ["audit.jsonl", "audit-checkpoint.txt"]
+        return files
+
+    def _delete(self, actor: Actor, client_id: int) -> dict[str, int]:
+        deleted: dict[str, int] = {}
+        with self.uow_factory.all_clients(write=True) as uow:
+            # Dependents first: the reverse of the foreign-key order.
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.name not in CLIENT_OWNED_TABLES:
+                    continue
+                count = uow.session.scalar(select(func.count()).select_from(table).where(table.c.client_id == client_id))
+                uow.session.execute(delete(table).where(table.c.client_id == client_id))
+                deleted[table.name] = int(count or 0)
+            uow.session.execute(delete(Client).where(Client.id == client_id))
+            audit_log.append(uow, "client.offboarded", actor=actor, client_id=client_id, object_kind="client",
+                             object_id=client_id, details={"deleted_rows": sum(deleted.values())})
+            uow.commit()
+        return deleted
+
+    # -- arriving ----------------------------------------------------------------------------
+
+    def verify_bundle(self, directory: Path) -> dict[str, Any]:
+        """Check the manifest's signature and every file's hash; returns the manifest."""
+        try:
+            manifest_bytes = (directory / "manifest.json").read_bytes()
+            signature = base64.b64decode((directory / "manifest.sig").read_text())
+        except FileNotFoundError as missing:
+            raise InvalidInput(f"not an offboarding bundle: {missing.filename} is missing") from None
+        manifest = json.loads(manifest_bytes)
+        verify_document(manifest["public_key_pem"], manifest_bytes, signature)
+        for name, expected in manifest["files"].items():
+            path = directory / name
+            if not path.is_file() or _sha256(path) != expected:
+                raise InvalidInput(f"bundle file {name} is missing or does not match its hash in the manifest",
+                                   details={"file": name})
+        return manifest
+
+
+@dataclass(frozen=True, slots=True)
+class BundleImportResult:
+    client_id: int
+    slug: str
+    projects: int
+    tasks: int
+    answers: int
+
+
+class BundleImporter:
+    """Restores an offboarding bundle into this install: the client, its projects, tasks, answers,
+    members (as token-only accounts where missing) and ledger, sealed under new keys."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, offboarding: OffboardingService, clients: Any,
+                 projects: Any, imports: Any, accounts: Any) -> None:
+        self.uow_factory = uow_factory
+        self.offboarding = offboarding
+        self.clients = clients
+        self.projects = projects
+        self.imports = imports
+        self.accounts = accounts
+
+    def import_bundle(self, actor: Actor, directory: Path, *, slug: str | None = None) -> BundleImportResult:
+        from labelvault.storage.ids import allocate_ids
+        from labelvault.storage.models import Answer, Task
+
+        UserPolicy.administer(actor)
+        manifest = self.offboarding.verify_bundle(directory)
+        client = orjson.loads((directory / "client.json").read_bytes())
+        info = self.clients.create(actor, slug or client["slug"], client["name"], currency=client["currency"])
+        usernames: set[str] = set()
+        for line in (directory / "members.jsonl").read_bytes().splitlines():
+            member = orjson.loads(line)
+            self._ensure_user(actor, member["username"])
+            self.accounts.grant_role(actor, info.id, member["username"], member["role"])
+            usernames.add(member["username"])
+        tasks = answers = 0
+        project_files = {name for name in manifest["files"] if name.startswith("projects/")}
+        for line in (directory / "projects.jsonl").read_bytes().splitlines():
+            old = orjson.loads(line)
+            project = self.projects.create(actor, info.id, slug=old["slug"], name=old["name"], schema=old["schema"],
+                                           overlap=old["overlap"], lease_seconds=old["lease_seconds"])
+            rows = [orjson.loads(t) for t in (directory / f"projects/{old['id']}-{old['slug']}.jsonl")
+                    .read_bytes().splitlines()]
+            assert f"projects/{old['id']}-{old['slug']}.jsonl" in project_files
+            self.imports.import_rows(actor, info.id, project.id, [
+                {"external_id": r["external_id"] or f"bundle-{r['id']}", "priority": r["priority"], "data": r["data"],
+                 "metadata": r["metadata"], "suggestions": r["suggestions"]} for r in rows
+            ])
+            tasks += len(rows)
+            for username in {a["labeler"] for r in rows for a in r["answers"]} - usernames:
+                self._ensure_user(actor, username)
+                self.accounts.grant_role(actor, info.id, username, "labeler")
+                usernames.add(username)
+            with self.uow_factory.for_client(info.id, write=True) as uow:
+                ids = {u.username: u.id for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))}
+                by_external = {ext: (tid, required) for ext, tid, required in uow.session.execute(
+                    select(Task.external_id, Task.id, Task.required_answers).where(Task.project_id == project.id))}
+                key_id, cipher = uow.active_cipher()
+                for row in rows:
+                    task_id, required = by_external[row["external_id"] or f"bundle-{row['id']}"]
+                    given = row["answers"]
+                    for answer, answer_id in zip(given, allocate_ids(uow.session, Answer, len(given)), strict=True):
+                        uow.session.add(Answer(
+                            id=answer_id, project_id=project.id, task_id=task_id, user_id=ids[answer["labeler"]],
+                            data_key_id=key_id, value=cipher.seal("answer.value", answer_id, orjson.dumps(answer["value"])),
+                            status=answer["status"], started_at=datetime.fromisoformat(answer["started_at"]),
+                            created_at=datetime.fromisoformat(answer["submitted_at"]),
+                            time_spent_ms=answer["time_spent_ms"],
+                        ))
+                    counted = sum(1 for a in given if a["status"] != "rejected")
+                    if counted:
+                        uow.tasks.adjust_slots(task_id, open_slots=-min(counted, required), answers=counted)
+                    answers += len(given)
+                uow.flush()
+                audit_log.append(uow, "client.bundle_imported", actor=actor, client_id=info.id, object_kind="project",
+                                 object_id=project.id, details={"tasks": len(rows)})
+                uow.commit()
+        return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers)
+
+    def _ensure_user(self, actor: Actor, username: str) -> None:
+        try:
+            self.accounts.actor_by_username(username)
+        except NotFound:
+            self.accounts.create_user(actor, username, None)
