@@ -12,7 +12,6 @@ from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import Keyring
 from labelvault.errors import InvalidInput
 from labelvault.io.exporter import ExportService
-from labelvault.io.fetch import FetchPolicy, UrlImportService
 from labelvault.io.importer import ImportService
 from labelvault.settings import Settings
 from labelvault.storage.engine import build_engine
@@ -29,6 +28,7 @@ from labelvault.workflow.review import ReviewService
 from labelvault.workflow.offboarding import BundleImporter, OffboardingService
 from labelvault.workflow.trails import TrailService
 from labelvault.workflow.walls import WallService, queue_wall_check, queue_wall_record
+from labelvault.workflow.web_sessions import WebSessionService
 
 
 @dataclass
@@ -50,8 +50,8 @@ class Services:
     imports: ImportService
     offboarding: OffboardingService
     bundles: BundleImporter
-    url_imports: UrlImportService
     exports: ExportService
+    web_sessions: WebSessionService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -99,10 +99,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         exports=exports,
         offboarding=offboarding,
         bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
-        url_imports=UrlImportService(imports, FetchPolicy(
-            allowed_hosts=frozenset(h.strip().lower() for h in settings.import_allowed_hosts.split(",") if h.strip()),
-            allow_private=settings.import_allow_private, max_bytes=settings.import_max_bytes,
-        )),
+        web_sessions=WebSessionService(uow_factory, accounts),
     )
 
 

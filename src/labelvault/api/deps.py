@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from labelvault.bootstrap import Services
 from labelvault.domain.access import Actor
 from labelvault.errors import NotAuthenticated
+from labelvault.workflow.web_sessions import CSRF_HEADER, SESSION_COOKIE
 
 
 def get_services(request: Request) -> Services:
@@ -20,6 +21,12 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 def get_actor(request: Request, services: ServicesDep) -> Actor:
     header = request.headers.get("authorization", "")
+    if not header and SESSION_COOKIE in request.cookies:
+        # The web pages call the API with their session cookie; unsafe methods need its CSRF token.
+        session = services.web_sessions.lookup(request.cookies[SESSION_COOKIE])
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            services.web_sessions.check_csrf(session, request.headers.get(CSRF_HEADER))
+        return session.actor
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthenticated("send an API token as 'Authorization: Bearer lv_...'")

@@ -375,3 +375,20 @@ class AuditCheckpoint(Base):
 CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(
     mapper.class_.__tablename__ for mapper in Base.registry.mappers if issubclass(mapper.class_, ClientOwned)
 )
+
+
+# --- Web sessions: in the database, so every server process sees every session.
+
+
+class WebSession(Base):
+    """A browser session. The cookie holds a random id; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Sent in forms and the X-CSRF-Token header; compared in constant time.
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -26,6 +26,7 @@ from labelvault.storage.models import (
     Skip,
     Task,
     User,
+    WebSession,
 )
 
 
@@ -357,3 +358,21 @@ class LoginFailureRepository(_Repository):
 
     def clear(self, username: str) -> None:
         self.session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+
+
+class WebSessionRepository(_Repository):
+    def by_hash(self, id_hash: str) -> WebSession | None:
+        return self.session.scalar(select(WebSession).where(WebSession.id_hash == id_hash))
+
+    def remove(self, id_hash: str) -> None:
+        self.session.execute(delete(WebSession).where(WebSession.id_hash == id_hash))
+
+    def remove_expired(self, now: datetime, limit: int = 500) -> None:
+        """Bounded clean-up of expired sessions (any process may run it)."""
+        expired = select(WebSession.id).where(WebSession.expires_at <= now).limit(limit)
+        self.session.execute(delete(WebSession).where(WebSession.id.in_(expired)))
+
+    def touch(self, session_id: int, now: datetime, expires_at: datetime) -> None:
+        self.session.execute(
+            update(WebSession).where(WebSession.id == session_id).values(last_seen_at=now, expires_at=expires_at)
+        )

@@ -35,6 +35,7 @@ from labelvault.storage.repositories import (
     TaskRepository,
     TokenRepository,
     UserRepository,
+    WebSessionRepository,
 )
 from labelvault.storage.scope import Scope, ScopedSession
 
@@ -70,6 +71,7 @@ class UnitOfWork:
         self.users = UserRepository(session)
         self.tokens = TokenRepository(session)
         self.login_failures = LoginFailureRepository(session)
+        self.web_sessions = WebSessionRepository(session)
         # Client-owned repositories: the scoped session filters them.
         self.memberships = MembershipRepository(session)
         self.data_keys = DataKeyRepository(session)
