@@ -12,6 +12,7 @@ from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import Keyring
 from labelvault.errors import InvalidInput
 from labelvault.io.exporter import ExportService
+from labelvault.io.fetch import FetchPolicy, UrlImportService
 from labelvault.io.importer import ImportService
 from labelvault.settings import Settings
 from labelvault.storage.engine import build_engine
@@ -50,6 +51,7 @@ class Services:
     imports: ImportService
     offboarding: OffboardingService
     bundles: BundleImporter
+    url_imports: UrlImportService
     exports: ExportService
     web_sessions: WebSessionService
 
@@ -100,6 +102,10 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         offboarding=offboarding,
         bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
         web_sessions=WebSessionService(uow_factory, accounts),
+        url_imports=UrlImportService(imports, FetchPolicy(
+            allowed_hosts=frozenset(h.strip().lower() for h in settings.import_allowed_hosts.split(",") if h.strip()),
+            allow_private=settings.import_allow_private, max_bytes=settings.import_max_bytes,
+        )),
     )
 
 

@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=256 * 1024 * 1024, description="Largest request body accepted (413 above it)."
     )
+    import_allowed_hosts: str = Field(
+        default="", description="Comma-separated hosts that imports by URL may fetch from (none by default)."
+    )
+    import_allow_private: bool = Field(
+        default=False, description="Let URL imports reach private, loopback and link-local addresses."
+    )
+    import_max_bytes: int = Field(default=1 << 30, description="Largest file an import by URL may download.")
     lease_seconds: int = Field(default=600, ge=10, description="Default lease length for new projects.")
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma: FULL survives power loss, NORMAL a crash."
