@@ -20,6 +20,7 @@ from labelvault.storage.migrate import current_revision, head_revision, upgrade
 from labelvault.storage.rls import grant_app_role
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.accounts import AccountService
+from labelvault.workflow.backup import BackupService
 from labelvault.workflow.clients import ClientService
 from labelvault.workflow.labeling import LabelingService, QueueHooks
 from labelvault.workflow.projects import ProjectService
@@ -52,6 +53,7 @@ class Services:
     offboarding: OffboardingService
     bundles: BundleImporter
     url_imports: UrlImportService
+    backups: BackupService
     exports: ExportService
     web_sessions: WebSessionService
 
@@ -102,6 +104,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         offboarding=offboarding,
         bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
         web_sessions=WebSessionService(uow_factory, accounts),
+        backups=BackupService(uow_factory, settings),
         url_imports=UrlImportService(imports, FetchPolicy(
             allowed_hosts=frozenset(h.strip().lower() for h in settings.import_allowed_hosts.split(",") if h.strip()),
             allow_private=settings.import_allow_private, max_bytes=settings.import_max_bytes,

@@ -1,0 +1,91 @@
+"""Key backup: the key directory sealed under a passphrase, kept apart from database backups.
+
+A database backup holds only ciphertext and wrapped data keys; the key directory (master key,
+client key-encryption keys, audit signing key) is what opens them. It is exported as one file:
+the directory's key files, encrypted with AES-256-GCM under a key derived from a passphrase with
+argon2id (memory-hard, so a stolen export resists guessing). Destroyed client keys are not in the
+key directory, so they are not in any export made afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from labelvault.errors import CryptoError, InvalidInput
+
+FORMAT = "labelvault-keys/v1"
+# argon2id: 64 MiB, 3 passes: a deliberate second of work per guess on this class of machine.
+KDF_PARAMS = {"memory_kib": 65536, "time_cost": 3, "parallelism": 1}
+MIN_PASSPHRASE = 12
+_SKIP_SUFFIXES = (".tmp", ".new", ".destroyed", ".previous", ".lock")
+
+
+def _derive(passphrase: str, salt: bytes, params: dict[str, int]) -> bytes:
+    return hash_secret_raw(passphrase.encode(), salt, time_cost=params["time_cost"], memory_cost=params["memory_kib"],
+                           parallelism=params["parallelism"], hash_len=32, type=Type.ID)
+
+
+def _key_files(keys_dir: Path) -> dict[str, bytes]:
+    files = {}
+    for path in sorted(keys_dir.rglob("*")):
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(_SKIP_SUFFIXES):
+            files[path.relative_to(keys_dir).as_posix()] = path.read_bytes()
+    if "master.key" not in files:
+        raise CryptoError(f"no master.key in {keys_dir}: a master key from a secret manager is backed up there")
+    return files
+
+
+def export_keys(keys_dir: Path, target: Path, passphrase: str) -> int:
+    """Write the sealed key file; returns how many key files it holds."""
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise InvalidInput(f"the passphrase must have at least {MIN_PASSPHRASE} characters", details={"field": "passphrase"})
+    files = _key_files(keys_dir)
+    salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
+    plaintext = json.dumps({name: base64.b64encode(data).decode() for name, data in files.items()}).encode()
+    header = {"format": FORMAT, "kdf": "argon2id", **KDF_PARAMS, "salt": base64.b64encode(salt).decode(),
+              "nonce": base64.b64encode(nonce).decode()}
+    aad = json.dumps(header, sort_keys=True).encode()
+    sealed = AESGCM(_derive(passphrase, salt, KDF_PARAMS)).encrypt(nonce, plaintext, aad)
+    document = {**header, "ciphertext": base64.b64encode(sealed).decode()}
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(document, handle)
+    return len(files)
+
+
+def import_keys(source: Path, keys_dir: Path, passphrase: str) -> int:
+    """Restore key files into an empty key directory; returns how many were written."""
+    try:
+        document = json.loads(source.read_text())
+        header = {k: v for k, v in document.items() if k != "ciphertext"}
+        if header.get("format") != FORMAT:
+            raise ValueError("unknown format")
+        params = {k: int(header[k]) for k in KDF_PARAMS}
+        key = _derive(passphrase, base64.b64decode(header["salt"]), params)
+        plaintext = AESGCM(key).decrypt(base64.b64decode(header["nonce"]), base64.b64decode(document["ciphertext"]),
+                                        json.dumps(header, sort_keys=True).encode())
+    except InvalidTag:
+        raise CryptoError("wrong passphrase, or the key file was changed") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"{source} is not a LabelVault key export ({exc})") from None
+    if keys_dir.exists() and any(keys_dir.iterdir()):
+        raise InvalidInput(f"{keys_dir} is not empty: restore keys into an empty key directory")
+    files = json.loads(plaintext)
+    for name, data in files.items():
+        path = keys_dir / name
+        if ".." in Path(name).parts:
+            raise InvalidInput(f"bad path {name!r} in the key export")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(base64.b64decode(data))
+    keys_dir.chmod(0o700)
+    return len(files)

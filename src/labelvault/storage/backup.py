@@ -1,0 +1,79 @@
+"""Consistent online copies of the database: SQLite's VACUUM INTO, PostgreSQL's pg_dump."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from labelvault.errors import Conflict, InvalidInput
+
+SQLITE_FILE = "database.sqlite"
+PG_FILE = "database.dump"
+
+
+def _libpq_url(url: str) -> str:
+    """postgresql+psycopg://... -> postgresql://... (what pg_dump understands)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise Conflict(f"{name} is not installed: install the PostgreSQL client tools (Debian: postgresql-client)")
+    return path
+
+
+def dump(engine: Engine, owner_url: str | None, directory: Path) -> str:
+    """Write a consistent copy of the live database into ``directory``; returns the file name.
+
+    SQLite: VACUUM INTO reads one snapshot while writers go on. PostgreSQL: pg_dump in the custom
+    format, as the owner (row-level security would hide rows from the application's role).
+    """
+    if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()  # VACUUM may not run inside a transaction
+        try:
+            raw.cursor().execute("VACUUM INTO ?", (str(directory / SQLITE_FILE),))
+        finally:
+            raw.close()
+        return SQLITE_FILE
+    url = _libpq_url(owner_url or engine.url.render_as_string(hide_password=False))
+    result = subprocess.run([_tool("pg_dump"), "--format=custom", f"--file={directory / PG_FILE}", url],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise Conflict(f"pg_dump failed: {result.stderr.strip()[:500]}")
+    return PG_FILE
+
+
+def _is_empty(url: str) -> bool:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return not inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def load(database_url: str, owner_url: str | None, backup_file: Path) -> None:
+    """Restore a dump into an empty database (never over an existing install)."""
+    if make_url(database_url).get_backend_name() == "sqlite":
+        if backup_file.name != SQLITE_FILE:
+            raise InvalidInput("this backup is of a PostgreSQL install; restore it into PostgreSQL")
+        target = Path(make_url(database_url).database or "")
+        if target.exists():
+            raise Conflict(f"{target} exists: restore into a new, empty install")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(backup_file, target)
+        return
+    if backup_file.name != PG_FILE:
+        raise InvalidInput("this backup is of a SQLite install; restore it into SQLite")
+    url = owner_url or database_url
+    if not _is_empty(url):
+        raise Conflict("the target database has tables: restore into a new, empty database")
+    result = subprocess.run([_tool("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={_libpq_url(url)}",
+                             str(backup_file)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise Conflict(f"pg_restore failed: {result.stderr.strip()[:500]}")
