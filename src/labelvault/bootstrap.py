@@ -14,6 +14,10 @@ from labelvault.errors import InvalidInput
 from labelvault.io.exporter import ExportService
 from labelvault.io.fetch import FetchPolicy, UrlImportService
 from labelvault.io.importer import ImportService
+from labelvault.quality.adaptive import extend_overlap_when_unsure
+from labelvault.quality.gold import GoldService, check_suspension, mark_results_stale, pick_gold_task, score_gold_answer
+from labelvault.quality.qualification import QualificationService, check_qualification, pick_test_task
+from labelvault.quality.reports import QualityService
 from labelvault.settings import Settings
 from labelvault.storage.engine import build_engine
 from labelvault.storage.migrate import current_revision, head_revision, upgrade
@@ -49,6 +53,9 @@ class Services:
     walls: WallService
     audit: AuditService
     trails: TrailService
+    gold: GoldService
+    qualifications: QualificationService
+    quality: QualityService
     imports: ImportService
     offboarding: OffboardingService
     bundles: BundleImporter
@@ -76,7 +83,13 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
     engine = build_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     keyring = open_keyring(settings, create=create_keys)
     uow_factory = UnitOfWorkFactory(engine, keyring)
-    hooks = QueueHooks(eligibility=[queue_wall_check], on_grant=[queue_wall_record])
+    hooks = QueueHooks(
+        eligibility=[queue_wall_check, check_suspension, check_qualification],
+        pickers=[pick_test_task, pick_gold_task],
+        on_grant=[queue_wall_record],
+        on_submit=[score_gold_answer, mark_results_stale],
+        on_complete=[extend_overlap_when_unsure],
+    )
     audit = AuditService(uow_factory, settings.resolved_keys_dir / "audit-signing.key")
     accounts = AccountService(uow_factory)
     clients = ClientService(uow_factory)
@@ -99,6 +112,9 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         walls=WallService(uow_factory),
         audit=audit,
         trails=TrailService(uow_factory, audit),
+        gold=GoldService(uow_factory),
+        qualifications=QualificationService(uow_factory),
+        quality=QualityService(uow_factory),
         imports=imports,
         exports=exports,
         offboarding=offboarding,

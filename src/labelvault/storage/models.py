@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -148,6 +149,18 @@ class Project(ClientOwned, Base):
     # Ledger total for this project, kept with each ledger append so the budget check is one read.
     spent: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Quality (quality/): gold injection, qualification, suspension, adaptive overlap (min k = overlap).
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    show_gold_feedback: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    qualification_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    qualification_pass_mark: Mapped[float] = mapped_column(Float, default=0.8, server_default="0.8")
+    required_skills_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    suspension_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    suspension_min_answers: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    max_overlap: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    confidence_threshold: Mapped[float] = mapped_column(Float, default=0.7, server_default="0.7")
+    # Bumped whenever answers or gold change: cached quality results older than it are stale.
+    quality_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Task(ClientOwned, Base):
@@ -183,6 +196,11 @@ class Task(ClientOwned, Base):
     metadata_blob: Mapped[bytes | None] = mapped_column("metadata", LargeBinary, nullable=True)
     suggestions: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Gold (honeypot) task: a known answer, sealed under the task's key ("task.gold"). Gold tasks
+    # want no answers of their own (required_answers 0), so the regular queue never picks them.
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    in_qualification: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    gold_answer: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Lease(ClientOwned, Base):
@@ -370,6 +388,91 @@ class AuditCheckpoint(Base):
     root_hash: Mapped[bytes] = mapped_column(LargeBinary)
     signed_note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- Quality: gold scores, suspensions, qualifications, skills and cached results (quality/).
+
+
+class GoldScore(ClientOwned, Base):
+    """Credit (0..1) of one answer to one question of a gold task, scored when it was submitted."""
+
+    __tablename__ = "gold_scores"
+    __table_args__ = (UniqueConstraint("answer_id", "question", name="uq_gold_scores_answer_question"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"))
+    task_id: Mapped[int] = mapped_column(Id, ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    answer_id: Mapped[int] = mapped_column(Id, ForeignKey("answers.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # honeypot | qualification
+    question: Mapped[str] = mapped_column(String(200))
+    credit: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+Index("ix_gold_scores_project_user", GoldScore.project_id, GoldScore.user_id, GoldScore.created_at)
+
+
+class Suspension(ClientOwned, Base):
+    """A labeler suspended from a project (gold accuracy confidently below the threshold)."""
+
+    __tablename__ = "suspensions"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    reason: Mapped[str] = mapped_column(String(500))
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    upper: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lifted_by: Mapped[int | None] = mapped_column(Id, ForeignKey("users.id"), nullable=True)
+
+
+Index("ix_suspensions_project_user", Suspension.project_id, Suspension.user_id)
+
+
+class QualificationResult(ClientOwned, Base):
+    """A labeler's qualification for a project: the test's score, or a manager's grant."""
+
+    __tablename__ = "qualification_results"
+    __table_args__ = (UniqueConstraint("project_id", "user_id", name="uq_qualification_results_project_user"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    granted_by: Mapped[int | None] = mapped_column(Id, ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LabelerSkill(ClientOwned, Base):
+    """A skill tag (``lang:de``, ``phd:chemistry``) a manager gave a member of the client."""
+
+    __tablename__ = "labeler_skills"
+    __table_args__ = (UniqueConstraint("client_id", "user_id", "skill", name="uq_labeler_skills_client_user_skill"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    skill: Mapped[str] = mapped_column(String(100))
+    granted_by: Mapped[int | None] = mapped_column(Id, ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class QualityCache(ClientOwned, Base):
+    """Computed quality results of a project, sealed ("quality.<kind>", object id = project id).
+
+    ``version`` names the state of answers and gold they were computed from; another version is stale.
+    """
+
+    __tablename__ = "quality_cache"
+    __table_args__ = (UniqueConstraint("project_id", "kind", name="uq_quality_cache_project_kind"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    version: Mapped[str] = mapped_column(String(100))
+    data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(

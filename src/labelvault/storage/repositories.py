@@ -7,23 +7,28 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from labelvault.storage.models import (
-    LoginFailure,
     Answer,
     ApiToken,
     Client,
     DataKey,
+    GoldScore,
+    LabelerSkill,
     Lease,
+    LoginFailure,
     Membership,
     Project,
+    QualificationResult,
+    QualityCache,
     Review,
     ReviewLease,
     Skip,
+    Suspension,
     Task,
     User,
     WebSession,
@@ -341,6 +346,147 @@ class ReviewRepository(_Repository):
             .limit(limit)
         )
         return self.session.scalars(query).all()
+
+
+class GoldRepository(_Repository):
+    """Gold tasks of a project and the scores of answers to them (quality/gold.py)."""
+
+    def _unseen_by(self, user_id: int) -> list[Any]:
+        return [~exists().where(model.task_id == Task.id, model.user_id == user_id) for model in (Answer, Skip, Lease)]
+
+    def next_for(self, project_id: int, user_id: int, *, qualification: bool) -> Task | None:
+        """A gold task this user has not answered, skipped or leased: the test in order, honeypots at random."""
+        query = select(Task).where(
+            Task.project_id == project_id, Task.is_gold.is_(True), Task.in_qualification.is_(qualification),
+            *self._unseen_by(user_id),
+        )
+        query = query.order_by(Task.id) if qualification else query.order_by(func.random())
+        return self.session.scalar(query.limit(1))
+
+    def regular_work_left(self, project_id: int, user_id: int) -> bool:
+        """Is there a regular task with a free slot this user has not seen? (No lock taken.)"""
+        query = select(Task.id).where(Task.project_id == project_id, Task.open_slots > 0, *self._unseen_by(user_id))
+        return self.session.scalar(query.limit(1)) is not None
+
+    def test_progress(self, project_id: int, user_id: int) -> tuple[int, int]:
+        """(tasks in the qualification test, of which this user answered or skipped)."""
+        seen = or_(
+            exists().where(Answer.task_id == Task.id, Answer.user_id == user_id),
+            exists().where(Skip.task_id == Task.id, Skip.user_id == user_id),
+        )
+        test = and_(Task.project_id == project_id, Task.is_gold.is_(True), Task.in_qualification.is_(True))
+        total = self.session.scalar(select(func.count()).select_from(Task).where(test)) or 0
+        done = self.session.scalar(select(func.count()).select_from(Task).where(test, seen)) or 0
+        return int(total), int(done)
+
+    def tasks(self, project_id: int, *, offset: int = 0, limit: int = 100) -> Sequence[Task]:
+        query = select(Task).where(Task.project_id == project_id, Task.is_gold.is_(True)).order_by(Task.id)
+        return self.session.scalars(query.offset(offset).limit(limit)).all()
+
+    def count(self, project_id: int) -> int:
+        query = select(func.count()).select_from(Task).where(Task.project_id == project_id, Task.is_gold.is_(True))
+        return self.session.scalar(query) or 0
+
+    def add_scores(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(insert(GoldScore), rows)
+
+    def answer_credits(
+        self, project_id: int, *, user_id: int | None = None, kind: str | None = None, since: datetime | None = None
+    ) -> list[tuple[int, int, float]]:
+        """(user id, answer id, mean credit over the answer's scored questions), oldest first."""
+        query = select(GoldScore.user_id, GoldScore.answer_id, func.avg(GoldScore.credit)).where(
+            GoldScore.project_id == project_id
+        )
+        if user_id is not None:
+            query = query.where(GoldScore.user_id == user_id)
+        if kind is not None:
+            query = query.where(GoldScore.kind == kind)
+        if since is not None:
+            query = query.where(GoldScore.created_at > since)
+        query = query.group_by(GoldScore.user_id, GoldScore.answer_id).order_by(GoldScore.answer_id)
+        return [(int(u), int(a), float(c)) for u, a, c in self.session.execute(query)]
+
+    def scores(self, project_id: int, *, user_id: int | None = None, kind: str | None = None) -> Sequence[GoldScore]:
+        query = select(GoldScore).where(GoldScore.project_id == project_id)
+        if user_id is not None:
+            query = query.where(GoldScore.user_id == user_id)
+        if kind is not None:
+            query = query.where(GoldScore.kind == kind)
+        return self.session.scalars(query.order_by(GoldScore.answer_id, GoldScore.question)).all()
+
+
+class SuspensionRepository(_Repository):
+    def active(self, project_id: int, user_id: int) -> Suspension | None:
+        query = select(Suspension).where(
+            Suspension.project_id == project_id, Suspension.user_id == user_id, Suspension.lifted_at.is_(None)
+        )
+        return self.session.scalar(query.order_by(Suspension.id.desc()).limit(1))
+
+    def last_lifted_at(self, project_id: int, user_id: int) -> datetime | None:
+        query = select(func.max(Suspension.lifted_at)).where(
+            Suspension.project_id == project_id, Suspension.user_id == user_id
+        )
+        return self.session.scalar(query)
+
+    def of_project(self, project_id: int, *, active_only: bool = False) -> Sequence[Suspension]:
+        query = select(Suspension).where(Suspension.project_id == project_id)
+        if active_only:
+            query = query.where(Suspension.lifted_at.is_(None))
+        return self.session.scalars(query.order_by(Suspension.id)).all()
+
+
+class QualificationRepository(_Repository):
+    """Qualification results per project and the skill tags of a client's members."""
+
+    def result(self, project_id: int, user_id: int) -> QualificationResult | None:
+        query = select(QualificationResult).where(
+            QualificationResult.project_id == project_id, QualificationResult.user_id == user_id
+        )
+        return self.session.scalar(query)
+
+    def results(self, project_id: int) -> Sequence[QualificationResult]:
+        query = select(QualificationResult).where(QualificationResult.project_id == project_id)
+        return self.session.scalars(query.order_by(QualificationResult.user_id)).all()
+
+    def remove_result(self, project_id: int, user_id: int) -> bool:
+        result = self.session.execute(
+            delete(QualificationResult).where(
+                QualificationResult.project_id == project_id, QualificationResult.user_id == user_id
+            )
+        )
+        return bool(result.rowcount)
+
+    def skills_of(self, user_id: int) -> set[str]:
+        return set(self.session.scalars(select(LabelerSkill.skill).where(LabelerSkill.user_id == user_id)))
+
+    def skill(self, user_id: int, skill: str) -> LabelerSkill | None:
+        query = select(LabelerSkill).where(LabelerSkill.user_id == user_id, LabelerSkill.skill == skill)
+        return self.session.scalar(query)
+
+    def remove_skill(self, user_id: int, skill: str) -> bool:
+        query = delete(LabelerSkill).where(LabelerSkill.user_id == user_id, LabelerSkill.skill == skill)
+        return bool(self.session.execute(query).rowcount)
+
+    def all_skills(self) -> Sequence[tuple[int, str]]:
+        query = select(LabelerSkill.user_id, LabelerSkill.skill).order_by(LabelerSkill.user_id, LabelerSkill.skill)
+        return [(int(u), str(s)) for u, s in self.session.execute(query)]
+
+
+class QualityCacheRepository(_Repository):
+    def get(self, project_id: int, kind: str) -> QualityCache | None:
+        query = select(QualityCache).where(QualityCache.project_id == project_id, QualityCache.kind == kind)
+        return self.session.scalar(query)
+
+    def bump_version(self, project_id: int) -> None:
+        """Mark cached results of the project stale (answers or gold changed)."""
+        self.session.execute(
+            update(Project).where(Project.id == project_id).values(quality_version=Project.quality_version + 1)
+        )
+
+    def last_review_id(self, project_id: int) -> int:
+        """Review decisions change statuses and corrections: they are part of a result's version."""
+        return int(self.session.scalar(select(func.max(Review.id)).where(Review.project_id == project_id)) or 0)
 
 
 class LoginFailureRepository(_Repository):

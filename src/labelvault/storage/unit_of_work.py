@@ -26,12 +26,16 @@ from labelvault.storage.repositories import (
     AnswerRepository,
     ClientRepository,
     DataKeyRepository,
+    GoldRepository,
     LeaseRepository,
     LoginFailureRepository,
     MembershipRepository,
     ProjectRepository,
+    QualificationRepository,
+    QualityCacheRepository,
     ReviewRepository,
     SkipRepository,
+    SuspensionRepository,
     TaskRepository,
     TokenRepository,
     UserRepository,
@@ -81,6 +85,10 @@ class UnitOfWork:
         self.answers = AnswerRepository(session)
         self.skips = SkipRepository(session)
         self.reviews = ReviewRepository(session)
+        self.gold = GoldRepository(session)
+        self.suspensions = SuspensionRepository(session)
+        self.qualifications = QualificationRepository(session)
+        self.quality_cache = QualityCacheRepository(session)
         return self
 
     def __exit__(

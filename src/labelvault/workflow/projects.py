@@ -38,6 +38,16 @@ class ProjectInfo:
     question_rates: dict[str, int] = field(default_factory=dict)
     budget_cap: int | None = None
     spent: int = 0
+    # Quality settings (see quality/settings.py).
+    gold_rate: float = 0.0
+    show_gold_feedback: bool = False
+    qualification_required: bool = False
+    qualification_pass_mark: float = 0.8
+    required_skills: list[str] = field(default_factory=list)
+    suspension_threshold: float | None = None
+    suspension_min_answers: int = 10
+    max_overlap: int | None = None
+    confidence_threshold: float = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +76,18 @@ class ProjectSettings:
     question_rates: dict[str, int] | None = None
     budget_cap: int | None = None
     clear_budget_cap: bool = False
+    # Quality settings (see quality/settings.py).
+    gold_rate: float | None = None
+    show_gold_feedback: bool | None = None
+    qualification_required: bool | None = None
+    qualification_pass_mark: float | None = None
+    required_skills: list[str] | None = None
+    suspension_threshold: float | None = None
+    clear_suspension_threshold: bool = False
+    suspension_min_answers: int | None = None
+    max_overlap: int | None = None
+    clear_max_overlap: bool = False
+    confidence_threshold: float | None = None
 
 
 _schema_cache: dict[str, ProjectSchema] = {}
@@ -90,7 +112,21 @@ def project_info(project: Project) -> ProjectInfo:
         review_sample_rate=project.review_sample_rate, pay_on=project.pay_on, rate_per_answer=project.rate_per_answer,
         rate_per_review=project.rate_per_review, question_rates=json.loads(project.question_rates_json or "{}"),
         budget_cap=project.budget_cap, spent=project.spent,
+        **_quality_info(project),
     )
+
+
+def _quality_info(project: Project) -> dict[str, Any]:
+    from labelvault.quality.settings import required_skills
+
+    return {
+        "gold_rate": project.gold_rate, "show_gold_feedback": project.show_gold_feedback,
+        "qualification_required": project.qualification_required,
+        "qualification_pass_mark": project.qualification_pass_mark, "required_skills": required_skills(project),
+        "suspension_threshold": project.suspension_threshold,
+        "suspension_min_answers": project.suspension_min_answers, "max_overlap": project.max_overlap,
+        "confidence_threshold": project.confidence_threshold,
+    }
 
 
 def load_project(uow: UnitOfWork, project_id: int) -> Project:
@@ -240,6 +276,9 @@ class ProjectService:
                     )
                 project.status = changes.status
             _apply_review_and_money(project, changes)
+            from labelvault.quality.settings import apply_quality_settings
+
+            apply_quality_settings(project, changes)
             changed = sorted(k for k, v in vars_of(changes).items() if v not in (None, False))
             audit_log.append(uow, "project.updated", actor=actor, client_id=client_id, object_kind="project",
                              object_id=project.id, details={"changed": changed})

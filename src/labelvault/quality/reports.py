@@ -1,0 +1,170 @@
+"""Quality reports of a project: agreement, labelers, confusion matrices, aggregated answers.
+
+    report = quality.report(actor, client_id, project_id)        # cached, refreshed when stale
+    quality.recompute(actor, client_id, project_id)              # compute now, whatever the cache says
+    stream = quality.export_aggregated(actor, client_id, project_id)
+    for chunk in stream.chunks: ...                              # one JSON line per task
+
+Results are computed from the stored answers (``quality/dataset.py``, opened in the client's unit of
+work) by ``quality/compute.py`` and cached, sealed, in ``quality_cache`` (one row per project and
+kind: ``report`` and ``aggregates``). A cached result carries the version of the project it was
+computed from: the project's ``quality_version`` (bumped on every submit and gold change), the last
+review decision's id (accept, reject and correct change what counts) and the settings the results
+show. A result of another version is stale and is computed again on the next read; the database,
+not a process, holds the cache, so every server process sees the same results.
+
+The computation runs outside any transaction: it reads in one read unit of work, computes, and
+stores in a short write unit of work; a reader never holds SQLite's write lock while computing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+
+from labelvault.audit import log as audit_log
+from labelvault.domain.access import Actor, ProjectPolicy
+from labelvault.quality.adaptive import overlap_savings
+from labelvault.quality.compute import RESULTS_FORMAT, QualityResults, compute
+from labelvault.quality.dataset import load_dataset
+from labelvault.storage.models import Project, QualityCache, utcnow
+from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from labelvault.workflow.access import access_in
+from labelvault.workflow.projects import load_project
+
+REPORT = "report"
+AGGREGATES = "aggregates"
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatedExport:
+    """An aggregated export whose access was checked; ``chunks`` yields JSON lines, one per task."""
+
+    filename: str
+    media_type: str
+    tasks: int
+    chunks: Iterator[bytes]
+
+
+def version_of(uow: UnitOfWork, project: Project) -> str:
+    """What the results of ``project`` depend on, as one string (see the module docstring)."""
+    review = uow.quality_cache.last_review_id(project.id)
+    return (f"f{RESULTS_FORMAT}.q{project.quality_version}.r{review}.k{project.overlap}-{project.max_overlap}"
+            f".c{project.confidence_threshold}")
+
+
+def _seal(uow: UnitOfWork, project_id: int, kind: str, data: dict[str, Any]) -> tuple[int, bytes]:
+    key_id, cipher = uow.active_cipher()
+    return key_id, cipher.seal(f"quality.{kind}", project_id, orjson.dumps(data))
+
+
+def _open(uow: UnitOfWork, row: QualityCache) -> dict[str, Any]:
+    return orjson.loads(uow.cipher(row.data_key_id).open(f"quality.{row.kind}", row.project_id, row.data))  # type: ignore[no-any-return]
+
+
+class QualityService:
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self.uow_factory = uow_factory
+
+    # -- reading
+
+    def report(self, actor: Actor, client_id: int, project_id: int) -> dict[str, Any]:
+        """Agreement, the labeler table, confusion matrices and adaptive-overlap savings."""
+        return self._get(actor, client_id, project_id, REPORT)
+
+    def labelers(self, actor: Actor, client_id: int, project_id: int) -> list[dict[str, Any]]:
+        return list(self.report(actor, client_id, project_id)["labelers"])
+
+    def aggregates(self, actor: Actor, client_id: int, project_id: int) -> dict[str, Any]:
+        """Aggregated answer per task id: ``{"external_id", "gold", "questions": {path: result}}``."""
+        return self._get(actor, client_id, project_id, AGGREGATES, policy=ProjectPolicy.export)
+
+    def recompute(self, actor: Actor, client_id: int, project_id: int) -> dict[str, Any]:
+        """Compute the project's results now and cache them; returns the report."""
+        return self._get(actor, client_id, project_id, REPORT, force=True)
+
+    def export_aggregated(self, actor: Actor, client_id: int, project_id: int) -> AggregatedExport:
+        """One JSON line per task: ``{"id", "external_id", "gold", "answers": {path: {value, confidence,
+        method, n, ...}}}``, in task id order."""
+        results = self._get(actor, client_id, project_id, AGGREGATES, policy=ProjectPolicy.export)
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            project = load_project(uow, project_id)
+            audit_log.append(uow, "project.exported", actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project_id, details={"format": "aggregated-jsonl", "tasks": len(results)})
+            uow.commit()
+            filename = f"{project.slug}-{project.id}-aggregated.jsonl"
+        return AggregatedExport(filename, "application/x-ndjson", len(results), _lines(results))
+
+    # -- the cache
+
+    def _get(self, actor: Actor, client_id: int, project_id: int, kind: str, *, force: bool = False,
+             policy: Any = ProjectPolicy.manage) -> dict[str, Any]:
+        with self.uow_factory.for_client(client_id) as uow:
+            policy(access_in(uow, actor))
+            project = load_project(uow, project_id)
+            version = version_of(uow, project)
+            cached = uow.quality_cache.get(project_id, kind)
+            if cached is not None and cached.version == version and not force:
+                return _open(uow, cached)
+            data = load_dataset(uow, project)
+            status = _labeler_status(uow, project)
+            overlap = asdict(overlap_savings(project, [
+                (k, n) for k, n, gold in zip(data.required, data.counted, data.is_gold, strict=True) if not gold
+            ]))
+        results = compute(data, labeler_status=status, overlap=overlap)
+        results.report["version"] = version
+        results.report["computed_at"] = utcnow().isoformat()
+        self._store(client_id, project_id, version, results)
+        return results.report if kind == REPORT else results.aggregates
+
+    def _store(self, client_id: int, project_id: int, version: str, results: QualityResults) -> None:
+        try:
+            with self.uow_factory.for_client(client_id, write=True) as uow:
+                for kind, data in ((REPORT, results.report), (AGGREGATES, results.aggregates)):
+                    key_id, sealed = _seal(uow, project_id, kind, data)
+                    row = uow.quality_cache.get(project_id, kind)
+                    if row is None:
+                        uow.session.add(QualityCache(project_id=project_id, kind=kind, version=version,
+                                                     data_key_id=key_id, data=sealed, computed_at=utcnow()))
+                    else:
+                        row.version, row.data_key_id, row.data, row.computed_at = version, key_id, sealed, utcnow()
+                uow.commit()
+        except IntegrityError:
+            pass  # another process stored the same results first: theirs serve as well
+
+
+def _labeler_status(uow: UnitOfWork, project: Project) -> dict[int, dict[str, Any]]:
+    status: dict[int, dict[str, Any]] = {}
+    for suspension in uow.suspensions.of_project(project.id, active_only=True):
+        status.setdefault(suspension.user_id, {})["suspended"] = True
+    for result in uow.qualifications.results(project.id):
+        status.setdefault(result.user_id, {})["qualified"] = result.passed
+    return status
+
+
+def _lines(results: dict[str, Any]) -> Iterator[bytes]:
+    batch = bytearray()
+    for task_id in sorted(results, key=int):
+        entry = results[task_id]
+        batch += orjson.dumps({"id": int(task_id), "external_id": entry["external_id"], "gold": entry["gold"],
+                               "answers": entry["questions"]}, option=orjson.OPT_APPEND_NEWLINE)
+        if len(batch) > 1 << 20:
+            yield bytes(batch)
+            batch.clear()
+    if batch:
+        yield bytes(batch)
+
+
+def aggregated_export(
+    uow_factory: UnitOfWorkFactory, actor: Actor, client_id: int, project_id: int
+) -> AggregatedExport:
+    """Entry point for ``io/exporter.py``'s ``aggregated-jsonl`` format."""
+    return QualityService(uow_factory).export_aggregated(actor, client_id, project_id)
+
+
+__all__ = ["AGGREGATES", "REPORT", "AggregatedExport", "QualityService", "aggregated_export", "version_of"]
+
