@@ -30,6 +30,7 @@ from labelvault.workflow.labeling import LabelingService, QueueHooks
 from labelvault.workflow.projects import ProjectService
 from labelvault.workflow.ledger import BonusService
 from labelvault.workflow.reports import ReportService
+from labelvault.workflow.status import StatusService
 from labelvault.workflow.review import ReviewService
 from labelvault.workflow.offboarding import BundleImporter, OffboardingService
 from labelvault.workflow.trails import TrailService
@@ -61,6 +62,7 @@ class Services:
     bundles: BundleImporter
     url_imports: UrlImportService
     backups: BackupService
+    status: StatusService
     exports: ExportService
     web_sessions: WebSessionService
 
@@ -121,6 +123,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
         web_sessions=WebSessionService(uow_factory, accounts),
         backups=BackupService(uow_factory, settings),
+        status=StatusService(uow_factory),
         url_imports=UrlImportService(imports, FetchPolicy(
             allowed_hosts=frozenset(h.strip().lower() for h in settings.import_allowed_hosts.split(",") if h.strip()),
             allow_private=settings.import_allow_private, max_bytes=settings.import_max_bytes,

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         default=False, description="Let URL imports reach private, loopback and link-local addresses."
     )
     import_max_bytes: int = Field(default=1 << 30, description="Largest file an import by URL may download.")
+    metrics_allowed_addresses: str = Field(
+        default="127.0.0.1/32,::1/128",
+        description="Addresses (CIDR, comma-separated) that may read /metrics without an operator token.",
+    )
+    log_level: str = Field(default="INFO", description="Log level of the JSON logs on stderr.")
     lease_seconds: int = Field(default=600, ge=10, description="Default lease length for new projects.")
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma: FULL survives power loss, NORMAL a crash."

@@ -7,6 +7,8 @@ from fastapi import APIRouter, FastAPI
 import labelvault
 from labelvault.api.errors import install_error_handlers
 from labelvault.api.limits import BodySizeLimit
+from labelvault.api.observability import RequestObserver
+from labelvault.api.observability import router as observability_router
 from labelvault.api.routes import accounts, audit, clients, io, labeling, projects, reports, review, walls
 from labelvault.bootstrap import Services
 
@@ -25,10 +27,12 @@ def create_app(services: Services) -> FastAPI:
     for module in (accounts, clients, projects, labeling, review, reports, walls, audit, io):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(observability_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
+    app.add_middleware(RequestObserver)  # outermost: every response gets its request id
     return app

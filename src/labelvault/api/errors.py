@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from labelvault import logs
 from labelvault.errors import LabelVaultError
 
 
@@ -33,6 +35,16 @@ def install_error_handlers(app: FastAPI) -> None:
         first = details[0] if details else {"field": "request", "message": "invalid"}
         message = f"{first['field']}: {first['message']}"
         return JSONResponse(error_body("invalid_input", message, details), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its type and traceback (no values); the client gets the request id to quote.
+        logging.getLogger("labelvault.http").error("unhandled error", exc_info=exc)
+        return JSONResponse(
+            error_body("internal_error", "something went wrong on our side; quote the request id to your operator",
+                       {"request_id": logs.request_id.get()}),
+            status_code=500,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

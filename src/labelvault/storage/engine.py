@@ -27,10 +27,11 @@ def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int =
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=pool_size,
+            hide_parameters=True,  # SQL errors must never carry values into logs
         )
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True)
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:

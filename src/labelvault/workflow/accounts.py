@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from labelvault import monitoring
 from labelvault.audit import log as audit_log
 from labelvault.domain.access import ALL_SCOPES, Actor, Role, Scope, UserPolicy
 from labelvault.errors import (
@@ -155,6 +156,7 @@ class AccountService:
         return _user_actor(user)
 
     def _record_failure(self, username: str, address: str) -> None:
+        monitoring.LOGIN_FAILURES.inc()
         with self.uow_factory.system(write=True) as uow:
             uow.login_failures.add(LoginFailure(username=username[:100], address=address[:64]))
             audit_log.append(uow, "login.failed", actor=None, object_kind="username", object_id=username[:100],

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy.exc import IntegrityError
 
+from labelvault import monitoring
 from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ProjectPolicy
@@ -90,6 +91,8 @@ def expire_leases(uow: UnitOfWork, now: datetime) -> int:
         if uow.leases.remove(lease):  # only the transaction that deleted it gives the slot back
             uow.tasks.adjust_slots(lease.task_id, open_slots=+1)
             returned += 1
+    if returned:
+        monitoring.LEASE_EXPIRIES.inc(returned)
     return returned
 
 
@@ -139,6 +142,7 @@ class LabelingService:
                     user_id=actor.user_id, started_at=started, expires_at=expires,
                 )
                 uow.tasks.adjust_slots(task.id, open_slots=-1)
+                monitoring.LEASES.labels(str(project_id)).inc()
             for grant in self.hooks.on_grant:
                 grant(uow, actor, project, task)
             payload, suggestions = open_task_content(uow, task)
@@ -237,6 +241,7 @@ class LabelingService:
             audit_log.append(uow, "answer.submitted", actor=actor, client_id=client_id, object_kind="answer",
                              object_id=answer_id, details={"task_id": task_id})
             uow.commit()
+        monitoring.ANSWERS.labels(str(project_id)).inc()
         return SubmittedAnswer(answer_id, task_id, True, now, spent)
 
     def skip(self, actor: Actor, client_id: int, project_id: int, task_id: int, reason: str = "") -> None:
