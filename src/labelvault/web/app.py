@@ -1,0 +1,24 @@
+"""Put the pages on the application: static files, page routes, error pages, security headers."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from labelvault.bootstrap import Services
+from labelvault.web.errors import install_error_pages
+from labelvault.web.render import Pages
+from labelvault.web.routes import auth, clients, home, labeling, manage, operator
+from labelvault.web.security import SecurityHeaders
+
+
+def install_web(app: FastAPI, services: Services) -> None:
+    """Add the web pages to ``app`` (built by the API's ``create_app`` on the same services)."""
+    app.state.services = services
+    pages = Pages()
+    app.state.pages = pages
+    app.mount("/static", StaticFiles(packages=[("labelvault.web", "static")]), name="static")
+    for module in (auth, home, labeling, manage, clients, operator):
+        app.include_router(module.router, include_in_schema=False)
+    install_error_pages(app, pages)
+    app.add_middleware(SecurityHeaders)
