@@ -244,8 +244,9 @@ def test_task_content_is_stored_encrypted(world: World, project: int) -> None:
     rows = [{"external_id": "s1", "text": "the secret recipe", "metadata": {"origin": "confidential-memo"},
              "suggestions": [{"model": "m", "answer": {"sentiment": "neutral"}}]}]
     world.services.imports.import_rows(world.operator, world.client_a, project, rows)
-    with world.services.engine.connect() as connection:
-        payload, metadata, suggestions = connection.execute(
+    # Raw SQL in the client's own transaction (on PostgreSQL, row-level security needs its scope).
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        payload, metadata, suggestions = uow.session.connection().execute(
             text("SELECT payload, metadata, suggestions FROM tasks WHERE external_id = 's1'")
         ).one()
     for blob in (payload, metadata, suggestions):

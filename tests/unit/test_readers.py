@@ -30,7 +30,7 @@ SCHEMA = parse_schema(
 
 
 def records(reader) -> list[tuple[int, object]]:  # type: ignore[no-untyped-def]
-    return [item for batch in reader.batches() for item in batch]
+    return list(reader.rows())
 
 
 def parser(**kw: object) -> RowParser:
@@ -65,27 +65,28 @@ def test_an_unknown_format_is_refused_with_the_choices() -> None:
 
 def test_jsonl_lines_keep_their_numbers_and_blank_lines_are_skipped() -> None:
     text = b'{"data": {"text": "a"}}\n\n{"data": {"text": "b"}}\n'
-    got = records(JsonlReader(io.BytesIO(text), batch_size=10))
+    got = records(JsonlReader(io.BytesIO(text)))
     assert [number for number, _ in got] == [1, 3]
     assert got[1][1] == {"data": {"text": "b"}}
 
 
 def test_broken_json_becomes_an_unreadable_line_with_the_column() -> None:
-    got = records(JsonlReader(io.BytesIO(b'{"data": {"text": "a"}}\n{"data": {"text": }\n'), batch_size=10))
+    got = records(JsonlReader(io.BytesIO(b'{"data": {"text": "a"}}\n{"data": {"text": }\n')))
     number, record = got[1]
     assert number == 2
     assert isinstance(record, Unreadable)
     assert "not valid JSON" in record.reason and "column 19" in record.reason
 
 
-def test_jsonl_comes_in_batches_of_the_given_size() -> None:
-    text = b"".join(orjson.dumps({"text": str(i)}) + b"\n" for i in range(12))
-    sizes = [len(batch) for batch in JsonlReader(io.BytesIO(text), batch_size=5).batches()]
-    assert sizes == [5, 5, 2]
+def test_jsonl_records_come_one_at_a_time() -> None:
+    text = b"".join(orjson.dumps({"text": str(i)}) + b"\n" for i in range(3))
+    rows = JsonlReader(io.BytesIO(text)).rows()
+    assert next(rows) == (1, {"text": "0"})
+    assert next(rows) == (2, {"text": "1"})
 
 
 def test_a_byte_order_mark_does_not_break_the_first_line() -> None:
-    got = records(JsonlReader(io.BytesIO(b'\xef\xbb\xbf{"text": "a"}\n'), batch_size=10))
+    got = records(JsonlReader(io.BytesIO(b'\xef\xbb\xbf{"text": "a"}\n')))
     assert got == [(1, {"text": "a"})]
 
 
@@ -94,7 +95,7 @@ def test_a_byte_order_mark_does_not_break_the_first_line() -> None:
 
 def test_csv_rows_are_numbered_from_the_first_data_row_and_empty_cells_are_missing() -> None:
     text = b"external_id,text,priority\nt1,hello,\nt2,\"with, comma\",3\n"
-    got = records(CsvReader(io.BytesIO(text), batch_size=10))
+    got = records(CsvReader(io.BytesIO(text)))
     assert got == [
         (1, {"external_id": "t1", "text": "hello"}),
         (2, {"external_id": "t2", "text": "with, comma", "priority": "3"}),
@@ -102,7 +103,7 @@ def test_csv_rows_are_numbered_from_the_first_data_row_and_empty_cells_are_missi
 
 
 def test_a_csv_row_with_the_wrong_number_of_values_is_unreadable() -> None:
-    got = records(CsvReader(io.BytesIO(b"text,priority\na,1,extra\n"), batch_size=10))
+    got = records(CsvReader(io.BytesIO(b"text,priority\na,1,extra\n")))
     assert got[0][0] == 1
     assert isinstance(got[0][1], Unreadable)
     assert "3 values but the header has 2 columns" in got[0][1].reason
@@ -110,18 +111,18 @@ def test_a_csv_row_with_the_wrong_number_of_values_is_unreadable() -> None:
 
 def test_a_csv_header_naming_a_column_twice_is_refused() -> None:
     with pytest.raises(ImportInvalid, match='column "text" appears twice'):
-        records(CsvReader(io.BytesIO(b"text,text\na,b\n"), batch_size=10))
+        records(CsvReader(io.BytesIO(b"text,text\na,b\n")))
 
 
 def test_the_csv_reader_leaves_the_callers_stream_open() -> None:
     stream = io.BytesIO(b"text\na\n")
-    records(CsvReader(stream, batch_size=10))
+    records(CsvReader(stream))
     assert not stream.closed
 
 
 def test_csv_that_is_not_utf8_names_the_row() -> None:
     with pytest.raises(ImportInvalid, match="not UTF-8"):
-        records(CsvReader(io.BytesIO(b"text\n\xff\xfe\n"), batch_size=10))
+        records(CsvReader(io.BytesIO(b"text\n\xff\xfe\n")))
 
 
 # ---------------------------------------------------------------------------- Parquet
@@ -149,11 +150,11 @@ def test_parquet_rows_keep_nested_columns_as_mappings_and_lists() -> None:
     ]
 
 
-def test_parquet_is_read_in_record_batches() -> None:
+def test_parquet_rows_are_numbered_across_row_groups_and_record_batches() -> None:
     table = pa.table({"text": [str(i) for i in range(25)]})
-    batches = list(ParquetReader(parquet_bytes(table, row_group_size=10), batch_size=4).batches())
-    assert max(len(b) for b in batches) <= 4
-    assert [n for b in batches for n, _ in b] == list(range(1, 26))
+    got = records(ParquetReader(parquet_bytes(table, row_group_size=10), batch_size=4))
+    assert [n for n, _ in got] == list(range(1, 26))
+    assert got[24] == (25, {"text": "24"})
 
 
 def test_a_file_that_is_not_parquet_is_refused() -> None:
@@ -168,15 +169,13 @@ def test_a_nested_row_becomes_a_task() -> None:
     row = parser()(
         {"external_id": "t1", "priority": 2, "overlap": 3, "data": {"text": "hi"}, "metadata": {"src": "x"}}
     )
-    assert row.external_id == "t1" and row.priority == 2 and row.required_answers == 3
-    assert row.data == {"text": "hi"} and row.metadata == {"src": "x"}
-    assert row.suggestions is None and row.uncertainty == 0.0
+    assert row == ("t1", 2, 3, {"text": "hi"}, {"src": "x"}, None, 0.0)
 
 
 def test_a_flat_row_takes_the_fields_from_the_top_level() -> None:
-    row = parser(overlap=2)({"external_id": "t1", "text": "hi", "extra": 1})
-    assert row.data == {"text": "hi", "extra": 1}
-    assert row.required_answers == 2
+    _, _, required_answers, data, *_ = parser(overlap=2)({"external_id": "t1", "text": "hi", "extra": 1})
+    assert data == {"text": "hi", "extra": 1}
+    assert required_answers == 2
 
 
 def test_a_payload_problem_names_the_field() -> None:
@@ -217,7 +216,7 @@ def test_a_row_that_is_not_an_object_is_refused() -> None:
 
 
 def test_suggestions_are_validated_and_the_uncertainty_comes_from_the_best_score() -> None:
-    row = parser()(
+    *_, suggestions, uncertainty = parser()(
         {
             "data": {"text": "a"},
             "suggestions": [
@@ -226,17 +225,19 @@ def test_suggestions_are_validated_and_the_uncertainty_comes_from_the_best_score
             ],
         }
     )
-    assert row.suggestions == [
+    assert suggestions == [
         {"model": "m1", "answer": {"sentiment": "positive"}, "score": 0.7},
         {"model": "m2", "answer": {"stars": 4}, "score": 0.9},
     ]
-    assert row.uncertainty == pytest.approx(0.1)
+    assert uncertainty == pytest.approx(0.1)
 
 
 def test_suggestions_without_scores_leave_the_uncertainty_at_zero() -> None:
-    row = parser()({"data": {"text": "a"}, "suggestions": [{"model": "m", "answer": {"sentiment": "negative"}}]})
-    assert row.uncertainty == 0.0
-    assert row.suggestions == [{"model": "m", "answer": {"sentiment": "negative"}, "score": None}]
+    *_, suggestions, uncertainty = parser()(
+        {"data": {"text": "a"}, "suggestions": [{"model": "m", "answer": {"sentiment": "negative"}}]}
+    )
+    assert uncertainty == 0.0
+    assert suggestions == [{"model": "m", "answer": {"sentiment": "negative"}, "score": None}]
 
 
 @pytest.mark.parametrize(
@@ -257,7 +258,7 @@ def test_bad_suggestions_name_the_suggestion_and_the_problem(suggestions: object
 
 
 def test_tabular_rows_read_numbers_and_json_from_text() -> None:
-    row = parser(tabular=True)(
+    _, priority, required_answers, data, metadata, _, uncertainty = parser(tabular=True)(
         {
             "text": "a",
             "priority": "5",
@@ -267,10 +268,10 @@ def test_tabular_rows_read_numbers_and_json_from_text() -> None:
             "suggestions": '[{"model": "m", "answer": {"sentiment": "positive"}, "score": 0.5}]',
         }
     )
-    assert row.priority == 5 and row.required_answers == 2
-    assert row.data["chat"] == [{"role": "user", "content": "hi"}]
-    assert row.metadata == {"k": 1}
-    assert row.uncertainty == 0.5
+    assert priority == 5 and required_answers == 2
+    assert data["chat"] == [{"role": "user", "content": "hi"}]
+    assert metadata == {"k": 1}
+    assert uncertainty == 0.5
 
 
 def test_broken_json_text_in_a_tabular_cell_names_the_column() -> None:
@@ -285,9 +286,9 @@ def test_text_that_looks_like_json_is_not_decoded_outside_tabular_sources() -> N
 
 def test_a_field_map_renames_columns_onto_schema_fields() -> None:
     mapping = parse_field_map(["review=text", "id=external_id"])
-    row = parser(mapping=mapping)({"id": "r1", "review": "great"})
-    assert row.external_id == "r1"
-    assert row.data == {"text": "great"}
+    external_id, _, _, data, *_ = parser(mapping=mapping)({"id": "r1", "review": "great"})
+    assert external_id == "r1"
+    assert data == {"text": "great"}
 
 
 def test_a_field_map_onto_an_unknown_field_is_refused() -> None:

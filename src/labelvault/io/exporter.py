@@ -33,7 +33,7 @@ from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.projects import load_project
 
-EXPORT_FORMATS = ("jsonl",)
+EXPORT_FORMATS = ("jsonl", "aggregated-jsonl")
 BATCH_SIZE = 5000
 _EMPTY_LIST = orjson.Fragment(b"[]")
 
@@ -76,6 +76,12 @@ class ExportService:
     ) -> ExportStream:
         """Check access now; return the stream. ``progress`` gets the tasks written so far."""
         fmt = _check_format(format)
+        if fmt == "aggregated-jsonl":  # one aggregated answer per task with its confidence (quality/reports.py)
+            from labelvault.quality.reports import aggregated_export
+
+            found = aggregated_export(self.uow_factory, actor, client_id, project_id, progress)
+            return ExportStream(filename=found.filename, media_type=found.media_type, tasks=found.tasks,
+                                chunks=found.chunks)
         with self.uow_factory.for_client(client_id) as uow:
             ProjectPolicy.export(access_in(uow, actor))
             project = load_project(uow, project_id)

@@ -85,29 +85,44 @@ def _dumps(value: Any) -> bytes:
 
 
 class _TaskWriter:
-    """Seals a batch of parsed rows and inserts it; returns how many rows were new.
+    """Seals parsed rows one by one as they come and inserts them in batches.
+
+    Each row is sealed at once (its ciphertext is bound to its task id, so ids are taken from a
+    block allocated beforehand) and only the final parameter tuple is kept until the batch is
+    written: parsed rows do not pile up. Blocks grow from 64 ids to the batch size, so a small
+    import does not reserve thousands of ids.
 
     The rows go to the driver's ``executemany`` as plain tuples: SQLAlchemy's per-row parameter
-    processing (type processors and a dict per row) costs more than SQLite's insert itself, and
-    the ORM's bulk insert reports no row count. So this is the one place that writes tasks below
-    the scoped session; it writes only rows it built itself, for the unit of work's own client
-    (checked below), and PostgreSQL's row-level security checks ``client_id`` again underneath.
+    processing costs more than SQLite's insert itself, and the ORM's bulk insert reports no row
+    count (which tells new tasks from existing external ids). So this is the one place that
+    writes tasks below the scoped session; it writes only rows it built itself, for the unit of
+    work's own client (checked below), and PostgreSQL's row-level security checks again.
     """
 
-    # Columns set per row, in order; every other column gets its (one per import) default.
+    def __init__(self, uow: UnitOfWork, project: Project, batch_size: int) -> None:
+        self.session = uow.session
+        self.client_id = uow.client_id
+        if self.session.scope.client_id != self.client_id:  # type: ignore[attr-defined]
+            raise ScopeViolation("task rows may only be written in their own client's scope")
+        self.key_id, cipher = uow.active_cipher()
+        self.seal = cipher.seal
+        self.batch_size = batch_size
+        self.created = 0
+        self._ids: list[int] = []
+        self._used = 0
+        self._block = min(64, batch_size)
+        self._pending: list[tuple[Any, ...]] = []
+        self.sql, self.constants = self._statement(project)
+
+    # Columns set per row, in order; every other column gets its value once per import.
     _ROW_COLUMNS = (
         "id", "external_id", "priority", "uncertainty", "required_answers", "open_slots",
         "payload", "metadata", "suggestions",
     )
 
-    def __init__(self, uow: UnitOfWork, project: Project) -> None:
-        self.session = uow.session
-        self.client_id = uow.client_id
-        if self.session.scope.client_id != self.client_id:  # type: ignore[attr-defined]
-            raise ScopeViolation("task rows may only be written in their own client's scope")
-        self.key_id, self.cipher = uow.active_cipher()
+    def _statement(self, project: Project) -> tuple[str, tuple[Any, ...]]:
         dialect = self.session.get_bind().dialect
-        constants = {
+        known = {
             "client_id": self.client_id,
             "project_id": project.id,
             "data_key_id": self.key_id,
@@ -116,53 +131,67 @@ class _TaskWriter:
         }
         table = Task.__table__
         names = list(self._ROW_COLUMNS)
-        tail: list[Any] = []
+        constants: list[Any] = []
         for column in table.columns:
             if column.key in self._ROW_COLUMNS:
                 continue
-            if column.key in constants:
-                value = constants[column.key]
-            elif column.default is not None and getattr(column.default, "is_scalar", False):
-                value = column.default.arg  # type: ignore[attr-defined]
-            elif column.default is not None and getattr(column.default, "is_callable", False):
-                value = column.default.arg(None)  # type: ignore[attr-defined]
+            default = column.default
+            if column.key in known:
+                value = known[column.key]
+            elif default is not None and getattr(default, "is_scalar", False):
+                value = default.arg  # type: ignore[attr-defined]
+            elif default is not None and getattr(default, "is_callable", False):
+                value = default.arg(None)  # type: ignore[attr-defined]
             else:
-                continue  # nullable, or filled by the database
+                continue  # nullable, or filled in by the database
             processor = column.type.dialect_impl(dialect).bind_processor(dialect)
-            tail.append(processor(value) if processor is not None else value)
+            constants.append(processor(value) if processor is not None else value)
             names.append(column.name)
-        self.constants = tuple(tail)
         mark = "?" if dialect.name == "sqlite" else "%s"
-        self.sql = (
+        sql = (
             f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))}) "
             "ON CONFLICT (project_id, external_id) DO NOTHING"
         )
+        return sql, tuple(constants)
 
-    def write(self, rows: list[ParsedRow]) -> int:
-        if not rows:
-            return 0
-        ids = allocate_ids(self.session, Task, len(rows))
-        # One row at a time on purpose: orjson keeps a 4 KiB buffer behind every result, so
-        # holding a batch of serialised payloads (to seal them in one call) costs more than it saves.
-        seal = self.cipher.seal
-        tail = self.constants
-        params = [
+    def add(self, row: ParsedRow) -> None:
+        if self._used == len(self._ids):
+            self.flush()
+            self._ids = allocate_ids(self.session, Task, self._block)
+            self._used = 0
+            self._block = min(self._block * 2, self.batch_size)
+        task_id = self._ids[self._used]
+        self._used += 1
+        external_id, priority, required, data, metadata, suggestions, uncertainty = row
+        seal = self.seal
+        # Serialised and sealed one at a time: orjson keeps a 4 KiB buffer behind every result,
+        # so a batch of serialised payloads waiting to be sealed together costs more than it saves.
+        self._pending.append(
             (
-                task_id, row[0], row[1], row[6], row[2], row[2],
-                seal("task.payload", task_id, _dumps(row[3])),
-                seal("task.metadata", task_id, _dumps(row[4])) if row[4] else None,
-                seal("task.suggestions", task_id, _dumps(row[5])) if row[5] else None,
-                *tail,
+                task_id, external_id, priority, uncertainty, required, required,
+                seal("task.payload", task_id, _dumps(data)),
+                seal("task.metadata", task_id, _dumps(metadata)) if metadata else None,
+                seal("task.suggestions", task_id, _dumps(suggestions)) if suggestions else None,
+                *self.constants,
             )
-            for task_id, row in zip(ids, rows, strict=True)
-        ]
+        )
+
+    def flush(self) -> None:
+        """Insert the rows sealed so far; adds the number of new tasks to ``created``."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
         cursor = self.session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(self.sql, params)
+            cursor.executemany(self.sql, pending)
             count = cursor.rowcount
         finally:
             cursor.close()
-        return count if count is not None and count >= 0 else len(rows)
+        self.created += count if count is not None and count >= 0 else len(pending)
+
+    def discard(self) -> None:
+        self._pending = []
 
 
 class ImportService:
@@ -217,7 +246,7 @@ class ImportService:
         progress: Progress | None = None,
     ) -> ImportReport:
         """Import rows given in code, in the JSONL row format; errors name the 1-based row."""
-        reader = MappingReader(rows, batch_size=self.batch_size)
+        reader = MappingReader(rows)
         return self._run(actor, client_id, project_id, reader, "rows", skip_invalid, mapping, progress)
 
     def _run(
@@ -233,42 +262,50 @@ class ImportService:
     ) -> ImportReport:
         report = ImportReport(format=fmt)
         unit = reader.unit
+        errors = report.errors
+        every = self.batch_size
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.import_tasks(access_in(uow, actor))
             project = load_project(uow, project_id)
             parse = RowParser(
                 schema_of(project), default_overlap=project.overlap, mapping=mapping, tabular=reader.tabular
             )
-            writer = _TaskWriter(uow, project)
-            errors = report.errors
-
-            def reject(position: int, field_name: str | None, message: str) -> None:
-                report.invalid += 1
-                if len(errors) < MAX_REPORTED_ERRORS:
-                    errors.append({unit: position, "field": field_name, "message": f"{unit} {position}: {message}"})
-
-            for batch in reader.batches():
-                good: list[ParsedRow] = []
-                for position, record in batch:
+            writer = _TaskWriter(uow, project, self.batch_size)
+            write = writer.add
+            read = valid = invalid = 0
+            for position, record in reader.rows():
+                read += 1
+                try:
                     if type(record) is Unreadable:
-                        reject(position, None, record.reason)
-                        continue
-                    try:
-                        good.append(parse(record))
-                    except RowInvalid as exc:
-                        reject(position, exc.field, exc.message)
-                report.rows_read += len(batch)
-                # Once rejected, only read on (to report every bad row); write nothing more.
-                if skip_invalid or not report.invalid:
-                    created = writer.write(good)
-                    report.created += created
-                    report.already_present += len(good) - created
-                if progress is not None:
-                    progress(report.rows_read)
-            if report.invalid and not skip_invalid:
+                        raise RowInvalid(None, record.reason)
+                    row = parse(record)
+                except RowInvalid as exc:
+                    invalid += 1
+                    if len(errors) < MAX_REPORTED_ERRORS:
+                        errors.append({unit: position, "field": exc.field, "message": f"{unit} {position}: {exc}"})
+                    if not skip_invalid:
+                        # Rejected: read on only to report every bad row; write nothing more.
+                        writer.discard()
+                        write = _ignore
+                else:
+                    valid += 1
+                    write(row)
+                if progress is not None and read % every == 0:
+                    progress(read)
+            report.rows_read, report.invalid = read, invalid
+            if invalid and not skip_invalid:
                 raise _rejected(report)
+            writer.flush()
+            report.created = writer.created
+            report.already_present = valid - writer.created
             uow.commit()
+        if progress is not None and read % every:
+            progress(read)
         return report
+
+
+def _ignore(_row: ParsedRow) -> None:
+    return None
 
 
 def _rejected(report: ImportReport) -> ImportInvalid:

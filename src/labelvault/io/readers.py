@@ -1,13 +1,15 @@
 """Readers: JSONL, CSV and Parquet files as batches of raw records, in constant memory.
 
-A reader turns a byte stream into batches of ``(position, record)`` pairs. ``position`` is the
+A reader turns a byte stream into ``(position, record)`` pairs, one at a time. ``position`` is the
 1-based line (JSONL) or data row (CSV, Parquet, rows given in code) that error messages name;
 ``record`` is a dict straight from the file, or a :class:`Unreadable` when the line itself is
 broken (bad JSON, wrong number of CSV values). Readers know nothing of schemas: turning a
 record into a task is :mod:`labelvault.io.rows`.
 
-Memory: JSONL and CSV hold one batch of records at a time; Parquet reads record batches of the
-same size (pyarrow keeps the column chunks of the current row group in memory as well).
+Memory: JSONL and CSV hold one record at a time; Parquet reads record batches of ``batch_size``
+rows (pyarrow keeps the column chunks of the current row group in memory as well). Records are
+handed on one by one so that each is checked, sealed and dropped while it is young: a batch of
+parsed rows kept alive is what makes Python's garbage collector expensive.
 """
 
 from __future__ import annotations
@@ -37,9 +39,6 @@ _MEDIA_TYPES = {
 _BOM = b"\xef\xbb\xbf"
 _CSV_FIELD_LIMIT = 1 << 30  # the csv module's default (128 KiB) is too small for chats
 
-Batch = list[tuple[int, Any]]
-
-
 @dataclass(frozen=True, slots=True)
 class Unreadable:
     """A line or row that could not even be read as a record; ``reason`` says why."""
@@ -51,7 +50,7 @@ class RecordReader(Protocol):
     unit: str  # "line" or "row": how error messages name a position
     tabular: bool  # True when values may be text that stands for numbers or JSON (CSV, Parquet)
 
-    def batches(self) -> Iterator[Batch]: ...
+    def rows(self) -> Iterator[tuple[int, Any]]: ...
 
 
 def check_format(value: str) -> str:
@@ -87,9 +86,9 @@ def infer_format(name: str | None, *, explicit: str | None = None, media_type: s
 
 def open_reader(fmt: str, stream: BinaryIO, *, batch_size: int) -> RecordReader:
     if fmt == "jsonl":
-        return JsonlReader(stream, batch_size=batch_size)
+        return JsonlReader(stream)
     if fmt == "csv":
-        return CsvReader(stream, batch_size=batch_size)
+        return CsvReader(stream)
     if fmt == "parquet":
         return ParquetReader(stream, batch_size=batch_size)
     raise InvalidInput(f"unknown import format {fmt!r}", details={"field": "format"})
@@ -107,15 +106,11 @@ class JsonlReader:
     unit = "line"
     tabular = False
 
-    def __init__(self, stream: BinaryIO, *, batch_size: int) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
-        self.batch_size = batch_size
 
-    def batches(self) -> Iterator[Batch]:
+    def rows(self) -> Iterator[tuple[int, Any]]:
         loads = orjson.loads
-        size = self.batch_size
-        batch: Batch = []
-        append = batch.append
         for number, line in enumerate(self.stream, 1):
             if number == 1 and line.startswith(_BOM):
                 line = line[len(_BOM) :]
@@ -125,13 +120,7 @@ class JsonlReader:
                 if not line.strip():
                     continue
                 record = Unreadable(_json_problem(exc))
-            append((number, record))
-            if len(batch) >= size:
-                yield batch
-                batch = []
-                append = batch.append
-        if batch:
-            yield batch
+            yield number, record
 
 
 class CsvReader:
@@ -140,13 +129,12 @@ class CsvReader:
     unit = "row"
     tabular = True
 
-    def __init__(self, stream: BinaryIO, *, batch_size: int) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
-        self.batch_size = batch_size
         if csv.field_size_limit() < _CSV_FIELD_LIMIT:
             csv.field_size_limit(_CSV_FIELD_LIMIT)
 
-    def batches(self) -> Iterator[Batch]:
+    def rows(self) -> Iterator[tuple[int, Any]]:
         text = io.TextIOWrapper(self.stream, encoding="utf-8-sig", newline="")  # type: ignore[arg-type]
         number = 0
         try:
@@ -159,29 +147,22 @@ class CsvReader:
                 return
             columns = _check_header(header)
             width = len(columns)
-            batch: Batch = []
             while True:
                 try:
                     values = next(reader, None)
                 except csv.Error as exc:
-                    batch.append((number + 1, Unreadable(f"not valid CSV ({exc})")))
                     number += 1
+                    yield number, Unreadable(f"not valid CSV ({exc})")
                     continue
                 if values is None:
-                    break
+                    return
                 if not values:
                     continue  # a blank line
                 number += 1
                 if len(values) != width:
-                    problem = f"has {len(values)} values but the header has {width} columns"
-                    batch.append((number, Unreadable(problem)))
+                    yield number, Unreadable(f"has {len(values)} values but the header has {width} columns")
                 else:
-                    batch.append((number, {c: v for c, v in zip(columns, values, strict=True) if v != ""}))
-                if len(batch) >= self.batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+                    yield number, {c: v for c, v in zip(columns, values, strict=True) if v != ""}
         except UnicodeDecodeError as exc:
             raise ImportInvalid(f"row {number + 1}: the file is not UTF-8 text ({exc.reason})") from None
         finally:
@@ -210,7 +191,7 @@ class ParquetReader:
         self.stream = stream
         self.batch_size = batch_size
 
-    def batches(self) -> Iterator[Batch]:
+    def rows(self) -> Iterator[tuple[int, Any]]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -221,11 +202,9 @@ class ParquetReader:
         number = 0
         try:
             for record_batch in parquet.iter_batches(batch_size=self.batch_size):
-                batch: Batch = []
                 for record in record_batch.to_pylist():
                     number += 1
-                    batch.append((number, {k: v for k, v in record.items() if v is not None}))
-                yield batch
+                    yield number, {k: v for k, v in record.items() if v is not None}
         except (pa.ArrowException, OSError) as exc:
             raise ImportInvalid(f"row {number + 1}: the Parquet file cannot be read ({exc})") from None
         finally:
@@ -238,16 +217,8 @@ class MappingReader:
     unit = "row"
     tabular = False
 
-    def __init__(self, rows: Iterable[Mapping[str, Any]], *, batch_size: int) -> None:
-        self.rows = rows
-        self.batch_size = batch_size
+    def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.records = rows
 
-    def batches(self) -> Iterator[Batch]:
-        batch: Batch = []
-        for number, row in enumerate(self.rows, 1):
-            batch.append((number, row))
-            if len(batch) >= self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    def rows(self) -> Iterator[tuple[int, Any]]:
+        return enumerate(self.records, 1)

@@ -15,7 +15,7 @@ Problems raise :class:`RowInvalid` naming the field, in words a person can act o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -41,14 +41,11 @@ class RowInvalid(Exception):
         self.message = message
 
 
-class ParsedRow(NamedTuple):
-    external_id: str | None
-    priority: int
-    required_answers: int
-    data: dict[str, Any]
-    metadata: dict[str, Any] | None
-    suggestions: list[dict[str, Any]] | None
-    uncertainty: float
+# What RowParser returns, a plain tuple (a NamedTuple costs more than the rest of the check):
+# (external_id, priority, required_answers, data, metadata, suggestions, uncertainty).
+ParsedRow = tuple[
+    str | None, int, int, dict[str, Any], dict[str, Any] | None, list[dict[str, Any]] | None, float
+]
 
 
 def _fail(field: str, reason: str) -> RowInvalid:
@@ -183,7 +180,7 @@ class RowParser:
         if suggestions is not None:
             suggestions, uncertainty = self._suggestions(suggestions, data)
 
-        return ParsedRow(external_id, priority, overlap, data, metadata, suggestions, uncertainty)
+        return (external_id, priority, overlap, data, metadata, suggestions, uncertainty)
 
     def _suggestions(self, value: Any, data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, float]:
         if self._tabular and isinstance(value, str):
