@@ -151,12 +151,13 @@ def migrate(services: Services) -> tuple[str | None, str]:
     With a separate owner connection (PostgreSQL), the application's role is then granted what it
     needs on the tables as they now are (and no UPDATE or DELETE on the audit log)."""
     settings = services.settings
-    before = current_revision(services.engine)
     if not settings.migration_database_url:
+        before = current_revision(services.engine)
         upgrade(services.engine)
         return before, head_revision()
     owner = create_engine(settings.migration_database_url, poolclass=NullPool)
     try:
+        before = current_revision(owner)
         upgrade(owner)
         app_role = services.engine.url.username
         if owner.dialect.name == "postgresql" and app_role and app_role != owner.url.username:

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 
 from labelvault.errors import Conflict
@@ -35,11 +37,18 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except (ResolutionError, CommandError):
+        return False
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply pending migrations; refuse a database that is newer than this code."""
     current = current_revision(engine)
     script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
-    if current is not None and script.get_revision(current) is None:
+    if current is not None and not _known(script, current):
         raise Conflict(
             f"the database is at migration {current}, which this version of LabelVault does not know; "
             "it was upgraded by a newer version: install that version instead"
