@@ -20,12 +20,14 @@ from labelvault.quality.qualification import QualificationService, check_qualifi
 from labelvault.quality.reports import QualityService
 from labelvault.settings import Settings
 from labelvault.storage.engine import build_engine
+from labelvault.storage.files import FileStore, LocalFileStore, S3FileStore
 from labelvault.storage.migrate import current_revision, head_revision, upgrade
 from labelvault.storage.rls import grant_app_role
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.accounts import AccountService
 from labelvault.workflow.backup import BackupService
 from labelvault.workflow.clients import ClientService
+from labelvault.workflow.files import FileService
 from labelvault.workflow.labeling import LabelingService, QueueHooks
 from labelvault.workflow.projects import ProjectService
 from labelvault.workflow.ledger import BonusService
@@ -63,6 +65,7 @@ class Services:
     url_imports: UrlImportService
     backups: BackupService
     status: StatusService
+    files: FileService
     exports: ExportService
     web_sessions: WebSessionService
 
@@ -79,6 +82,18 @@ def open_keyring(settings: Settings, *, create: bool = False) -> Keyring:
             raise InvalidInput("LABELVAULT_MASTER_KEY is not valid base64") from None
         return Keyring.open(keys_dir, master_key=master)
     return Keyring.initialize(keys_dir) if create else Keyring.open(keys_dir)
+
+
+def build_file_store(settings: Settings) -> FileStore:
+    if settings.file_store == "s3":
+        if not settings.s3_bucket:
+            raise InvalidInput("LABELVAULT_FILE_STORE=s3 needs LABELVAULT_S3_BUCKET")
+        return S3FileStore(settings.s3_bucket, settings.s3_prefix, endpoint_url=settings.s3_endpoint_url,
+                           region=settings.s3_region, access_key=settings.s3_access_key_id,
+                           secret_key=settings.s3_secret_access_key)
+    if settings.file_store != "local":
+        raise InvalidInput(f"LABELVAULT_FILE_STORE must be local or s3, not {settings.file_store!r}")
+    return LocalFileStore(settings.files_dir)
 
 
 def build_services(settings: Settings, *, create_keys: bool = False) -> Services:
@@ -98,7 +113,8 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
     projects = ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds)
     imports = ImportService(uow_factory)
     exports = ExportService(uow_factory)
-    offboarding = OffboardingService(uow_factory, exports, audit, settings.files_dir)
+    files = FileService(uow_factory, build_file_store(settings))
+    offboarding = OffboardingService(uow_factory, exports, audit, files)
     return Services(
         settings=settings,
         engine=engine,
@@ -124,6 +140,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         web_sessions=WebSessionService(uow_factory, accounts),
         backups=BackupService(uow_factory, settings),
         status=StatusService(uow_factory),
+        files=files,
         url_imports=UrlImportService(imports, FetchPolicy(
             allowed_hosts=frozenset(h.strip().lower() for h in settings.import_allowed_hosts.split(",") if h.strip()),
             allow_private=settings.import_allow_private, max_bytes=settings.import_max_bytes,

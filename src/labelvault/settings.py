@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         description="Addresses (CIDR, comma-separated) that may read /metrics without an operator token.",
     )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs on stderr.")
+    file_store: str = Field(default="local", description="Where sealed files go: local (<home>/files) or s3.")
+    s3_bucket: str | None = Field(default=None, description="S3 bucket for files (file_store=s3).")
+    s3_prefix: str = Field(default="labelvault", description="Key prefix inside the bucket.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, Ceph...).")
+    s3_region: str | None = Field(default=None, description="S3 region.")
+    s3_access_key_id: str | None = Field(default=None, description="S3 access key (else the usual AWS sources).")
+    s3_secret_access_key: str | None = Field(default=None, description="S3 secret key.")
     lease_seconds: int = Field(default=600, ge=10, description="Default lease length for new projects.")
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma: FULL survives power loss, NORMAL a crash."

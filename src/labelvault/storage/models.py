@@ -475,11 +475,6 @@ class QualityCache(ClientOwned, Base):
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(
-    mapper.class_.__tablename__ for mapper in Base.registry.mappers if issubclass(mapper.class_, ClientOwned)
-)
-
-
 # --- Web sessions: in the database, so every server process sees every session.
 
 
@@ -495,3 +490,24 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StoredFile(ClientOwned, Base):
+    """An uploaded file (e.g. an image for box questions); its bytes, sealed, live in the file store."""
+
+    __tablename__ = "stored_files"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
+    # The name is client content too (it may say what the picture is): sealed like the bytes.
+    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    ciphertext_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Every table mixing in ClientOwned; keep this last so it sees them all.
+CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(
+    mapper.class_.__tablename__ for mapper in Base.registry.mappers if issubclass(mapper.class_, ClientOwned)
+)

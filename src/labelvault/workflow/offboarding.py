@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +44,7 @@ from labelvault.storage.models import (
     User,
 )
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.workflow.files import FileService
 
 BUNDLE_VERSION = 1
 Progress = Callable[[str], None]
@@ -78,11 +78,11 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 
 class OffboardingService:
     def __init__(self, uow_factory: UnitOfWorkFactory, exports: ExportService, audit: AuditService,
-                 files_dir: Path) -> None:
+                 files: FileService) -> None:
         self.uow_factory = uow_factory
         self.exports = exports
         self.audit = audit
-        self.files_dir = files_dir
+        self.files = files
 
     # -- leaving ---------------------------------------------------------------------------
 
@@ -119,7 +119,7 @@ class OffboardingService:
         self.uow_factory.keyring.destroy_client_key(client_id)
         note("deleting rows and files")
         deleted = self._delete(actor, client_id)
-        shutil.rmtree(self.files_dir / f"client-{client_id}", ignore_errors=True)
+        deleted["stored_file_blobs"] = self.files.delete_client(client_id)
         checkpoint = self.audit.checkpoint(actor)
         certificate = {
             "client": {"id": client_id, "slug": slug, "name": name},
@@ -184,6 +184,16 @@ class OffboardingService:
                 for chunk in stream.chunks:
                     handle.write(chunk)
             files.append(name)
+        stored = self.files.export_client(client_id)
+        if stored:
+            (directory / "files").mkdir()
+            index = []
+            for file_id, original_name, data in stored:
+                (directory / "files" / file_id).write_bytes(data)
+                files.append(f"files/{file_id}")
+                index.append({"id": file_id, "name": original_name})
+            _write_jsonl(directory / "files.jsonl", index)
+            files.append("files.jsonl")
         with (directory / "audit.jsonl").open("wb") as handle:
             for line in self.audit.trail(client_id):
                 handle.write(line)

@@ -1,0 +1,107 @@
+"""Uploaded files (images for box questions, attachments): sealed, stored, served to those allowed.
+
+A task refers to a file as ``file:<id>`` in an image field; the labeling page fetches it from
+``/api/projects/{project_id}/files/{id}``. Showing a file to a person is a grant of client data:
+the conflict wall is checked and the touch recorded, and the access is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from labelvault.audit import log as audit_log
+from labelvault.domain.access import Actor, ProjectPolicy
+from labelvault.errors import InvalidInput, NotFound
+from labelvault.storage.files import FileStore
+from labelvault.storage.models import StoredFile
+from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.workflow.access import access_in
+from labelvault.workflow.projects import load_project
+from labelvault.workflow.walls import check_and_record
+
+MAX_FILE_BYTES = 50 * 1024 * 1024
+ALLOWED_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "application/pdf", "text/plain")
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    id: str
+    name: str
+    content_type: str
+    size: int
+
+    @property
+    def ref(self) -> str:
+        return f"file:{self.id}"
+
+
+def file_key(client_id: int, file_id: str) -> str:
+    return f"client-{client_id}/{file_id}"
+
+
+class FileService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, store: FileStore) -> None:
+        self.uow_factory = uow_factory
+        self.store = store
+
+    def upload(self, actor: Actor, client_id: int, project_id: int, name: str, content_type: str,
+               data: bytes) -> FileInfo:
+        if content_type not in ALLOWED_TYPES:
+            raise InvalidInput(f"files of type {content_type!r} are not accepted; use one of {', '.join(ALLOWED_TYPES)}",
+                               details={"field": "content_type"})
+        if not data or len(data) > MAX_FILE_BYTES:
+            raise InvalidInput(f"a file must have 1 to {MAX_FILE_BYTES} bytes", details={"field": "file"})
+        file_id = secrets.token_hex(16)
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            ProjectPolicy.import_tasks(access_in(uow, actor))
+            load_project(uow, project_id)
+            key_id, cipher = uow.active_cipher()
+            sealed = cipher.seal("file", file_id, data)
+            # Bytes first, row second: a crash between leaves an unreferenced blob, never a dangling row.
+            self.store.put(file_key(client_id, file_id), sealed)
+            uow.session.add(StoredFile(
+                id=file_id, project_id=project_id, data_key_id=key_id,
+                name_sealed=cipher.seal("file.name", file_id, name[:255].encode()), content_type=content_type,
+                size=len(data), ciphertext_sha256=hashlib.sha256(sealed).hexdigest(),
+            ))
+            audit_log.append(uow, "file.uploaded", actor=actor, client_id=client_id, object_kind="file",
+                             object_id=file_id, details={"project_id": project_id, "ciphertext_sha256":
+                                                         hashlib.sha256(sealed).hexdigest()})
+            uow.commit()
+        return FileInfo(file_id, name[:255], content_type, len(data))
+
+    def download(self, actor: Actor, client_id: int, project_id: int, file_id: str) -> tuple[FileInfo, bytes]:
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            ProjectPolicy.view(access_in(uow, actor))
+            load_project(uow, project_id)
+            row = uow.session.get(StoredFile, file_id)
+            if row is None or row.project_id != project_id:
+                raise NotFound(f"file {file_id} not found")
+            uow.users.lock(actor.user_id)
+            check_and_record(uow, actor.user_id, client_id, "file")
+            cipher = uow.cipher(row.data_key_id)
+            data = cipher.open("file", file_id, self.store.get(file_key(client_id, file_id)))
+            name = cipher.open("file.name", file_id, row.name_sealed).decode()
+            audit_log.append(uow, "file.shown", actor=actor, client_id=client_id, object_kind="file",
+                             object_id=file_id, details={"project_id": project_id})
+            uow.commit()
+        return FileInfo(file_id, name, row.content_type, row.size), data
+
+    def export_client(self, client_id: int) -> list[tuple[str, str, bytes]]:
+        """(file id, name, plaintext) of every file of a client, for its offboarding bundle."""
+        from sqlalchemy import select
+
+        with self.uow_factory.for_client(client_id) as uow:
+            rows = uow.session.scalars(select(StoredFile).order_by(StoredFile.id)).all()
+            files = []
+            for row in rows:
+                cipher = uow.cipher(row.data_key_id)
+                files.append((row.id, cipher.open("file.name", row.id, row.name_sealed).decode(),
+                              cipher.open("file", row.id, self.store.get(file_key(client_id, row.id)))))
+            return files
+
+    def delete_client(self, client_id: int) -> int:
+        """Remove every stored blob of a client (offboarding); rows go with the client's rows."""
+        return self.store.delete_prefix(f"client-{client_id}/")
