@@ -24,12 +24,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import select, type_coerce
+from sqlalchemy.types import NullType
 
+from labelvault.audit import log as audit_log
+from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import DataCipher
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput
+from labelvault.storage.models import Answer, Task, User
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
+from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.projects import load_project
 
 EXPORT_FORMATS = ("jsonl", "aggregated-jsonl")
@@ -60,9 +66,15 @@ def _check_format(value: str) -> str:
 
 
 class ExportService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, *, batch_size: int = BATCH_SIZE) -> None:
+    """Exports are witnessed: ``project.exported`` is appended to the audit log when an export is
+    granted (a short write transaction before the stream starts); a refused one as denied."""
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, *, batch_size: int = BATCH_SIZE, audit: AuditService | None = None
+    ) -> None:
         self.uow_factory = uow_factory
         self.batch_size = batch_size
+        self.audit = audit
 
     def export(
         self,
@@ -81,11 +93,17 @@ class ExportService:
             found = aggregated_export(self.uow_factory, actor, client_id, project_id, progress)
             return ExportStream(filename=found.filename, media_type=found.media_type, tasks=found.tasks,
                                 chunks=found.chunks)
-        with self.uow_factory.for_client(client_id) as uow:
+        with (
+            recording_denials(self.audit, actor, client_id, "project.export", "project", project_id),
+            self.uow_factory.for_client(client_id, write=True) as uow,
+        ):
             ProjectPolicy.export(access_in(uow, actor))
             project = load_project(uow, project_id)
             total = uow.tasks.count(project_id)
             filename = f"{project.slug}-{project.id}.{fmt}"
+            audit_log.append(uow, "project.exported", actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project_id, details={"format": fmt, "tasks": total})
+            uow.commit()
         chunks = self._jsonl(actor, client_id, project_id, progress)
         return ExportStream(filename=filename, media_type="application/x-ndjson", tasks=total, chunks=chunks)
 
@@ -104,33 +122,31 @@ class ExportService:
                 progress(done)
 
     def _batch(self, uow: UnitOfWork, project_id: int, after: int) -> tuple[bytes, int, int]:
-        # Read through the driver: the ORM's row and type processing (a timezone-aware datetime
-        # per row) cost more than the decryption. Below the scoped session, the client filter
-        # is explicit here; on PostgreSQL, row-level security applies it again.
-        client_id = uow.client_id
-        mark = "?" if uow.session.get_bind().dialect.name == "sqlite" else "%s"
-        cursor = uow.session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(
-                "SELECT id, external_id, priority, data_key_id, payload, metadata, suggestions, created_at "
-                f"FROM tasks WHERE client_id = {mark} AND project_id = {mark} AND id > {mark} "
-                f"ORDER BY id LIMIT {mark}",
-                (client_id, project_id, after, self.batch_size),
+        # Through the scoped session like every query (so the client filter is the one mechanism's),
+        # but with the columns' type processing switched off: converting a timezone-aware datetime
+        # per row cost more than the decryption. ``utc`` below converts each distinct value once.
+        session = uow.session
+        tasks = session.execute(
+            select(
+                Task.id, Task.external_id, Task.priority, Task.data_key_id, Task.payload,
+                Task.metadata_blob, Task.suggestions, _raw(Task.created_at),
             )
-            tasks = cursor.fetchall()
-            if not tasks:
-                return b"", 0, after
-            first, last = tasks[0][0], tasks[-1][0]
-            cursor.execute(
-                "SELECT a.id, a.task_id, a.user_id, u.username, a.data_key_id, a.value, a.status, a.started_at, "
-                "a.created_at, a.time_spent_ms FROM answers a JOIN users u ON u.id = a.user_id "
-                f"WHERE a.client_id = {mark} AND a.project_id = {mark} AND a.task_id >= {mark} "
-                f"AND a.task_id <= {mark} ORDER BY a.task_id, a.id",
-                (client_id, project_id, first, last),
+            .where(Task.project_id == project_id, Task.id > after)
+            .order_by(Task.id)
+            .limit(self.batch_size)
+        ).all()
+        if not tasks:
+            return b"", 0, after
+        first, last = tasks[0][0], tasks[-1][0]
+        answers = session.execute(
+            select(
+                Answer.id, Answer.task_id, Answer.user_id, User.username, Answer.data_key_id, Answer.value,
+                Answer.status, _raw(Answer.started_at), _raw(Answer.created_at), Answer.time_spent_ms,
             )
-            answers = cursor.fetchall()
-        finally:
-            cursor.close()
+            .join(User, User.id == Answer.user_id)
+            .where(Answer.project_id == project_id, Answer.task_id >= first, Answer.task_id <= last)
+            .order_by(Answer.task_id, Answer.id)
+        ).all()
 
         ciphers: dict[int, DataCipher] = {}
 
@@ -192,6 +208,11 @@ class ExportService:
             }
             out += dumps(line, option=newline)
         return bytes(out), len(tasks), last
+
+
+def _raw(column: Any) -> Any:
+    """The column without its result processing (naive UTC: a datetime, or text on SQLite)."""
+    return type_coerce(column, NullType())
 
 
 def _open_column(
