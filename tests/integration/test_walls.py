@@ -109,3 +109,14 @@ def test_two_simultaneous_requests_for_competitors_let_exactly_one_through(
             world.services.accounts.grant_role(world.operator, client_id, name, "labeler")
         labeler = world.services.accounts.actor_by_username(name)
         world.actors[name] = labeler
+
+
+def test_an_export_counts_as_seeing_data_and_is_walled(world: World, competitors: tuple[int, int]) -> None:
+    from labelvault.errors import ConflictOfInterest
+
+    project_a, project_b = competitors
+    accounts = world.services.accounts
+    accounts.grant_role(world.operator, world.client_a, "manager_b", "manager")
+    b"".join(world.services.exports.export(world.actors["manager_b"], world.client_b, project_b).chunks)
+    with pytest.raises(ConflictOfInterest):
+        world.services.exports.export(world.actors["manager_b"], world.client_a, project_a)

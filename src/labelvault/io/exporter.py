@@ -37,6 +37,7 @@ from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.projects import load_project
+from labelvault.workflow.walls import check_and_record
 
 EXPORT_FORMATS = ("jsonl", "aggregated-jsonl")
 BATCH_SIZE = 5000
@@ -84,8 +85,13 @@ class ExportService:
         *,
         format: str = "jsonl",
         progress: Progress | None = None,
+        for_offboarding: bool = False,
     ) -> ExportStream:
-        """Check access now; return the stream. ``progress`` gets the tasks written so far."""
+        """Check access now; return the stream. ``progress`` gets the tasks written so far.
+
+        An export shows the client's data to the person who asks: the conflict wall is checked and
+        the touch recorded, as for a lease. Not for an offboarding, whose export is handed to the
+        client itself (and which is audited as such)."""
         fmt = _check_format(format)
         if fmt == "aggregated-jsonl":  # one aggregated answer per task with its confidence (quality/reports.py)
             from labelvault.quality.reports import aggregated_export
@@ -99,6 +105,9 @@ class ExportService:
         ):
             ProjectPolicy.export(access_in(uow, actor))
             project = load_project(uow, project_id)
+            if not for_offboarding:
+                uow.users.lock(actor.user_id)
+                check_and_record(uow, actor.user_id, client_id, "export")
             total = uow.tasks.count(project_id)
             filename = f"{project.slug}-{project.id}.{fmt}"
             audit_log.append(uow, "project.exported", actor=actor, client_id=client_id, object_kind="project",

@@ -179,7 +179,7 @@ class OffboardingService:
         files += ["projects.jsonl", "members.jsonl", "ledger.jsonl", "reviews.jsonl"]
         for project in projects:
             name = f"projects/{project.id}-{project.slug}.jsonl"
-            stream = self.exports.export(actor, client_id, project.id, format="jsonl")
+            stream = self.exports.export(actor, client_id, project.id, format="jsonl", for_offboarding=True)
             with (directory / name).open("wb") as handle:
                 for chunk in stream.chunks:
                     handle.write(chunk)
