@@ -9,7 +9,7 @@ from labelvault.api.errors import install_error_handlers
 from labelvault.api.limits import BodySizeLimit
 from labelvault.api.observability import RequestObserver
 from labelvault.api.observability import router as observability_router
-from labelvault.api.routes import accounts, audit, clients, files, io, labeling, projects, reports, review, walls
+from labelvault.api.routes import accounts, audit, clients, files, io, labeling, projects, quality, reports, review, walls
 from labelvault.bootstrap import Services
 
 
@@ -24,7 +24,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     api = APIRouter(prefix="/api")
-    for module in (accounts, clients, projects, labeling, review, reports, walls, audit, files, io):
+    for module in (accounts, clients, projects, labeling, review, reports, walls, audit, files, io, quality):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(observability_router)

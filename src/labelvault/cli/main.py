@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from labelvault.cli import io_commands, ops_commands, queue_commands
+from labelvault.cli import io_commands, ops_commands, quality_commands, queue_commands
 from labelvault.cli.audit_commands import audit_app
 from labelvault.cli.wall_commands import wall_app
 from labelvault.cli.common import (
@@ -264,6 +264,7 @@ def project_create(
 
 io_commands.register(app)
 queue_commands.register(app, project_app)
+quality_commands.register(app)
 ops_commands.register(app, keys_app)
 
 

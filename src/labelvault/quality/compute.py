@@ -9,12 +9,14 @@ per question type, what applies:
 question type    agreement                                 aggregation (value, confidence)
 ===============  ========================================  ===========================================
 ``label``        alpha (nominal), Fleiss, Cohen, %, LOO    Dawid-Skene (gold tasks clamped to their
-                                                           answer); majority and gold-weighted vote too
-``multi_label``  the same over (task, label) yes/no units  Dawid-Skene per label; majority too
+                                                           answer) once every labeler has on average
+                                                           5 answers per class, else the gold-weighted
+                                                           (or plain) vote; the others as alternatives
+``multi_label``  the same over (task, label) yes/no units  Dawid-Skene per label (same rule); majority
 ``preference``   alpha (nominal on a/b/tie), Fleiss, ...   vote share (ties half); Bradley-Terry scores,
                                                            chosen/rejected pair
-``rating``       alpha (ordinal; interval too), weighted   median (mean, std); confidence from the
-                 Cohen (quadratic), %, LOO                 spread around the median
+``rating``       alpha (ordinal; interval too), weighted   median (mean, std, quartiles); confidence
+                 Cohen (quadratic), %, LOO                 ``1 - mean |r - median| / (max - min)``
 ``ranking``      alpha (ordinal) over (task, candidate)    Bradley-Terry order and scores; pairs with
                  rank positions; exact-order %             their share
 ``span``         alpha (nominal) over (task, token)        character vote merged into spans
@@ -30,17 +32,18 @@ Dawid-Skene. A reviewer's correction is the final answer of its task, for every 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any, Final
 
 import numpy as np
+import orjson
 
 from labelvault.quality.aggregation import (
     Comparisons,
     accuracy_to_weight,
+    aggregate_ratings,
     bradley_terry,
     dawid_skene,
     majority_vote,
@@ -68,21 +71,7 @@ IntArray = np.ndarray
 RESULTS_FORMAT: Final = 1  # bump when the shape of results changes: cached results are then stale
 _TOKEN: Final = re.compile(r"\S+")
 _PREFERENCE: Final = ("a", "b", "tie")
-
-
-def clean(value: Any) -> Any:
-    """JSON-able copy: NumPy scalars and arrays to Python, NaN and infinities to None."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return clean(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+DS_MIN_PER_CLASS: Final = 5
 
 
 @dataclass
@@ -185,6 +174,16 @@ def _gold_clamp(data: Dataset, path: str, encode: Any) -> tuple[list[int], list[
     return items, labels
 
 
+def _label_method(answers: Answers, k: int, ctx: _Context) -> str:
+    """Dawid-Skene once each labeler has, on average, enough answers to estimate a confusion matrix
+    (``DS_MIN_PER_CLASS`` per class); before that a vote, weighted by gold accuracy if anyone has some.
+    With too few answers EM fits noise and reports near-certain posteriors."""
+    active = np.unique(answers.raters).size
+    if active and len(answers) >= DS_MIN_PER_CLASS * k * active:
+        return "dawid_skene"
+    return "weighted_vote" if (~np.isnan(ctx.rater_accuracy)).any() else "majority_vote"
+
+
 def _vote_weights(ctx: _Context, k: int) -> np.ndarray:
     acc = ctx.rater_accuracy
     known = ~np.isnan(acc)
@@ -213,18 +212,22 @@ def _label(ctx: _Context, path: str, question: Any, rows: _Rows) -> None:
     gold_items, gold_labels = _gold_clamp(data, path, lambda v: codec.code(v) if v in question.labels else None)
     ds = dawid_skene(every, gold_items=np.asarray(gold_items, np.int64), gold_labels=np.asarray(gold_labels, np.int64))
     mv = majority_vote(every)
-    wv = weighted_vote(every, _vote_weights(ctx, k))
+    weights = _vote_weights(ctx, k)
+    wv = weighted_vote(every, weights)
+    methods = {"dawid_skene": ds, "weighted_vote": wv, "majority_vote": mv}
+    method = _label_method(every, k, ctx)
+    main = methods[method]
     votes = category_counts(every)
     for item in np.flatnonzero(ds.n_answers > 0).tolist():
-        if ctx.is_gold[item]:
+        if ctx.is_gold[item] or main.labels[item] == MISSING:
             continue
         ctx.aggregates[item][path] = {
-            "value": codec.labels[ds.labels[item]], "confidence": ds.confidence[item], "method": "dawid_skene",
+            "value": codec.labels[main.labels[item]], "confidence": main.confidence[item], "method": method,
             "n": int(ds.n_answers[item]),
             "votes": {codec.labels[c]: int(votes[item, c]) for c in np.flatnonzero(votes[item]).tolist()},
-            "majority": {"value": codec.labels[mv.labels[item]], "confidence": mv.confidence[item]},
-            "weighted": ({"value": codec.labels[wv.labels[item]], "confidence": wv.confidence[item]}
-                         if wv.labels[item] != MISSING else None),
+            **{name: ({"value": codec.labels[r.labels[item]], "confidence": r.confidence[item]}
+                      if r.labels[item] != MISSING else None)
+               for name, r in methods.items() if name != method},
         }
     answered = np.bincount(every.raters, minlength=data.n_raters)
     accuracy = ds.rater_accuracy
@@ -274,16 +277,23 @@ def _multi_label(ctx: _Context, path: str, question: Any, rows: _Rows) -> None:
         ds = dawid_skene(every, gold_items=np.asarray(gold_items, np.int64),
                          gold_labels=np.asarray(gold_labels, np.int64))
         posterior[:, index] = ds.scores[:, 1]
+    active = np.unique(rows.raters).size
+    use_ds = bool(active) and len(rows.values) >= DS_MIN_PER_CLASS * 2 * active
     for item in np.flatnonzero(vote.n_answers > 0).tolist():
         if ctx.is_gold[item]:
             continue
-        chosen = [label for index, label in enumerate(labels) if posterior[item, index] > 0.5]
-        confidence = float(np.min(np.maximum(posterior[item], 1.0 - posterior[item]))) if n_labels else 1.0
+        ds_chosen = [label for index, label in enumerate(labels) if posterior[item, index] > 0.5]
+        ds_confidence = float(np.min(np.maximum(posterior[item], 1.0 - posterior[item]))) if n_labels else 1.0
+        vote_chosen = [label for index, label in enumerate(labels) if vote.selected[item, index]]
+        vote_confidence = float(vote.confidence[item].min()) if n_labels else 1.0
+        main, other = ((ds_chosen, ds_confidence), (vote_chosen, vote_confidence))
+        if not use_ds:
+            main, other = other, main
         ctx.aggregates[item][path] = {
-            "value": chosen, "confidence": confidence, "method": "dawid_skene", "n": int(vote.n_answers[item]),
+            "value": main[0], "confidence": main[1], "method": "dawid_skene" if use_ds else "majority_vote",
+            "n": int(vote.n_answers[item]),
             "share": {label: vote.share[item, index] for index, label in enumerate(labels)},
-            "majority": {"value": [label for index, label in enumerate(labels) if vote.selected[item, index]],
-                         "confidence": float(vote.confidence[item].min()) if n_labels else 1.0},
+            "majority_vote" if use_ds else "dawid_skene": {"value": other[0], "confidence": other[1]},
         }
 
 
@@ -297,7 +307,18 @@ def _rating(ctx: _Context, path: str, question: Any, rows: _Rows) -> None:
     ctx.agreement[path] = {"type": "rating", **result}
     ctx.consensus_n += n
     ctx.consensus_agreements += agreements
-    _per_item(ctx, path, question, rows)
+    keep = rows.regular
+    items = rows.items[keep]
+    ratings = np.asarray(rows.values, dtype=np.float64)[keep] if rows.values else np.zeros(0)
+    stats = aggregate_ratings(items, ratings, n_items=data.n_items)
+    spread = np.bincount(items, weights=np.abs(ratings - stats.median[items]), minlength=data.n_items)
+    span = question.max - question.min
+    confidence = 1.0 - spread / np.where(stats.n > 0, stats.n, 1) / span if span else np.ones(data.n_items)
+    for item in np.flatnonzero(stats.n > 0).tolist():
+        ctx.aggregates[item][path] = {
+            "value": stats.median[item], "confidence": confidence[item], "method": "median", "n": int(stats.n[item]),
+            "mean": stats.mean[item], "std": stats.std[item], "q1": stats.q1[item], "q3": stats.q3[item],
+        }
 
 
 def _per_item(ctx: _Context, path: str, question: Any, rows: _Rows) -> None:
@@ -391,7 +412,7 @@ def _bradley_terry_results(
 ) -> None:
     data = ctx.data
     total = int(offset[-1] + candidates[-1]) if data.n_items else 0
-    bt = bradley_terry(comps, max(total, 1), prior=0.5, max_iter=2000, tol=1e-8)
+    bt = bradley_terry(comps, max(total, 1), prior=0.5, max_iter=100, tol=1e-6)
     keys, share, mean_confidence = _comparison_confidence(comps, data.n_items)
     n_answers = np.bincount(rows.items[rows.regular], minlength=data.n_items)
     pairs_of: dict[int, list[dict[str, Any]]] = {}
@@ -404,14 +425,20 @@ def _bradley_terry_results(
         pairs_of.setdefault(group, []).append({"chosen": int(chosen - offset[group]),
                                                "rejected": int(rejected - offset[group]),
                                                "confidence": max(s, 1.0 - s)})
+    # Scores centred per task, and each task's candidates best first, for all tasks at once.
+    owner = np.repeat(np.arange(data.n_items), candidates)
+    local = np.arange(owner.size) - offset[owner]
+    scores_all = bt.scores[: owner.size]
+    centred = scores_all - (np.bincount(owner, weights=scores_all, minlength=data.n_items)
+                            / np.maximum(candidates, 1))[owner]
+    ranked = local[np.lexsort((local, -centred, owner))]
+    centred_list, ranked_list = centred.tolist(), ranked.tolist()
     for item in np.flatnonzero(n_answers > 0).tolist():
         start, count = int(offset[item]), int(candidates[item])
-        scores = bt.scores[start: start + count]
-        scores = scores - scores.mean()
-        result: dict[str, Any] = {"scores": scores.tolist(), "pairs": pairs_of.get(item, []), "n": int(n_answers[item]),
-                                  "method": "bradley_terry"}
+        result: dict[str, Any] = {"scores": centred_list[start: start + count], "pairs": pairs_of.get(item, []),
+                                  "n": int(n_answers[item]), "method": "bradley_terry"}
         if kind == "ranking":
-            result["value"] = np.argsort(-scores, kind="stable").tolist()
+            result["value"] = ranked_list[start: start + count]
             result["confidence"] = float(mean_confidence[item])
         else:
             a_share = first_share.get(item, 0.5)
@@ -505,8 +532,15 @@ _BY_TYPE = {
 
 @dataclass(frozen=True)
 class QualityResults:
+    """Plain dicts holding NumPy numbers and NaN: serialise with :func:`to_json` (NaN becomes null)."""
+
     report: dict[str, Any]
     aggregates: dict[str, Any]  # task id (as text) -> {"external_id", "gold", "questions": {path: result}}
+
+
+def to_json(value: Any) -> bytes:
+    """JSON of a result: NumPy numbers as numbers, NaN and infinities as null, keys as text."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def compute(data: Dataset, *, labeler_status: dict[int, dict[str, Any]] | None = None,
@@ -551,7 +585,7 @@ def compute(data: Dataset, *, labeler_status: dict[int, dict[str, Any]] | None =
             questions = ctx.aggregates[item]
         aggregates[str(task_id)] = {"external_id": data.external_ids[item], "gold": bool(is_gold[item]),
                                     "questions": questions}
-    return QualityResults(report=clean(report), aggregates=clean(aggregates))
+    return QualityResults(report=report, aggregates=aggregates)
 
 
 def _labeler_table(
@@ -610,5 +644,5 @@ def _gold_row(stats: Any, r: int) -> _GoldRow:
     return _GoldRow(n, float(stats.accuracy[r]) if n else None, float(stats.lower[r]), float(stats.upper[r]))
 
 
-__all__ = ["RESULTS_FORMAT", "QualityResults", "clean", "compute"]
+__all__ = ["RESULTS_FORMAT", "QualityResults", "compute", "to_json"]
 

@@ -77,7 +77,7 @@ def settle_test(uow: UnitOfWork, project: Project, user_id: int) -> Qualificatio
     uow.flush()
     audit_log.append(uow, "qualification.passed" if result.passed else "qualification.failed", actor=None,
                      client_id=project.client_id, object_kind="user", object_id=user_id,
-                     details={"project_id": project.id, "score": round(score, 4)})
+                     details={"project_id": project.id, "score_percent": round(score * 100)})
     return result
 
 

@@ -19,7 +19,7 @@ stores in a short write unit of work; a reader never holds SQLite's write lock w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from labelvault.audit import log as audit_log
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.quality.adaptive import overlap_savings
-from labelvault.quality.compute import RESULTS_FORMAT, QualityResults, compute
+from labelvault.quality.compute import RESULTS_FORMAT, compute, to_json
 from labelvault.quality.dataset import load_dataset
 from labelvault.storage.models import Project, QualityCache, utcnow
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -57,11 +57,6 @@ def version_of(uow: UnitOfWork, project: Project) -> str:
             f".c{project.confidence_threshold}")
 
 
-def _seal(uow: UnitOfWork, project_id: int, kind: str, data: dict[str, Any]) -> tuple[int, bytes]:
-    key_id, cipher = uow.active_cipher()
-    return key_id, cipher.seal(f"quality.{kind}", project_id, orjson.dumps(data))
-
-
 def _open(uow: UnitOfWork, row: QualityCache) -> dict[str, Any]:
     return orjson.loads(uow.cipher(row.data_key_id).open(f"quality.{row.kind}", row.project_id, row.data))  # type: ignore[no-any-return]
 
@@ -87,7 +82,9 @@ class QualityService:
         """Compute the project's results now and cache them; returns the report."""
         return self._get(actor, client_id, project_id, REPORT, force=True)
 
-    def export_aggregated(self, actor: Actor, client_id: int, project_id: int) -> AggregatedExport:
+    def export_aggregated(
+        self, actor: Actor, client_id: int, project_id: int, *, progress: Callable[[int], None] | None = None
+    ) -> AggregatedExport:
         """One JSON line per task: ``{"id", "external_id", "gold", "answers": {path: {value, confidence,
         method, n, ...}}}``, in task id order."""
         results = self._get(actor, client_id, project_id, AGGREGATES, policy=ProjectPolicy.export)
@@ -97,7 +94,7 @@ class QualityService:
                              object_id=project_id, details={"format": "aggregated-jsonl", "tasks": len(results)})
             uow.commit()
             filename = f"{project.slug}-{project.id}-aggregated.jsonl"
-        return AggregatedExport(filename, "application/x-ndjson", len(results), _lines(results))
+        return AggregatedExport(filename, "application/x-ndjson", len(results), _lines(results, progress))
 
     # -- the cache
 
@@ -118,14 +115,16 @@ class QualityService:
         results = compute(data, labeler_status=status, overlap=overlap)
         results.report["version"] = version
         results.report["computed_at"] = utcnow().isoformat()
-        self._store(client_id, project_id, version, results)
-        return results.report if kind == REPORT else results.aggregates
+        encoded = {REPORT: to_json(results.report), AGGREGATES: to_json(results.aggregates)}
+        self._store(client_id, project_id, version, encoded)
+        return orjson.loads(encoded[kind])  # type: ignore[no-any-return]
 
-    def _store(self, client_id: int, project_id: int, version: str, results: QualityResults) -> None:
+    def _store(self, client_id: int, project_id: int, version: str, encoded: dict[str, bytes]) -> None:
         try:
             with self.uow_factory.for_client(client_id, write=True) as uow:
-                for kind, data in ((REPORT, results.report), (AGGREGATES, results.aggregates)):
-                    key_id, sealed = _seal(uow, project_id, kind, data)
+                key_id, cipher = uow.active_cipher()
+                for kind, data in encoded.items():
+                    sealed = cipher.seal(f"quality.{kind}", project_id, data)
                     row = uow.quality_cache.get(project_id, kind)
                     if row is None:
                         uow.session.add(QualityCache(project_id=project_id, kind=kind, version=version,
@@ -137,6 +136,41 @@ class QualityService:
             pass  # another process stored the same results first: theirs serve as well
 
 
+@dataclass(frozen=True, slots=True)
+class LabelerRow:
+    """One labeler of the report, flat (for CSV)."""
+
+    labeler: str
+    answers: int
+    gold_n: int
+    gold_accuracy: float | None
+    gold_lower: float
+    gold_upper: float
+    agreement_n: int
+    agreement_rate: float | None
+    dawid_skene_accuracy: float | None
+    median_time_ms: int | None
+    answers_per_hour: float | None
+    earned: int
+    currency: str
+    suspended: bool
+    qualified: bool | None
+
+
+def labeler_rows(report: dict[str, Any]) -> list[LabelerRow]:
+    return [
+        LabelerRow(
+            labeler=row["labeler"], answers=row["answers"], gold_n=row["gold"]["n"],
+            gold_accuracy=row["gold"]["accuracy"], gold_lower=row["gold"]["lower"], gold_upper=row["gold"]["upper"],
+            agreement_n=row["agreement_with_consensus"]["n"], agreement_rate=row["agreement_with_consensus"]["rate"],
+            dawid_skene_accuracy=row["dawid_skene_accuracy"], median_time_ms=row["median_time_ms"],
+            answers_per_hour=row["answers_per_hour"], earned=row["earned"], currency=row["currency"],
+            suspended=bool(row.get("suspended", False)), qualified=row.get("qualified"),
+        )
+        for row in report["labelers"]
+    ]
+
+
 def _labeler_status(uow: UnitOfWork, project: Project) -> dict[int, dict[str, Any]]:
     status: dict[int, dict[str, Any]] = {}
     for suspension in uow.suspensions.of_project(project.id, active_only=True):
@@ -146,25 +180,41 @@ def _labeler_status(uow: UnitOfWork, project: Project) -> dict[int, dict[str, An
     return status
 
 
-def _lines(results: dict[str, Any]) -> Iterator[bytes]:
+def _lines(results: dict[str, Any], progress: Callable[[int], None] | None) -> Iterator[bytes]:
     batch = bytearray()
+    done = 0
     for task_id in sorted(results, key=int):
         entry = results[task_id]
         batch += orjson.dumps({"id": int(task_id), "external_id": entry["external_id"], "gold": entry["gold"],
                                "answers": entry["questions"]}, option=orjson.OPT_APPEND_NEWLINE)
+        done += 1
         if len(batch) > 1 << 20:
             yield bytes(batch)
             batch.clear()
+            if progress is not None:
+                progress(done)
     if batch:
         yield bytes(batch)
+    if progress is not None:
+        progress(done)
 
 
 def aggregated_export(
-    uow_factory: UnitOfWorkFactory, actor: Actor, client_id: int, project_id: int
+    uow_factory: UnitOfWorkFactory, actor: Actor, client_id: int, project_id: int,
+    progress: Callable[[int], None] | None = None,
 ) -> AggregatedExport:
     """Entry point for ``io/exporter.py``'s ``aggregated-jsonl`` format."""
-    return QualityService(uow_factory).export_aggregated(actor, client_id, project_id)
+    return QualityService(uow_factory).export_aggregated(actor, client_id, project_id, progress=progress)
 
 
-__all__ = ["AGGREGATES", "REPORT", "AggregatedExport", "QualityService", "aggregated_export", "version_of"]
+__all__ = [
+    "AGGREGATES",
+    "REPORT",
+    "AggregatedExport",
+    "LabelerRow",
+    "QualityService",
+    "aggregated_export",
+    "labeler_rows",
+    "version_of",
+]
 
