@@ -3,15 +3,20 @@ says what the import contracts enforce."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from typer.testing import CliRunner
 
 from labelvault.cli.main import app
@@ -131,3 +136,56 @@ def test_architecture_page_names_every_contract_and_every_module_in_it() -> None
             assert f"`{short(module)}`" in section, f"{module} of contract {contract['id']!r} is not described"
         for ignored in contract.get("ignore_imports", []):
             assert f"`{ignored}`" in section, f"the exemption {ignored!r} is not explained"
+
+
+# --------------------------------------------------------------------------- the quick start's install
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported when ``path`` is imported: module level, outside TYPE_CHECKING and
+    ``try/except ImportError`` blocks (lazy imports inside functions are optional features)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def installed_with(requirements: list[str]) -> set[str]:
+    """Distributions that `pip install` of these requirements brings, transitively (normalised names)."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(requirement.name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        extras = requirement.extras or {""}
+        for text in requires:
+            sub = Requirement(text)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": extra}) for extra in extras):
+                todo.append(sub)
+    return seen
+
+
+def test_every_module_level_third_party_import_comes_with_pip_install() -> None:
+    """`pip install -e .` alone must bring everything the package imports (quick start, command 1)."""
+    provided = installed_with(PYPROJECT["project"]["dependencies"])
+    distributions = metadata.packages_distributions()
+    missing: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "src" / "labelvault").rglob("*.py")):
+        for module in top_level_imports(path):
+            if module in sys.stdlib_module_names or module in ("labelvault", "__future__"):
+                continue
+            dists = {canonicalize_name(d) for d in distributions.get(module, [module])}
+            if not dists & provided:
+                missing.setdefault(module, set()).add(str(path.relative_to(ROOT)))
+    assert not missing, f"imported but not in [project] dependencies: {missing}"
