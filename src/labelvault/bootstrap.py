@@ -111,8 +111,8 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
     accounts = AccountService(uow_factory)
     clients = ClientService(uow_factory)
     projects = ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds)
-    imports = ImportService(uow_factory)
-    exports = ExportService(uow_factory)
+    imports = ImportService(uow_factory, audit=audit)
+    exports = ExportService(uow_factory, audit=audit)
     files = FileService(uow_factory, build_file_store(settings))
     offboarding = OffboardingService(uow_factory, exports, audit, files)
     return Services(

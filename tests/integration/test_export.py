@@ -125,6 +125,18 @@ def test_a_labeler_may_not_export_and_is_refused_before_any_byte(world: World, p
         world.services.exports.export(world.actors["labeler_a"], world.client_a, project)
 
 
+def test_an_export_is_witnessed_in_the_audit_log(world: World, project: int) -> None:
+    world.services.imports.import_rows(world.operator, world.client_a, project, [{"text": "a"}, {"text": "b"}])
+    export(world, project)
+    with pytest.raises(PermissionDenied):
+        world.services.exports.export(world.actors["viewer_a"], world.client_a, project)
+    entries = [orjson.loads(line) for line in world.services.audit.trail(world.client_a)]
+    granted = [e for e in entries if e["action"] == "project.exported"]
+    assert [(e["actor"], e["details"]) for e in granted] == [("manager_a", {"format": "jsonl", "tasks": 2})]
+    denied = [e for e in entries if e["action"] == "project.export"]
+    assert [(e["actor"], e["outcome"]) for e in denied] == [("viewer_a", "denied")]
+
+
 def test_another_clients_manager_is_told_the_project_does_not_exist(world: World, project: int) -> None:
     with pytest.raises(NotFound):
         world.services.exports.export(world.actors["manager_b"], world.client_a, project)

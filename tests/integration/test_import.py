@@ -289,6 +289,32 @@ def test_memory_stays_flat_however_large_the_file(world: World, project: int, tm
     assert large - small < 3_000_000, f"peak {small:,} bytes for 5,000 rows, {large:,} for 50,000"
 
 
+def audit_entries(world: World, action: str) -> list[dict[str, Any]]:
+    entries = [orjson.loads(line) for line in world.services.audit.trail(world.client_a)]
+    return [e for e in entries if e["action"] == action]
+
+
+def test_an_import_is_witnessed_in_the_audit_log_with_its_counts(world: World, project: int) -> None:
+    rows = [{"external_id": "a", "text": "secret words"}, {"external_id": "a", "text": "again"}]
+    world.services.imports.import_rows(world.actors["manager_a"], world.client_a, project, rows)
+    (entry,) = audit_entries(world, "tasks.imported")
+    assert entry["actor"] == "manager_a" and entry["object_id"] == str(project) and entry["outcome"] == "ok"
+    assert entry["details"] == {"format": "rows", "rows_read": 2, "created": 1, "already_present": 1, "invalid": 0}
+    assert b"secret words" not in b"".join(world.services.audit.trail(world.client_a))
+
+
+def test_a_rejected_import_leaves_no_entry_and_a_refused_one_is_recorded_as_denied(
+    world: World, project: int
+) -> None:
+    with pytest.raises(ImportInvalid):
+        world.services.imports.import_rows(world.operator, world.client_a, project, [{"text": 1}])
+    assert audit_entries(world, "tasks.imported") == []
+    with pytest.raises(PermissionDenied):
+        world.services.imports.import_rows(world.actors["labeler_a"], world.client_a, project, [{"text": "a"}])
+    (denied,) = audit_entries(world, "tasks.import")
+    assert (denied["actor"], denied["outcome"]) == ("labeler_a", "denied")
+
+
 # ---------------------------------------------------------------------------- access
 
 

@@ -24,6 +24,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from labelvault.audit import log as audit_log
+from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import ImportInvalid
 from labelvault.io.readers import MappingReader, RecordReader, Unreadable, infer_format, open_reader
@@ -33,6 +35,7 @@ from labelvault.storage.models import Project, Task, utcnow
 from labelvault.storage.scope import ScopeViolation
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
+from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.projects import load_project, schema_of
 
 BATCH_SIZE = 5000
@@ -195,16 +198,25 @@ class _TaskWriter:
 
 
 class ImportService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, *, batch_size: int = BATCH_SIZE) -> None:
+    """Imports are witnessed: ``tasks.imported`` is appended to the audit log in the import's own
+    transaction (with the counts, never content); a refused import is recorded as denied."""
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, *, batch_size: int = BATCH_SIZE, audit: AuditService | None = None
+    ) -> None:
         self.uow_factory = uow_factory
         self.batch_size = batch_size
+        self.audit = audit
 
     def authorize(self, actor: Actor, client_id: int, project_id: int) -> None:
         """Fail early (before an upload is received) if the actor may not import here.
 
         The import itself checks again, inside its own transaction.
         """
-        with self.uow_factory.for_client(client_id) as uow:
+        with (
+            recording_denials(self.audit, actor, client_id, "tasks.import", "project", project_id),
+            self.uow_factory.for_client(client_id) as uow,
+        ):
             ProjectPolicy.import_tasks(access_in(uow, actor))
             load_project(uow, project_id)
 
@@ -249,7 +261,11 @@ class ImportService:
         reader = MappingReader(rows)
         return self._run(actor, client_id, project_id, reader, "rows", skip_invalid, mapping, progress)
 
-    def _run(
+    def _run(self, actor: Actor, client_id: int, project_id: int, *args: Any) -> ImportReport:
+        with recording_denials(self.audit, actor, client_id, "tasks.import", "project", project_id):
+            return self._import(actor, client_id, project_id, *args)
+
+    def _import(
         self,
         actor: Actor,
         client_id: int,
@@ -298,6 +314,13 @@ class ImportService:
             writer.flush()
             report.created = writer.created
             report.already_present = valid - writer.created
+            audit_log.append(
+                uow, "tasks.imported", actor=actor, client_id=client_id, object_kind="project", object_id=project_id,
+                details={
+                    "format": fmt, "rows_read": read, "created": report.created,
+                    "already_present": report.already_present, "invalid": invalid,
+                },
+            )
             uow.commit()
         if progress is not None and read % every:
             progress(read)
