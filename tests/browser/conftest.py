@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.browser.web import PASSWORD, Projects, add_people, add_projects
-from tests.conftest import DatabaseUrls, World
+from tests.conftest import World
 from tests.e2e.server_process import ServerProcess
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -30,9 +30,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screensh
 
 
 @pytest.fixture
-def database_urls(tmp_path: Path) -> DatabaseUrls:
+def backend() -> str:
     """SQLite only for browser tests (overrides the SQLite/PostgreSQL parametrisation)."""
-    return DatabaseUrls(f"sqlite:///{tmp_path / 'labelvault.db'}")
+    return "sqlite"
 
 
 @pytest.fixture(scope="session")

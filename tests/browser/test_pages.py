@@ -27,12 +27,12 @@ def test_every_page_renders_cleanly_for_each_audience(site: Site, width: int) ->
             tab.go(path)
             if "/label" in path or "/review" in path:
                 tab.page.locator(".q, #empty:not([hidden])").first.wait_for()
-            tab.shot(f"{username}{path.replace('/', '-') or '-home'}{suffix}")
+            tab.shot(f"{username}-{path.strip('/').replace('/', '-') or 'home'}{suffix}")
     operator = site.open_as("operator", OPERATOR_PASSWORD, width=width)
     tabs.append(operator)
     for path in ("/operator/clients", "/operator/walls", "/operator/users"):
         operator.go(path)
-        operator.shot(f"operator{path.replace('/', '-')}{suffix}")
+        operator.shot(f"{path.strip('/').replace('/', '-')}{suffix}")
     login = site.browser.new_page(viewport={"width": width, "height": 700})  # type: ignore[attr-defined]
     login.goto(site.url + "/login")
     login.screenshot(path=str(tabs[0].shot("login").parent / f"login{suffix}.png"))

@@ -39,7 +39,7 @@ def test_a_reviewer_rejects_an_answer_and_the_labeler_sees_the_feedback(site: Si
     labeler.page.click("#feedback-toggle")
     feedback = labeler.page.locator("#feedback-list li").first
     assert "The text is plainly positive" in feedback.inner_text()
-    assert '"sentiment":"neutral"' in feedback.inner_text()
+    assert "your answer: sentiment: neutral" in feedback.inner_text()
     labeler.shot("label-feedback")
     # The rejected task went back to the queue, but not to the labeler who answered it.
     assert labeler.page.locator("#empty").get_attribute("data-reason") == "no_tasks"

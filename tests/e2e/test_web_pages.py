@@ -16,7 +16,7 @@ from labelvault.web.charts import Series, bar_chart, line_chart
 from tests.browser.web import Projects, add_people, add_projects, csrf_of, form_login
 from tests.conftest import OPERATOR_PASSWORD, World
 
-sqlite_only = pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tests.browser.web import PASSWORD, add_people, csrf_of, form_login
 from tests.conftest import World
 
 # The session rules themselves run on SQLite; what touches the sessions table runs on both.
-sqlite_only = pytest.mark.parametrize("database_urls", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_the_login_page_gives_a_form_token_in_a_strict_cookie(client: TestClient
 @sqlite_only
 def test_login_never_redirects_to_another_site(client: TestClient) -> None:
     token = "login-form-token-0123456789abcdef"
-    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example"):
         client.cookies.clear()
         client.cookies.set("lv_login_csrf", token, path="/login")
         response = client.post("/login", data={"username": "ann", "password": PASSWORD, "login_token": token,

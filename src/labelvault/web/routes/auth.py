@@ -28,6 +28,8 @@ def safe_next(target: str | None) -> str:
     """Only a path on this site (never ``//host`` or ``https://...``) may follow a login."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    if any(ord(c) < 33 or ord(c) == 127 for c in target):  # browsers drop tabs and newlines: "/\t/evil"
+        return "/"
     return target
 
 

@@ -22,6 +22,7 @@ class ClientWork:
     projects: list[ProjectInfo]
     earned: int | None = None  # the person's own earnings from this client (labelers, reviewers)
     pending: dict[int, int] = field(default_factory=dict)  # reviews waiting, per project
+    progress: dict[int, dict[str, int]] = field(default_factory=dict)  # answers given and needed
 
 
 @router.get("/")
@@ -32,6 +33,7 @@ def home(request: Request, session: SessionDep, services: ServicesDep, pages: Pa
     for client in memberships:
         projects, _ = services.projects.list(actor, client.client_id, limit=200)
         item = ClientWork(client, [p for p in projects if p.status != "archived"])
+        item.progress = {p.id: services.projects.progress(actor, client.client_id, p.id) for p in item.projects}
         if client.has(Role.LABELER, Role.REVIEWER):
             item.earned = services.reports.my_earnings(actor, client.client_id)
         if client.has(Role.REVIEWER, Role.MANAGER):

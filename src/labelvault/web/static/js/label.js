@@ -3,6 +3,7 @@
 
 import { h, api, isTyping, toast, clock, randomId } from "./dom.js";
 import { buildTaskView } from "./taskview.js";
+import { describe } from "./widgets.js";
 
 const root = document.getElementById("workspace");
 const config = JSON.parse(root.dataset.config);
@@ -137,6 +138,21 @@ function closeSkip() {
   $("skip-form").hidden = true;
 }
 
+// An answer in words, question by question ("sentiment: neutral · topics: sport, money").
+function summarize(answer) {
+  const parts = [];
+  for (const q of config.schema.questions) {
+    const value = (answer || {})[q.name];
+    if (value === undefined) continue;
+    if (q.type === "rubric") {
+      for (const c of q.criteria) if (value[c.name] !== undefined) parts.push(`${q.name}.${c.name}: ${describe(c, value[c.name], {})}`);
+    } else {
+      parts.push(`${q.name}: ${describe(q, value, {})}`);
+    }
+  }
+  return parts.join(" · ").slice(0, 400);
+}
+
 async function refreshFeedback() {
   const res = await api("GET", `${base}/feedback?limit=50`);
   if (!res.ok) return;
@@ -146,7 +162,7 @@ async function refreshFeedback() {
   list.replaceChildren(...items.map((item) => h("li", { dataset: { task: String(item.task_id) } },
     h("div", { class: "reason" }, item.reason || "(no reason given)"),
     h("div", { class: "muted small" }, `task ${item.task_id}${item.reviewed_at ? " · " + new Date(item.reviewed_at).toLocaleString() : ""}`),
-    h("div", { class: "value" }, "your answer: ", JSON.stringify(item.value).slice(0, 300)))));
+    h("div", { class: "value" }, "your answer: ", summarize(item.value)))));
   if (!items.length) list.replaceChildren(h("li", { class: "muted" }, "Nothing returned. Well done."));
   if (state.feedbackSeen !== null && res.data.total > state.feedbackSeen) {
     toast("A reviewer returned one of your answers: see Returned", "bad");

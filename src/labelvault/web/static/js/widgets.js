@@ -671,7 +671,8 @@ export function describe(question, value, payload) {
     case "text": return value;
     case "span": {
       const cps = Array.from(String((payload || {})[question.field] ?? ""));
-      return value.length ? value.map((s) => `${s.label}: “${cps.slice(s.start, s.end).join("")}”`).join("\n") : "(no spans)";
+      const text = (s) => s.text ?? cps.slice(s.start, s.end).join("");
+      return value.length ? value.map((s) => `${s.label}: “${text(s)}”`).join("\n") : "(no spans)";
     }
     case "bbox": return value.length ? value.map((b) => b.label).join(", ") + ` (${value.length} box${value.length === 1 ? "" : "es"})` : "(no boxes)";
     default: return JSON.stringify(value);
