@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -201,9 +201,13 @@ class TaskRepository(_Repository):
             exists().where(model.task_id == Task.id, model.user_id == user_id)
             for model in (Answer, Skip, Lease)
         ]
+        # "open_slots > 0" as a literal, not a bound parameter: only then can PostgreSQL prove that the
+        # partial index ix_tasks_queue (WHERE open_slots > 0) applies to a generic plan. psycopg prepares
+        # a statement after 5 runs on a connection, and a generic plan of "open_slots > $2" scans and
+        # sorts every task of the project (seconds at 1M tasks) instead of reading one index entry.
         query = (
             select(Task)
-            .where(Task.project_id == project_id, Task.open_slots > 0, *[~s for s in seen])
+            .where(Task.project_id == project_id, Task.open_slots > literal_column("0"), *[~s for s in seen])
             .order_by(Task.priority.desc(), Task.uncertainty.desc(), Task.id)
             .limit(1)
         )
