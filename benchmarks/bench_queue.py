@@ -49,6 +49,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -95,6 +96,7 @@ class Install:
     owner_url: str | None  # PostgreSQL: the owner, for migrations and for counting from outside
     project_id: int
     tokens: list[str]
+    app_role: str | None  # PostgreSQL: the role the server connects as
     build_seconds: float
     import_seconds: float
 
@@ -161,7 +163,8 @@ def build_install(directory: Path, database_url: str | None, owner_url: str | No
             tokens.append(accounts.issue_token(operator, "bench", for_username=name, scopes=["label"]).token)
     finally:
         services.close()
-    return Install(settings.home, settings.resolved_database_url, owner_url, project.id, tokens,
+    app_role = make_url(database_url).username if owner_url and database_url else None
+    return Install(settings.home, settings.resolved_database_url, owner_url, project.id, tokens, app_role,
                    time.perf_counter() - started, import_seconds)
 
 
@@ -195,13 +198,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, install: Install, workers: int, log_path: Path, synchronous: str) -> None:
+    def __init__(self, install: Install, workers: int, log_path: Path, synchronous: str,
+                 launcher: str = "serve") -> None:
         self.install = install
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.synchronous = synchronous
+        self.launcher = launcher
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Server:
@@ -216,10 +221,17 @@ class Server:
         command = [sys.executable, "-m", "labelvault.cli.main", "serve", "--port", str(self.port)]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
+        if self.launcher == "uvicorn":
+            # What `labelvault serve --workers N` runs (server.app_from_environment in N uvicorn workers),
+            # but with a longer worker health check: on a crowded machine a worker can take more than
+            # uvicorn's default 5 s to import the app, and is then killed and restarted, forever.
+            command = [sys.executable, "-m", "uvicorn", "labelvault.server:app_from_environment", "--factory",
+                       "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+                       "--timeout-worker-healthcheck", "120", "--no-access-log", "--log-level", "warning"]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + (60 if self.workers == 1 else 180)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
@@ -229,12 +241,10 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.1)
         else:
-            raise RuntimeError("server did not start within 60 s")
-        if self.workers > 1:  # every worker up (uvicorn starts them one after the other)
-            deadline = time.monotonic() + 60
-            while len(self.pids()) < self.workers + 1 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            time.sleep(1.0)
+            hint = " (try --launcher uvicorn: see its help)" if self.workers > 1 else ""
+            raise RuntimeError(f"server did not start in time{hint}: {self.log_path.read_text()[-2000:]}")
+        if self.workers > 1:
+            time.sleep(2.0)  # the other workers finish starting (the warm-up absorbs the rest)
         return self
 
     def pids(self) -> list[int]:
@@ -280,6 +290,50 @@ def machine_ticks() -> tuple[int, int]:
     idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])  # user .. steal (guest time is counted in user already)
     return total - idle, total
+
+
+class WaitSampler:
+    """PostgreSQL: what the server's connections are doing, sampled every 50 ms during a phase.
+
+    Counts (state, wait event) of the application role's backends, and for lock waits the statement
+    that waits: a lock everybody queues on shows up here and in no latency figure.
+    """
+
+    def __init__(self, url: str, role: str) -> None:
+        self.engine = create_engine(url, poolclass=NullPool)
+        self.role = role
+        self.counts: Counter[str] = Counter()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> WaitSampler:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        query = text(
+            "SELECT state, coalesce(wait_event_type || ':' || wait_event, 'on CPU'), left(query, 70)"
+            " FROM pg_stat_activity WHERE usename = :role AND state <> 'idle' AND pid <> pg_backend_pid()"
+        )
+        with self.engine.connect() as connection:
+            while not self._stop.wait(0.05):
+                rows = connection.execute(query, {"role": self.role}).all()
+                connection.commit()
+                self.samples += 1
+                for state, wait, statement in rows:
+                    key = f"{state} / {wait}"
+                    if wait.startswith("Lock:"):
+                        key += f" / {' '.join(statement.split())}"
+                    self.counts[key] += 1
+
+    def stop(self) -> dict[str, float]:
+        """Mean number of backends in each (state / wait) over the samples, biggest first."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.engine.dispose()
+        n = max(self.samples, 1)
+        return {key: round(count / n, 2) for key, count in self.counts.most_common(8)}
 
 
 # --- The labelers.
@@ -400,9 +454,11 @@ class Result:
     acknowledged_total: int
     open_leases_after: int
     server_cpu_percent: float
+    server_cpu_ms_per_answer: float  # server CPU over the whole phase / answers acknowledged in it
     client_cpu_percent: float
     machine_busy_percent: float
     loop_lag_p99_ms: float
+    postgres_backends: dict[str, float]  # mean backends of the app role per (state / wait event)
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -431,12 +487,15 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     pids = server.pids()
     server_cpu, client_cpu, machine = process_cpu_seconds(pids), time.process_time(), machine_ticks()
     recorders = start_py_spy(args.py_spy, server, f"{database}-{tasks}-{mode}", args.warmup + args.seconds)
+    sampler = WaitSampler(install.owner_url, install.app_role).start() if install.owner_url and install.app_role \
+        else None
     wall = time.perf_counter()
     phase = asyncio.run(run_phase_async(server.url, install, mode, args.warmup, args.seconds, pause, args.seed))
     wall = time.perf_counter() - wall
     server_cpu = process_cpu_seconds(pids) - server_cpu
     client_cpu = time.process_time() - client_cpu
     busy, total = (a - b for a, b in zip(machine_ticks(), machine, strict=True))
+    waits = sampler.stop() if sampler else {}
     for recorder in recorders:
         recorder.wait(timeout=60)
 
@@ -454,8 +513,11 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
         next_ms=percentiles(measured("next")), submit_ms=percentiles(measured("submit")),
         errors=dict(phase.errors), labelers_out_of_work=phase.no_tasks, answers_in_db=in_db,
         acknowledged_total=phase.acknowledged, open_leases_after=open_leases(install),
-        server_cpu_percent=100 * server_cpu / wall, client_cpu_percent=100 * client_cpu / wall,
+        server_cpu_percent=100 * server_cpu / wall,
+        server_cpu_ms_per_answer=1000 * server_cpu / phase.acknowledged if phase.acknowledged else float("nan"),
+        client_cpu_percent=100 * client_cpu / wall,
         machine_busy_percent=100 * busy / total if total else float("nan"),
+        postgres_backends=waits,
         loop_lag_p99_ms=float(np.percentile(phase.loop_lag, 99) * 1000) if phase.loop_lag else float("nan"),
     )
 
@@ -467,11 +529,14 @@ def describe(result: Result) -> str:
         f"  {result.mode:<10} {result.answers:>7,} answers in {result.seconds:.0f} s = {result.answers_per_s:,.1f}/s; "
         f"next p50 {n['p50']:.1f} p95 {n['p95']:.1f} p99 {n['p99']:.1f} max {n['max']:.1f} ms; "
         f"submit p50 {s['p50']:.1f} p95 {s['p95']:.1f} p99 {s['p99']:.1f} max {s['max']:.1f} ms\n"
-        f"  {'':<10} server CPU {result.server_cpu_percent:.0f}%, load generator {result.client_cpu_percent:.0f}%, "
+        f"  {'':<10} server CPU {result.server_cpu_percent:.0f}% ({result.server_cpu_ms_per_answer:.1f} ms/answer), "
+        f"load generator {result.client_cpu_percent:.0f}%, "
         f"machine busy {result.machine_busy_percent:.0f}%, loop lag p99 {result.loop_lag_p99_ms:.1f} ms; "
         f"answers stored {result.answers_in_db:,} = acknowledged {result.acknowledged_total:,} ({check}); "
         f"open leases after {result.open_leases_after}; errors {result.errors or 'none'}"
         + (f"; {result.labelers_out_of_work} labelers ran out of work" if result.labelers_out_of_work else "")
+        + "".join(f"\n  {'':<10} PostgreSQL backends {mean:.2f}: {key}"
+                  for key, mean in result.postgres_backends.items())
     )
 
 
@@ -496,7 +561,7 @@ def markdown(results: list[Result], args: argparse.Namespace, load: tuple[float,
         f"measured per phase; paced = a random {args.pause_min}-{args.pause_max} s between next and submit.",
         "",
         "| database | workers | tasks | phase | answers/s | next p50 / p95 / p99 ms | submit p50 / p95 / p99 ms "
-        "| server CPU | machine busy |",
+        "| server CPU (per answer) | machine busy |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
@@ -504,7 +569,7 @@ def markdown(results: list[Result], args: argparse.Namespace, load: tuple[float,
         lines.append(
             f"| {r.database} | {r.workers} | {r.tasks:,} | {r.mode} | {r.answers_per_s:,.1f} "
             f"| {n['p50']:.1f} / {n['p95']:.1f} / {n['p99']:.1f} | {s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f} "
-            f"| {r.server_cpu_percent:.0f}% | {r.machine_busy_percent:.0f}% |"
+            f"| {r.server_cpu_percent:.0f}% ({r.server_cpu_ms_per_answer:.0f} ms) | {r.machine_busy_percent:.0f}% |"
         )
     return "\n".join(lines)
 
@@ -531,6 +596,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--postgres-url", default=os.environ.get(
         "LABELVAULT_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
         help="An admin connection to the local server; a fresh database is created there and dropped.")
+    parser.add_argument("--launcher", choices=["serve", "uvicorn"], default="serve",
+                        help="serve: `labelvault serve [--workers N]` (default). uvicorn: the same app factory in "
+                        "`uvicorn --workers N --timeout-worker-healthcheck 120`, for a crowded machine where "
+                        "workers take longer than uvicorn's default 5 s health check to start.")
     parser.add_argument("--sqlite-synchronous", default="FULL", help="LABELVAULT_SQLITE_SYNCHRONOUS (default FULL).")
     parser.add_argument("--seed", type=int, default=20250601)
     parser.add_argument("--json", type=Path, default=None, help="Write every figure to this file as JSON.")
@@ -563,7 +632,8 @@ def run_size(args: argparse.Namespace, tasks: int, directory: Path) -> list[Resu
                                 tasks=tasks, labelers=args.labelers, overlap=args.overlap)
         print(f"  built in {install.build_seconds:.1f} s (import {tasks / install.import_seconds:,.0f} tasks/s)",
               flush=True)
-        server = Server(install, args.workers, directory / "server.log", args.sqlite_synchronous).start()
+        server = Server(install, args.workers, directory / "server.log", args.sqlite_synchronous,
+                        args.launcher).start()
         results = []
         for mode in args.phase_list:
             result = run_phase(server, install, args, args.database, mode, tasks)
