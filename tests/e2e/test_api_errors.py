@@ -35,7 +35,6 @@ def test_unknown_route_is_404_json(api: Api) -> None:
 
 
 def test_body_over_the_limit_is_413(api: Api) -> None:
-    api.world.services.settings.max_request_bytes  # the app was built with the default
     limit = api.world.services.settings.max_request_bytes
     response = api.client.post(
         "/api/clients", content=b"x" * 10, headers={**api.as_("operator"), "content-length": str(limit + 1)}
@@ -44,8 +43,10 @@ def test_body_over_the_limit_is_413(api: Api) -> None:
 
 
 def test_invalid_schema_is_400_naming_the_problem(api: Api) -> None:
-    bad = {"fields": [{"name": "text", "kind": "text"}],
-           "questions": [{"name": "q", "type": "label", "labels": ["a", "a"]}]}
+    bad = {
+        "fields": [{"name": "text", "kind": "text"}],
+        "questions": [{"name": "q", "type": "label", "labels": ["a", "a"]}],
+    }
     response = api.post("manager_a", f"/api/clients/{api.world.client_a}/projects", json={"slug": "x", "schema": bad})
     error = assert_error(response, 400, "schema_invalid")
     assert "q" in error["message"]
@@ -53,7 +54,12 @@ def test_invalid_schema_is_400_naming_the_problem(api: Api) -> None:
 
 def test_duplicate_project_slug_is_409(api: Api) -> None:
     create_project(api, "manager_a", api.world.client_a, "dup")
-    response = api.post("manager_a", f"/api/clients/{api.world.client_a}/projects",
-                        json={"slug": "dup", "schema": {"fields": [{"name": "t", "kind": "text"}],
-                                                         "questions": [{"name": "q", "type": "text"}]}})
+    response = api.post(
+        "manager_a",
+        f"/api/clients/{api.world.client_a}/projects",
+        json={
+            "slug": "dup",
+            "schema": {"fields": [{"name": "t", "kind": "text"}], "questions": [{"name": "q", "type": "text"}]},
+        },
+    )
     assert_error(response, 409, "conflict")

@@ -9,6 +9,16 @@ from sqlalchemy import create_engine, text
 from tests.conftest import World, owner_url
 from tests.integration.queue_helpers import label_once, make_project
 
+# Flip an entry's outcome from "ok" to "no" in place, as an attacker with database access could.
+SQLITE_EDIT = (
+    "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), '\"ok\"', '\"no\"') AS BLOB) "
+    "WHERE seq = {target}"
+)
+POSTGRES_EDIT = (
+    "UPDATE audit_entries SET entry = convert_to(replace(convert_from(entry, 'UTF8'), '\"ok\"', '\"no\"'), 'UTF8') "
+    "WHERE seq = {target}"
+)
+
 
 @pytest.fixture
 def busy_world(world: World) -> World:
@@ -52,10 +62,12 @@ def test_a_denied_access_is_an_entry(busy_world: World) -> None:
 
 def test_an_edited_entry_is_detected_and_named(busy_world: World) -> None:
     target = entries(busy_world)[3][0]
-    tamper(busy_world, f"UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), '\"ok\"', '\"no\"') AS BLOB) WHERE seq = {target}"
-           if busy_world.services.engine.dialect.name == "sqlite" else
-           f"UPDATE audit_entries SET entry = convert_to(replace(convert_from(entry, 'UTF8'), '\"ok\"', '\"no\"'), 'UTF8') "
-           f"WHERE seq = {target}")
+    tamper(
+        busy_world,
+        SQLITE_EDIT.format(target=target)
+        if busy_world.services.engine.dialect.name == "sqlite"
+        else POSTGRES_EDIT.format(target=target),
+    )
     report = busy_world.services.audit.verify()
     assert not report.ok and report.first_bad_seq == target and report.problem == "edited"
 
@@ -69,10 +81,12 @@ def test_a_deleted_entry_is_detected_and_named(busy_world: World) -> None:
 
 def test_reordered_entries_are_detected(busy_world: World) -> None:
     a, b = entries(busy_world)[1][0], entries(busy_world)[2][0]
-    tamper(busy_world,
-           f"UPDATE audit_entries SET seq = -1 WHERE seq = {a}",
-           f"UPDATE audit_entries SET seq = {a} WHERE seq = {b}",
-           f"UPDATE audit_entries SET seq = {b} WHERE seq = -1")
+    tamper(
+        busy_world,
+        f"UPDATE audit_entries SET seq = -1 WHERE seq = {a}",
+        f"UPDATE audit_entries SET seq = {a} WHERE seq = {b}",
+        f"UPDATE audit_entries SET seq = {b} WHERE seq = -1",
+    )
     report = busy_world.services.audit.verify()
     assert not report.ok and report.first_bad_seq == a
 

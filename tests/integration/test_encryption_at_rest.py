@@ -27,19 +27,32 @@ def sqlite_world(world: World) -> World:
 def test_the_database_files_hold_no_plaintext_of_tasks_or_answers(sqlite_world: World) -> None:
     world = sqlite_world
     services = world.services
-    schema = {"fields": [{"name": "text", "kind": "text"}],
-              "questions": [{"name": "comment", "type": "text", "max_length": 200}]}
+    schema = {
+        "fields": [{"name": "text", "kind": "text"}],
+        "questions": [{"name": "comment", "type": "text", "max_length": 200}],
+    }
     project = services.projects.create(world.operator, world.client_a, slug="secret", name="s", schema=schema)
-    rows = [{"external_id": f"e{i}", "data": {"text": f"{MARKER} task {i}"}, "metadata": {"note": MARKER},
-             "suggestions": [{"model": "m", "answer": {"comment": MARKER}, "score": 0.9}]} for i in range(20)]
+    rows = [
+        {
+            "external_id": f"e{i}",
+            "data": {"text": f"{MARKER} task {i}"},
+            "metadata": {"note": MARKER},
+            "suggestions": [{"model": "m", "answer": {"comment": MARKER}, "score": 0.9}],
+        }
+        for i in range(20)
+    ]
     services.imports.import_rows(world.operator, world.client_a, project.id, rows)
     labeler = world.actors["labeler_a"]
     task = services.labeling.next_task(labeler, world.client_a, project.id)
     assert MARKER in task.payload["text"]  # the application reads it back
     services.labeling.skip(labeler, world.client_a, project.id, task.task_id, reason="")
-    services.labeling.submit(labeler, world.client_a, project.id,
-                             services.labeling.next_task(labeler, world.client_a, project.id).task_id,
-                             {"comment": f"answer {ANSWER_MARKER}"})
+    services.labeling.submit(
+        labeler,
+        world.client_a,
+        project.id,
+        services.labeling.next_task(labeler, world.client_a, project.id).task_id,
+        {"comment": f"answer {ANSWER_MARKER}"},
+    )
     database = Path(services.engine.url.database or "")
     files = [p for p in services.settings.home.rglob("*") if p.is_file() and "keys" not in p.parts]
     files += [p for p in database.parent.glob(database.name + "*") if p.is_file()]
@@ -56,8 +69,12 @@ def test_a_ciphertext_copied_into_another_clients_row_fails_to_open(world: World
         project = services.projects.create(world.operator, client_id, slug=slug, name=slug, schema=LABEL_SCHEMA)
         services.imports.import_rows(world.operator, client_id, project.id, [{"data": {"text": f"{slug} secret"}}])
     with services.uow_factory.all_clients() as uow:
-        a_task = uow.session.scalars(text("SELECT id FROM tasks WHERE client_id = :c").bindparams(c=world.client_a)).one()
-        b_task = uow.session.scalars(text("SELECT id FROM tasks WHERE client_id = :c").bindparams(c=world.client_b)).one()
+        a_task = uow.session.scalars(
+            text("SELECT id FROM tasks WHERE client_id = :c").bindparams(c=world.client_a)
+        ).one()
+        b_task = uow.session.scalars(
+            text("SELECT id FROM tasks WHERE client_id = :c").bindparams(c=world.client_b)
+        ).one()
         stolen = uow.session.get(Task, a_task).payload
     with services.uow_factory.all_clients(write=True) as uow:
         uow.session.execute(update(Task).where(Task.id == b_task).values(payload=stolen))

@@ -15,7 +15,7 @@ BODY = b'{"data": {"text": "hello"}}\n' * 100
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         routes = {
             "/tasks.jsonl": (200, {}, BODY),
             "/to-tasks": (302, {"Location": "/tasks.jsonl"}, b""),

@@ -52,8 +52,16 @@ class RequestObserver:
             route = _route_template(scope)
             monitoring.REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(elapsed)
             level = logging.ERROR if status >= 500 else logging.INFO
-            log.log(level, "request", extra={"method": scope["method"], "route": route, "status": status,
-                                             "duration_ms": round(elapsed * 1000, 2)})
+            log.log(
+                level,
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
             logs.request_id.reset(token)
 
 
@@ -74,8 +82,9 @@ router = APIRouter(include_in_schema=False)
 @router.get("/readyz")
 def readyz(services: ServicesDep) -> JSONResponse:
     readiness = services.status.readiness()
-    return JSONResponse({"ready": readiness.ready, "checks": readiness.checks},
-                        status_code=200 if readiness.ready else 503)
+    return JSONResponse(
+        {"ready": readiness.ready, "checks": readiness.checks}, status_code=200 if readiness.ready else 503
+    )
 
 
 class _ProjectGauges:
@@ -85,7 +94,9 @@ class _ProjectGauges:
         self.services = services
 
     def collect(self):  # type: ignore[no-untyped-def]
-        depth = GaugeMetricFamily("labelvault_queue_open_slots", "Answers still wanted per project", labels=["project_id"])
+        depth = GaugeMetricFamily(
+            "labelvault_queue_open_slots", "Answers still wanted per project", labels=["project_id"]
+        )
         leases = GaugeMetricFamily("labelvault_open_leases", "Open leases per project", labels=["project_id"])
         answers = GaugeMetricFamily("labelvault_project_answers", "Answers stored per project", labels=["project_id"])
         for row in self.services.status.project_gauges():  # type: ignore[attr-defined]

@@ -173,7 +173,9 @@ def verify_document(public_key: Ed25519PublicKey | bytes | str, data: bytes, sig
     try:
         load_public_key(public_key).verify(signature, DOCUMENT_CONTEXT + data)
     except InvalidSignature:
-        raise AuditTampered("the document's signature does not verify: it was changed or signed by another key") from None
+        raise AuditTampered(
+            "the document's signature does not verify: it was changed or signed by another key"
+        ) from None
 
 
 class AuditSigner:
@@ -221,9 +223,7 @@ class AuditSigner:
             else:
                 raise ValueError("neither PEM nor 32 raw bytes")
         except (ValueError, TypeError) as exc:
-            raise CryptoError(
-                f"audit signing key {p} is unreadable: {exc}", details={"path": str(p)}
-            ) from exc
+            raise CryptoError(f"audit signing key {p} is unreadable: {exc}", details={"path": str(p)}) from exc
         if not isinstance(key, Ed25519PrivateKey):
             raise CryptoError(f"audit signing key {p} is not an Ed25519 key", details={"path": str(p)})
         return cls(key, p)
@@ -446,9 +446,7 @@ def sign(
     return signer.sign(Checkpoint(install_id, size, root, timestamp or datetime.now(UTC)))
 
 
-def verify_signature(
-    checkpoint: Checkpoint | str | bytes, public_key: Ed25519PublicKey | bytes | str
-) -> Checkpoint:
+def verify_signature(checkpoint: Checkpoint | str | bytes, public_key: Ed25519PublicKey | bytes | str) -> Checkpoint:
     """Check that ``public_key`` signed the checkpoint; return it parsed. Raises ``AuditTampered``.
 
     As signed-note requires: signatures from other keys are ignored, one from this key must exist,
@@ -509,9 +507,7 @@ def append_record(tree: MerkleTree, fields: Mapping[str, object]) -> StoredEntry
     head, and store the returned row plus ``tree.size``/``tree.frontier`` in that same transaction."""
     seq = tree.size
     if "seq" in fields and fields["seq"] != seq:
-        raise InvalidInput(
-            f"the next audit entry is seq {seq}, not {fields['seq']}", details={"field": "seq"}
-        )
+        raise InvalidInput(f"the next audit entry is seq {seq}, not {fields['seq']}", details={"field": "seq"})
     data = encode_entry({**fields, "seq": seq})
     h = tree.append_entry(data)
     return StoredEntry(seq=seq, entry=data, leaf_hash=h, root=tree.root())
@@ -607,16 +603,12 @@ def verify_log(
     checkpoints: list[Checkpoint] = []
     for cp_or_text in given:  # checkpoints a client kept as text are parsed here
         try:
-            checkpoints.append(
-                cp_or_text if isinstance(cp_or_text, Checkpoint) else Checkpoint.parse(cp_or_text)
-            )
+            checkpoints.append(cp_or_text if isinstance(cp_or_text, Checkpoint) else Checkpoint.parse(cp_or_text))
         except AuditTampered as exc:
             return report(Problem.BAD_CHECKPOINT, exc.message)
     if checkpoints:
         if public_key is None:
-            raise InvalidInput(
-                "a public key is needed to trust a checkpoint", details={"field": "public_key"}
-            )
+            raise InvalidInput("a public key is needed to trust a checkpoint", details={"field": "public_key"})
         for cp in checkpoints:
             if install_id is not None and cp.install_id != install_id:
                 return report(
@@ -732,8 +724,7 @@ def verify_log(
         if rec.root is not None and bytes(rec.root) != tree.root():
             return report(
                 Problem.EDITED,
-                f"audit entry seq {seq} was edited: the recorded tree root after it does not match "
-                "the recomputed one",
+                f"audit entry seq {seq} was edited: the recorded tree root after it does not match the recomputed one",
                 first_bad_seq=seq,
                 checkpoints_checked=checked,
             )

@@ -64,10 +64,7 @@ def open_services(*, create_keys: bool = False) -> Iterator[Services]:
 
 def local_operator(services: Services, username: str | None = None) -> Actor:
     """The CLI runs on the server with its keys: it acts as an operator account (audited as such)."""
-    if username:
-        actor = services.accounts.actor_by_username(username)
-    else:
-        actor = services.accounts.first_operator()
+    actor = services.accounts.actor_by_username(username) if username else services.accounts.first_operator()
     if not actor.is_operator:
         raise NotFound(f"{actor.username!r} is not an operator")
     return actor
@@ -81,5 +78,3 @@ def prompt_new_password() -> str:
     if not sys.stdin.isatty():
         raise fail("no terminal to ask for a password: pass --password-file")
     return str(typer.prompt("Password for the operator", hide_input=True, confirmation_prompt=True))
-
-

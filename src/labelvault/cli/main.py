@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from labelvault.bootstrap import initialize, migrate
 from labelvault.cli import io_commands, ops_commands, quality_commands, queue_commands
 from labelvault.cli.audit_commands import audit_app
-from labelvault.cli.wall_commands import wall_app
 from labelvault.cli.common import (
     AsOperator,
     cli_errors,
@@ -22,7 +22,7 @@ from labelvault.cli.common import (
     prompt_new_password,
     read_secret_file,
 )
-from labelvault.bootstrap import initialize, migrate
+from labelvault.cli.wall_commands import wall_app
 
 app = typer.Typer(
     help="LabelVault: a labeling platform whose clients' data stays sealed, walled and witnessed.",
@@ -39,7 +39,6 @@ keys_app = typer.Typer(help="Encryption keys (kept outside the database).", no_a
 app.add_typer(keys_app, name="keys")
 app.add_typer(wall_app, name="wall")
 app.add_typer(audit_app, name="audit")
-
 
 
 @app.command()
@@ -172,7 +171,9 @@ def client_create(
 @client_app.command("add-member")
 @cli_errors
 def client_add_member(
-    client: str, username: str, role: Annotated[str, typer.Argument(help="manager, reviewer, labeler or viewer")],
+    client: str,
+    username: str,
+    role: Annotated[str, typer.Argument(help="manager, reviewer, labeler or viewer")],
     as_operator: AsOperator = None,
 ) -> None:
     """Give a user a role in a client."""
@@ -211,7 +212,8 @@ def client_offboard(
             )
         console.print(
             f"client {result.slug} offboarded: {result.files} files exported to {result.directory}, keys destroyed, "
-            f"{sum(result.deleted.values())} rows deleted; certificate in {result.directory / 'deletion-certificate.json'}"
+            f"{sum(result.deleted.values())} rows deleted; "
+            f"certificate in {result.directory / 'deletion-certificate.json'}"
         )
 
 
@@ -225,8 +227,9 @@ def client_import_bundle(
     """Restore an offboarding bundle (checked against its signed manifest) as a new client."""
     with open_services() as services:
         result = services.bundles.import_bundle(local_operator(services, as_operator), directory, slug=slug)
-        console.print(f"client {result.slug} restored: {result.projects} projects, {result.tasks} tasks, "
-                      f"{result.answers} answers")
+        console.print(
+            f"client {result.slug} restored: {result.projects} projects, {result.tasks} tasks, {result.answers} answers"
+        )
 
 
 @keys_app.command("rotate")
@@ -236,10 +239,17 @@ def keys_rotate() -> None:
     with open_services() as services:
         before = services.keyring.master_key_id
         services.keyring.rotate_master()
-        services.audit.record("keys.master_rotated", actor=local_operator(services), object_kind="master_key",
-                              object_id=services.keyring.master_key_id, details={"previous": before})
-        console.print(f"master key rotated ({before} -> {services.keyring.master_key_id}); "
-                      f"{len(services.keyring.client_ids())} client keys re-wrapped")
+        services.audit.record(
+            "keys.master_rotated",
+            actor=local_operator(services),
+            object_kind="master_key",
+            object_id=services.keyring.master_key_id,
+            details={"previous": before},
+        )
+        console.print(
+            f"master key rotated ({before} -> {services.keyring.master_key_id}); "
+            f"{len(services.keyring.client_ids())} client keys re-wrapped"
+        )
 
 
 @project_app.command("create")
@@ -256,8 +266,12 @@ def project_create(
     with open_services() as services:
         client_id = services.clients.resolve(client)
         info = services.projects.create(
-            local_operator(services, as_operator), client_id, slug=slug, name=name,
-            schema=schema.read_text(), overlap=overlap,
+            local_operator(services, as_operator),
+            client_id,
+            slug=slug,
+            name=name,
+            schema=schema.read_text(),
+            overlap=overlap,
         )
         console.print(f"project [bold]{client}/{info.slug}[/bold] created (id {info.id})")
 

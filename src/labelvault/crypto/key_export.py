@@ -29,8 +29,15 @@ _SKIP_SUFFIXES = (".tmp", ".new", ".destroyed", ".previous", ".lock")
 
 
 def _derive(passphrase: str, salt: bytes, params: dict[str, int]) -> bytes:
-    return hash_secret_raw(passphrase.encode(), salt, time_cost=params["time_cost"], memory_cost=params["memory_kib"],
-                           parallelism=params["parallelism"], hash_len=32, type=Type.ID)
+    return hash_secret_raw(
+        passphrase.encode(),
+        salt,
+        time_cost=params["time_cost"],
+        memory_cost=params["memory_kib"],
+        parallelism=params["parallelism"],
+        hash_len=32,
+        type=Type.ID,
+    )
 
 
 def _key_files(keys_dir: Path) -> dict[str, bytes]:
@@ -46,12 +53,19 @@ def _key_files(keys_dir: Path) -> dict[str, bytes]:
 def export_keys(keys_dir: Path, target: Path, passphrase: str) -> int:
     """Write the sealed key file; returns how many key files it holds."""
     if len(passphrase) < MIN_PASSPHRASE:
-        raise InvalidInput(f"the passphrase must have at least {MIN_PASSPHRASE} characters", details={"field": "passphrase"})
+        raise InvalidInput(
+            f"the passphrase must have at least {MIN_PASSPHRASE} characters", details={"field": "passphrase"}
+        )
     files = _key_files(keys_dir)
     salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
     plaintext = json.dumps({name: base64.b64encode(data).decode() for name, data in files.items()}).encode()
-    header = {"format": FORMAT, "kdf": "argon2id", **KDF_PARAMS, "salt": base64.b64encode(salt).decode(),
-              "nonce": base64.b64encode(nonce).decode()}
+    header = {
+        "format": FORMAT,
+        "kdf": "argon2id",
+        **KDF_PARAMS,
+        "salt": base64.b64encode(salt).decode(),
+        "nonce": base64.b64encode(nonce).decode(),
+    }
     aad = json.dumps(header, sort_keys=True).encode()
     sealed = AESGCM(_derive(passphrase, salt, KDF_PARAMS)).encrypt(nonce, plaintext, aad)
     document = {**header, "ciphertext": base64.b64encode(sealed).decode()}
@@ -70,8 +84,11 @@ def import_keys(source: Path, keys_dir: Path, passphrase: str) -> int:
             raise ValueError("unknown format")
         params = {k: int(header[k]) for k in KDF_PARAMS}
         key = _derive(passphrase, base64.b64decode(header["salt"]), params)
-        plaintext = AESGCM(key).decrypt(base64.b64decode(header["nonce"]), base64.b64decode(document["ciphertext"]),
-                                        json.dumps(header, sort_keys=True).encode())
+        plaintext = AESGCM(key).decrypt(
+            base64.b64decode(header["nonce"]),
+            base64.b64decode(document["ciphertext"]),
+            json.dumps(header, sort_keys=True).encode(),
+        )
     except InvalidTag:
         raise CryptoError("wrong passphrase, or the key file was changed") from None
     except (ValueError, KeyError, TypeError) as exc:

@@ -54,11 +54,10 @@ class UnitOfWork:
     def __enter__(self) -> Self:
         bind = self._factory.write_engine if self._write else self._factory.engine
         self._holds_write_lock = self._write and self._factory.serialize_writers
-        if self._holds_write_lock:
-            # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
-            # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
-            if not self._factory.write_lock.acquire(timeout=60):
-                raise Conflict("the database is busy; try again")
+        # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
+        # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
+        if self._holds_write_lock and not self._factory.write_lock.acquire(timeout=60):
+            raise Conflict("the database is busy; try again")
         self.session = self._factory.sessionmaker(bind=bind)
         self.session.info["scope"] = self.scope
         if bind.dialect.name == "postgresql":

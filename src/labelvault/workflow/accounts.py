@@ -122,11 +122,21 @@ class AccountService:
             if uow.users.by_username(username) is not None:
                 raise Conflict(f"user {username!r} exists already", details={"field": "username"})
             user = uow.users.add(
-                User(username=username, password_hash=password_hash, is_operator=is_operator,
-                     display_name=display_name or username)
+                User(
+                    username=username,
+                    password_hash=password_hash,
+                    is_operator=is_operator,
+                    display_name=display_name or username,
+                )
             )
-            audit_log.append(uow, "user.created", actor=actor, object_kind="user", object_id=user.id,
-                             details={"operator": is_operator})
+            audit_log.append(
+                uow,
+                "user.created",
+                actor=actor,
+                object_kind="user",
+                object_id=user.id,
+                details={"operator": is_operator},
+            )
             uow.commit()
             return user.id
 
@@ -135,8 +145,9 @@ class AccountService:
         them); too many for a username or an address in the window locks logins out for a while."""
         since = utcnow() - LOGIN_WINDOW
         with self.uow_factory.system() as uow:
-            if (uow.login_failures.count_for_username(username, since) >= MAX_FAILURES_PER_USERNAME
-                    or (address and uow.login_failures.count_for_address(address, since) >= MAX_FAILURES_PER_ADDRESS)):
+            if uow.login_failures.count_for_username(username, since) >= MAX_FAILURES_PER_USERNAME or (
+                address and uow.login_failures.count_for_address(address, since) >= MAX_FAILURES_PER_ADDRESS
+            ):
                 raise LoginThrottled(
                     f"too many failed logins; try again in {int(LOGIN_WINDOW.total_seconds() // 60)} minutes"
                 )
@@ -159,8 +170,15 @@ class AccountService:
         monitoring.LOGIN_FAILURES.inc()
         with self.uow_factory.system(write=True) as uow:
             uow.login_failures.add(LoginFailure(username=username[:100], address=address[:64]))
-            audit_log.append(uow, "login.failed", actor=None, object_kind="username", object_id=username[:100],
-                             outcome="denied", details={"address": address[:64]})
+            audit_log.append(
+                uow,
+                "login.failed",
+                actor=None,
+                object_kind="username",
+                object_id=username[:100],
+                outcome="denied",
+                details={"address": address[:64]},
+            )
             uow.commit()
 
     def issue_token(
@@ -180,11 +198,17 @@ class AccountService:
                     raise NotFound(f"user {for_username!r} not found")
                 user_id = user.id
             row = uow.tokens.add(
-                ApiToken(user_id=user_id, name=name[:100] or "token", display_prefix=token[:10],
-                         token_hash=token_digest(token), scopes=" ".join(sorted(chosen)))
+                ApiToken(
+                    user_id=user_id,
+                    name=name[:100] or "token",
+                    display_prefix=token[:10],
+                    token_hash=token_digest(token),
+                    scopes=" ".join(sorted(chosen)),
+                )
             )
-            audit_log.append(uow, "token.issued", actor=actor, object_kind="token", object_id=row.id,
-                             details={"user_id": user_id})
+            audit_log.append(
+                uow, "token.issued", actor=actor, object_kind="token", object_id=row.id, details={"user_id": user_id}
+            )
             uow.commit()
             return IssuedToken(id=row.id, name=row.name, token=token)
 
@@ -202,7 +226,9 @@ class AccountService:
     def list_tokens(self, actor: Actor, *, offset: int = 0, limit: int = 100) -> tuple[list[TokenInfo], int]:
         with self.uow_factory.system() as uow:
             rows = uow.tokens.of_user(actor.user_id, offset=offset, limit=limit)
-            items = [TokenInfo(r.id, r.name, r.display_prefix, r.created_at, r.revoked_at, r.scopes.split()) for r in rows]
+            items = [
+                TokenInfo(r.id, r.name, r.display_prefix, r.created_at, r.revoked_at, r.scopes.split()) for r in rows
+            ]
             return items, uow.tokens.count_of_user(actor.user_id)
 
     def get_user(self, actor: Actor, user_id: int) -> UserInfo:
@@ -258,8 +284,15 @@ class AccountService:
                 raise NotFound("client not found")
             if uow.memberships.find(target.user_id, role_value) is None:
                 uow.memberships.add(Membership(user_id=target.user_id, role=role_value.value))
-                audit_log.append(uow, "role.granted", actor=actor, client_id=client_id, object_kind="user",
-                                 object_id=target.user_id, details={"role": role_value.value})
+                audit_log.append(
+                    uow,
+                    "role.granted",
+                    actor=actor,
+                    client_id=client_id,
+                    object_kind="user",
+                    object_id=target.user_id,
+                    details={"role": role_value.value},
+                )
             uow.commit()
 
     def revoke_role(self, actor: Actor, client_id: int, username: str, role: str) -> None:
@@ -270,6 +303,13 @@ class AccountService:
             if membership is None:
                 raise NotFound(f"{username!r} has no role {role!r} in this client")
             uow.memberships.remove(membership)
-            audit_log.append(uow, "role.revoked", actor=actor, client_id=client_id, object_kind="user",
-                             object_id=target.user_id, details={"role": role})
+            audit_log.append(
+                uow,
+                "role.revoked",
+                actor=actor,
+                client_id=client_id,
+                object_kind="user",
+                object_id=target.user_id,
+                details={"role": role},
+            )
             uow.commit()

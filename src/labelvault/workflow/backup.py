@@ -57,9 +57,15 @@ class BackupService:
         if files_dir.exists():
             shutil.copytree(files_dir, directory / "files")
         entries = {p.relative_to(directory).as_posix(): _sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
-        manifest = {"format": "labelvault-backup/v1", "created_at": datetime.now(UTC).isoformat(),
-                    "database": engine.dialect.name, "database_file": database_file, "revision": revision,
-                    "keys_included": False, "files": entries}
+        manifest = {
+            "format": "labelvault-backup/v1",
+            "created_at": datetime.now(UTC).isoformat(),
+            "database": engine.dialect.name,
+            "database_file": database_file,
+            "revision": revision,
+            "keys_included": False,
+            "files": entries,
+        }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return BackupResult(directory, database_file, len(entries), revision)
 
@@ -81,7 +87,9 @@ def verify_backup(directory: Path) -> dict[str, object]:
     return manifest
 
 
-def restore(settings: Settings, directory: Path, *, keys_file: Path | None = None, passphrase: str | None = None) -> str:
+def restore(
+    settings: Settings, directory: Path, *, keys_file: Path | None = None, passphrase: str | None = None
+) -> str:
     """Rebuild an empty install from a backup (and its keys); returns the database kind."""
     manifest = verify_backup(directory)
     keys_dir = settings.resolved_keys_dir
@@ -91,8 +99,9 @@ def restore(settings: Settings, directory: Path, *, keys_file: Path | None = Non
         import_keys(keys_file, keys_dir, passphrase)
     elif not (keys_dir / "master.key").exists() and not settings.master_key:
         raise InvalidInput("no keys: pass --keys with a key export, or restore the key directory first")
-    database_backup.load(settings.resolved_database_url, settings.migration_database_url,
-                         directory / str(manifest["database_file"]))
+    database_backup.load(
+        settings.resolved_database_url, settings.migration_database_url, directory / str(manifest["database_file"])
+    )
     if (directory / "files").is_dir():
         shutil.copytree(directory / "files", settings.files_dir, dirs_exist_ok=True)
     return str(manifest["database"])

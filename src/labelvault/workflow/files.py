@@ -46,11 +46,14 @@ class FileService:
         self.uow_factory = uow_factory
         self.store = store
 
-    def upload(self, actor: Actor, client_id: int, project_id: int, name: str, content_type: str,
-               data: bytes) -> FileInfo:
+    def upload(
+        self, actor: Actor, client_id: int, project_id: int, name: str, content_type: str, data: bytes
+    ) -> FileInfo:
         if content_type not in ALLOWED_TYPES:
-            raise InvalidInput(f"files of type {content_type!r} are not accepted; use one of {', '.join(ALLOWED_TYPES)}",
-                               details={"field": "content_type"})
+            raise InvalidInput(
+                f"files of type {content_type!r} are not accepted; use one of {', '.join(ALLOWED_TYPES)}",
+                details={"field": "content_type"},
+            )
         if not data or len(data) > MAX_FILE_BYTES:
             raise InvalidInput(f"a file must have 1 to {MAX_FILE_BYTES} bytes", details={"field": "file"})
         file_id = secrets.token_hex(16)
@@ -61,14 +64,26 @@ class FileService:
             sealed = cipher.seal("file", file_id, data)
             # Bytes first, row second: a crash between leaves an unreferenced blob, never a dangling row.
             self.store.put(file_key(client_id, file_id), sealed)
-            uow.session.add(StoredFile(
-                id=file_id, project_id=project_id, data_key_id=key_id,
-                name_sealed=cipher.seal("file.name", file_id, name[:255].encode()), content_type=content_type,
-                size=len(data), ciphertext_sha256=hashlib.sha256(sealed).hexdigest(),
-            ))
-            audit_log.append(uow, "file.uploaded", actor=actor, client_id=client_id, object_kind="file",
-                             object_id=file_id, details={"project_id": project_id, "ciphertext_sha256":
-                                                         hashlib.sha256(sealed).hexdigest()})
+            uow.session.add(
+                StoredFile(
+                    id=file_id,
+                    project_id=project_id,
+                    data_key_id=key_id,
+                    name_sealed=cipher.seal("file.name", file_id, name[:255].encode()),
+                    content_type=content_type,
+                    size=len(data),
+                    ciphertext_sha256=hashlib.sha256(sealed).hexdigest(),
+                )
+            )
+            audit_log.append(
+                uow,
+                "file.uploaded",
+                actor=actor,
+                client_id=client_id,
+                object_kind="file",
+                object_id=file_id,
+                details={"project_id": project_id, "ciphertext_sha256": hashlib.sha256(sealed).hexdigest()},
+            )
             uow.commit()
         return FileInfo(file_id, name[:255], content_type, len(data))
 
@@ -84,8 +99,15 @@ class FileService:
             cipher = uow.cipher(row.data_key_id)
             data = cipher.open("file", file_id, self.store.get(file_key(client_id, file_id)))
             name = cipher.open("file.name", file_id, row.name_sealed).decode()
-            audit_log.append(uow, "file.shown", actor=actor, client_id=client_id, object_kind="file",
-                             object_id=file_id, details={"project_id": project_id})
+            audit_log.append(
+                uow,
+                "file.shown",
+                actor=actor,
+                client_id=client_id,
+                object_kind="file",
+                object_id=file_id,
+                details={"project_id": project_id},
+            )
             uow.commit()
         return FileInfo(file_id, name, row.content_type, row.size), data
 
@@ -98,8 +120,13 @@ class FileService:
             files = []
             for row in rows:
                 cipher = uow.cipher(row.data_key_id)
-                files.append((row.id, cipher.open("file.name", row.id, row.name_sealed).decode(),
-                              cipher.open("file", row.id, self.store.get(file_key(client_id, row.id)))))
+                files.append(
+                    (
+                        row.id,
+                        cipher.open("file.name", row.id, row.name_sealed).decode(),
+                        cipher.open("file", row.id, self.store.get(file_key(client_id, row.id))),
+                    )
+                )
             return files
 
     def delete_client(self, client_id: int) -> int:

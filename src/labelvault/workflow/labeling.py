@@ -107,8 +107,9 @@ def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
 
 
 class LabelingService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, hooks: QueueHooks | None = None,
-                 audit: AuditService | None = None) -> None:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, hooks: QueueHooks | None = None, audit: AuditService | None = None
+    ) -> None:
         self.uow_factory = uow_factory
         self.hooks = hooks or QueueHooks()
         self.audit = audit
@@ -138,16 +139,27 @@ class LabelingService:
                     raise QueueRefused("no_tasks", "no tasks left for you in this project")
                 started, expires = now, now + timedelta(seconds=project.lease_seconds)
                 uow.leases.insert(
-                    client_id=client_id, project_id=project_id, task_id=task.id,
-                    user_id=actor.user_id, started_at=started, expires_at=expires,
+                    client_id=client_id,
+                    project_id=project_id,
+                    task_id=task.id,
+                    user_id=actor.user_id,
+                    started_at=started,
+                    expires_at=expires,
                 )
                 uow.tasks.adjust_slots(task.id, open_slots=-1)
                 monitoring.LEASES.labels(str(project_id)).inc()
             for grant in self.hooks.on_grant:
                 grant(uow, actor, project, task)
             payload, suggestions = open_task_content(uow, task)
-            audit_log.append(uow, "task.shown", actor=actor, client_id=client_id, object_kind="task",
-                             object_id=task.id, details={"project_id": project_id})
+            audit_log.append(
+                uow,
+                "task.shown",
+                actor=actor,
+                client_id=client_id,
+                object_kind="task",
+                object_id=task.id,
+                details={"project_id": project_id},
+            )
             uow.commit()
         return LeasedTask(task.id, project_id, payload, suggestions, started, expires)
 
@@ -197,7 +209,9 @@ class LabelingService:
                 earlier = uow.answers.by_idempotency_key(actor.user_id, idempotency_key)
                 if earlier is not None:
                     if earlier.task_id != task_id:
-                        raise Conflict("idempotency_key was used for another task", details={"field": "idempotency_key"})
+                        raise Conflict(
+                            "idempotency_key was used for another task", details={"field": "idempotency_key"}
+                        )
                     return SubmittedAnswer(earlier.id, task_id, False, earlier.created_at, earlier.time_spent_ms)
             task = uow.tasks.get(task_id)
             if task is None or task.project_id != project_id:
@@ -220,15 +234,27 @@ class LabelingService:
             spent = int(min(now - started, MAX_COUNTED_WORK).total_seconds() * 1000)
             uow.answers.add(
                 Answer(
-                    id=answer_id, project_id=project_id, task_id=task_id, user_id=actor.user_id,
-                    data_key_id=key_id, value=cipher.seal("answer.value", answer_id, orjson.dumps(normalized)),
-                    idempotency_key=idempotency_key, started_at=started, created_at=now, time_spent_ms=spent,
+                    id=answer_id,
+                    project_id=project_id,
+                    task_id=task_id,
+                    user_id=actor.user_id,
+                    data_key_id=key_id,
+                    value=cipher.seal("answer.value", answer_id, orjson.dumps(normalized)),
+                    idempotency_key=idempotency_key,
+                    started_at=started,
+                    created_at=now,
+                    time_spent_ms=spent,
                 )
             )
             if project.pay_on == "submit":
                 ledger.append(
-                    uow, project, user_id=actor.user_id, kind="answer", amount=ledger.answer_rate(project, list(normalized)),
-                    answer_id=answer_id, task_id=task_id,
+                    uow,
+                    project,
+                    user_id=actor.user_id,
+                    kind="answer",
+                    amount=ledger.answer_rate(project, list(normalized)),
+                    answer_id=answer_id,
+                    task_id=task_id,
                 )
             uow.session.refresh(task)
             for hook in self.hooks.on_submit:
@@ -238,8 +264,15 @@ class LabelingService:
                     complete(uow, project, task)
                 if task.answer_count >= task.required_answers:  # a hook may have asked for more
                     on_task_complete(uow, project, task)
-            audit_log.append(uow, "answer.submitted", actor=actor, client_id=client_id, object_kind="answer",
-                             object_id=answer_id, details={"task_id": task_id})
+            audit_log.append(
+                uow,
+                "answer.submitted",
+                actor=actor,
+                client_id=client_id,
+                object_kind="answer",
+                object_id=answer_id,
+                details={"task_id": task_id},
+            )
             uow.commit()
         monitoring.ANSWERS.labels(str(project_id)).inc()
         return SubmittedAnswer(answer_id, task_id, True, now, spent)
@@ -257,5 +290,7 @@ class LabelingService:
                 raise Conflict(f"you hold no lease on task {task_id}")
             uow.tasks.adjust_slots(task_id, open_slots=+1)
             uow.skips.add(Skip(project_id=project_id, task_id=task_id, user_id=actor.user_id, reason=reason[:500]))
-            audit_log.append(uow, "task.skipped", actor=actor, client_id=client_id, object_kind="task", object_id=task_id)
+            audit_log.append(
+                uow, "task.skipped", actor=actor, client_id=client_id, object_kind="task", object_id=task_id
+            )
             uow.commit()

@@ -77,8 +77,9 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 
 
 class OffboardingService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, exports: ExportService, audit: AuditService,
-                 files: FileService) -> None:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, exports: ExportService, audit: AuditService, files: FileService
+    ) -> None:
         self.uow_factory = uow_factory
         self.exports = exports
         self.audit = audit
@@ -86,7 +87,9 @@ class OffboardingService:
 
     # -- leaving ---------------------------------------------------------------------------
 
-    def offboard(self, actor: Actor, client_id: int, directory: Path, progress: Progress | None = None) -> OffboardingResult:
+    def offboard(
+        self, actor: Actor, client_id: int, directory: Path, progress: Progress | None = None
+    ) -> OffboardingResult:
         UserPolicy.administer(actor)  # operators only: this destroys a tenant
         note = progress or (lambda _message: None)
         if directory.exists() and any(directory.iterdir()):
@@ -101,19 +104,28 @@ class OffboardingService:
             raise CryptoError(f"the key of client {slug} is already destroyed; nothing can be exported")
 
         note("exporting")
-        self.audit.record("client.offboarding_started", actor=actor, client_id=client_id, object_kind="client",
-                          object_id=client_id)
-        files = self._export(actor, client_id, directory, {"id": client_id, "slug": slug, "name": name,
-                                                           "currency": currency, "created_at": created})
+        self.audit.record(
+            "client.offboarding_started", actor=actor, client_id=client_id, object_kind="client", object_id=client_id
+        )
+        files = self._export(
+            actor,
+            client_id,
+            directory,
+            {"id": client_id, "slug": slug, "name": name, "currency": currency, "created_at": created},
+        )
         manifest = {
-            "bundle_version": BUNDLE_VERSION, "client": {"id": client_id, "slug": slug},
-            "created_at": datetime.now(UTC).isoformat(), "install_id": self.audit.install_id,
+            "bundle_version": BUNDLE_VERSION,
+            "client": {"id": client_id, "slug": slug},
+            "created_at": datetime.now(UTC).isoformat(),
+            "install_id": self.audit.install_id,
             "public_key_pem": self.audit.public_key_pem(),
             "files": {name: _sha256(directory / name) for name in sorted(files)},
         }
         manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
         (directory / "manifest.json").write_bytes(manifest_bytes)
-        (directory / "manifest.sig").write_text(base64.b64encode(self.audit.signer.sign_document(manifest_bytes)).decode())
+        (directory / "manifest.sig").write_text(
+            base64.b64encode(self.audit.signer.sign_document(manifest_bytes)).decode()
+        )
 
         note("destroying keys")
         self.uow_factory.keyring.destroy_client_key(client_id)
@@ -123,15 +135,18 @@ class OffboardingService:
         checkpoint = self.audit.checkpoint(actor)
         certificate = {
             "client": {"id": client_id, "slug": slug, "name": name},
-            "deleted_rows": deleted, "keys_destroyed": True,
-            "time": datetime.now(UTC).isoformat(), "install_id": self.audit.install_id,
+            "deleted_rows": deleted,
+            "keys_destroyed": True,
+            "time": datetime.now(UTC).isoformat(),
+            "install_id": self.audit.install_id,
             "audit_tree": {"size": checkpoint.size, "checkpoint": checkpoint.text},
             "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
         }
         certificate_bytes = json.dumps(certificate, indent=2, sort_keys=True).encode()
         (directory / "deletion-certificate.json").write_bytes(certificate_bytes)
         (directory / "deletion-certificate.sig").write_text(
-            base64.b64encode(self.audit.signer.sign_document(certificate_bytes)).decode())
+            base64.b64encode(self.audit.signer.sign_document(certificate_bytes)).decode()
+        )
         return OffboardingResult(client_id, slug, directory, len(files), deleted)
 
     def _export(self, actor: Actor, client_id: int, directory: Path, client: dict[str, Any]) -> list[str]:
@@ -141,33 +156,63 @@ class OffboardingService:
         with self.uow_factory.for_client(client_id) as uow:
             projects = list(uow.session.scalars(select(Project).order_by(Project.id)))
             members = uow.session.execute(
-                select(User.username, Membership.role).join(User, User.id == Membership.user_id)
-                .order_by(User.username, Membership.role)).all()
+                select(User.username, Membership.role)
+                .join(User, User.id == Membership.user_id)
+                .order_by(User.username, Membership.role)
+            ).all()
             ledger = [
-                {"project_id": e.project_id, "user": e.user_id, "kind": e.kind, "amount": e.amount,
-                 "currency": e.currency, "answer_id": e.answer_id, "task_id": e.task_id, "note": e.note,
-                 "created_at": e.created_at}
+                {
+                    "project_id": e.project_id,
+                    "user": e.user_id,
+                    "kind": e.kind,
+                    "amount": e.amount,
+                    "currency": e.currency,
+                    "answer_id": e.answer_id,
+                    "task_id": e.task_id,
+                    "note": e.note,
+                    "created_at": e.created_at,
+                }
                 for e in uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id))
             ]
             usernames = dict(uow.session.execute(select(User.id, User.username)).all())
             reviews = []
             for review in uow.session.scalars(select(Review).order_by(Review.id)):
                 cipher = uow.cipher(review.data_key_id)
-                reviews.append({
-                    "id": review.id, "project_id": review.project_id, "task_id": review.task_id,
-                    "reviewer": usernames.get(review.reviewer_id), "decision": review.decision,
-                    "corrected_answer": orjson.Fragment(cipher.open("review.correction", review.id,
-                                                                    review.corrected_value))
-                    if review.corrected_value else None,
-                    "reason": cipher.open("review.reason", review.id, review.reason).decode() if review.reason else "",
-                    "created_at": review.created_at,
-                })
+                reviews.append(
+                    {
+                        "id": review.id,
+                        "project_id": review.project_id,
+                        "task_id": review.task_id,
+                        "reviewer": usernames.get(review.reviewer_id),
+                        "decision": review.decision,
+                        "corrected_answer": orjson.Fragment(
+                            cipher.open("review.correction", review.id, review.corrected_value)
+                        )
+                        if review.corrected_value
+                        else None,
+                        "reason": cipher.open("review.reason", review.id, review.reason).decode()
+                        if review.reason
+                        else "",
+                        "created_at": review.created_at,
+                    }
+                )
             project_rows = [
-                {"id": p.id, "slug": p.slug, "name": p.name, "schema": json.loads(p.schema_json),
-                 "overlap": p.overlap, "lease_seconds": p.lease_seconds, "status": p.status,
-                 "review_policy": p.review_policy, "review_sample_rate": p.review_sample_rate, "pay_on": p.pay_on,
-                 "rate_per_answer": p.rate_per_answer, "rate_per_review": p.rate_per_review,
-                 "budget_cap": p.budget_cap, "created_at": p.created_at}
+                {
+                    "id": p.id,
+                    "slug": p.slug,
+                    "name": p.name,
+                    "schema": json.loads(p.schema_json),
+                    "overlap": p.overlap,
+                    "lease_seconds": p.lease_seconds,
+                    "status": p.status,
+                    "review_policy": p.review_policy,
+                    "review_sample_rate": p.review_sample_rate,
+                    "pay_on": p.pay_on,
+                    "rate_per_answer": p.rate_per_answer,
+                    "rate_per_review": p.rate_per_review,
+                    "budget_cap": p.budget_cap,
+                    "created_at": p.created_at,
+                }
                 for p in projects
             ]
         for row in ledger:
@@ -208,12 +253,21 @@ class OffboardingService:
             for table in reversed(Base.metadata.sorted_tables):
                 if table.name not in CLIENT_OWNED_TABLES:
                     continue
-                count = uow.session.scalar(select(func.count()).select_from(table).where(table.c.client_id == client_id))
+                count = uow.session.scalar(
+                    select(func.count()).select_from(table).where(table.c.client_id == client_id)
+                )
                 uow.session.execute(delete(table).where(table.c.client_id == client_id))
                 deleted[table.name] = int(count or 0)
             uow.session.execute(delete(Client).where(Client.id == client_id))
-            audit_log.append(uow, "client.offboarded", actor=actor, client_id=client_id, object_kind="client",
-                             object_id=client_id, details={"deleted_rows": sum(deleted.values())})
+            audit_log.append(
+                uow,
+                "client.offboarded",
+                actor=actor,
+                client_id=client_id,
+                object_kind="client",
+                object_id=client_id,
+                details={"deleted_rows": sum(deleted.values())},
+            )
             uow.commit()
         return deleted
 
@@ -231,8 +285,9 @@ class OffboardingService:
         for name, expected in manifest["files"].items():
             path = directory / name
             if not path.is_file() or _sha256(path) != expected:
-                raise InvalidInput(f"bundle file {name} is missing or does not match its hash in the manifest",
-                                   details={"file": name})
+                raise InvalidInput(
+                    f"bundle file {name} is missing or does not match its hash in the manifest", details={"file": name}
+                )
         return manifest
 
 
@@ -249,8 +304,15 @@ class BundleImporter:
     """Restores an offboarding bundle into this install: the client, its projects, tasks, answers,
     members (as token-only accounts where missing) and ledger, sealed under new keys."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, offboarding: OffboardingService, clients: Any,
-                 projects: Any, imports: Any, accounts: Any) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        offboarding: OffboardingService,
+        clients: Any,
+        projects: Any,
+        imports: Any,
+        accounts: Any,
+    ) -> None:
         self.uow_factory = uow_factory
         self.offboarding = offboarding
         self.clients = clients
@@ -276,15 +338,35 @@ class BundleImporter:
         project_files = {name for name in manifest["files"] if name.startswith("projects/")}
         for line in (directory / "projects.jsonl").read_bytes().splitlines():
             old = orjson.loads(line)
-            project = self.projects.create(actor, info.id, slug=old["slug"], name=old["name"], schema=old["schema"],
-                                           overlap=old["overlap"], lease_seconds=old["lease_seconds"])
-            rows = [orjson.loads(t) for t in (directory / f"projects/{old['id']}-{old['slug']}.jsonl")
-                    .read_bytes().splitlines()]
+            project = self.projects.create(
+                actor,
+                info.id,
+                slug=old["slug"],
+                name=old["name"],
+                schema=old["schema"],
+                overlap=old["overlap"],
+                lease_seconds=old["lease_seconds"],
+            )
+            rows = [
+                orjson.loads(t)
+                for t in (directory / f"projects/{old['id']}-{old['slug']}.jsonl").read_bytes().splitlines()
+            ]
             assert f"projects/{old['id']}-{old['slug']}.jsonl" in project_files
-            self.imports.import_rows(actor, info.id, project.id, [
-                {"external_id": r["external_id"] or f"bundle-{r['id']}", "priority": r["priority"], "data": r["data"],
-                 "metadata": r["metadata"], "suggestions": r["suggestions"]} for r in rows
-            ])
+            self.imports.import_rows(
+                actor,
+                info.id,
+                project.id,
+                [
+                    {
+                        "external_id": r["external_id"] or f"bundle-{r['id']}",
+                        "priority": r["priority"],
+                        "data": r["data"],
+                        "metadata": r["metadata"],
+                        "suggestions": r["suggestions"],
+                    }
+                    for r in rows
+                ],
+            )
             tasks += len(rows)
             for username in {a["labeler"] for r in rows for a in r["answers"]} - usernames:
                 self._ensure_user(actor, username)
@@ -292,27 +374,45 @@ class BundleImporter:
                 usernames.add(username)
             with self.uow_factory.for_client(info.id, write=True) as uow:
                 ids = {u.username: u.id for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))}
-                by_external = {ext: (tid, required) for ext, tid, required in uow.session.execute(
-                    select(Task.external_id, Task.id, Task.required_answers).where(Task.project_id == project.id))}
+                by_external = {
+                    ext: (tid, required)
+                    for ext, tid, required in uow.session.execute(
+                        select(Task.external_id, Task.id, Task.required_answers).where(Task.project_id == project.id)
+                    )
+                }
                 key_id, cipher = uow.active_cipher()
                 for row in rows:
                     task_id, required = by_external[row["external_id"] or f"bundle-{row['id']}"]
                     given = row["answers"]
                     for answer, answer_id in zip(given, allocate_ids(uow.session, Answer, len(given)), strict=True):
-                        uow.session.add(Answer(
-                            id=answer_id, project_id=project.id, task_id=task_id, user_id=ids[answer["labeler"]],
-                            data_key_id=key_id, value=cipher.seal("answer.value", answer_id, orjson.dumps(answer["value"])),
-                            status=answer["status"], started_at=datetime.fromisoformat(answer["started_at"]),
-                            created_at=datetime.fromisoformat(answer["submitted_at"]),
-                            time_spent_ms=answer["time_spent_ms"],
-                        ))
+                        uow.session.add(
+                            Answer(
+                                id=answer_id,
+                                project_id=project.id,
+                                task_id=task_id,
+                                user_id=ids[answer["labeler"]],
+                                data_key_id=key_id,
+                                value=cipher.seal("answer.value", answer_id, orjson.dumps(answer["value"])),
+                                status=answer["status"],
+                                started_at=datetime.fromisoformat(answer["started_at"]),
+                                created_at=datetime.fromisoformat(answer["submitted_at"]),
+                                time_spent_ms=answer["time_spent_ms"],
+                            )
+                        )
                     counted = sum(1 for a in given if a["status"] != "rejected")
                     if counted:
                         uow.tasks.adjust_slots(task_id, open_slots=-min(counted, required), answers=counted)
                     answers += len(given)
                 uow.flush()
-                audit_log.append(uow, "client.bundle_imported", actor=actor, client_id=info.id, object_kind="project",
-                                 object_id=project.id, details={"tasks": len(rows)})
+                audit_log.append(
+                    uow,
+                    "client.bundle_imported",
+                    actor=actor,
+                    client_id=info.id,
+                    object_kind="project",
+                    object_id=project.id,
+                    details={"tasks": len(rows)},
+                )
                 uow.commit()
         return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers)
 

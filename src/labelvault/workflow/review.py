@@ -52,8 +52,15 @@ def accept_answers(uow: UnitOfWork, project: Project, answers: list[Answer], now
     if project.pay_on == "accept":
         for answer in answers:
             value = open_answer_values(uow, [answer])[0]
-            ledger.append(uow, project, user_id=answer.user_id, kind="answer",
-                          amount=ledger.answer_rate(project, list(value)), answer_id=answer.id, task_id=answer.task_id)
+            ledger.append(
+                uow,
+                project,
+                user_id=answer.user_id,
+                kind="answer",
+                amount=ledger.answer_rate(project, list(value)),
+                answer_id=answer.id,
+                task_id=answer.task_id,
+            )
 
 
 def on_task_complete(uow: UnitOfWork, project: Project, task: Task) -> None:
@@ -130,21 +137,35 @@ class ReviewService:
                 stale = uow.reviews.lease_on(task.id)
                 if stale is not None:
                     uow.reviews.drop_lease(stale)
-                lease = ReviewLease(project_id=project_id, task_id=task.id, user_id=actor.user_id, started_at=now,
-                                    expires_at=now + timedelta(seconds=project.lease_seconds))
+                lease = ReviewLease(
+                    project_id=project_id,
+                    task_id=task.id,
+                    user_id=actor.user_id,
+                    started_at=now,
+                    expires_at=now + timedelta(seconds=project.lease_seconds),
+                )
                 uow.session.add(lease)
                 uow.flush()
             payload, _ = open_task_content(uow, task)
             answers = list(uow.answers.counted_for_task(task.id))
             values = open_answer_values(uow, answers)
-            names = {u.id: u.username for u in uow.session.query(User).filter(User.id.in_([a.user_id for a in answers]))}
+            names = {
+                u.id: u.username for u in uow.session.query(User).filter(User.id.in_([a.user_id for a in answers]))
+            }
             items = [
                 AnswerForReview(a.id, a.user_id, names.get(a.user_id, ""), v, a.created_at, a.time_spent_ms)
                 for a, v in zip(answers, values, strict=True)
             ]
             expires = lease.expires_at
-            audit_log.append(uow, "task.shown_for_review", actor=actor, client_id=client_id, object_kind="task",
-                             object_id=task.id, details={"project_id": project_id, "answers": len(items)})
+            audit_log.append(
+                uow,
+                "task.shown_for_review",
+                actor=actor,
+                client_id=client_id,
+                object_kind="task",
+                object_id=task.id,
+                details={"project_id": project_id, "answers": len(items)},
+            )
             uow.commit()
         return ReviewItem(task.id, project_id, payload, items, expires)
 
@@ -190,8 +211,10 @@ class ReviewService:
                 chosen = set(reject_answer_ids or [a.id for a in answers])
                 unknown = chosen - {a.id for a in answers}
                 if unknown:
-                    raise InvalidInput(f"answer {min(unknown)} is not an answer of task {task_id} under review",
-                                       details={"field": "answer_ids"})
+                    raise InvalidInput(
+                        f"answer {min(unknown)} is not an answer of task {task_id} under review",
+                        details={"field": "answer_ids"},
+                    )
                 rejected = [a for a in answers if a.id in chosen]
                 self._reject(uow, project, task, rejected, reason, now)
                 accept_answers(uow, project, [a for a in answers if a.id not in chosen], now)
@@ -201,16 +224,40 @@ class ReviewService:
                 corrected = cipher.seal("review.correction", review_id, orjson.dumps(value))
                 uow.answers.set_status([a.id for a in answers], "corrected", reviewed_at=now)
                 task.review_state = "done"
-            uow.session.add(Review(
-                id=review_id, project_id=project_id, task_id=task_id, reviewer_id=actor.user_id, decision=decision,
-                data_key_id=key_id, corrected_value=corrected, reason=sealed_reason, started_at=lease.started_at,
-                created_at=now, time_spent_ms=int((now - lease.started_at).total_seconds() * 1000),
-            ))
-            ledger.append(uow, project, user_id=actor.user_id, kind="review", amount=project.rate_per_review,
-                          review_id=review_id, task_id=task_id)
+            uow.session.add(
+                Review(
+                    id=review_id,
+                    project_id=project_id,
+                    task_id=task_id,
+                    reviewer_id=actor.user_id,
+                    decision=decision,
+                    data_key_id=key_id,
+                    corrected_value=corrected,
+                    reason=sealed_reason,
+                    started_at=lease.started_at,
+                    created_at=now,
+                    time_spent_ms=int((now - lease.started_at).total_seconds() * 1000),
+                )
+            )
+            ledger.append(
+                uow,
+                project,
+                user_id=actor.user_id,
+                kind="review",
+                amount=project.rate_per_review,
+                review_id=review_id,
+                task_id=task_id,
+            )
             uow.reviews.drop_lease(lease)
-            audit_log.append(uow, f"review.{decision}", actor=actor, client_id=client_id, object_kind="task",
-                             object_id=task_id, details={"review_id": review_id})
+            audit_log.append(
+                uow,
+                f"review.{decision}",
+                actor=actor,
+                client_id=client_id,
+                object_kind="task",
+                object_id=task_id,
+                details={"review_id": review_id},
+            )
             uow.commit()
             return review_id
 
@@ -224,8 +271,16 @@ class ReviewService:
             answer.review_note = uow.cipher(answer.data_key_id).seal("answer.review_note", answer.id, reason.encode())
             paid = ledger.paid_for_answer(uow, answer.id)
             if paid:
-                ledger.append(uow, project, user_id=answer.user_id, kind="reversal", amount=-paid,
-                              answer_id=answer.id, task_id=task.id, note="answer rejected")
+                ledger.append(
+                    uow,
+                    project,
+                    user_id=answer.user_id,
+                    kind="reversal",
+                    amount=-paid,
+                    answer_id=answer.id,
+                    task_id=task.id,
+                    note="answer rejected",
+                )
         # Rejected answers stop counting: their slots go back to the queue for new labelers.
         uow.tasks.adjust_slots(task.id, open_slots=len(rejected), answers=-len(rejected))
         task.review_state = "none"
@@ -242,7 +297,11 @@ class ReviewService:
             feedback = []
             for answer in rows:
                 cipher = uow.cipher(answer.data_key_id)
-                reason = cipher.open("answer.review_note", answer.id, answer.review_note).decode() if answer.review_note else ""
+                reason = (
+                    cipher.open("answer.review_note", answer.id, answer.review_note).decode()
+                    if answer.review_note
+                    else ""
+                )
                 value = orjson.loads(cipher.open("answer.value", answer.id, answer.value))
                 feedback.append(RejectionFeedback(answer.id, answer.task_id, value, reason, answer.reviewed_at))
             return feedback

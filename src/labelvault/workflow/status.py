@@ -35,25 +35,28 @@ class StatusService:
             with self.uow_factory.system() as uow:
                 uow.session.execute(text("SELECT 1"))
             checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 (any failure means not ready; the type says which)
+        except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         if checks["database"] == "ok":
             current, head = current_revision(self.uow_factory.engine), head_revision()
             checks["migrations"] = "ok" if current == head else f"at {current}, code expects {head}"
         try:
             checks["keyring"] = "ok" if self.uow_factory.keyring.master_key_id else "no master key"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             checks["keyring"] = f"unavailable: {type(exc).__name__}"
         return Readiness(all(v == "ok" for v in checks.values()), checks)
 
     def project_gauges(self) -> list[ProjectGauges]:
         """Queue depth, open leases and answers per project id, across clients (ids and counts only)."""
         with self.uow_factory.all_clients() as uow:
-            slots = dict(uow.session.execute(
-                select(Task.project_id, func.sum(Task.open_slots)).group_by(Task.project_id)).all())
-            leases = dict(uow.session.execute(
-                select(Lease.project_id, func.count()).group_by(Lease.project_id)).all())
-            answers = dict(uow.session.execute(
-                select(Answer.project_id, func.count()).group_by(Answer.project_id)).all())
-        return [ProjectGauges(pid, int(slots.get(pid) or 0), int(leases.get(pid, 0)), int(answers.get(pid, 0)))
-                for pid in sorted(set(slots) | set(leases) | set(answers))]
+            slots = dict(
+                uow.session.execute(select(Task.project_id, func.sum(Task.open_slots)).group_by(Task.project_id)).all()
+            )
+            leases = dict(uow.session.execute(select(Lease.project_id, func.count()).group_by(Lease.project_id)).all())
+            answers = dict(
+                uow.session.execute(select(Answer.project_id, func.count()).group_by(Answer.project_id)).all()
+            )
+        return [
+            ProjectGauges(pid, int(slots.get(pid) or 0), int(leases.get(pid, 0)), int(answers.get(pid, 0)))
+            for pid in sorted(set(slots) | set(leases) | set(answers))
+        ]

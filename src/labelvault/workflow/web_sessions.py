@@ -84,6 +84,11 @@ class WebSessionService:
     def login(self, username: str, password: str, *, address: str = "", replacing: str | None = None) -> WebLogin:
         """Check the password (throttled and audited by the accounts), then start a new session."""
         actor = self.accounts.authenticate(username, password, address=address)
+        return self.start(actor, address=address, replacing=replacing)
+
+    def start(self, actor: Actor, *, address: str = "", replacing: str | None = None,
+              method: str = "password") -> WebLogin:
+        """A new session for a person whose identity is already checked (a password, single sign-on)."""
         session_id = secrets.token_urlsafe(32)
         csrf_token = secrets.token_urlsafe(32)
         now = utcnow()
@@ -97,7 +102,7 @@ class WebSessionService:
                 created_at=now, expires_at=expires, last_seen_at=now,
             ))
             audit_log.append(uow, "web_session.started", actor=actor, object_kind="web_session",
-                             object_id=row.id, details={"address": address[:64]})
+                             object_id=row.id, details={"address": address[:64], "method": method})
             uow.commit()
         return WebLogin(session_id, csrf_token, actor, expires)
 
