@@ -19,8 +19,9 @@ from labelvault.settings import Settings
 
 AsOperator = Annotated[str | None, typer.Option("--as", help="Operator account to act as (default: the first).")]
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: never break long lines (paths, URLs, tokens) when the output is a pipe or a file.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -101,22 +101,29 @@ def demo(
 
     settings = load_settings()
     credentials = settings.home / "demo-login.txt"
+    login: str | None = None
     if credentials.exists():
-        password = credentials.read_text().split("password: ", 1)[1].strip()
+        login = credentials.read_text().split("password: ", 1)[1].strip()
         services = initialize(settings, None, None)
     else:
         password = secrets.token_urlsafe(12)
         services = initialize(settings, DEMO_USERNAME, password)
-        credentials.write_text(f"username: {DEMO_USERNAME}\npassword: {password}\n")
-        credentials.chmod(0o600)
+        if services.accounts.first_operator().username == DEMO_USERNAME:  # we made it: hand it out
+            credentials.write_text(f"username: {DEMO_USERNAME}\npassword: {password}\n")
+            credentials.chmod(0o600)
+            login = password
     try:
         summary = seed_demo(services)
     finally:
         services.close()
     console.print(f"[green]demo ready[/green] in {settings.home.resolve()}: {summary}")
     url = f"http://{settings.host}:{settings.port}"
-    console.print(f"open {url}/ and log in as [bold]{DEMO_USERNAME}[/bold] / [bold]{password}[/bold]")
-    console.print(f"API docs at {url}/api/docs (credentials also in {credentials})")
+    if login is not None:
+        console.print(f"open {url}/ and log in as [bold]{DEMO_USERNAME}[/bold] / [bold]{login}[/bold]")
+        console.print(f"API docs at {url}/api/docs (credentials also in {credentials})")
+    else:
+        console.print(f"open {url}/ and log in with the operator account made by 'labelvault init'")
+        console.print(f"API docs at {url}/api/docs")
     if serve_after:
         run(settings, host=settings.host, port=settings.port)
 

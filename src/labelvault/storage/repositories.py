@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, insert, literal_column, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from labelvault.storage.models import (
@@ -159,16 +157,6 @@ class ProjectRepository(_Repository):
 class TaskRepository(_Repository):
     def get(self, task_id: int) -> Task | None:
         return self.session.get(Task, task_id)
-
-    def insert_new(self, rows: list[dict[str, Any]]) -> int:
-        """Insert rows, silently keeping the existing task where (project, external_id) exists."""
-        if not rows:
-            return 0
-        dialect = self.session.get_bind().dialect.name
-        builder = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = builder(Task).on_conflict_do_nothing(index_elements=["project_id", "external_id"])
-        result = self.session.execute(statement, rows)
-        return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
 
     def existing_external_ids(self, project_id: int, external_ids: list[str]) -> set[str]:
         if not external_ids:
