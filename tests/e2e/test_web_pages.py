@@ -11,6 +11,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from labelvault.errors import QueueRefused
 from labelvault.server import build_app
 from labelvault.web.charts import Series, bar_chart, line_chart
 from tests.browser.web import Projects, add_people, add_projects, csrf_of, form_login
@@ -147,12 +148,36 @@ def test_the_dashboard_shows_progress_charts_and_the_labeler_table(client: TestC
 
 
 @sqlite_only
+def test_the_labeler_table_shows_agreement_from_the_quality_report(client: TestClient, world: World,
+                                                                    projects: Projects) -> None:
+    from labelvault.workflow.projects import ProjectSettings
+
+    pid = projects.ids["label"]
+    world.services.projects.update(world.operator, world.client_a, pid, ProjectSettings(overlap=2))
+    world.services.imports.import_rows(world.operator, world.client_a, pid, [
+        {"external_id": "l2", "data": {"text": "Meh."}}, {"external_id": "l3", "data": {"text": "Fine."}}])
+    for who in ("ann", "labeler_a"):
+        actor = world.services.accounts.actor_by_username(who)
+        while True:
+            try:
+                task = world.services.labeling.next_task(actor, world.client_a, pid)
+            except QueueRefused:
+                break
+            world.services.labeling.submit(actor, world.client_a, pid, task.task_id, {"sentiment": "positive"})
+    page = as_(client, "max").get(f"/projects/{pid}/dashboard").text
+    ann = page.split('<tr data-user="ann">')[1].split("</tr>")[0]
+    assert "100% (n=" in ann
+    assert 'id="agreement"' in page and "<td>sentiment</td>" in page
+
+
+@sqlite_only
 def test_the_settings_form_changes_the_project(client: TestClient, world: World, projects: Projects) -> None:
     pid = projects.ids["label"]
     page = as_(client, "max").get(f"/projects/{pid}/dashboard").text
     form = {"csrf_token": csrf_of(page), "name": "Sentiment", "status": "active", "overlap": "3",
             "lease_minutes": "15", "review_policy": "sample", "review_sample_percent": "25", "pay_on": "accept",
-            "rate_per_answer": "0.30", "rate_per_review": "0.05", "budget_cap": "12.50",
+            "rate_per_answer": "0.30", "rate_per_review": "0.05", "budget_cap": "12.50", "gold_percent": "10",
+            "suspension_percent": "60",
             "rate_question": ["sentiment"], "rate_question_value": ["0.02"]}
     response = client.post(f"/projects/{pid}/settings", data=form, follow_redirects=False)
     assert response.status_code == 303
@@ -161,6 +186,7 @@ def test_the_settings_form_changes_the_project(client: TestClient, world: World,
     assert (info.review_policy, info.review_sample_rate, info.pay_on) == ("sample", 0.25, "accept")
     assert (info.rate_per_answer, info.rate_per_review, info.budget_cap) == (30, 5, 1250)
     assert info.question_rates == {"sentiment": 2}
+    assert (info.gold_rate, info.suspension_threshold) == (0.1, 0.6)
     assert "Settings saved." in client.get(response.headers["location"]).text
     form.update(budget_cap="", rate_per_answer="0.301")
     refused = client.post(f"/projects/{pid}/settings", data=form)

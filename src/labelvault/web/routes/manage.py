@@ -24,14 +24,37 @@ ProjectId = Annotated[int, Path(ge=1)]
 CHART_DAYS = 14
 
 
-def quality_by_labeler(services: Services, actor: Actor, client_id: int, project_id: int) -> dict[int, dict[str, str]]:
-    """Accuracy and agreement per labeler, shown in the labeler table.
+def _percent(share: float | None) -> str:
+    return "—" if share is None else f"{share * 100:.0f}%"
 
-    Hook for the quality work: when its use case lands (accuracy on gold tasks with confidence
-    intervals, agreement with the other labelers), call it here and return
-    ``{user_id: {"accuracy": "92% ± 4", "agreement": "0.81"}}``. Until then the table shows "—".
+
+def quality_view(services: Services, actor: Actor, client_id: int, project_id: int) -> tuple[dict[int, dict[str, str]],
+                                                                                          list[tuple[str, str, str]]]:
+    """Accuracy and agreement per labeler for the labeler table, and agreement per question.
+
+    From the quality report (cached in the database, computed again when answers changed):
+    accuracy on gold tasks with its 95% Wilson interval, agreement with the consensus of the other
+    labelers of the same tasks, and Krippendorff's alpha per question.
     """
-    return {}
+    report = services.quality.report(actor, client_id, project_id)
+    labelers: dict[int, dict[str, str]] = {}
+    for row in report.get("labelers", []):
+        gold = row.get("gold") or {}
+        accuracy = "—"
+        if gold.get("n"):
+            accuracy = (f"{_percent(gold.get('accuracy'))} ({_percent(gold.get('lower'))} to "
+                        f"{_percent(gold.get('upper'))}, n={gold['n']})")
+        consensus = row.get("agreement_with_consensus") or {}
+        agreement = "—"
+        if consensus.get("n") and consensus.get("rate") is not None:
+            agreement = f"{_percent(consensus['rate'])} (n={consensus['n']})"
+        labelers[row["user_id"]] = {"accuracy": accuracy, "agreement": agreement,
+                                    "suspended": "suspended" if row.get("suspended") else ""}
+    questions = []
+    for path, stats in (report.get("agreement") or {}).items():
+        alpha = stats.get("alpha")
+        questions.append((path, stats.get("type", ""), "—" if alpha is None else f"{alpha:.2f}"))
+    return labelers, questions
 
 
 def _days(now: datetime) -> list[datetime]:
@@ -50,7 +73,7 @@ def dashboard(request: Request, project_id: ProjectId, session: SessionDep, serv
     progress = services.projects.progress(actor, client_id, project_id)
     labelers = services.reports.throughput(actor, client_id, project_id)
     earned = {row.user_id: row.amount for row in services.reports.earnings(actor, client_id, project_id=project_id)}
-    quality = quality_by_labeler(services, actor, client_id, project_id)
+    quality, agreement = quality_view(services, actor, client_id, project_id)
     pending = services.reviews.pending(actor, client_id, project_id)
 
     days = _days(datetime.now(UTC))
@@ -87,8 +110,8 @@ def dashboard(request: Request, project_id: ProjectId, session: SessionDep, serv
     }
     return pages.render(
         request, "dashboard.html", session=session, project=project, costs=costs, progress=progress,
-        labelers=labelers, earned=earned, quality=quality, pending=pending, answers_chart=answers_chart,
-        spend_chart=spend_chart, answers_total=sum(per_day), form=form, currency=currency,
+        labelers=labelers, earned=earned, quality=quality, agreement=agreement, pending=pending,
+        answers_chart=answers_chart, spend_chart=spend_chart, answers_total=sum(per_day), form=form, currency=currency,
         statuses=PROJECT_STATUSES, policies=REVIEW_POLICIES, notice=NOTICES.get(done or ""),
         imported=_import_summary(imported),
     )
@@ -116,6 +139,8 @@ def save_settings(
     rate_per_answer: Annotated[str, Form()] = "",
     rate_per_review: Annotated[str, Form()] = "",
     budget_cap: Annotated[str, Form()] = "",
+    gold_percent: Annotated[str, Form()] = "",
+    suspension_percent: Annotated[str, Form()] = "",
     rate_question: Annotated[list[str] | None, Form()] = None,
     rate_question_value: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
@@ -128,6 +153,7 @@ def save_settings(
             question_rates[question] = value
     lease = parse_int(lease_minutes, "lease_minutes")
     budget = parse_money(budget_cap, currency, "budget_cap")
+    suspension = parse_percent(suspension_percent, "suspension_percent")
     changes = ProjectSettings(
         name=name.strip() or None,
         status=status or None,
@@ -141,6 +167,9 @@ def save_settings(
         question_rates=question_rates,
         budget_cap=budget,
         clear_budget_cap=budget is None,
+        gold_rate=parse_percent(gold_percent, "gold_percent"),
+        suspension_threshold=suspension,
+        clear_suspension_threshold=suspension is None,
     )
     services.projects.update(session.actor, client_id, project_id, changes)
     return RedirectResponse(f"/projects/{project_id}/dashboard?done=saved#settings", status_code=303)
