@@ -29,12 +29,13 @@ from labelvault.workflow.backup import BackupService
 from labelvault.workflow.clients import ClientService
 from labelvault.workflow.files import FileService
 from labelvault.workflow.labeling import LabelingService, QueueHooks
-from labelvault.workflow.projects import ProjectService
 from labelvault.workflow.ledger import BonusService
-from labelvault.workflow.reports import ReportService
-from labelvault.workflow.status import StatusService
-from labelvault.workflow.review import ReviewService
 from labelvault.workflow.offboarding import BundleImporter, OffboardingService
+from labelvault.workflow.projects import ProjectService
+from labelvault.workflow.reports import ReportService
+from labelvault.workflow.review import ReviewService
+from labelvault.workflow.sso import SsoService, build_accounts, build_sso
+from labelvault.workflow.status import StatusService
 from labelvault.workflow.trails import TrailService
 from labelvault.workflow.walls import WallService, queue_wall_check, queue_wall_record
 from labelvault.workflow.web_sessions import WebSessionService
@@ -68,6 +69,7 @@ class Services:
     files: FileService
     exports: ExportService
     web_sessions: WebSessionService
+    sso: SsoService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -108,7 +110,8 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         on_complete=[extend_overlap_when_unsure],
     )
     audit = AuditService(uow_factory, settings.resolved_keys_dir / "audit-signing.key")
-    accounts = AccountService(uow_factory)
+    accounts = build_accounts(settings, uow_factory)  # password_login false: passwords refused
+    web_sessions = WebSessionService(uow_factory, accounts)
     clients = ClientService(uow_factory)
     projects = ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds)
     imports = ImportService(uow_factory, audit=audit)
@@ -137,7 +140,8 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         exports=exports,
         offboarding=offboarding,
         bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
-        web_sessions=WebSessionService(uow_factory, accounts),
+        web_sessions=web_sessions,
+        sso=build_sso(settings, uow_factory, web_sessions),
         backups=BackupService(uow_factory, settings),
         status=StatusService(uow_factory),
         files=files,

@@ -53,6 +53,33 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma: FULL survives power loss, NORMAL a crash."
     )
+    # Single sign-on (OpenID Connect). Off while sso_issuer is unset.
+    sso_issuer: str | None = Field(
+        default=None, description="OpenID provider's issuer URL (its discovery document is <issuer>/.well-known/"
+        "openid-configuration); https, or http on a loopback address only.",
+    )
+    sso_client_id: str | None = Field(default=None, description="Client id of LabelVault at the OpenID provider.")
+    sso_client_secret: str | None = Field(
+        default=None, description="Client secret (prefer sso_client_secret_file, or a secret manager's environment)."
+    )
+    sso_client_secret_file: Path | None = Field(
+        default=None, description="File holding the client secret (read at start, surrounding whitespace dropped).",
+    )
+    sso_redirect_url: str | None = Field(
+        default=None, description="Callback URL registered at the provider: https://<this host>/login/sso/callback.",
+    )
+    sso_scopes: str = Field(default="openid profile email", description="Scopes asked for (openid is always added).")
+    sso_provider_name: str = Field(default="single sign-on", description="Shown on the button: Sign in with <name>.")
+    sso_roles_claim: str = Field(
+        default="groups", description="ID token claim whose values (a string or a list) map to client roles."
+    )
+    sso_role_map: str = Field(
+        default="{}", description='JSON: claim value -> [[client slug, role], ...], e.g. {"acme-labelers": '
+        '[["acme", "labeler"]]}. The pairs named here are set from the claim at every sign-in.',
+    )
+    password_login: bool = Field(
+        default=True, description="Accept passwords (web login and POST /api/auth/token); false leaves only SSO.",
+    )
 
     @field_validator("sqlite_synchronous")
     @classmethod

@@ -507,6 +507,38 @@ class StoredFile(ClientOwned, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+# --- Single sign-on: identities at an OpenID provider, and logins on their way through it.
+
+
+class UserIdentity(Base):
+    """A person's account at an OpenID provider: found by (issuer, subject), never by e-mail."""
+
+    __tablename__ = "user_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_user_identities_issuer_subject"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class PendingSsoLogin(Base):
+    """A login sent to the provider and not back yet: its state (hashed), nonce and PKCE verifier.
+
+    In the database, so the callback may reach any server process; taken (deleted) by the
+    callback, so a state works once."""
+
+    __tablename__ = "pending_sso_logins"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(String(100))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    next_path: Mapped[str] = mapped_column(String(2000), default="/")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 # Every table mixing in ClientOwned; keep this last so it sees them all.
 CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(
     mapper.class_.__tablename__ for mapper in Base.registry.mappers if issubclass(mapper.class_, ClientOwned)
