@@ -9,7 +9,19 @@ from labelvault.api.errors import install_error_handlers
 from labelvault.api.limits import BodySizeLimit
 from labelvault.api.observability import RequestObserver
 from labelvault.api.observability import router as observability_router
-from labelvault.api.routes import accounts, audit, clients, files, io, labeling, projects, quality, reports, review, walls
+from labelvault.api.routes import (
+    accounts,
+    audit,
+    clients,
+    files,
+    io,
+    labeling,
+    projects,
+    quality,
+    reports,
+    review,
+    walls,
+)
 from labelvault.bootstrap import Services
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '39dd276d1d9e'
 down_revision = '85b7b0ded4b8'
 branch_labels = None
@@ -18,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('audit_checkpoints',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('tree_size', sa.BigInteger(), nullable=False),
@@ -105,11 +104,11 @@ def upgrade() -> None:
     with op.batch_alter_table('leases', schema=None) as batch_op:
         batch_op.create_index('ix_leases_project', ['project_id'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('leases', schema=None) as batch_op:
         batch_op.drop_index('ix_leases_project')
 
@@ -132,4 +131,4 @@ def downgrade() -> None:
 
     op.drop_table('audit_entries')
     op.drop_table('audit_checkpoints')
-    
+

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = 'df0bd636b6e8'
 down_revision = 'a1c3e5f7b9d2'
 branch_labels = None
