@@ -11,9 +11,9 @@ from sklearn.metrics import cohen_kappa_score
 from sqlalchemy import text
 from statsmodels.stats.inter_rater import fleiss_kappa
 
-from labelvault.errors import NotFound, PermissionDenied
+from labelvault.errors import ConflictOfInterest, NotFound, PermissionDenied
 from tests.conftest import World
-from tests.integration.queue_helpers import make_labelers, make_project
+from tests.integration.queue_helpers import LABEL_SCHEMA, make_labelers, make_project
 
 LABELS = ["positive", "negative", "neutral"]
 # Rows: labelers; columns: the project's tasks in order.
@@ -253,3 +253,17 @@ def test_reports_are_for_managers_of_the_client_only(world: World) -> None:
         quality.report(world.actors["manager_b"], world.client_a, project_id)
     with pytest.raises(NotFound):
         quality.export_aggregated(world.actors["manager_b"], world.client_a, project_id)
+
+
+def test_the_aggregated_export_passes_the_conflict_wall(world: World) -> None:
+    project_id, _ = vote(world, [["positive"]] * 2)
+    walls = world.services.walls
+    walls.create_class(world.operator, "frontier-labs")
+    walls.add_client(world.operator, "frontier-labs", world.client_a)
+    walls.add_client(world.operator, "frontier-labs", world.client_b)
+    world.services.accounts.grant_role(world.operator, world.client_b, "manager_a", "manager")
+    other = world.services.projects.create(world.operator, world.client_b, slug="b", name="b", schema=LABEL_SCHEMA)
+    manager = world.actors["manager_a"]
+    world.services.quality.export_aggregated(manager, world.client_b, other.id)  # touches the competitor
+    with pytest.raises(ConflictOfInterest):
+        world.services.quality.export_aggregated(manager, world.client_a, project_id)

@@ -37,7 +37,8 @@ QUALIFICATION = "qualification"
 
 def check_qualification(uow: UnitOfWork, actor: Actor, project: Project) -> None:
     """Eligibility: the project's skills, then its test (taken first, or failed, or impossible)."""
-    missing = sorted(set(required_skills(project)) - uow.qualifications.skills_of(actor.user_id))
+    needed = required_skills(project)
+    missing = sorted(set(needed) - uow.qualifications.skills_of(actor.user_id)) if needed else []
     if missing:
         raise QueueRefused("not_qualified", f"project {project.slug} needs the skills {', '.join(missing)}")
     if not project.qualification_required:

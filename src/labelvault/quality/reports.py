@@ -35,6 +35,7 @@ from labelvault.storage.models import Project, QualityCache, utcnow
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.projects import load_project
+from labelvault.workflow.walls import check_and_record
 
 REPORT = "report"
 AGGREGATES = "aggregates"
@@ -75,7 +76,10 @@ class QualityService:
         return list(self.report(actor, client_id, project_id)["labelers"])
 
     def aggregates(self, actor: Actor, client_id: int, project_id: int) -> dict[str, Any]:
-        """Aggregated answer per task id: ``{"external_id", "gold", "questions": {path: result}}``."""
+        """Aggregated answer per task id: ``{"external_id", "gold", "questions": {path: result}}``.
+
+        This is client content: like an export, it passes the conflict wall and is audited."""
+        self._show(actor, client_id, project_id)
         return self._get(actor, client_id, project_id, AGGREGATES, policy=ProjectPolicy.export)
 
     def recompute(self, actor: Actor, client_id: int, project_id: int) -> dict[str, Any]:
@@ -87,14 +91,22 @@ class QualityService:
     ) -> AggregatedExport:
         """One JSON line per task: ``{"id", "external_id", "gold", "answers": {path: {value, confidence,
         method, n, ...}}}``, in task id order."""
+        filename = self._show(actor, client_id, project_id)
         results = self._get(actor, client_id, project_id, AGGREGATES, policy=ProjectPolicy.export)
-        with self.uow_factory.for_client(client_id, write=True) as uow:
-            project = load_project(uow, project_id)
-            audit_log.append(uow, "project.exported", actor=actor, client_id=client_id, object_kind="project",
-                             object_id=project_id, details={"format": "aggregated-jsonl", "tasks": len(results)})
-            uow.commit()
-            filename = f"{project.slug}-{project.id}-aggregated.jsonl"
         return AggregatedExport(filename, "application/x-ndjson", len(results), _lines(results, progress))
+
+    def _show(self, actor: Actor, client_id: int, project_id: int) -> str:
+        """Check export access and the conflict wall, record the touch and audit; the file name."""
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            ProjectPolicy.export(access_in(uow, actor))
+            project = load_project(uow, project_id)
+            uow.users.lock(actor.user_id)
+            check_and_record(uow, actor.user_id, client_id, "export")
+            audit_log.append(uow, "project.exported", actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project_id, details={"format": "aggregated-jsonl",
+                                                            "tasks": uow.tasks.count(project_id)})
+            uow.commit()
+            return f"{project.slug}-{project.id}-aggregated.jsonl"
 
     # -- the cache
 
