@@ -252,3 +252,15 @@ def test_scoring_gives_partial_credit_where_the_question_type_allows() -> None:
     assert credit(schema.question("score"), 3, None) == 0.0  # unanswered: no credit
     assert "note" not in scores  # free text is not scored
 
+
+
+def test_gold_answers_never_reach_the_reviewer_queue_nor_count_as_progress(world: World) -> None:
+    project_id = make_project(world, tasks=1, gold_rate=1.0, review_policy="all")
+    add_gold(world, project_id, 1)
+    labeler = world.actors["labeler_a"]
+    gold_task = answer_next(world, labeler, project_id)
+    assert gold_task in gold_ids(world, project_id)
+    with pytest.raises(QueueRefused):
+        world.services.reviews.next_item(world.actors["reviewer_a"], world.client_a, project_id)
+    progress = world.services.projects.progress(world.operator, world.client_a, project_id)
+    assert (progress["tasks"], progress["answers_needed"], progress["answers_given"]) == (1, 1, 0)

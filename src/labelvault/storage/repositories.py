@@ -211,10 +211,11 @@ class TaskRepository(_Repository):
         )
 
     def progress(self, project_id: int) -> tuple[int, int, int]:
-        """(tasks, answers needed in all, answers given)."""
+        """(tasks, answers needed in all, answers given), gold tasks left out: they are checks, not work."""
         row = self.session.execute(
             select(func.count(), func.coalesce(func.sum(Task.required_answers), 0),
-                   func.coalesce(func.sum(Task.answer_count), 0)).where(Task.project_id == project_id)
+                   func.coalesce(func.sum(Task.answer_count), 0))
+            .where(Task.project_id == project_id, Task.is_gold.is_(False))
         ).one()
         return int(row[0]), int(row[1]), int(row[2])
 
