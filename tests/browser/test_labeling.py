@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from typing import Any
 
 from tests.browser.conftest import Site, Tab
@@ -179,3 +181,37 @@ def test_a_labeler_answers_every_question_type_with_keys_and_mouse(site: Site) -
     assert stored_answer(site, "rubric") == {"quality": {"clarity": 2, "tone": "formal"}}
 
     assert tab.dialogs == [] and tab.errors == [] and tab.console_errors == []
+
+
+def png(width: int, height: int) -> bytes:
+    """A plain PNG picture (one colour), made here: the test needs no imaging library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xf3\xef\xdc" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_a_picture_uploaded_as_a_file_is_shown_for_boxes(site: Site) -> None:
+    from tests.browser.web import SCHEMAS
+
+    world, services = site.world, site.world.services
+    project = services.projects.create(world.operator, world.client_a, slug="files", name="Boxes on files",
+                                       schema=SCHEMAS["bbox"])
+    info = services.files.upload(world.operator, world.client_a, project.id, "shapes.png", "image/png",
+                                 png(400, 250))
+    services.imports.import_rows(world.operator, world.client_a, project.id,
+                                 [{"external_id": "f1", "data": {"image": info.ref}}])
+    tab = site.open_as("ann")
+    tab.go(f"/projects/{project.id}/label")
+    image = tab.page.locator(".bbox-stage img")
+    image.wait_for()
+    for _ in range(50):  # wait_for_function would need eval, which the page's CSP forbids: poll
+        if tab.page.evaluate("(img) => img.complete && img.naturalWidth", image.element_handle()):
+            break
+        tab.page.wait_for_timeout(100)
+    assert tab.page.evaluate("(img) => img.naturalWidth", image.element_handle()) == 400
+    assert image.get_attribute("src") == f"/api/projects/{project.id}/files/{info.id}"
+    tab.shot("label-bbox-file")
+    assert tab.errors == [] and tab.console_errors == []

@@ -54,7 +54,7 @@ async function show(task) {
   state.idem = randomId();
   state.shownAt = Date.now();
   state.leaseMs = Date.parse(task.lease_expires_at) - Date.parse(task.lease_started_at);
-  state.view = await buildTaskView({ taskEl: $("task"), questionsEl: $("questions"), schema: config.schema, data: task.data });
+  state.view = await buildTaskView({ taskEl: $("task"), questionsEl: $("questions"), schema: config.schema, data: task.data, projectId: config.project_id });
   prefill(task.suggestions || []);
   state.view.activate(0);
   $("task").scrollTop = 0;

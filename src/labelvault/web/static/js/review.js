@@ -46,7 +46,7 @@ async function show(item) {
   $("ws-body").hidden = false;
   state.item = item;
   state.shownAt = Date.now();
-  state.view = await buildTaskView({ taskEl: $("task"), questionsEl: $("questions"), schema: config.schema, data: item.data, editable: false });
+  state.view = await buildTaskView({ taskEl: $("task"), questionsEl: $("questions"), schema: config.schema, data: item.data, projectId: config.project_id, editable: false });
   root.dataset.taskId = String(item.task_id);
   renderAnswers();
   select(0);

@@ -7,9 +7,14 @@ import { makeWidget, candidatesOf } from "./widgets.js";
 
 const BOUND_TYPES = new Set(["span", "bbox", "ranking", "preference"]);
 
-function safeImage(src) {
+// Where an image field's value is loaded from: data: URLs and this server's paths as they are,
+// uploaded files ("file:<id>") from the project's file endpoint (with the session), other sites as
+// given (the Content-Security-Policy blocks them, and the page says so).
+export function imageUrl(src, projectId) {
   if (typeof src !== "string") return null;
-  return /^data:image\//i.test(src) || /^https?:\/\//i.test(src) || src.startsWith("/") ? src : null;
+  const file = /^file:([A-Za-z0-9_.-]+)$/.exec(src);
+  if (file && projectId) return `/api/projects/${projectId}/files/${encodeURIComponent(file[1])}`;
+  return /^data:image\//i.test(src) || /^https?:\/\//i.test(src) || (src.startsWith("/") && !src.startsWith("//")) ? src : null;
 }
 
 function renderChat(messages) {
@@ -23,11 +28,12 @@ function renderCandidates(value) {
     h("div", { class: "candidate-head" }, `Candidate ${i + 1}`, c.model ? h("span", { class: "model" }, c.model) : null), c.text)));
 }
 
-export async function buildTaskView({ taskEl, questionsEl, schema, data, editable = true, onChange = () => {} }) {
+export async function buildTaskView({ taskEl, questionsEl, schema, data, projectId, editable = true, onChange = () => {} }) {
   const steps = [];
   const view = { steps, active: -1, editable };
   const ctx = {
     editable,
+    imageUrl: (src) => imageUrl(src, projectId),
     changed: (widget) => { clearProblem(widget); onChange(); },
     advance: (widget) => {
       const i = steps.findIndex((s) => s.widget === widget);
@@ -99,7 +105,7 @@ export async function buildTaskView({ taskEl, questionsEl, schema, data, editabl
       markdownJobs.push([target, String(value)]);
       section.append(target);
     } else if (field.kind === "image") {
-      const src = safeImage(value);
+      const src = imageUrl(value, projectId);
       section.classList.add("image-field");
       section.append(src ? h("img", { src, alt: field.title || field.name }) : h("div", { class: "image-missing" }, "This image cannot be shown: ", String(value)));
     } else if (field.kind === "chat") {

@@ -497,13 +497,8 @@ class BboxWidget extends Widget {
     this.repaint();
   }
   hint() { return "drag to draw · number = label · Del"; }
-  safeSrc(src) {
-    if (typeof src !== "string") return null;
-    if (/^data:image\//i.test(src) || /^https?:\/\//i.test(src) || src.startsWith("/")) return src;
-    return null;
-  }
   bindField(container, value) {
-    const src = this.safeSrc(value);
+    const src = this.ctx.imageUrl ? this.ctx.imageUrl(value) : null;
     if (!src) { container.append(h("div", { class: "image-missing" }, "This image cannot be shown here: ", String(value))); return; }
     const img = h("img", { src, alt: "", draggable: "false" });
     img.addEventListener("error", () => stage.replaceWith(h("div", { class: "image-missing" },
