@@ -515,3 +515,20 @@ def test_the_client_secret_can_come_from_a_file_and_bad_settings_are_named(
         build_services(sso_settings(settings, provider, sso_issuer="http://idp.example.org"))
     with pytest.raises(InvalidInput, match="unknown role 'boss'"):
         build_services(sso_settings(settings, provider, sso_role_map='{"g": [["acme", "boss"]]}'))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_unreachable_provider_is_said_on_the_login_page(settings: Settings, provider: Provider) -> None:
+    import socket
+
+    with socket.socket() as unused:  # a loopback port where nothing listens
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    services = build_services(sso_settings(settings, provider, sso_issuer=f"http://127.0.0.1:{port}"))
+    try:
+        with TestClient(build_app(services), base_url=BASE_URL, follow_redirects=False) as client:
+            response = client.get("/login/sso")
+            assert response.status_code == 401
+            assert "could not be reached" in response.text
+    finally:
+        services.close()

@@ -42,6 +42,7 @@ from joserfc.errors import ExpiredTokenError, InvalidClaimError, InvalidKeyIdErr
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from labelvault.audit import log as audit_log
 from labelvault.domain.access import Actor, Role
@@ -280,7 +281,7 @@ class SsoService:
             reason = refused.details.get("reason", "refused") if isinstance(refused.details, dict) else "refused"
             with self.uow_factory.system(write=True) as uow:
                 audit_log.append(uow, "login.failed", actor=None, object_kind="sso",
-                                 object_id=self.config.issuer if self.config else "", outcome="denied",
+                                 object_id=(self.config.issuer if self.config else "")[:100], outcome="denied",
                                  details={"method": "sso", "reason": reason, "address": address[:64]})
                 uow.commit()
             raise
@@ -307,7 +308,10 @@ class SsoService:
             raise _refused("the sign-in answer has no code; start again from the login page", "no_code")
         tokens = self._exchange(config, metadata, code, verifier)
         claims = self._verify_id_token(config, metadata, tokens, nonce)
-        actor, created = self._find_or_create(config, claims)
+        try:
+            actor, created = self._find_or_create(config, claims)
+        except IntegrityError:  # the same person's first sign-in, twice at once: the other one made the user
+            actor, created = self._find_or_create(config, claims)
         self._set_roles(config, actor, claims)
         login = self.web_sessions.start(actor, address=address, replacing=replacing, method="sso")
         return SsoLogin(login, next_path, created)

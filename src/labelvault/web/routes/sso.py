@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from labelvault.errors import NotAuthenticated
-from labelvault.web.render import PagesDep
+from labelvault.web.render import Pages, PagesDep
 from labelvault.web.routes.auth import safe_next
 from labelvault.web.security import is_https
 from labelvault.web.sessions import ServicesDep, login_csrf, set_login_csrf_cookie, set_session_cookie
@@ -29,9 +29,22 @@ STATE_COOKIE = "lv_sso_state"
 STATE_COOKIE_PATH = "/login/sso"
 
 
+def refused_page(request: Request, pages: Pages, refused: NotAuthenticated) -> Response:
+    """The login page again, saying why single sign-on did not work."""
+    token = login_csrf(request)
+    response = pages.render(request, "login.html", status_code=401, login_token=token, next="/",
+                            error=f"Single sign-on failed: {refused.message}.", username="")
+    set_login_csrf_cookie(response, request, token)
+    return response
+
+
 @router.get("/login/sso")
-async def start(request: Request, services: ServicesDep, next: Annotated[str | None, Query()] = None) -> Response:
-    started = await run_in_threadpool(services.sso.begin, safe_next(next))
+async def start(request: Request, pages: PagesDep, services: ServicesDep,
+                next: Annotated[str | None, Query()] = None) -> Response:
+    try:
+        started = await run_in_threadpool(services.sso.begin, safe_next(next))
+    except NotAuthenticated as refused:  # the provider cannot be reached, or its discovery is wrong
+        return refused_page(request, pages, refused)
     response = RedirectResponse(started.authorization_url, status_code=303)
     response.set_cookie(STATE_COOKIE, started.state, max_age=600, path=STATE_COOKIE_PATH, httponly=True,
                         samesite="lax", secure=is_https(request.scope))
@@ -47,10 +60,7 @@ async def callback(request: Request, pages: PagesDep, services: ServicesDep) -> 
             address=address, replacing=request.cookies.get(SESSION_COOKIE),
         )
     except NotAuthenticated as refused:
-        token = login_csrf(request)
-        response: Response = pages.render(request, "login.html", status_code=401, login_token=token, next="/",
-                                          error=f"Single sign-on failed: {refused.message}.", username="")
-        set_login_csrf_cookie(response, request, token)
+        response = refused_page(request, pages, refused)
     else:
         response = RedirectResponse(safe_next(done.next_path), status_code=303)
         set_session_cookie(response, request, done.login.session_id)
