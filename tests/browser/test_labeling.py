@@ -214,4 +214,19 @@ def test_a_picture_uploaded_as_a_file_is_shown_for_boxes(site: Site) -> None:
     assert tab.page.evaluate("(img) => img.naturalWidth", image.element_handle()) == 400
     assert image.get_attribute("src") == f"/api/projects/{project.id}/files/{info.id}"
     tab.shot("label-bbox-file")
+
+    # Skip with a reason, then the screen says why there is nothing: none left, then paused.
+    page = tab.page
+    page.keyboard.press("s")
+    page.locator("#skip-reason").fill("The picture is too blurry to judge")
+    page.keyboard.press("Enter")
+    page.locator("#empty:not([hidden])").wait_for()
+    assert page.locator("#empty").get_attribute("data-reason") == "no_tasks"
+    from labelvault.workflow.projects import ProjectSettings
+
+    services.projects.update(world.operator, world.client_a, project.id, ProjectSettings(status="paused"))
+    page.keyboard.press("r")
+    page.locator("#empty[data-reason='project_inactive']").wait_for()
+    assert page.locator("#empty-title").inner_text() == "This project is paused"
+    tab.shot("label-paused")
     assert tab.errors == [] and tab.console_errors == []
