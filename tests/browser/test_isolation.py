@@ -35,3 +35,20 @@ def test_a_labeler_opening_another_clients_project_or_task_gets_404(site: Site) 
         [site.projects.foreign, foreign_task],
     )
     assert calls == [404, 404, 404, "not_found"]
+
+
+def test_a_labeler_who_saw_a_competitor_is_told_about_the_conflict_wall(site: Site) -> None:
+    services, world = site.world.services, site.world
+    services.walls.create_class(world.operator, "frontier-labs")
+    for client in (world.client_a, world.client_b):
+        services.walls.add_client(world.operator, "frontier-labs", client)
+    services.accounts.grant_role(world.operator, world.client_a, "bob", "labeler")
+    bob = services.accounts.actor_by_username("bob")
+    services.labeling.next_task(bob, world.client_b, site.projects.foreign)  # bob has seen Globex data
+
+    labeler = site.open_as("bob")
+    labeler.go(f"/projects/{site.projects.ids['label']}/label")
+    labeler.page.locator("#empty[data-reason='conflict_of_interest']").wait_for()
+    assert "conflict of interest" in labeler.page.locator("#empty-title").inner_text()
+    assert labeler.page.locator("#task .field").count() == 0  # nothing of Acme's task was shown
+    labeler.shot("label-conflict-of-interest")

@@ -13,11 +13,11 @@ const $ = (id) => document.getElementById(id);
 const REFUSALS = {
   no_tasks: ["✓", "No tasks left for you", "You have answered, skipped or hold every task you may get in this project. New tasks appear when the manager imports more or when a task comes back from review.", ""],
   budget_reached: ["$", "The budget is reached", "This project has spent its budget, so the queue is closed until the manager raises it.", "is-warn"],
-  conflict_of_interest: ["⛔", "Not available to you: conflict of interest", "You have worked with data of a competitor of this client, so you may not see this client's data. Ask an operator if you think this is wrong.", "is-bad"],
-  project_inactive: ["⏸", "This project is paused", "The manager has paused or archived this project. Try again later.", "is-warn"],
-  not_qualified: ["🎓", "Qualification needed", "This project needs a passed qualification test (or a skill you do not have yet). Ask your manager.", "is-warn"],
-  suspended: ["⏸", "You are suspended from this project", "Your answers on the check tasks fell below the project's quality bar. Your manager can tell you more.", "is-bad"],
-  not_a_labeler: ["🔒", "You are not a labeler here", "Your role in this client does not include labeling. Ask your manager for the labeler role.", "is-bad"],
+  conflict_of_interest: ["✕", "Not available to you: conflict of interest", "You have worked with data of a competitor of this client, so you may not see this client's data. Ask an operator if you think this is wrong.", "is-bad"],
+  project_inactive: ["‖", "This project is paused", "The manager has paused or archived this project. Try again later.", "is-warn"],
+  not_qualified: ["?", "Qualification needed", "This project needs a passed qualification test (or a skill you do not have yet). Ask your manager.", "is-warn"],
+  suspended: ["‖", "You are suspended from this project", "Your answers on the check tasks fell below the project's quality bar. Your manager can tell you more.", "is-bad"],
+  not_a_labeler: ["✕", "You are not a labeler here", "Your role in this client does not include labeling. Ask your manager for the labeler role.", "is-bad"],
 };
 
 const state = { task: null, view: null, shownAt: 0, leaseMs: 0, idem: null, busy: false, done: 0, feedbackSeen: null, suggestion: null };
