@@ -3,7 +3,7 @@ request to leave."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
@@ -110,7 +110,9 @@ def audit_trail(
     client = services.clients.get(session.actor, client_id)
     first_day, last_day = _parse_day(since, "since"), _parse_day(until, "until")
     lines = services.trails.trail(session.actor, client_id)
-    matches: list[dict[str, Any]] = []
+    # The trail streams oldest first; keep only what the asked page needs of the newest matches.
+    matches: deque[dict[str, Any]] = deque(maxlen=page * PAGE_SIZE)
+    total = 0
     viewers: dict[str, dict[str, Any]] = {}
     actions: Counter[str] = Counter()
     for line in lines:
@@ -130,9 +132,9 @@ def audit_trail(
                 or (first_day and day < first_day.isoformat()) or (last_day and day > last_day.isoformat())):
             continue
         matches.append(entry)
-    matches.reverse()  # newest first
-    total = len(matches)
-    shown = matches[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+        total += 1
+    newest_first = list(reversed(matches))
+    shown = newest_first[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     who = sorted((Viewer(name, v["accesses"], len(v["tasks"]), v["first"], v["last"]) for name, v in viewers.items()),
                  key=lambda v: -v.accesses)
     filters = {"actor": actor, "action": action, "outcome": outcome, "since": since, "until": until}
