@@ -361,6 +361,7 @@ class TextWidget extends Widget {
     this.counter = h("div", { class: "counter" });
     this.area.addEventListener("input", () => { this.updateCounter(); this.ctx.changed(this); });
     this.area.addEventListener("focus", () => this.ctx.activate(this));
+    this.area.readOnly = !this.editable;
     this.body.append(this.area, this.counter);
     this.updateCounter();
   }
