@@ -9,7 +9,8 @@ hooks, the audit append, the ledger, the commit). For each step it prints the CP
 calling thread (``time.thread_time``, so waiting for the disk or for another process does not
 count) and the wall time, per answer. Steps nest (``audit append`` includes its own statements),
 so the lines do not add up to the totals; the totals are the ``= ...`` lines. The SQL statements
-run per answer are counted too. Tests never run this file.
+run per answer are counted too, and first the latency of a one-row SQLite commit with
+synchronous=FULL and NORMAL is probed (what one fsync of this disk costs). Tests never run this file.
 """
 
 from __future__ import annotations
@@ -86,6 +87,26 @@ def instrument(services: Any) -> None:
             functions[index] = timed(f"hook {kind}: {getattr(function, '__name__', function)}", function)
 
 
+def commit_latency(directory: Path, synchronous: str, commits: int = 300) -> tuple[float, float]:
+    """(p50, p99) ms of one tiny SQLite write transaction in WAL mode: what the disk's fsync costs."""
+    import sqlite3
+
+    connection = sqlite3.connect(directory / f"probe-{synchronous}.db", isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(f"PRAGMA synchronous={synchronous}")
+    connection.execute("CREATE TABLE t (x INTEGER)")
+    times = []
+    for i in range(commits):
+        started = time.perf_counter()
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("INSERT INTO t VALUES (?)", (i,))
+        connection.execute("COMMIT")
+        times.append(1000 * (time.perf_counter() - started))
+    connection.close()
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=10_000)
@@ -96,6 +117,9 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lv-queue-steps-") as directory:
+        for mode in ("FULL", "NORMAL"):
+            p50, p99 = commit_latency(Path(directory), mode)
+            print(f"SQLite commit of one row, WAL, synchronous={mode}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         install = bench_queue.build_install(Path(directory), None, None, tasks=args.tasks,
                                             labelers=args.labelers, overlap=args.overlap)
         services = build_services(Settings(home=install.home, sqlite_synchronous=args.sqlite_synchronous))
