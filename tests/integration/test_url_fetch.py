@@ -106,3 +106,24 @@ def test_a_url_import_writes_the_tasks_and_checks_access_first(server: str, worl
     assert report.created == 100
     with pytest.raises(PermissionDenied):
         importer.import_url(world.actors["labeler_a"], world.client_a, project.id, "http://169.254.169.254/")
+
+
+def test_the_api_imports_from_an_allowed_url_and_refuses_a_private_one(server: str, world) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from labelvault.api.app import create_app
+    from tests.integration.queue_helpers import LABEL_SCHEMA
+
+    services = world.services
+    project = services.projects.create(world.operator, world.client_a, slug="api-url", name="u", schema=LABEL_SCHEMA)
+    headers = {"Authorization": f"Bearer {world.tokens['manager_a']}"}
+    with TestClient(create_app(services)) as client:
+        refused = client.post(f"/api/projects/{project.id}/imports/url", headers=headers,
+                              json={"url": f"{server}/tasks.jsonl"})
+        assert refused.status_code == 400  # the default settings allow no host at all
+        assert "allow-list" in refused.json()["error"]["message"]
+        services.url_imports.policy = LOCAL
+        accepted = client.post(f"/api/projects/{project.id}/imports/url", headers=headers,
+                               json={"url": f"{server}/tasks.jsonl"})
+        assert accepted.status_code == 201, accepted.text
+        assert accepted.json()["created"] == 100

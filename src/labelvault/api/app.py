@@ -20,6 +20,7 @@ from labelvault.api.routes import (
     quality,
     reports,
     review,
+    url_imports,
     walls,
 )
 from labelvault.bootstrap import Services
@@ -36,7 +37,20 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     api = APIRouter(prefix="/api")
-    for module in (accounts, clients, projects, labeling, review, reports, walls, audit, files, io, quality):
+    for module in (
+        accounts,
+        clients,
+        projects,
+        labeling,
+        review,
+        reports,
+        walls,
+        audit,
+        files,
+        io,
+        url_imports,
+        quality,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(observability_router)

@@ -27,10 +27,13 @@ def backup(
     """Take a consistent online backup (database, files, manifest of hashes). Keys are not in it."""
     with open_services() as services:
         result = services.backups.backup(local_operator(services, as_operator), to)
-        services.audit.record("install.backed_up", actor=local_operator(services, as_operator), object_kind="backup",
-                              object_id=str(to))
-        console.print(f"backup written to {result.directory}: {result.files} files, migration {result.revision}; "
-                      "keys are NOT included (labelvault keys export)")
+        services.audit.record(
+            "install.backed_up", actor=local_operator(services, as_operator), object_kind="backup", object_id=str(to)
+        )
+        console.print(
+            f"backup written to {result.directory}: {result.files} files, migration {result.revision}; "
+            "keys are NOT included (labelvault keys export)"
+        )
 
 
 @cli_errors
@@ -55,8 +58,10 @@ def restore(
         services.close()
     if not report.ok:
         raise fail(f"restored, but the audit log does not verify: {report.message}")
-    console.print(f"restored {kind} install into {settings.home.resolve()} (migration {before} -> {head}); "
-                  f"audit log verified: {report.size} entries")
+    console.print(
+        f"restored {kind} install into {settings.home.resolve()} (migration {before} -> {head}); "
+        f"audit log verified: {report.size} entries"
+    )
 
 
 @cli_errors
@@ -73,7 +78,27 @@ def keys_export(
     console.print(f"{count} key files sealed into {to}; store it apart from the database backups")
 
 
+@cli_errors
+def import_url(
+    project: Annotated[str, typer.Argument(help="Project id or client-slug/project-slug.")],
+    url: Annotated[str, typer.Argument(help="http(s) URL on a host of LABELVAULT_IMPORT_ALLOWED_HOSTS.")],
+    format: Annotated[str | None, typer.Option(help="jsonl, csv or parquet (else from the URL).")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="Write the valid rows and report the others.")] = False,
+    as_operator: AsOperator = None,
+) -> None:
+    """Import tasks from a URL (allowed hosts only; private and metadata addresses refused)."""
+    with open_services() as services:
+        client_id, project_id = services.projects.locate(project)
+        report = services.url_imports.import_url(
+            local_operator(services, as_operator), client_id, project_id, url, format=format, skip_invalid=skip_invalid
+        )
+        console.print(
+            f"{report.created} tasks created, {report.already_present} already present, {report.invalid} invalid"
+        )
+
+
 def register(app: typer.Typer, keys_app: typer.Typer) -> None:
+    app.command("import-url")(import_url)
     app.command("backup")(backup)
     app.command("restore")(restore)
     keys_app.command("export")(keys_export)
