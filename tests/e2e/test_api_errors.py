@@ -63,3 +63,13 @@ def test_duplicate_project_slug_is_409(api: Api) -> None:
         },
     )
     assert_error(response, 409, "conflict")
+
+
+def test_the_api_docs_load_nothing_from_outside(api: Api) -> None:
+    page = api.client.get("/api/docs")
+    assert page.status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text and "<script>" not in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for asset in ("/api/docs/assets/swagger-ui-bundle.js", "/api/docs/assets/swagger-ui.css", "/api/docs/init.js"):
+        assert api.client.get(asset).status_code == 200, asset
+    assert api.client.get("/api/openapi.json").json()["info"]["title"] == "LabelVault"

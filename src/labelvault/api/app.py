@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 import labelvault
+from labelvault.api.docs import install_docs
 from labelvault.api.errors import install_error_handlers
 from labelvault.api.limits import BodySizeLimit
 from labelvault.api.observability import RequestObserver
@@ -30,7 +31,7 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="LabelVault",
         version=labelvault.__version__,
-        docs_url="/api/docs",
+        docs_url=None,  # our own page, with the Swagger UI files shipped in the package
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -54,6 +55,7 @@ def create_app(services: Services) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(observability_router)
+    install_docs(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
