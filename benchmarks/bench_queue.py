@@ -572,14 +572,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def markdown(results: list[Result], args: argparse.Namespace, load: tuple[float, float, float]) -> str:
+def markdown(results: list[Result], args: argparse.Namespace, load: tuple[float, float, float],
+             started: dt.datetime) -> str:
     import sqlalchemy
 
     lines = [
         f"- Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; Python {platform.python_version()}, "
         f"SQLite {__import__('sqlite3').sqlite_version}, SQLAlchemy {sqlalchemy.__version__}, "
         f"httpx {httpx.__version__}.",
-        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}; load average at the start "
+        f"- Date: {started.strftime('%Y-%m-%d %H:%M')}-{dt.datetime.now(dt.UTC).strftime('%H:%M UTC')}; "
+        "load average at the start "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.",
         f"- {args.labelers} labelers, overlap {args.overlap}, {args.warmup:.0f} s warm-up + {args.seconds:.0f} s "
         f"measured per phase; paced = a random {args.pause_min}-{args.pause_max} s between next and submit.",
@@ -678,7 +680,7 @@ def main() -> None:
     args = parse_args()
     # SIGTERM unwinds like Ctrl-C, so that the server is stopped and the scratch database dropped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    load = os.getloadavg()
+    load, started = os.getloadavg(), dt.datetime.now(dt.UTC)
     print(f"{os.cpu_count()} CPUs ({cpu_model()}), load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}",
           flush=True)
     results: list[Result] = []
@@ -694,7 +696,7 @@ def main() -> None:
 
                 shutil.rmtree(directory, ignore_errors=True)
     print()
-    print(markdown(results, args, load))
+    print(markdown(results, args, load, started))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
 
