@@ -41,7 +41,8 @@ class ServerProcess:
             [sys.executable, "-m", "labelvault.cli.main", "serve", "--port", str(self.port)],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        # Generous: importing the app takes seconds on a busy machine; a healthy start is far quicker.
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
@@ -50,7 +51,7 @@ class ServerProcess:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise RuntimeError("server did not start within 30 s")
+        raise RuntimeError("server did not start within 120 s")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers, no flushing: a crash."""
