@@ -661,8 +661,9 @@ def run_size(args: argparse.Namespace, tasks: int, directory: Path) -> list[Resu
                                 analyze=not args.no_analyze)
         print(f"  built in {install.build_seconds:.1f} s (import {tasks / install.import_seconds:,.0f} tasks/s)",
               flush=True)
-        server = Server(install, args.workers, directory / "server.log", args.sqlite_synchronous,
-                        args.launcher).start()
+        # Assigned before start(), so that a server that fails to come up is still stopped below.
+        server = Server(install, args.workers, directory / "server.log", args.sqlite_synchronous, args.launcher)
+        server.start()
         results = []
         for mode in args.phase_list:
             result = run_phase(server, install, args, args.database, mode, tasks)
