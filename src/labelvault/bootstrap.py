@@ -99,7 +99,8 @@ def build_file_store(settings: Settings) -> FileStore:
 
 
 def build_services(settings: Settings, *, create_keys: bool = False) -> Services:
-    engine = build_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    engine = build_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous,
+                          pool_size=settings.db_pool_size)
     keyring = open_keyring(settings, create=create_keys)
     uow_factory = UnitOfWorkFactory(engine, keyring)
     hooks = QueueHooks(

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     s3_region: str | None = Field(default=None, description="S3 region.")
     s3_access_key_id: str | None = Field(default=None, description="S3 access key (else the usual AWS sources).")
     s3_secret_access_key: str | None = Field(default=None, description="S3 secret key.")
+    db_pool_size: int = Field(
+        default=10, ge=1, le=200,
+        description="Database connections kept per server process (as many more may open under load).",
+    )
     lease_seconds: int = Field(default=600, ge=10, description="Default lease length for new projects.")
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma: FULL survives power loss, NORMAL a crash."

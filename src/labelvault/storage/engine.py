@@ -12,7 +12,7 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 20) -> Engine:
+def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 10) -> Engine:
     """Create the engine; on SQLite, take transactions out of pysqlite's hands.
 
     pysqlite's own transaction handling starts transactions lazily and only before DML, which
