@@ -11,9 +11,11 @@ from sqlalchemy.pool import NullPool
 from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import Keyring
 from labelvault.errors import InvalidInput
+from labelvault.io.answers import AnswerService
 from labelvault.io.exporter import ExportService
 from labelvault.io.fetch import FetchPolicy, UrlImportService
 from labelvault.io.importer import ImportService
+from labelvault.io.suggestions import SuggestionService
 from labelvault.quality.adaptive import extend_overlap_when_unsure
 from labelvault.quality.gold import GoldService, check_suspension, mark_results_stale, pick_gold_task, score_gold_answer
 from labelvault.quality.qualification import QualificationService, check_qualification, pick_test_task
@@ -68,6 +70,8 @@ class Services:
     status: StatusService
     files: FileService
     exports: ExportService
+    answers: AnswerService
+    suggestions: SuggestionService
     web_sessions: WebSessionService
     sso: SsoService
 
@@ -139,6 +143,8 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         quality=QualityService(uow_factory),
         imports=imports,
         exports=exports,
+        answers=AnswerService(uow_factory, audit=audit),
+        suggestions=SuggestionService(uow_factory, audit=audit),
         offboarding=offboarding,
         bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
         web_sessions=web_sessions,

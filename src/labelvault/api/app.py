@@ -12,6 +12,7 @@ from labelvault.api.observability import RequestObserver
 from labelvault.api.observability import router as observability_router
 from labelvault.api.routes import (
     accounts,
+    answers,
     audit,
     clients,
     files,
@@ -21,6 +22,7 @@ from labelvault.api.routes import (
     quality,
     reports,
     review,
+    suggestions,
     url_imports,
     walls,
 )
@@ -51,6 +53,8 @@ def create_app(services: Services) -> FastAPI:
         io,
         url_imports,
         quality,
+        answers,
+        suggestions,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -182,6 +182,11 @@ class RowParser:
 
         return (external_id, priority, overlap, data, metadata, suggestions, uncertainty)
 
+    def check_suggestions(self, value: Any, data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, float]:
+        """Check a list of suggestions against a task's data, as an import does; returns (suggestions,
+        uncertainty). Also used when suggestions are added to existing tasks (io/suggestions.py)."""
+        return self._suggestions(value, data)
+
     def _suggestions(self, value: Any, data: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, float]:
         if self._tabular and isinstance(value, str):
             value = _from_json_text(value, "suggestions")
