@@ -63,6 +63,9 @@ class QueueHooks:
         default_factory=list
     )
     on_complete: list[Callable[[UnitOfWork, Project, Task], None]] = field(default_factory=list)
+    # Webhooks (budget.reached): runs after a refusal, once its transaction has rolled back, so a
+    # hook that wants to record something opens a transaction of its own.
+    on_refused: list[Callable[[Actor, int, int, QueueRefused], None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,12 @@ class LabelingService:
 
     def next_task(self, actor: Actor, client_id: int, project_id: int) -> LeasedTask:
         with recording_denials(self.audit, actor, client_id, "task.lease", "project", project_id):
-            return self._next_task(actor, client_id, project_id)
+            try:
+                return self._next_task(actor, client_id, project_id)
+            except QueueRefused as refusal:
+                for refused in self.hooks.on_refused:  # webhooks: budget.reached
+                    refused(actor, client_id, project_id, refusal)
+                raise
 
     def _next_task(self, actor: Actor, client_id: int, project_id: int) -> LeasedTask:
         now = utcnow()

@@ -9,6 +9,7 @@ queue for new labelers), or corrects (their answer is final and marked as a corr
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,9 +114,17 @@ def _require_reviewer(uow: UnitOfWork, actor: Actor) -> None:
 
 
 class ReviewService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, audit: AuditService | None = None) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        audit: AuditService | None = None,
+        *,
+        on_reject: list[Callable[[UnitOfWork, Project, Task, list[Answer]], None]] | None = None,
+    ) -> None:
         self.uow_factory = uow_factory
         self.audit = audit
+        # Webhooks (answer.rejected): called in the decision's transaction with the rejected answers.
+        self.on_reject = on_reject or []
 
     def next_item(self, actor: Actor, client_id: int, project_id: int) -> ReviewItem:
         with recording_denials(self.audit, actor, client_id, "review.lease", "project", project_id):
@@ -286,6 +295,8 @@ class ReviewService:
         # Rejected answers stop counting: their slots go back to the queue for new labelers.
         uow.tasks.adjust_slots(task.id, open_slots=len(rejected), answers=-len(rejected))
         task.review_state = "none"
+        for hook in self.on_reject:
+            hook(uow, project, task, rejected)
 
     def rejected_feedback(
         self, actor: Actor, client_id: int, project_id: int, *, offset: int = 0, limit: int = 100
