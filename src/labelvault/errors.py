@@ -18,6 +18,7 @@ the API, an HTML page on the web, one line and exit code 1 on the CLI.
     ├── Conflict                  409  state does not allow it (duplicate slug, lease gone, ...)
     │   └── QueueRefused          409  no task for this labeler; ``reason`` says why
     ├── PayloadTooLarge           413
+    ├── PredictorFailed           502  a project's predictor failed or answered badly (names the batch)
     ├── AuditTampered             500  the audit log or a checkpoint fails verification
     └── CryptoError               500  a ciphertext failed to open or a key is missing
 """
@@ -105,6 +106,13 @@ class QueueRefused(Conflict):
 class PayloadTooLarge(LabelVaultError):
     code = "payload_too_large"
     http_status = 413
+
+
+class PredictorFailed(LabelVaultError):
+    """A model predictor (workflow/predictions.py) failed, timed out or answered in a wrong shape."""
+
+    code = "predictor_failed"
+    http_status = 502
 
 
 class CryptoError(LabelVaultError):

@@ -539,6 +539,45 @@ class PendingSsoLogin(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+# --- Model-assisted labeling: a project's predictor, and which model version scored each task.
+
+
+class ProjectPredictor(ClientOwned, Base):
+    """The model that suggests answers for a project's tasks (workflow/predictions.py).
+
+    ``kind`` is ``entry_point`` (``target`` names an installed entry point of the group
+    ``labelvault.predictors`` or a ``module:function``) or ``http`` (``target`` is a URL on an allowed
+    host). ``auth_secret`` names a secret held by the install's settings, never the secret itself."""
+
+    __tablename__ = "project_predictors"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(String(2000))
+    question: Mapped[str] = mapped_column(String(200))
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(String(100))
+    batch_size: Mapped[int] = mapped_column(Integer, default=64)
+    timeout_seconds: Mapped[float] = mapped_column(Float, default=30.0)
+    auth_header: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    auth_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    options_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TaskPrediction(ClientOwned, Base):
+    """The model version whose suggestion a task holds: the runner asks only for tasks without one
+    of the current version, so a run is resumable and running it again costs nothing."""
+
+    __tablename__ = "task_predictions"
+    task_id: Mapped[int] = mapped_column(Id, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True,
+                                         autoincrement=False)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(String(100))
+    predicted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 # Every table mixing in ClientOwned; keep this last so it sees them all.
 CLIENT_OWNED_TABLES: tuple[str, ...] = tuple(
     mapper.class_.__tablename__ for mapper in Base.registry.mappers if issubclass(mapper.class_, ClientOwned)
