@@ -1,1 +1,23 @@
-"""sdk layer."""
+"""The Python SDK: a typed client of the REST API (``labelvault.Client``), over HTTP only.
+
+See docs/sdk.md for a tour. pandas and datasets are optional (``pip install 'labelvault[sdk]'``).
+"""
+
+from labelvault.sdk import errors, schema
+from labelvault.sdk.client import Client, Project, slugify
+from labelvault.sdk.models import Answer, ClientInfo, ImportReport, Me, Progress, SuggestionsReport, TaskSummary
+
+__all__ = [
+    "Answer",
+    "Client",
+    "ClientInfo",
+    "ImportReport",
+    "Me",
+    "Progress",
+    "Project",
+    "SuggestionsReport",
+    "TaskSummary",
+    "errors",
+    "schema",
+    "slugify",
+]

@@ -1,0 +1,136 @@
+"""Typed values the SDK returns: frozen dataclasses read from the API's JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Self
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class _FromApi:
+    """``from_api`` keeps the keys the dataclass names and ignores the rest (newer servers add fields)."""
+
+    _times: tuple[str, ...] = ()
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        values = {key: value for key, value in data.items() if key in names}
+        for name in cls._times:
+            if name in values:
+                values[name] = _time(values[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Me(_FromApi):
+    id: int
+    username: str
+    is_operator: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo(_FromApi):
+    id: int
+    slug: str
+    name: str
+    currency: str
+    status: str
+    created_at: datetime | None = None
+
+    _times = ("created_at",)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport(_FromApi):
+    """What an import did, summed over its batches. ``rows_read`` = created + already_present + invalid."""
+
+    format: str = "jsonl"
+    rows_read: int = 0
+    created: int = 0
+    already_present: int = 0
+    invalid: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors_omitted: int = 0
+    batches: int = 0
+
+    def plus(self, other: ImportReport, *, offset: int = 0) -> ImportReport:
+        """This report followed by another batch's; that batch's row numbers are shifted by ``offset``."""
+        shifted = [renumber(e, offset) for e in other.errors]
+        return ImportReport(
+            format=other.format, rows_read=self.rows_read + other.rows_read, created=self.created + other.created,
+            already_present=self.already_present + other.already_present, invalid=self.invalid + other.invalid,
+            errors=self.errors + shifted, errors_omitted=self.errors_omitted + other.errors_omitted,
+            batches=self.batches + 1,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionsReport(_FromApi):
+    tasks: int = 0
+    suggestions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(_FromApi):
+    """One labeler's answer to one task."""
+
+    id: int
+    task_id: int
+    external_id: str | None
+    labeler_id: int
+    labeler: str
+    value: dict[str, Any]
+    status: str
+    started_at: datetime | None
+    submitted_at: datetime | None
+    time_spent_ms: int
+    reviewed_at: datetime | None = None
+
+    _times = ("started_at", "submitted_at", "reviewed_at")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary(_FromApi):
+    id: int
+    external_id: str | None
+    priority: int
+    required_answers: int
+    answer_count: int
+    created_at: datetime | None = None
+
+    _times = ("created_at",)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress(_FromApi):
+    tasks: int
+    answers_needed: int
+    answers_given: int
+
+    @property
+    def done(self) -> float:
+        """Share of the answers needed that were given (1.0 for an empty project)."""
+        return self.answers_given / self.answers_needed if self.answers_needed else 1.0
+
+
+def renumber(error: Mapping[str, Any], offset: int) -> dict[str, Any]:
+    """An import error of one batch, as ``row`` n of everything sent (a batch travels as JSONL, whose
+    errors name the ``line``; the caller gave rows)."""
+    unit = "line" if "line" in error else "row" if "row" in error else None
+    if unit is None:
+        return dict(error)
+    number = int(error[unit])
+    message = str(error.get("message", ""))
+    prefix = f"{unit} {number}:"
+    if message.startswith(prefix):
+        message = f"row {number + offset}:{message[len(prefix):]}"
+    fixed = {key: value for key, value in error.items() if key != unit}
+    return {"row": number + offset, **fixed, "message": message}

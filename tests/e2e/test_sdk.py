@@ -1,0 +1,336 @@
+"""The Python SDK against a real ``labelvault serve`` process, on SQLite and PostgreSQL.
+
+Retries are tested through a real local proxy in front of that server, which fails the first
+requests (503, 429 with Retry-After, a dropped connection) and then forwards them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import datasets
+import httpx
+import pandas as pd
+import pytest
+
+import labelvault as lv
+from labelvault import errors
+from labelvault.sdk import errors as sdk_errors
+from tests.conftest import World
+from tests.e2e.server_process import ServerProcess
+
+SCHEMA_YAML = """
+instructions: Is the review positive or negative?
+fields:
+  - {name: text, kind: text}
+questions:
+  - {name: sentiment, type: label, labels: [positive, negative]}
+"""
+
+
+@pytest.fixture
+def server(world: World, tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(world.services.settings, tmp_path / "server.log").start()
+    yield process
+    process.stop()
+
+
+def sdk(server: ServerProcess, world: World, who: str = "manager_a", **kw: object) -> lv.Client:
+    return lv.Client(server.url, world.tokens[who], progress=False, **kw)  # type: ignore[arg-type]
+
+
+def typed_schema() -> lv.schema.Schema:
+    return lv.schema.Schema(
+        fields=[lv.schema.Field(name="text", kind="text")],
+        questions=[lv.schema.Label(name="sentiment", labels=["positive", "negative"])],
+    )
+
+
+def label_everything(server: ServerProcess, world: World, project_id: int, answer: str) -> int:
+    """The labeler's loop over plain HTTP (the SDK is the client's side, not the labeler's)."""
+    done = 0
+    headers = {"Authorization": f"Bearer {world.tokens['labeler_a']}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+        while (task := http.post(f"/api/projects/{project_id}/tasks/next")).status_code == 200:
+            receipt = http.post(f"/api/projects/{project_id}/tasks/{task.json()['task_id']}/answers",
+                                json={"answer": {"sentiment": answer}})
+            assert receipt.status_code == 200, receipt.text
+            done += 1
+    return done
+
+
+def test_a_client_engineer_goes_from_schema_to_training_set(
+    world: World, server: ServerProcess, tmp_path: Path
+) -> None:
+    with sdk(server, world) as client:
+        assert client.me().username == "manager_a"
+        assert [c.slug for c in client.clients()] == ["acme"]
+        acme = client.client("acme")
+        assert client.client(acme.id) == acme
+
+        # Schemas as typed objects, YAML text, a file, a dict.
+        project = client.create_project("acme", "Movie reviews", typed_schema())
+        assert (project.slug, project.client_id) == ("movie-reviews", acme.id)
+        assert project.schema["questions"][0]["labels"] == ["positive", "negative"]
+        from_yaml = client.create_project(acme, "From YAML", SCHEMA_YAML)
+        assert from_yaml.schema["instructions"] == "Is the review positive or negative?"
+        (tmp_path / "schema.yaml").write_text(SCHEMA_YAML)
+        from_file = client.create_project(acme.id, "From file", str(tmp_path / "schema.yaml"), slug="file")
+        from_dict = client.create_project("acme", "From dict", from_file.schema, overlap=2)
+        assert from_dict.overlap == 2 and from_dict.schema == from_file.schema
+        again = client.create_project("acme", "Movie reviews", typed_schema(), exist_ok=True)
+        assert again.id == project.id
+        assert {p.slug for p in client.projects("acme")} >= {"movie-reviews", "from-yaml", "file", "from-dict"}
+        assert client.project("acme/movie-reviews").id == project.id == client.project(project.id).id
+
+        # Tasks from every kind of source; batches of 3 so that lists go in several requests.
+        rows = [{"external_id": f"l{i}", "data": {"text": f"list review {i}"}} for i in range(7)]
+        report = project.add_tasks(rows, batch_size=3)
+        assert (report.created, report.rows_read, report.batches) == (7, 7, 3)
+        frame = pd.DataFrame({"external_id": ["d0", "d1"], "text": ["frame review 0", "frame review 1"],
+                              "priority": [5, None]})  # an empty cell is no value, not null
+        assert project.add_tasks(frame).created == 2
+        dataset = datasets.Dataset.from_dict({"external_id": ["h0", "h1", "h2"], "review": ["a", "b", "c"]})
+        assert project.add_tasks(dataset, mapping={"review": "text"}).created == 3
+        jsonl = tmp_path / "more.jsonl"
+        jsonl.write_text("".join(json.dumps({"external_id": f"j{i}", "text": f"file {i}"}) + "\n" for i in range(2)))
+        assert project.add_tasks(jsonl).created == 2
+        csv = tmp_path / "more.csv"
+        csv.write_text("external_id,text\nc0,csv review\n")
+        assert project.add_tasks(str(csv)).created == 1
+        assert project.add_tasks(rows).already_present == 7  # idempotent by external_id
+        assert project.progress().tasks == 15
+        summaries = list(project.tasks())
+        assert len(summaries) == 15 and {s.external_id for s in summaries} >= {"l0", "d1", "h2", "j1", "c0"}
+
+        # Suggestions, flat with one model for all, and nested.
+        added = project.add_suggestions([{"external_id": f"l{i}", "answer": {"sentiment": "positive"},
+                                          "score": 0.7} for i in range(7)], model="clf-v1")
+        assert (added.tasks, added.suggestions) == (7, 7)
+        nested = project.add_suggestions(pd.DataFrame({
+            "external_id": ["d0"], "suggestions": [[{"model": "judge", "answer": {"sentiment": "negative"}}]],
+        }))
+        assert nested.suggestions == 1
+
+        assert label_everything(server, world, project.id, "negative") == 15
+
+        answers = list(project.iter_answers(page_size=4))
+        assert len(answers) == 15 and [a.id for a in answers] == sorted(a.id for a in answers)
+        assert all(isinstance(a, lv.sdk.Answer) and a.value == {"sentiment": "negative"} for a in answers)
+        assert answers[0].labeler == "labeler_a" and answers[0].submitted_at is not None
+        newer = list(project.iter_answers(after_id=answers[9].id))
+        assert [a.id for a in newer] == [a.id for a in answers[10:]]
+        table = project.answers_dataframe()
+        assert len(table) == 15 and set(table["value.sentiment"]) == {"negative"}
+
+        exported = project.export(tmp_path / "out" / "reviews.jsonl")  # folders are made as needed
+        lines = [json.loads(line) for line in exported.read_text().splitlines()]
+        by_id = {line["external_id"]: line for line in lines}
+        assert len(lines) == 15 and by_id["l3"]["suggestions"][0]["model"] == "clf-v1"
+        assert by_id["d0"]["suggestions"][0]["model"] == "judge"
+        assert not list((tmp_path / "out").glob("*.part"))
+        aggregated = project.export(tmp_path / "agg.jsonl", format="aggregated-jsonl")
+        assert len(aggregated.read_text().splitlines()) == 15
+
+        training = project.export_dataset(cache_dir=tmp_path / "hf-cache")
+        assert isinstance(training, datasets.Dataset) and training.num_rows == 15
+        assert sorted(training["external_id"]) == sorted(by_id)
+
+        labelers = project.quality_report()
+        assert isinstance(labelers, pd.DataFrame)
+        assert list(labelers["labeler"]) == ["labeler_a"] and int(labelers["answers"].iloc[0]) == 15
+        assert labelers.attrs["report"]["answers"] == 15
+        agreement = project.quality_report("agreement")
+        assert "question" in agreement.columns
+
+
+def test_api_errors_arrive_as_one_hierarchy_with_code_message_and_details(
+    world: World, server: ServerProcess
+) -> None:
+    with sdk(server, world) as client:
+        with pytest.raises(sdk_errors.NotFoundError) as missing:
+            client.project(10**9)
+        assert isinstance(missing.value, errors.NotFound) and isinstance(missing.value, errors.LabelVaultError)
+        assert (missing.value.status_code, missing.value.code) == (404, "not_found")
+        assert missing.value.request_id
+
+        with pytest.raises(sdk_errors.SchemaInvalidError) as bad_schema:
+            client.create_project("acme", "Broken", {"fields": [], "questions": []})
+        assert isinstance(bad_schema.value, errors.SchemaInvalid) and bad_schema.value.status_code == 400
+        assert bad_schema.value.details and "fields" in bad_schema.value.message
+
+        project = client.create_project("acme", "Errors", typed_schema())
+        with pytest.raises(sdk_errors.ConflictError) as duplicate:
+            client.create_project("acme", "Errors", typed_schema())
+        assert duplicate.value.details == {"field": "slug"}
+
+        rows = [{"external_id": f"e{i}", "text": "fine"} for i in range(4)] + [{"external_id": "bad", "txt": "x"}]
+        with pytest.raises(sdk_errors.ImportInvalidError) as rejected:
+            project.add_tasks(rows, batch_size=2)
+        # Batches 1 and 2 went in; row 5 (row 1 of batch 3) is named by its place in the whole list.
+        assert rejected.value.details["errors"][0]["row"] == 5
+        assert rejected.value.details["imported_before"] == {"batches": 2, "rows_read": 4, "created": 4}
+        assert "row 5:" in rejected.value.message
+        skipped = project.add_tasks(rows, skip_invalid=True)
+        assert (skipped.already_present, skipped.invalid) == (4, 1)
+
+        with pytest.raises(sdk_errors.InvalidInputError) as bad_suggestion:
+            project.add_suggestions([{"external_id": "e0", "model": "m", "answer": {"sentiment": "meh"}}])
+        assert bad_suggestion.value.details[0]["item"] == 0
+
+    with sdk(server, world, "labeler_a") as labeler, pytest.raises(sdk_errors.PermissionDeniedError) as denied:
+        labeler.create_project("acme", "Not mine", typed_schema())
+    assert isinstance(denied.value, errors.PermissionDenied) and denied.value.code == "permission_denied"
+    with sdk(server, world, "manager_b") as other, pytest.raises(sdk_errors.NotFoundError):
+        list(other.project(project.id).iter_answers())
+    with lv.Client(server.url, "lv_not-a-token", progress=False) as stranger, \
+            pytest.raises(sdk_errors.NotAuthenticatedError):
+        stranger.me()
+
+
+# ------------------------------------------------------------------------------------------ retries
+
+
+class FlakyProxy:
+    """A real HTTP server in front of the LabelVault server: the first requests of a method and path
+    get the failures planned for them (an HTTP status, or "drop" to close the connection unanswered);
+    every other request is forwarded as it is."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.plans: dict[tuple[str, str], list[str]] = {}
+        self.seen: dict[tuple[str, str], int] = {}
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                path = self.path.split("?")[0]
+                key = (self.command, path)
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                proxy.seen[key] = proxy.seen.get(key, 0) + 1
+                plan = proxy.plans.get(key)
+                if plan:
+                    failure = plan.pop(0)
+                    if failure == "drop":
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                    status, _, retry_after = failure.partition("/")
+                    self.send_response(int(status))
+                    if retry_after:
+                        self.send_header("Retry-After", retry_after)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = httpx.request(self.command, proxy.target + self.path, headers=headers, content=body,
+                                       timeout=60)
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PATCH = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FlakyProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail(self, method: str, path: str, *failures: str) -> None:
+        self.plans[(method, path)] = list(failures)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # retries are the client's business, not the database's
+def test_safe_requests_are_retried_with_backoff_and_unsafe_ones_are_not(world: World, server: ServerProcess) -> None:
+    with FlakyProxy(server.url) as proxy, \
+            lv.Client(proxy.url, world.tokens["manager_a"], progress=False, retries=3, backoff=0.01) as client:
+        proxy.fail("GET", "/api/me", "503", "drop", "502")
+        assert client.me().username == "manager_a"
+        assert proxy.seen[("GET", "/api/me")] == 4
+
+        proxy.fail("GET", "/api/clients", "429/1")
+        started = time.monotonic()
+        assert [c.slug for c in client.clients()] == ["acme"]
+        assert time.monotonic() - started >= 1.0  # Retry-After was waited out, not the 10 ms backoff
+
+        # A create is not idempotent: one attempt, and the 503 is the caller's to see.
+        create = f"/api/clients/{world.client_a}/projects"
+        proxy.fail("POST", create, "503")
+        with pytest.raises(sdk_errors.ServerError) as unavailable:
+            client.create_project("acme", "Flaky", typed_schema())
+        assert unavailable.value.status_code == 503 and proxy.seen[("POST", create)] == 1
+        project = client.create_project("acme", "Flaky", typed_schema())
+
+        # Rows with external ids make an import idempotent, so it is retried; rows without are not.
+        imports = f"/api/projects/{project.id}/imports"
+        proxy.fail("POST", imports, "504", "drop")
+        assert project.add_tasks([{"external_id": "r1", "text": "x"}]).created == 1
+        assert proxy.seen[("POST", imports)] == 3
+        proxy.fail("POST", imports, "504")
+        with pytest.raises(sdk_errors.ServerError):
+            project.add_tasks([{"text": "no id"}])
+        assert proxy.seen[("POST", imports)] == 4
+        assert project.progress().tasks == 1
+
+        # Suggestions replace a model's own, so they are always retried.
+        proxy.fail("POST", f"/api/projects/{project.id}/suggestions", "503")
+        assert project.add_suggestions([{"external_id": "r1", "model": "m", "answer": {"sentiment": "positive"}}]
+                                       ).suggestions == 1
+
+        # Out of retries: the last failure is raised.
+        proxy.fail("GET", "/api/me", "503", "503", "503", "503")
+        with pytest.raises(sdk_errors.ServerError):
+            client.me()
+        proxy.fail("GET", "/api/me", "drop", "drop", "drop", "drop")
+        with pytest.raises(sdk_errors.TransportError) as cut:
+            client.me()
+        assert isinstance(cut.value, errors.LabelVaultError) and "4 attempts" in cut.value.message
+
+
+# ------------------------------------------------------------------------------------------ packaging
+
+
+def test_import_labelvault_stays_light_and_the_sdk_loads_no_server_code() -> None:
+    code = (
+        "import sys, labelvault\n"
+        "assert 'httpx' not in sys.modules and 'labelvault.sdk' not in sys.modules\n"
+        "client_class = labelvault.Client\n"
+        "assert client_class.__module__ == 'labelvault.sdk.client' and labelvault.schema.Label\n"
+        "heavy = [m for m in ('sqlalchemy', 'fastapi', 'uvicorn', 'labelvault.storage', 'labelvault.workflow',\n"
+        "                     'pandas', 'datasets') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_pandas_and_datasets_are_optional_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if not installed
+    client = lv.Client("http://127.0.0.1:9", "lv_x", progress=False)
+    project = lv.sdk.Project(client, {"id": 1, "client_id": 1, "slug": "p", "name": "p", "overlap": 1,
+                                      "status": "active", "schema": {}})
+    with pytest.raises(sdk_errors.MissingDependency) as missing:
+        project.quality_report()
+    assert isinstance(missing.value, ImportError) and "labelvault[sdk]" in str(missing.value)
