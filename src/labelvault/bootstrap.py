@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine
@@ -15,6 +16,7 @@ from labelvault.io.answers import AnswerService
 from labelvault.io.exporter import ExportService
 from labelvault.io.fetch import FetchPolicy, UrlImportService
 from labelvault.io.importer import ImportService
+from labelvault.io.predictors import PredictorCallPolicy
 from labelvault.io.suggestions import SuggestionService
 from labelvault.quality.adaptive import extend_overlap_when_unsure
 from labelvault.quality.gold import GoldService, check_suspension, mark_results_stale, pick_gold_task, score_gold_answer
@@ -33,6 +35,7 @@ from labelvault.workflow.files import FileService
 from labelvault.workflow.labeling import LabelingService, QueueHooks
 from labelvault.workflow.ledger import BonusService
 from labelvault.workflow.offboarding import BundleImporter, OffboardingService
+from labelvault.workflow.predictions import PredictionService
 from labelvault.workflow.projects import ProjectService
 from labelvault.workflow.reports import ReportService
 from labelvault.workflow.review import ReviewService
@@ -74,6 +77,7 @@ class Services:
     suggestions: SuggestionService
     web_sessions: WebSessionService
     sso: SsoService
+    predictions: PredictionService
 
     def close(self) -> None:
         self.engine.dispose()
@@ -152,11 +156,31 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         backups=BackupService(uow_factory, settings),
         status=StatusService(uow_factory),
         files=files,
+        predictions=PredictionService(uow_factory, predictor_policy(settings), audit),
         url_imports=UrlImportService(imports, FetchPolicy(
             allowed_hosts=frozenset(h.strip().lower() for h in settings.import_allowed_hosts.split(",") if h.strip()),
             allow_private=settings.import_allow_private, max_bytes=settings.import_max_bytes,
         )),
     )
+
+
+def predictor_policy(settings: Settings) -> PredictorCallPolicy:
+    """Where http predictors may be called, and the secrets their auth headers may carry."""
+    secrets: dict[str, str] = {}
+    for source, text in (("LABELVAULT_PREDICTOR_SECRETS", settings.predictor_secrets),
+                         ("LABELVAULT_PREDICTOR_SECRETS_FILE", settings.predictor_secrets_file.read_text()
+                          if settings.predictor_secrets_file else "{}")):
+        try:
+            found = json.loads(text or "{}")
+        except ValueError:
+            raise InvalidInput(f"{source} is not valid JSON") from None
+        if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+            raise InvalidInput(f"{source} must be a JSON object of names to text")
+        secrets.update(found)
+    hosts = frozenset(h.strip().lower() for h in settings.predictor_allowed_hosts.split(",") if h.strip())
+    fetch = FetchPolicy(allowed_hosts=hosts, allow_private=settings.predictor_allow_private,
+                        max_bytes=settings.predictor_max_bytes)
+    return PredictorCallPolicy(fetch=fetch, secrets=secrets)
 
 
 def initialize(settings: Settings, operator_username: str | None, operator_password: str | None) -> Services:

@@ -85,6 +85,25 @@ class Settings(BaseSettings):
         default=True, description="Accept passwords (web login and POST /api/auth/token); false leaves only SSO.",
     )
 
+    # Model predictors (workflow/predictions.py): an http predictor receives task payloads, so its
+    # host must be listed here, apart from the URL import's list (data going out, not coming in).
+    predictor_allowed_hosts: str = Field(
+        default="", description="Comma-separated hosts that http predictors may be called on (none by default).",
+    )
+    predictor_allow_private: bool = Field(
+        default=False, description="Let http predictors be on private, loopback and link-local addresses.",
+    )
+    predictor_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest answer an http predictor may send for one batch.",
+    )
+    predictor_secrets: str = Field(
+        default="{}", description='JSON: secret name -> header value, e.g. {"sentiment-api": "Bearer ..."}; a '
+        "predictor names one as its auth_secret (prefer predictor_secrets_file or a secret manager).",
+    )
+    predictor_secrets_file: Path | None = Field(
+        default=None, description="JSON file of predictor secrets (name -> header value), read at start.",
+    )
+
     @field_validator("sqlite_synchronous")
     @classmethod
     def _known_sync_mode(cls, value: str) -> str:

@@ -18,6 +18,7 @@ from labelvault.api.routes import (
     files,
     io,
     labeling,
+    predictors,
     projects,
     quality,
     reports,
@@ -55,6 +56,7 @@ def create_app(services: Services) -> FastAPI:
         quality,
         answers,
         suggestions,
+        predictors,
     ):
         api.include_router(module.router)
     app.include_router(api)
