@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,9 @@ from rich.progress import (
 )
 
 from labelvault.cli.common import AsOperator, cli_errors, console, err_console, local_operator, open_services
-from labelvault.errors import ImportInvalid
+from labelvault.errors import ImportInvalid, InvalidInput
+from labelvault.io.exporter import ExportOptions
+from labelvault.io.formats import formats_help
 from labelvault.io.importer import ImportReport
 from labelvault.io.readers import FORMATS, infer_format
 from labelvault.io.rows import parse_field_map
@@ -104,16 +107,31 @@ def _print_skipped(report: ImportReport) -> None:
 
 def export_command(
     project: ProjectArg,
-    format: Annotated[str, typer.Option("--format", help="Export format: jsonl.")] = "jsonl",
-    out: Annotated[str, typer.Option("--out", help="File to write, or - for standard output.")] = "-",
+    format: Annotated[str, typer.Option("--format", help=f"Export format. {formats_help()}.")] = "jsonl",
+    out: Annotated[str, typer.Option(
+        "--out", help="File to write, or - for standard output. Directory formats (hf-dataset, yolo) write a "
+        "directory here, or a zip when the name ends in .zip.")] = "-",
+    question: Annotated[str | None, typer.Option(
+        "--question", help="The question a training format reads, when the project has several that fit "
+        "(a rubric criterion as rubric.criterion).")] = None,
+    dpo_form: Annotated[str | None, typer.Option(
+        "--dpo-form", help="dpo: string (TRL's standard form) or chat (conversational); default chat when the "
+        "prompt is a chat field, else string.")] = None,
+    prompt_field: Annotated[str | None, typer.Option(
+        "--prompt-field", help="dpo and sft: the field giving the prompt (default: the first chat field, "
+        "else the first text field).")] = None,
+    lang: Annotated[str, typer.Option("--lang", help="spacy: the language whose tokenizer splits the text.")] = "en",
     as_operator: AsOperator = None,
 ) -> None:
-    """Export every task of a project with its data, suggestions and answers."""
+    """Export a project: its tasks with answers, aggregated answers, or a training format."""
+    options = ExportOptions(question=question, dpo_form=dpo_form, prompt_field=prompt_field, lang=lang)
     with open_services() as services:
         actor = local_operator(services, as_operator)
         client_id, project_id = services.projects.locate(project)
         if out == "-":
-            export = services.exports.export(actor, client_id, project_id, format=format)
+            export = services.exports.export(actor, client_id, project_id, format=format, options=options)
+            if export.directory is not None:
+                raise InvalidInput(f"the {format} format is a directory: give --out DIRECTORY (or a .zip file)")
             sink = sys.stdout.buffer
             for chunk in export.chunks:
                 sink.write(chunk)
@@ -130,16 +148,29 @@ def export_command(
                 written = done
                 bar.update(task, completed=done)
 
-            export = services.exports.export(actor, client_id, project_id, format=format, progress=progress)
+            export = services.exports.export(
+                actor, client_id, project_id, format=format, progress=progress, options=options
+            )
             bar.update(task, total=export.tasks)
-            try:
-                with partial.open("wb") as sink:
-                    for chunk in export.chunks:
-                        sink.write(chunk)
-                partial.replace(target)  # no half-written file under the real name
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
+            if export.directory is not None and target.suffix != ".zip":
+                if target.exists():
+                    raise InvalidInput(f"{target} exists already; give a new directory")
+                shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
+                try:
+                    export.directory(partial)
+                    partial.replace(target)  # no half-written directory under the real name
+                except BaseException:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise
+            else:
+                try:
+                    with partial.open("wb") as sink:
+                        for chunk in export.chunks:
+                            sink.write(chunk)
+                    partial.replace(target)  # no half-written file under the real name
+                except BaseException:
+                    partial.unlink(missing_ok=True)
+                    raise
     console.print(f"exported {written:,} tasks of {project} to {target}", highlight=False, soft_wrap=True)
 
 

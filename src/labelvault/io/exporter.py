@@ -18,9 +18,11 @@ and answers is spliced into the output as it is (``orjson.Fragment``), never par
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,15 +33,32 @@ from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import DataCipher
 from labelvault.domain.access import Actor, ProjectPolicy
+from labelvault.domain.schema import ProjectSchema
 from labelvault.errors import InvalidInput
+from labelvault.io.final import FinalTask, stream_final
+from labelvault.io.formats import EXPORT_FORMATS, FORMATS
+from labelvault.io.packaging import lazy as _lazy
+from labelvault.io.packaging import once as _once
+from labelvault.io.packaging import write_hf_dataset, zipped
+from labelvault.io.spans import conll_chunks, spacy_docbin
+from labelvault.io.tabular import (
+    aggregated_rows,
+    aggregated_schema,
+    csv_chunks,
+    parquet_chunks,
+    raw_rows,
+    raw_schema,
+)
+from labelvault.io.targets import pick_prompt_field, pick_question
+from labelvault.io.training import DPO_FORMS, dpo_lines, prompt_reader, sft_lines
+from labelvault.io.vision import coco_chunks, write_yolo
 from labelvault.storage.models import Answer, Task, User
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
-from labelvault.workflow.projects import load_project
+from labelvault.workflow.projects import load_project, schema_of
 from labelvault.workflow.walls import check_and_record
 
-EXPORT_FORMATS = ("jsonl", "aggregated-jsonl")
 BATCH_SIZE = 5000
 _EMPTY_LIST = orjson.Fragment(b"[]")
 
@@ -48,12 +67,26 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True, slots=True)
 class ExportStream:
-    """An export whose access was checked; ``chunks`` yields the file's bytes batch by batch."""
+    """An export whose access was checked; ``chunks`` yields the file's bytes batch by batch.
+
+    A directory format (``hf-dataset``, ``yolo``) has ``directory``: it writes the directory at a
+    path (which must not exist) and returns the tasks written; ``chunks`` is then a zip of it."""
 
     filename: str
     media_type: str
     tasks: int  # tasks in the project when the export was asked for (for progress bars)
     chunks: Iterator[bytes]
+    directory: Callable[[Path], int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportOptions:
+    """Choices of the training formats (``docs/exports.md``)."""
+
+    question: str | None = None  # the question a format reads, when the project has several that fit
+    dpo_form: str | None = None  # "string" or "chat"; default: chat when the prompt is a chat field
+    prompt_field: str | None = None  # dpo and sft: the field giving the prompt
+    lang: str = "en"  # spacy: the language whose tokenizer splits the text
 
 
 def _check_format(value: str) -> str:
@@ -64,6 +97,48 @@ def _check_format(value: str) -> str:
             details={"field": "format"},
         )
     return fmt
+
+
+def _require(module: str, fmt: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise InvalidInput(f"the {fmt} format needs the {module} package on the server: pip install 'labelvault[ml]'",
+                           details={"field": "format"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What an export reads, settled before the first byte (so a bad choice is a clear error)."""
+
+    schema: ProjectSchema
+    path: str | None = None
+    question: Any = None
+    prompt: Callable[[dict[str, Any]], Any] | None = None
+    form: str = "chat"
+
+
+def _plan(schema: ProjectSchema, fmt: str, options: ExportOptions) -> _Plan:
+    spec = FORMATS[fmt]
+    if not spec.question_types:
+        if fmt == "hf-dataset":
+            _require("datasets", fmt)
+        return _Plan(schema)
+    path, question = pick_question(schema, fmt, spec.question_types, options.question)
+    if fmt == "spacy":
+        _require("spacy", fmt)
+    if fmt not in ("dpo", "sft"):
+        return _Plan(schema, path, question)
+    exclude = question.field if fmt == "dpo" else None
+    field = pick_prompt_field(schema, fmt, options.prompt_field, exclude=exclude)
+    kind = schema.field(field).kind
+    form = options.dpo_form or ("chat" if kind == "chat" or fmt == "sft" else "string")
+    if form not in DPO_FORMS:
+        raise InvalidInput(f"unknown DPO form {form!r}; expected string or chat", details={"field": "dpo_form"})
+    if fmt == "sft":
+        form = "chat"
+    if form == "string" and kind == "chat":
+        raise InvalidInput(f"the prompt field {field!r} is a chat: use the chat form of dpo",
+                           details={"field": "dpo_form"})
+    return _Plan(schema, path, question, prompt_reader(field, kind, form), form)
 
 
 class ExportService:
@@ -86,35 +161,87 @@ class ExportService:
         format: str = "jsonl",
         progress: Progress | None = None,
         for_offboarding: bool = False,
+        options: ExportOptions | None = None,
     ) -> ExportStream:
-        """Check access now; return the stream. ``progress`` gets the tasks written so far.
+        """Check access and the format's choices now; return the stream. ``progress`` gets the
+        tasks read so far.
 
         An export shows the client's data to the person who asks: the conflict wall is checked and
         the touch recorded, as for a lease. Not for an offboarding, whose export is handed to the
         client itself (and which is audited as such)."""
         fmt = _check_format(format)
+        options = options or ExportOptions()
         if fmt == "aggregated-jsonl":  # one aggregated answer per task with its confidence (quality/reports.py)
             from labelvault.quality.reports import aggregated_export
 
             found = aggregated_export(self.uow_factory, actor, client_id, project_id, progress)
             return ExportStream(filename=found.filename, media_type=found.media_type, tasks=found.tasks,
                                 chunks=found.chunks)
+        spec = FORMATS[fmt]
         with (
             recording_denials(self.audit, actor, client_id, "project.export", "project", project_id),
             self.uow_factory.for_client(client_id, write=True) as uow,
         ):
             ProjectPolicy.export(access_in(uow, actor))
             project = load_project(uow, project_id)
+            plan = _plan(schema_of(project), fmt, options)
             if not for_offboarding:
                 uow.users.lock(actor.user_id)
                 check_and_record(uow, actor.user_id, client_id, "export")
             total = uow.tasks.count(project_id)
-            filename = f"{project.slug}-{project.id}.{fmt}"
+            suffix = f"-{plan.path}" if plan.path and options.question else ""
+            filename = f"{project.slug}-{project.id}{suffix}.{spec.extension}"
+            if spec.directory:
+                filename += ".zip"
+            details: dict[str, Any] = {"format": fmt, "tasks": total}
+            if plan.path:
+                details["question"] = plan.path
             audit_log.append(uow, "project.exported", actor=actor, client_id=client_id, object_kind="project",
-                             object_id=project_id, details={"format": fmt, "tasks": total})
+                             object_id=project_id, details=details)
             uow.commit()
-        chunks = self._jsonl(actor, client_id, project_id, progress)
-        return ExportStream(filename=filename, media_type="application/x-ndjson", tasks=total, chunks=chunks)
+        directory = None
+        if fmt == "jsonl":
+            chunks = self._jsonl(actor, client_id, project_id, progress)
+        elif fmt == "parquet":
+            rows = (raw_rows(plan.schema, chunk) for chunk in self._jsonl(actor, client_id, project_id, progress))
+            chunks = parquet_chunks(raw_schema(plan.schema), rows)
+        elif fmt in ("aggregated-parquet", "csv", "hf-dataset"):
+            from labelvault.quality.reports import QualityService
+
+            aggregates = QualityService(self.uow_factory).aggregates_for_export(actor, client_id, project_id)
+            batches = self._final(actor, client_id, project_id, plan, progress)
+            rows = (aggregated_rows(plan.schema, batch, aggregates) for batch in batches)
+            if fmt == "csv":
+                chunks = csv_chunks(plan.schema, rows)
+            elif fmt == "aggregated-parquet":
+                chunks = parquet_chunks(aggregated_schema(plan.schema), rows)
+            else:
+                schema = aggregated_schema(plan.schema)
+                directory = _once(lambda target: write_hf_dataset(parquet_chunks(schema, rows), target, total))
+        elif fmt == "dpo":
+            chunks = dpo_lines(self._final(actor, client_id, project_id, plan, progress), plan.question,
+                               plan.prompt, plan.form)  # type: ignore[arg-type]
+        elif fmt == "sft":
+            chunks = sft_lines(self._final(actor, client_id, project_id, plan, progress), plan.prompt)  # type: ignore[arg-type]
+        elif fmt == "coco":
+            chunks = coco_chunks(self._final(actor, client_id, project_id, plan, progress), plan.question)
+        elif fmt == "conll":
+            chunks = conll_chunks(self._final(actor, client_id, project_id, plan, progress), plan.question)
+        elif fmt == "spacy":
+            batches = self._final(actor, client_id, project_id, plan, progress)
+            chunks = _lazy(lambda: spacy_docbin(batches, plan.question, options.lang))
+        else:  # yolo
+            batches = self._final(actor, client_id, project_id, plan, progress)
+            directory = _once(lambda target: write_yolo(batches, plan.question, target))
+        if directory is not None:
+            chunks = zipped(directory)
+        return ExportStream(filename=filename, media_type=spec.media_type, tasks=total, chunks=chunks,
+                            directory=directory)
+
+    def _final(self, actor: Actor, client_id: int, project_id: int, plan: _Plan,
+               progress: Progress | None) -> Iterator[list[FinalTask]]:
+        return stream_final(self.uow_factory, actor, client_id, project_id, plan.path, plan.question,
+                            batch_size=self.batch_size, progress=progress)
 
     def _jsonl(self, actor: Actor, client_id: int, project_id: int, progress: Progress | None) -> Iterator[bytes]:
         after = 0

@@ -82,6 +82,11 @@ class QualityService:
         self._show(actor, client_id, project_id)
         return self._get(actor, client_id, project_id, AGGREGATES, policy=ProjectPolicy.export)
 
+    def aggregates_for_export(self, actor: Actor, client_id: int, project_id: int) -> dict[str, Any]:
+        """:meth:`aggregates` for an export that has already passed the wall and been audited
+        (``io/exporter.py``); the export policy is still asked."""
+        return self._get(actor, client_id, project_id, AGGREGATES, policy=ProjectPolicy.export)
+
     def recompute(self, actor: Actor, client_id: int, project_id: int) -> dict[str, Any]:
         """Compute the project's results now and cache them; returns the report."""
         return self._get(actor, client_id, project_id, REPORT, force=True)

@@ -1,4 +1,4 @@
-"""Import and export: upload a JSONL, CSV or Parquet file of tasks; download a project as JSONL."""
+"""Import and export: upload a JSONL, CSV or Parquet file of tasks; download a project (docs/exports.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from labelvault.api.routes.projects import ProjectRef, ProjectRefDep
 from labelvault.bootstrap import Services
 from labelvault.domain.access import Actor
 from labelvault.errors import InvalidInput
+from labelvault.io.exporter import ExportOptions
+from labelvault.io.formats import FORMATS, formats_help
 from labelvault.io.importer import ImportReport
 from labelvault.io.readers import infer_format
 from labelvault.io.rows import parse_field_map
@@ -111,19 +113,29 @@ async def _run_import(
     )
 
 
+_EXPORT_CONTENT: dict[str | int, Any] = {f.media_type.split(";")[0]: {} for f in FORMATS.values()}
+
+
 @router.get(
     "/projects/{project_id}/export",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}, "description": "One JSON line per task."}},
+    responses={200: {"content": _EXPORT_CONTENT,
+                     "description": "The export file, streamed (directory formats as a zip)."}},
 )
 def export_tasks(
     ref: ProjectRefDep,
     actor: ActorDep,
     services: ServicesDep,
-    format: Annotated[str, Query(description="jsonl")] = "jsonl",
+    format: Annotated[str, Query(description=formats_help())] = "jsonl",
+    question: Annotated[str | None, Query(description="The question a training format reads, when the project "
+                                                       "has several that fit.")] = None,
+    dpo_form: Annotated[str | None, Query(description="dpo: string or chat.")] = None,
+    prompt_field: Annotated[str | None, Query(description="dpo and sft: the field giving the prompt.")] = None,
+    lang: Annotated[str, Query(description="spacy: the tokenizer's language.")] = "en",
 ) -> StreamingResponse:
-    """Download every task with its data, suggestions and answers (labeler, times), streamed."""
-    export = services.exports.export(actor, ref.client_id, ref.project_id, format=format)
+    """Download a project: its tasks with answers, aggregated answers, or a training format, streamed."""
+    options = ExportOptions(question=question, dpo_form=dpo_form, prompt_field=prompt_field, lang=lang)
+    export = services.exports.export(actor, ref.client_id, ref.project_id, format=format, options=options)
     return StreamingResponse(
         export.chunks,
         media_type=export.media_type,
