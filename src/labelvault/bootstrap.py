@@ -16,6 +16,7 @@ from labelvault.io.answers import AnswerService
 from labelvault.io.exporter import ExportService
 from labelvault.io.fetch import FetchPolicy, UrlImportService
 from labelvault.io.importer import ImportService
+from labelvault.io.label_studio_import import LabelStudioImportService
 from labelvault.io.predictors import PredictorCallPolicy
 from labelvault.io.suggestions import SuggestionService
 from labelvault.quality.adaptive import extend_overlap_when_unsure
@@ -66,6 +67,7 @@ class Services:
     qualifications: QualificationService
     quality: QualityService
     imports: ImportService
+    label_studio: LabelStudioImportService
     offboarding: OffboardingService
     bundles: BundleImporter
     url_imports: UrlImportService
@@ -146,6 +148,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         qualifications=QualificationService(uow_factory),
         quality=QualityService(uow_factory),
         imports=imports,
+        label_studio=LabelStudioImportService(uow_factory, audit=audit, default_lease_seconds=settings.lease_seconds),
         exports=exports,
         answers=AnswerService(uow_factory, audit=audit),
         suggestions=SuggestionService(uow_factory, audit=audit),

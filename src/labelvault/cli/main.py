@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from labelvault.bootstrap import initialize, migrate
-from labelvault.cli import io_commands, ops_commands, predict_commands, quality_commands, queue_commands
+from labelvault.cli import (
+    io_commands,
+    label_studio_commands,
+    ops_commands,
+    predict_commands,
+    quality_commands,
+    queue_commands,
+)
 from labelvault.cli.audit_commands import audit_app
 from labelvault.cli.common import (
     AsOperator,
@@ -284,6 +291,7 @@ def project_create(
 
 
 io_commands.register(app)
+label_studio_commands.register(app)
 queue_commands.register(app, project_app)
 quality_commands.register(app)
 ops_commands.register(app, keys_app)
