@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import NullPool
@@ -45,6 +46,13 @@ from labelvault.workflow.status import StatusService
 from labelvault.workflow.trails import TrailService
 from labelvault.workflow.walls import WallService, queue_wall_check, queue_wall_record
 from labelvault.workflow.web_sessions import WebSessionService
+from labelvault.workflow.webhooks import (
+    WebhookConfig,
+    WebhookDispatcher,
+    WebhookService,
+    on_answers_rejected,
+    on_task_complete,
+)
 
 
 @dataclass
@@ -79,6 +87,8 @@ class Services:
     suggestions: SuggestionService
     web_sessions: WebSessionService
     sso: SsoService
+    webhooks: WebhookService
+    webhook_dispatcher: WebhookDispatcher
     predictions: PredictionService
 
     def close(self) -> None:
@@ -108,17 +118,34 @@ def build_file_store(settings: Settings) -> FileStore:
     return LocalFileStore(settings.files_dir)
 
 
+def webhook_config(settings: Settings) -> WebhookConfig:
+    return WebhookConfig(
+        policy=FetchPolicy(
+            allowed_hosts=frozenset(h.strip().lower() for h in settings.webhook_allowed_hosts.split(",") if h.strip()),
+            allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout_seconds,
+        ),
+        max_attempts=settings.webhook_max_attempts,
+        max_age=timedelta(seconds=settings.webhook_max_age_seconds),
+        retry_base_seconds=settings.webhook_retry_base_seconds,
+        retry_max_seconds=settings.webhook_retry_max_seconds,
+        timeout_seconds=settings.webhook_timeout_seconds,
+    )
+
+
 def build_services(settings: Settings, *, create_keys: bool = False) -> Services:
     engine = build_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous,
                           pool_size=settings.db_pool_size)
     keyring = open_keyring(settings, create=create_keys)
     uow_factory = UnitOfWorkFactory(engine, keyring)
+    webhooks = WebhookService(uow_factory, webhook_config(settings))
     hooks = QueueHooks(
         eligibility=[queue_wall_check, check_suspension, check_qualification],
         pickers=[pick_test_task, pick_gold_task],
         on_grant=[queue_wall_record],
         on_submit=[score_gold_answer, mark_results_stale],
-        on_complete=[extend_overlap_when_unsure],
+        # Webhooks last: they see the task after adaptive overlap may have asked for more answers.
+        on_complete=[extend_overlap_when_unsure, on_task_complete],
+        on_refused=[webhooks.on_queue_refused],
     )
     audit = AuditService(uow_factory, settings.resolved_keys_dir / "audit-signing.key")
     accounts = build_accounts(settings, uow_factory)  # password_login false: passwords refused
@@ -138,7 +165,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         clients=clients,
         projects=projects,
         labeling=LabelingService(uow_factory, hooks, audit),
-        reviews=ReviewService(uow_factory, audit),
+        reviews=ReviewService(uow_factory, audit, on_reject=[on_answers_rejected]),
         reports=ReportService(uow_factory),
         bonuses=BonusService(uow_factory),
         walls=WallService(uow_factory),
@@ -156,6 +183,8 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
         web_sessions=web_sessions,
         sso=build_sso(settings, uow_factory, web_sessions),
+        webhooks=webhooks,
+        webhook_dispatcher=WebhookDispatcher(uow_factory, webhooks.config),
         backups=BackupService(uow_factory, settings),
         status=StatusService(uow_factory),
         files=files,

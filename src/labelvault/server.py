@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import uvicorn
 from fastapi import FastAPI
 
@@ -10,6 +15,7 @@ from labelvault.api.app import create_app
 from labelvault.bootstrap import Services, build_services
 from labelvault.settings import Settings
 from labelvault.web import install_web
+from labelvault.workflow.webhooks import DispatcherThread
 
 
 def build_app(services: Services) -> FastAPI:
@@ -21,6 +27,27 @@ def build_app(services: Services) -> FastAPI:
     return app
 
 
+def run_webhook_dispatcher(app: FastAPI, services: Services) -> None:
+    """Send webhooks from a background thread of this server process, unless turned off
+    (LABELVAULT_WEBHOOK_DISPATCH=false, e.g. to run `labelvault webhook deliver` elsewhere).
+    Every process may run one: they claim rows in the database, never the same one."""
+    if not services.settings.webhook_dispatch:
+        return
+    thread = DispatcherThread(services.webhook_dispatcher, services.settings.webhook_poll_seconds)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        thread.start()
+        try:
+            async with inner(application) as state:
+                yield state
+        finally:
+            await asyncio.to_thread(thread.stop)  # lets a request in flight finish (bounded by its timeout)
+
+    app.router.lifespan_context = lifespan
+
+
 def app_from_environment() -> FastAPI:
     """App factory for worker processes: each builds its own services from LABELVAULT_* settings.
 
@@ -29,7 +56,10 @@ def app_from_environment() -> FastAPI:
     """
     settings = Settings()
     logs.configure(settings.log_level)
-    return build_app(build_services(settings))
+    services = build_services(settings)
+    app = build_app(services)
+    run_webhook_dispatcher(app, services)
+    return app
 
 
 def run(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
@@ -40,6 +70,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
     logs.configure(settings.log_level)
     services = build_services(settings)
     app = build_app(services)
+    run_webhook_dispatcher(app, services)
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     finally:

@@ -37,6 +37,26 @@ class Settings(BaseSettings):
         default=False, description="Let URL imports reach private, loopback and link-local addresses."
     )
     import_max_bytes: int = Field(default=1 << 30, description="Largest file an import by URL may download.")
+    # Webhooks (workflow/webhooks.py): outbound like URL imports, only to allowed hosts.
+    webhook_allowed_hosts: str = Field(
+        default="", description="Comma-separated hosts that webhook endpoints may be on (none by default)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Let webhooks reach private, loopback and link-local addresses."
+    )
+    webhook_dispatch: bool = Field(
+        default=True, description="Run the webhook dispatcher in each server process (several may run at once)."
+    )
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, description="How often an idle dispatcher looks for work.")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Time allowed for one webhook request.")
+    webhook_max_attempts: int = Field(default=10, ge=1, description="Attempts before a delivery is given up.")
+    webhook_max_age_seconds: int = Field(
+        default=86400, ge=1, description="Age after which a delivery is given up, whatever its attempts."
+    )
+    webhook_retry_base_seconds: float = Field(
+        default=30.0, gt=0, description="Wait after the first failed attempt; doubled after each one (+-20% jitter)."
+    )
+    webhook_retry_max_seconds: float = Field(default=21600.0, gt=0, description="Longest wait between attempts.")
     metrics_allowed_addresses: str = Field(
         default="127.0.0.1/32,::1/128",
         description="Addresses (CIDR, comma-separated) that may read /metrics without an operator token.",

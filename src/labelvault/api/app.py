@@ -27,6 +27,7 @@ from labelvault.api.routes import (
     suggestions,
     url_imports,
     walls,
+    webhooks,
 )
 from labelvault.bootstrap import Services
 
@@ -43,6 +44,7 @@ def create_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     api = APIRouter(prefix="/api")
     for module in (
+        webhooks,
         accounts,
         clients,
         projects,

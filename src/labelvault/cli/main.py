@@ -30,6 +30,7 @@ from labelvault.cli.common import (
     read_secret_file,
 )
 from labelvault.cli.wall_commands import wall_app
+from labelvault.cli.webhook_commands import webhook_app
 
 app = typer.Typer(
     help="LabelVault: a labeling platform whose clients' data stays sealed, walled and witnessed.",
@@ -46,6 +47,7 @@ keys_app = typer.Typer(help="Encryption keys (kept outside the database).", no_a
 app.add_typer(keys_app, name="keys")
 app.add_typer(wall_app, name="wall")
 app.add_typer(audit_app, name="audit")
+app.add_typer(webhook_app, name="webhook")
 
 
 @app.command()

@@ -161,6 +161,10 @@ class Project(ClientOwned, Base):
     confidence_threshold: Mapped[float] = mapped_column(Float, default=0.7, server_default="0.7")
     # Bumped whenever answers or gold change: cached quality results older than it are stale.
     quality_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Webhooks (workflow/webhooks.py): the event types that the project's active endpoints want,
+    # space-separated, kept with every endpoint change; the queue reads it from the row it already
+    # loaded, so a project without webhooks costs no query.
+    webhook_events: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
 
 class Task(ClientOwned, Base):
@@ -576,6 +580,72 @@ class TaskPrediction(ClientOwned, Base):
     project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     model_version: Mapped[str] = mapped_column(String(100))
     predicted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- Webhooks (workflow/webhooks.py): endpoints, the outbox of deliveries, and the attempt log.
+
+
+class WebhookEndpoint(ClientOwned, Base):
+    """A URL of a project's client that is told of events, signed with a secret we generated."""
+
+    __tablename__ = "webhook_endpoints"
+    # Allocated before insert (ids.py): the secret's ciphertext is bound to it.
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[str] = mapped_column(String(200))  # space-separated event types
+    data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # sealed ("webhook.secret")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookDelivery(ClientOwned, Base):
+    """One event for one endpoint: written in the transaction of the act (an outbox), then sent.
+
+    pending -> sending (claimed until ``next_attempt_at``) -> delivered | pending (retry) | failed.
+    The body holds ids, counts and times only, never client content, so it is stored in clear.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # An event recorded outside the act's transaction (budget reached) is recorded once.
+        UniqueConstraint("endpoint_id", "dedupe_key", name="uq_webhook_deliveries_endpoint_dedupe"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[int] = mapped_column(Id, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(40))  # webhook-id: the same on every attempt
+    event_type: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+
+
+# The dispatcher's one read: what is due now.
+Index("ix_webhook_deliveries_due", WebhookDelivery.status, WebhookDelivery.next_attempt_at)
+
+
+class WebhookAttempt(ClientOwned, Base):
+    """The delivery log: one row per HTTP attempt."""
+
+    __tablename__ = "webhook_attempts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str] = mapped_column(String(500), default="")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 # Every table mixing in ClientOwned; keep this last so it sees them all.
