@@ -184,6 +184,53 @@ def test_dpo_pairs_from_a_ranking_take_every_pair_the_majority_orders(world: Wor
         export_bytes(world, project_id, "dpo", dpo_form="string")
 
 
+def tiny_model(folder: Path) -> str:
+    """A one-layer GPT-2 with random weights and the chat tokenizer, saved locally (nothing downloaded)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(vocab_size=8, n_positions=64, n_embd=16, n_layer=1, n_head=2)).save_pretrained(folder)
+    chat_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+def test_dpo_and_sft_exports_train_a_step_of_trls_own_trainers(world: World, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The strongest check of the shapes: TRL's trainers tokenise the exported rows as they are
+    (extra columns included) and take one optimisation step on the CPU."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model_dir = tiny_model(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.pad_token = tokenizer.unk_token
+    project_id = preference_project(world)
+    for form in ("string", "chat"):
+        rows = jsonl(export_bytes(world, project_id, "dpo", dpo_form=form))
+        trainer = DPOTrainer(
+            model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=tokenizer,
+            train_dataset=datasets.Dataset.from_list(rows),
+            args=DPOConfig(output_dir=str(tmp_path / f"dpo-{form}"), max_steps=1, per_device_train_batch_size=2,
+                           report_to=[], use_cpu=True, save_strategy="no"),
+        )
+        assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(trainer.train_dataset.column_names)
+        assert trainer.train().global_step == 1
+
+    sft_project = project(world, "sft-train", SFT)
+    world.services.imports.import_rows(world.operator, world.client_a, sft_project, [
+        {"external_id": "a", "ticket": "Refund?"}, {"external_id": "b", "ticket": "Hello"}])
+    label_all(world, sft_project, world.actors["labeler_a"], {"a": {"reply": "Done."}, "b": {"reply": "Hi!"}})
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=tokenizer,
+        train_dataset=datasets.Dataset.from_list(jsonl(export_bytes(world, sft_project, "sft"))),
+        args=SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=1, per_device_train_batch_size=2, report_to=[],
+                       use_cpu=True, save_strategy="no"),
+    )
+    assert trainer.train_dataset.num_rows == 2
+    assert trainer.train().global_step == 1
+
+
 # ---------------------------------------------------------------------------------------------- SFT
 
 SFT = {"fields": [{"name": "ticket", "kind": "text"}],
@@ -363,6 +410,15 @@ def test_conll_iob_reads_back_with_spacys_conll_reader(world: World) -> None:
     tags = [line.split() for line in first_doc.strip().splitlines()]
     assert tags[:5] == [["Ada", "B-PER"], ["Lovelace", "I-PER"], ["met", "O"], ["Charles", "B-PER"],
                         ["Babbage", "I-PER"]]
+
+
+def test_a_gold_task_gives_its_known_answer(world: World) -> None:
+    project_id = project(world, "goldner", SPANS)
+    world.services.gold.import_rows(world.operator, world.client_a, project_id, [
+        {"external_id": "g1", "text": "Paris in spring",
+         "gold": {"entities": [{"start": 0, "end": 5, "label": "LOC"}]}}])
+    text = export_bytes(world, project_id, "conll").decode()
+    assert text == "-DOCSTART- -X- O O\n\nParis B-LOC\nin O\nspring O\n\n"
 
 
 # -------------------------------------------------------------------- Parquet, CSV and HF datasets
