@@ -294,3 +294,18 @@ def test_the_api_sets_and_runs_a_predictor(world: World, model_server: str) -> N
         services.predictions.policy = PredictorCallPolicy()
         failed = client.post(f"/api/projects/{project_id}/predictions", headers=headers, json={"all": True})
         assert failed.status_code == 400 and "allow-list" in failed.json()["error"]["message"]
+
+
+def test_a_secret_the_install_does_not_hold_stops_the_run_before_anything_is_sent(
+    world: World, model_server: str
+) -> None:
+    services = world.services
+    project_id = make_project(world)
+    PredictorHandler.received.clear()
+    services.predictions.policy = PredictorCallPolicy(fetch=LOCAL.fetch, secrets={})
+    services.predictions.configure(world.actors["manager_a"], world.client_a, project_id,
+                                   http_predictor(f"{model_server}/predict"))
+    with pytest.raises(PredictorFailed, match="'model-key' is not set"):
+        services.predictions.run(world.actors["manager_a"], world.client_a, project_id)
+    assert PredictorHandler.received == []
+    assert not any(a == "tasks.sent_to_predictor" for a, _ in audit_actions(world))

@@ -156,6 +156,11 @@ class PredictorClient:
         if self.config.kind == "entry_point":
             self._function = load_entry_point(self.config.target)
         else:
+            if self.config.auth_secret and self.config.auth_secret not in (self.policy.secrets or {}):
+                raise PredictorFailed(
+                    f"the secret {self.config.auth_secret!r} is not set (LABELVAULT_PREDICTOR_SECRETS)",
+                    details={"field": "auth_secret"},
+                )
             try:
                 resolve_target(self.config.target, self.policy.fetch)
             except InvalidInput as exc:
