@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import datasets
 import httpx
@@ -142,6 +143,13 @@ def test_a_client_engineer_goes_from_schema_to_training_set(
         training = project.export_dataset(cache_dir=tmp_path / "hf-cache")
         assert isinstance(training, datasets.Dataset) and training.num_rows == 15
         assert sorted(training["external_id"]) == sorted(by_id)
+        aggregated_table = project.export_dataset(format="aggregated-parquet", cache_dir=tmp_path / "hf-cache")
+        assert aggregated_table.num_rows == 15
+        saved = project.export_dataset(format="hf-dataset")  # a zipped save_to_disk directory
+        assert saved.num_rows == 15
+        assert len(project.export(tmp_path / "labels.csv", format="csv").read_text().splitlines()) == 16
+        with pytest.raises(ValueError, match="use export"):
+            project.export_dataset(format="coco")
 
         labelers = project.quality_report()
         assert isinstance(labelers, pd.DataFrame)
@@ -227,6 +235,16 @@ class FlakyProxy:
                         self.close_connection = True
                         self.connection.close()
                         return
+                    if failure == "cut":  # forward, but hang up halfway through the body
+                        answer = proxy.forward(self.command, self.path, self.headers, body)
+                        self.send_response(answer.status_code)
+                        self.send_header("Content-Length", str(len(answer.content)))
+                        self.end_headers()
+                        self.wfile.write(answer.content[: len(answer.content) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.close()
+                        return
                     status, _, retry_after = failure.partition("/")
                     self.send_response(int(status))
                     if retry_after:
@@ -234,9 +252,7 @@ class FlakyProxy:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                answer = httpx.request(self.command, proxy.target + self.path, headers=headers, content=body,
-                                       timeout=60)
+                answer = proxy.forward(self.command, self.path, self.headers, body)
                 self.send_response(answer.status_code)
                 for name, value in answer.headers.items():
                     if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
@@ -251,6 +267,10 @@ class FlakyProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def forward(self, method: str, path: str, headers: Any, body: bytes) -> httpx.Response:
+        sent = {k: v for k, v in headers.items() if k.lower() not in ("host", "content-length")}
+        return httpx.request(method, self.target + path, headers=sent, content=body, timeout=60)
+
     def __enter__(self) -> FlakyProxy:
         self.thread.start()
         return self
@@ -264,7 +284,9 @@ class FlakyProxy:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # retries are the client's business, not the database's
-def test_safe_requests_are_retried_with_backoff_and_unsafe_ones_are_not(world: World, server: ServerProcess) -> None:
+def test_safe_requests_are_retried_with_backoff_and_unsafe_ones_are_not(
+    world: World, server: ServerProcess, tmp_path: Path
+) -> None:
     with FlakyProxy(server.url) as proxy, \
             lv.Client(proxy.url, world.tokens["manager_a"], progress=False, retries=3, backoff=0.01) as client:
         proxy.fail("GET", "/api/me", "503", "drop", "502")
@@ -299,6 +321,13 @@ def test_safe_requests_are_retried_with_backoff_and_unsafe_ones_are_not(world: W
         proxy.fail("POST", f"/api/projects/{project.id}/suggestions", "503")
         assert project.add_suggestions([{"external_id": "r1", "model": "m", "answer": {"sentiment": "positive"}}]
                                        ).suggestions == 1
+
+        # An export cut off halfway is downloaded again, from the start; no partial file is left.
+        proxy.fail("GET", f"/api/projects/{project.id}/export", "cut")
+        exported = project.export(tmp_path / "cut.jsonl")
+        assert json.loads(exported.read_text())["external_id"] == "r1"
+        assert proxy.seen[("GET", f"/api/projects/{project.id}/export")] == 2
+        assert not list(tmp_path.glob("*.part"))
 
         # Out of retries: the last failure is raised.
         proxy.fail("GET", "/api/me", "503", "503", "503", "503")

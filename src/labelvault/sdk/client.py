@@ -24,6 +24,7 @@ import os
 import re
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
@@ -62,6 +63,10 @@ PAGE = 1000  # the API's largest page
 UPLOAD_CHUNK = 1024 * 1024
 _FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+# How export_dataset reads each export format.
+_DATASET_READERS = {"parquet": "parquet", "aggregated-parquet": "parquet", "hf-dataset": "zip", "jsonl": "json",
+                    "aggregated-jsonl": "json", "dpo": "json", "sft": "json"}
 
 ClientRef = int | str | ClientInfo
 TaskSource = Iterable[Mapping[str, Any]] | str | Path
@@ -371,9 +376,13 @@ class Project:
                     **{f"value.{q}": v for q, v in a.value.items()}} for a in self.iter_answers(status=status)]
         return pd.DataFrame.from_records(records)
 
-    def export(self, path: str | Path, format: str = "jsonl") -> Path:
-        """Download the project's export in ``format`` (jsonl, aggregated-jsonl, or any format the
-        server offers) to ``path``, streamed; the file appears only once it is complete."""
+    def export(self, path: str | Path, format: str = "jsonl", **options: str | None) -> Path:
+        """Download the project's export in ``format`` to ``path``, streamed; the file appears only
+        once it is complete. Formats are the server's: jsonl, aggregated-jsonl, parquet,
+        aggregated-parquet, csv, hf-dataset (a zip), dpo, sft, coco, yolo (a zip), spacy, conll;
+        ``options`` are the export's other parameters (``question``, ``dpo_form``, ``prompt_field``,
+        ``lang``)."""
+        params = {"format": format, **{key: value for key, value in options.items() if value is not None}}
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
@@ -382,7 +391,7 @@ class Project:
             try:
                 with (
                     bar(self._client.progress, f"Exporting {self.slug} ({format})", unit="bytes") as progress,
-                    self._http.stream("GET", f"/projects/{self.id}/export", params={"format": format}) as response,
+                    self._http.stream("GET", f"/projects/{self.id}/export", params=params) as response,
                     partial.open("wb") as out,
                 ):
                     for chunk in response.iter_bytes(UPLOAD_CHUNK):
@@ -401,22 +410,38 @@ class Project:
         partial.replace(target)
         return target
 
-    def export_dataset(self, *, format: str = "parquet", cache_dir: str | Path | None = None) -> datasets.Dataset:
-        """The export as a Hugging Face ``datasets.Dataset``, one row per task (data, suggestions,
-        answers). Parquet keeps the types best; a server without it is asked for JSONL."""
+    def export_dataset(
+        self, *, format: str = "parquet", cache_dir: str | Path | None = None, **options: str | None
+    ) -> datasets.Dataset:
+        """The export as a Hugging Face ``datasets.Dataset``.
+
+        ``parquet`` (the default) has one row per task with its data, suggestions and answers;
+        ``aggregated-parquet`` and ``hf-dataset`` one row per task with the aggregated answers;
+        ``dpo`` and ``sft`` the training pairs and chats; the JSONL formats work too. A server
+        without Parquet exports is asked for JSONL instead."""
         ds = require("datasets", "export_dataset()")
+        kind = _DATASET_READERS.get(format)
+        if kind is None:
+            raise ValueError(f"export_dataset() reads {', '.join(_DATASET_READERS)}; use export() for {format!r}")
+        cache = str(cache_dir) if cache_dir is not None else None
         with tempfile.TemporaryDirectory(prefix="labelvault-export-") as folder:
             try:
-                path = self.export(Path(folder) / f"{self.slug}.{format}", format=format)
+                path = self.export(Path(folder) / f"{self.slug}.{kind}", format=format, **options)
             except InvalidInputError as exc:
-                if format == "jsonl" or not _about_format(exc):
+                if format != "parquet" or not _about_format(exc):
                     raise
-                format = "jsonl"
+                format, kind = "jsonl", "json"
                 path = self.export(Path(folder) / f"{self.slug}.jsonl", format="jsonl")
-            cache = str(cache_dir) if cache_dir is not None else None
+            if kind == "zip":
+                # A save_to_disk directory, zipped; loaded into memory, as the folder goes away.
+                unpacked = Path(folder) / "unpacked"
+                with zipfile.ZipFile(path) as archive:
+                    archive.extractall(unpacked)
+                found = sorted(p.parent for p in unpacked.rglob("dataset_info.json"))
+                return ds.load_from_disk(str(found[0] if found else unpacked), keep_in_memory=True)
             if path.stat().st_size == 0:
                 return ds.Dataset.from_list([])
-            if format == "parquet":
+            if kind == "parquet":
                 return ds.Dataset.from_parquet(str(path), cache_dir=cache)
             return ds.Dataset.from_json(str(path), cache_dir=cache)
 
