@@ -1,10 +1,11 @@
-"""Exporting a project: every task with its data, suggestions and answers, streamed as JSONL.
+"""Exporting a project: raw, aggregated, or in a training format, streamed (docs/exports.md).
 
-    export = exports.export(actor, client_id, project_id)   # access is checked here, at once
-    for chunk in export.chunks:                              # then bytes, one batch at a time
+    export = exports.export(actor, client_id, project_id, format="dpo",
+                            options=ExportOptions(question="better"))  # access and choices checked now
+    for chunk in export.chunks:                                       # then bytes, one batch at a time
         out.write(chunk)
 
-One line per task::
+The raw ``jsonl`` format has one line per task::
 
     {"id", "external_id", "priority", "data", "metadata", "suggestions",
      "answers": [{"id", "labeler_id", "labeler", "value", "status", "started_at",
@@ -14,6 +15,12 @@ Tasks are read in batches by id (keyset pagination), each batch in its own short
 work: an export never holds a write lock, nor a connection while the receiver is slow, and a
 member whose role is withdrawn mid-export stops getting batches. The decrypted JSON of payloads
 and answers is spliced into the output as it is (``orjson.Fragment``), never parsed again.
+
+The other formats are built in their own modules from the same batches: ``parquet`` from the
+JSONL chunks, the aggregated tables (``tabular.py``) from the project's cached aggregation, and
+the training formats (``training.py``, ``vision.py``, ``spans.py``) from each task's final answer
+(``final.py``). Which question a format reads and which field gives the prompt are settled here,
+before the stream starts (``targets.py``), so a wrong choice is an error, not a broken download.
 """
 
 from __future__ import annotations
