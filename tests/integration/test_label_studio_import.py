@@ -159,6 +159,21 @@ def test_an_import_is_written_to_the_audit_log_with_counts_never_content(world: 
     assert "Maria" not in json.dumps(entry) and "alice" not in json.dumps(entry)
 
 
+def test_ground_truth_annotations_can_make_gold_tasks_with_their_answer(world: World) -> None:
+    report = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG, ground_truth_as_gold=True)
+    assert report.gold_tasks_created == 1 and report.project_id is not None
+    items, total = world.services.gold.list(world.operator, world.client_a, report.project_id)
+    assert total == 1
+    item = items[0]
+    assert (item.external_id, item.answers) == ("102", 1)
+    assert item.gold == {"sentiment": "Negative", "topics": ["food", "service"], "quality": 2,
+                                "entities": [{"start": 40, "end": 52, "label": "ORG", "text": "Bella Napoli"}]}
+    task = stored(world, report.project_id)["102"]
+    assert (task["required"], task["open_slots"]) == (0, 0)  # the queue mixes it in by the gold rate only
+    plain = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG, new_project=NewProject("plain", "Plain"))
+    assert plain.gold_tasks_created == 0
+
+
 # ---------------------------------------------------------------------------- images: rectanglelabels
 
 
@@ -401,10 +416,10 @@ def test_the_cli_imports_then_finds_everything_present(cli: CliRunner, world: Wo
     args = ["import-label-studio", "acme", str(TEXT_EXPORT), "--config", str(config)]
     result = cli.invoke(cli_app, [*args, "--new-project", "reviews", "--overlap", "2"])
     assert result.exit_code == 0, result.output
-    assert "4 tasks read, 4 created, 0 already present; 4 answers" in result.stdout
+    assert "4 tasks read, 4 created (0 gold), 0 already present; 4 answers" in result.stdout
     again = cli.invoke(cli_app, [*args, "--project", "reviews"])
     assert again.exit_code == 0, again.output
-    assert "0 created, 4 already present; 0 answers (4 already present" in again.stdout
+    assert "0 created (0 gold), 4 already present; 0 answers (4 already present" in again.stdout
 
 
 def test_the_cli_fails_with_one_line_naming_the_place_and_exit_code_one(

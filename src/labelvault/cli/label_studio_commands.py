@@ -30,6 +30,9 @@ def import_label_studio_command(
     skip_unsupported: Annotated[bool, typer.Option(
         "--skip-unsupported", help="Drop result types LabelVault cannot hold (polygons, relations, ...) and "
         "count them, instead of refusing the file.")] = False,
+    ground_truth_as_gold: Annotated[bool, typer.Option(
+        "--ground-truth-as-gold", help="New tasks with a ground-truth annotation become gold tasks with that "
+        "answer.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Check everything and print the schema and counts; write nothing.")] = False,
     as_operator: AsOperator = None,
@@ -46,7 +49,7 @@ def import_label_studio_command(
         try:
             report = services.label_studio.import_export(
                 actor, client_id, file, config=config_text, project=project, new_project=target, dry_run=dry_run,
-                skip_unsupported=skip_unsupported,
+                skip_unsupported=skip_unsupported, ground_truth_as_gold=ground_truth_as_gold,
             )
         except ImportInvalid as exc:
             _print_rejection(exc)
@@ -86,7 +89,8 @@ def _print_report(report: LabelStudioReport, filename: str) -> None:
     created = " (new project)" if report.project_created else ""
     console.print(
         f"{verb} {filename} ({report.format}) into {report.project_slug}{created}: {report.tasks_read:,} tasks read, "
-        f"{report.tasks_created:,} created, {report.tasks_already_present:,} already present; "
+        f"{report.tasks_created:,} created ({report.gold_tasks_created:,} gold), "
+        f"{report.tasks_already_present:,} already present; "
         f"{report.answers_created:,} answers ({report.answers_already_present:,} already present, "
         f"{report.annotations_superseded:,} superseded), {report.skips_created:,} skips, "
         f"{report.suggestions_created:,} suggestions, {report.accounts_created:,} accounts created",

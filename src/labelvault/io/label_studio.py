@@ -570,7 +570,7 @@ def infer_mapping(tasks: list[LsTask], config: LabelConfig | None, *, skip_unsup
                                          task=task.index)
             info = seen.get(from_name)
             if info is None:
-                info = seen[from_name] = _Seen(ls_type, str(item.get("to_name") or ""))
+                info = seen[from_name] = _Seen(ls_type, str(item.get("to_name") or ""), max_rating=DEFAULT_MAX_RATING)
             elif info.ls_type != ls_type:
                 raise LabelStudioInvalid(
                     f"{where} ({from_name})",
@@ -706,7 +706,8 @@ def _question(name: str, from_name: str, info: _Seen, field_names: dict[str, str
                                       max_selected=None if info.multiple else 1)
         return LabelQuestion(name=name, labels=labels, required=required)
     if info.ls_type == "rating":
-        return RatingQuestion(name=name, min=1, max=max(2, info.max_rating or DEFAULT_MAX_RATING), required=required)
+        # Label Studio's scale is 1..maxRating (5 unless the config says otherwise).
+        return RatingQuestion(name=name, min=1, max=max(2, info.max_rating), required=required)
     if info.ls_type == "textarea":
         longest = max(DEFAULT_TEXT_LENGTH, info.longest_text)
         return TextQuestion(name=name, max_length=min(MAX_TEXT_LENGTH, longest), required=required)

@@ -97,6 +97,7 @@ class LabelStudioReport:
     tasks_read: int = 0
     tasks_created: int = 0
     tasks_already_present: int = 0
+    gold_tasks_created: int = 0
     suggestions_created: int = 0
     answers_created: int = 0
     answers_already_present: int = 0
@@ -111,7 +112,8 @@ class LabelStudioReport:
             "format": self.format, "dry_run": self.dry_run, "project_id": self.project_id,
             "project_slug": self.project_slug, "project_created": self.project_created,
             "tasks_read": self.tasks_read, "tasks_created": self.tasks_created,
-            "tasks_already_present": self.tasks_already_present, "suggestions_created": self.suggestions_created,
+            "tasks_already_present": self.tasks_already_present, "gold_tasks_created": self.gold_tasks_created,
+            "suggestions_created": self.suggestions_created,
             "answers_created": self.answers_created, "answers_already_present": self.answers_already_present,
             "skips_created": self.skips_created, "annotations_superseded": self.annotations_superseded,
             "results_dropped": self.results_dropped, "accounts_created": self.accounts_created,
@@ -142,6 +144,7 @@ class _PlannedTask:
     suggestions: list[dict[str, Any]]
     answers: list[_PlannedAnswer]
     skips: list[str]  # person keys
+    gold: dict[str, Any] | None = None  # the ground-truth annotation's answer, when it makes the task gold
 
 
 def read_source(source: bytes | Path | str | BinaryIO) -> bytes:
@@ -173,8 +176,12 @@ class LabelStudioImportService:
         new_project: NewProject | None = None,
         dry_run: bool = False,
         skip_unsupported: bool = False,
+        ground_truth_as_gold: bool = False,
     ) -> LabelStudioReport:
-        """Import into ``project`` (id or slug in the client) or into a ``new_project``."""
+        """Import into ``project`` (id or slug in the client) or into a ``new_project``.
+
+        ``ground_truth_as_gold``: a new task with a ground-truth annotation becomes a gold task
+        whose known answer is that annotation (the latest, if several)."""
         if (project is None) == (new_project is None):
             raise InvalidInput("name either an existing project or a new one (not both)", details={"field": "project"})
         if new_project is not None:
@@ -184,7 +191,8 @@ class LabelStudioImportService:
         label_config = parse_label_config(config) if config is not None else None
         raw = read_source(source)
         with recording_denials(self.audit, actor, client_id, "label_studio.import", "project", project or ""):
-            return self._import(actor, client_id, raw, label_config, project, new_project, dry_run, skip_unsupported)
+            return self._import(actor, client_id, raw, label_config, project, new_project, dry_run, skip_unsupported,
+                                ground_truth_as_gold)
 
     def _import(
         self,
@@ -196,6 +204,7 @@ class LabelStudioImportService:
         new_project: NewProject | None,
         dry_run: bool,
         skip_unsupported: bool,
+        ground_truth_as_gold: bool,
     ) -> LabelStudioReport:
         with self.uow_factory.for_client(client_id, write=True) as uow:
             access = access_in(uow, actor)
@@ -221,6 +230,9 @@ class LabelStudioImportService:
             )
             people: dict[str, _Person] = {}
             planned = self._plan(tasks, mapping, people, report, skip_unsupported)
+            if not ground_truth_as_gold:
+                for item in planned:
+                    item.gold = None
             if new_project is not None:
                 project = self._create_project(uow, actor, client_id, new_project, mapping)
             report.project_id, report.project_slug = project.id, project.slug
@@ -306,6 +318,8 @@ class LabelStudioImportService:
                     continue
             latest[annotation.annotator_key] = annotation
         answers: list[_PlannedAnswer] = []
+        gold: dict[str, Any] | None = None
+        truths = [a for a in latest.values() if a.ground_truth]
         for key, annotation in latest.items():
             value, dropped = convert_result(mapping, payload, annotation.result, annotation.where, task.index,
                                             skip_unsupported=skip_unsupported)
@@ -316,8 +330,10 @@ class LabelStudioImportService:
             except AnswerInvalid as exc:
                 raise LabelStudioInvalid(annotation.where, exc.message, task=task.index) from None
             answers.append(_PlannedAnswer(key, annotation, normalized))
+            if truths and annotation is max(truths, key=_moment):
+                gold = normalized
         skips = sorted(cancelled - latest.keys())
-        return _PlannedTask(task, payload, metadata, suggestions, answers, skips)
+        return _PlannedTask(task, payload, metadata, suggestions, answers, skips, gold)
 
     # ------------------------------------------------------------------ writing
 
@@ -354,11 +370,16 @@ class LabelStudioImportService:
             task_of[item.task.id] = task_id
             count = len(item.answers)
             scores = [s["score"] for s in item.suggestions if s["score"] is not None]
+            # A gold task wants no answers of its own; the queue mixes it in by the gold rate.
+            required = 0 if item.gold is not None else overlap
             rows.append({
                 "id": task_id, "client_id": client_id, "project_id": project.id, "external_id": item.task.id,
                 "priority": 0, "uncertainty": 1.0 - max(scores) if scores else 0.0,
-                "required_answers": overlap, "answer_count": count, "open_slots": max(0, overlap - count),
-                "review_state": "done" if count >= overlap else "none", "data_key_id": key_id,
+                "required_answers": required, "answer_count": count, "open_slots": max(0, required - count),
+                "review_state": "done" if count >= required else "none", "data_key_id": key_id,
+                "is_gold": item.gold is not None,
+                "gold_answer": (cipher.seal("task.gold", task_id, orjson.dumps(item.gold))
+                                if item.gold is not None else None),
                 "payload": cipher.seal("task.payload", task_id, orjson.dumps(item.payload)),
                 "metadata_blob": cipher.seal("task.metadata", task_id, orjson.dumps(item.metadata)),
                 "suggestions": (cipher.seal("task.suggestions", task_id, orjson.dumps(item.suggestions))
@@ -366,6 +387,7 @@ class LabelStudioImportService:
                 "created_at": now,
             })
             report.suggestions_created += len(item.suggestions)
+            report.gold_tasks_created += item.gold is not None
         for chunk in _chunks(rows, _CHUNK):
             session.execute(insert(Task), chunk)
 

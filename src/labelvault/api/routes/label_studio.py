@@ -25,6 +25,7 @@ class LabelStudioImportRead(BaseModel):
     tasks_read: int
     tasks_created: int
     tasks_already_present: int = Field(description="Tasks whose Label Studio id the project had already.")
+    gold_tasks_created: int = Field(description="New gold tasks (ground_truth_as_gold).")
     suggestions_created: int
     answers_created: int
     answers_already_present: int
@@ -70,6 +71,9 @@ async def import_label_studio(
     overlap: Annotated[int, Query(description="Answers wanted per task in the new project.")] = 1,
     dry_run: Annotated[bool, Query(description="Check and report; write nothing.")] = False,
     skip_unsupported: Annotated[bool, Query(description="Drop unsupported result types.")] = False,
+    ground_truth_as_gold: Annotated[
+        bool, Query(description="New tasks with a ground-truth annotation become gold tasks with that answer.")
+    ] = False,
 ) -> LabelStudioImportRead:
     """Import tasks, predictions (as suggestions) and annotations (as answers of imported accounts,
     with their times). Idempotent by the Label Studio task id; one bad task rejects the file."""
@@ -89,7 +93,7 @@ async def import_label_studio(
     report = await run_in_threadpool(
         lambda: services.label_studio.import_export(
             actor, client_id, raw, config=config_bytes, project=project, new_project=target, dry_run=dry_run,
-            skip_unsupported=skip_unsupported,
+            skip_unsupported=skip_unsupported, ground_truth_as_gold=ground_truth_as_gold,
         )
     )
     if dry_run:
