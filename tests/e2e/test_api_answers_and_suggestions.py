@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import select
+
+from labelvault.storage.models import AuditEntry
 from tests.e2e.conftest import Api, create_project
 
 
@@ -47,6 +50,11 @@ def test_answers_come_page_by_page_in_id_order_without_gaps(api: Api) -> None:
     assert first["labeler"] == "labeler_a" and first["status"] == "accepted"  # no review policy
     assert first["external_id"].startswith("t")
     assert api.get("manager_a", f"/api/projects/{pid}/answers", params={"status": "rejected"}).json()["total"] == 0
+    # Every page was witnessed before it was read, with the page asked for (never content).
+    with api.world.services.uow_factory.system() as uow:
+        reads = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "answers.read")).all()
+    assert len(reads) == 4 and {r.actor for r in reads} == {"manager_a"}
+    assert all(r.object_id == str(pid) and r.client_id == api.world.client_a for r in reads)
 
 
 def test_answers_need_a_manager_and_stay_inside_the_client(api: Api) -> None:

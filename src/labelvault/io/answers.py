@@ -7,7 +7,8 @@ Pages are keyset-paginated by answer id (``after_id``), so walking a large proje
 and an answer submitted meanwhile is never skipped nor seen twice; ``offset`` is accepted as on
 every other list. Reading answers shows the client's data like an export does: the same policy
 (``ProjectPolicy.export``), the conflict wall is checked and the touch recorded, and each page is
-witnessed in the audit log (``answers.read``, with the ids it covered, never content).
+witnessed in the audit log (``answers.read``, with the page asked for, never content) before it is
+read.
 """
 
 from __future__ import annotations
@@ -78,13 +79,20 @@ class AnswerService:
             raise InvalidInput(f"limit must be from 1 to {MAX_PAGE}", details={"field": "limit"})
         with (
             recording_denials(self.audit, actor, client_id, "answers.read", "project", project_id),
-            # A write unit of work: the wall's touch and the audit entry are written with the read.
+            # A short write: the wall's touch and the audit entry, before any answer is read (as an
+            # export does), so SQLite's write lock is not held while a page is read and opened.
             self.uow_factory.for_client(client_id, write=True) as uow,
         ):
             ProjectPolicy.export(access_in(uow, actor))
             load_project(uow, project_id)
             uow.users.lock(actor.user_id)
             check_and_record(uow, actor.user_id, client_id, "export")
+            audit_log.append(uow, "answers.read", actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project_id,
+                             details={"after_id": after_id, "offset": offset, "limit": limit, "status": status})
+            uow.commit()
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.export(access_in(uow, actor))  # every unit of work asks (a role may go meanwhile)
             filters = [Answer.project_id == project_id]
             if status is not None:
                 filters.append(Answer.status == status)
@@ -109,9 +117,4 @@ class AnswerService:
                 )
                 for answer, external_id, username in rows[:limit]
             ]
-            if items:
-                audit_log.append(uow, "answers.read", actor=actor, client_id=client_id, object_kind="project",
-                                 object_id=project_id,
-                                 details={"answers": len(items), "first_id": items[0].id, "last_id": items[-1].id})
-            uow.commit()
         return AnswerPage(items=items, total=total, next_after_id=items[-1].id if more else None)

@@ -307,7 +307,8 @@ class Project:
         with bar(self._client.progress, f"Uploading {path.name}", total=size, unit="bytes") as progress:
 
             def chunks() -> Iterator[bytes]:
-                # Read again from the start on each attempt; the bar follows the bytes sent.
+                # Streamed from disk, never whole in memory; the bar follows the bytes sent. (Not
+                # retried: whether every row has an external_id is not known without reading it.)
                 progress.total(size)
                 with path.open("rb") as stream:
                     yield from _read_chunks(stream, progress)
