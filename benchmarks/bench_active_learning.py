@@ -195,12 +195,12 @@ def render(trials: list[Trial], args: argparse.Namespace, began: dt.datetime, en
         mu, mr = statistics.mean(unc), statistics.mean(rnd)  # type: ignore[arg-type]
         lines.append(f"| mean | {mu:.0f} | {mr:.0f} |")
         summary = (f"Uncertainty order reached {args.target:.2f} with {mu:.0f} answers on average, import order "
-                   f"with {mr:.0f}: {1 - mu / mr:.0%} fewer answers (at $1 to $100 per expert answer, that is "
-                   f"the saving).")
+                   f"with {mr:.0f}: {1 - mu / mr:.0%} fewer answers for the same model quality.")
     else:
         summary = "Some runs did not reach the target within the answer budget (shown as > n)."
     lines += ["", summary, "", "Mean held-out accuracy by answers given (the last model trained on at most that "
-              "many):", "", "| answers | " + " | ".join(str(n) for n in CURVE_AT) + " |",
+              "many; a run stops at the target, so its later columns repeat the accuracy it stopped at):", "",
+              "| answers | " + " | ".join(str(n) for n in CURVE_AT) + " |",
               "| --- |" + " --- |" * len(CURVE_AT)]
     for strategy in ("uncertainty", "import order"):
         cells = []
