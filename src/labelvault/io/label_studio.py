@@ -607,7 +607,12 @@ def _observe(info: _Seen, item: dict[str, Any], task: LsTask, config: LabelConfi
     if key is not None:
         info.data_keys.add(key)
     value = item.get("value")
-    if config is not None or not isinstance(value, dict):
+    if not isinstance(value, dict):
+        return
+    if info.ls_type == "textarea":
+        # History decides the length bound: an old long answer must still fit.
+        info.longest_text = max(info.longest_text, len(_joined_text(value.get("text")) or ""))
+    if config is not None:
         return  # with a config, options, label sets and scales are the config's
     if info.ls_type == "choices":
         choices = value.get("choices")
@@ -618,9 +623,7 @@ def _observe(info: _Seen, item: dict[str, Any], task: LsTask, config: LabelConfi
         rating = value.get("rating")
         if isinstance(rating, int) and not isinstance(rating, bool):
             info.max_rating = max(info.max_rating, rating)
-    elif info.ls_type == "textarea":
-        info.longest_text = max(info.longest_text, len(_joined_text(value.get("text")) or ""))
-    else:
+    elif info.ls_type != "textarea":
         _add_labels(info, value.get(info.ls_type) or value.get("labels") or [])
 
 

@@ -210,7 +210,7 @@ class LabelStudioImportService:
             access = access_in(uow, actor)
             ProjectPolicy.import_tasks(access)
             if new_project is None:
-                project = _find_project(uow, project_ref)
+                project = _find_project(uow, project_ref, client_id)
             else:
                 ProjectPolicy.manage(access)
                 if uow.projects.by_slug(new_project.slug) is not None:
@@ -479,9 +479,15 @@ def imported_username(client_slug: str, user_id: int | None, email: str | None) 
     return f"{name[:87]}~{digest}"
 
 
-def _find_project(uow: UnitOfWork, reference: str | int | None) -> Project:
+def _find_project(uow: UnitOfWork, reference: str | int | None, client_id: int) -> Project:
+    """A project of the client by id, slug, or ``client-slug/project-slug``."""
     text = str(reference)
-    project = uow.projects.get(int(text)) if text.isdigit() else uow.projects.by_slug(text.rpartition("/")[2])
+    client_slug, _, slug = text.rpartition("/")
+    client = uow.clients.get(client_id)
+    if client_slug and (client is None or client.slug != client_slug):
+        project = None
+    else:
+        project = uow.projects.get(int(slug)) if slug.isdigit() else uow.projects.by_slug(slug)
     if project is None:
         raise NotFound(f"project {reference} not found")
     return project
