@@ -197,3 +197,24 @@ def test_a_per_region_text_area_is_not_taken_for_a_whole_answer() -> None:
     ]
     with pytest.raises(LabelStudioInvalid, match="per-region textarea results are not supported"):
         _convert([{"id": 1, "data": {"text": "Ada met Bob"}, "annotations": [{"completed_by": 1, "result": result}]}])
+
+
+def test_image_classification_gets_an_image_field_with_or_without_the_config() -> None:
+    export = json.dumps([{"id": i, "data": {"photo": f"/data/upload/3/cat-{i}.JPG", "note": "x"}, "annotations": [
+        {"completed_by": 1, "result": [{"from_name": "kind", "to_name": "img", "type": "choices",
+                                        "value": {"choices": ["cat" if i else "dog"]}}]}]} for i in range(2)]).encode()
+    config = parse_label_config('<View><Image name="img" value="$photo"/><Choices name="kind" toName="img">'
+                                '<Choice value="cat"/><Choice value="dog"/></Choices></View>')
+    for given in (config, None):
+        _, tasks = read_export(export, given)
+        fields = {f["name"]: f["kind"] for f in infer_mapping(tasks, given).schema.to_dict()["fields"]}
+        assert fields["photo"] == "image"
+        assert fields.get("note", "text") == "text"
+
+
+def test_a_config_alone_gives_the_schema_of_tasks_not_labeled_yet() -> None:
+    _, tasks = read_export(b'[{"id": 1, "data": {"text": "Ada met Bob"}}]', None)
+    mapping = infer_mapping(tasks, parse_label_config(load("text_project.xml")))
+    questions = {q["name"]: q for q in mapping.schema.to_dict()["questions"]}
+    assert questions["entities"]["field"] == "text" and questions["sentiment"]["labels"] == [
+        "Positive", "Negative", "Neutral"]

@@ -554,8 +554,11 @@ def infer_mapping(tasks: list[LsTask], config: LabelConfig | None, *, skip_unsup
     if config is not None:
         for control in config.controls.values():
             if control.supported:
-                seen[control.name] = _Seen(control.kind, control.to_name, labels=list(control.labels),
-                                           multiple=control.multiple, max_rating=control.max_rating)
+                info = _Seen(control.kind, control.to_name, labels=list(control.labels), multiple=control.multiple,
+                             max_rating=control.max_rating)
+                if control.to_name in config.objects:
+                    info.data_keys.add(config.objects[control.to_name])
+                seen[control.name] = info
     for task in tasks:
         for where, item in _results(task):
             if not isinstance(item, dict):
@@ -584,6 +587,11 @@ def infer_mapping(tasks: list[LsTask], config: LabelConfig | None, *, skip_unsup
             "give the labeling config (--config)"
         )
     image_keys = {key for info in seen.values() if info.ls_type == "rectanglelabels" for key in info.data_keys}
+    if config is not None:
+        # Image classification: an <Image> tag shows the key, whatever the questions about it.
+        image_keys |= {config.objects[name] for name, tag in config.object_tags.items() if tag == "Image"}
+    else:
+        image_keys |= _image_file_keys(tasks)
     text_keys = {key for info in seen.values() if info.ls_type == "labels" for key in info.data_keys}
     field_names, metadata_keys, fields = _infer_fields(tasks, image_keys, text_keys, config)
     question_names = _unique({name: identifier(name) for name in seen})
@@ -667,6 +675,19 @@ _IMAGE_REFERENCE = re.compile(
 
 def _looks_like_image(value: str) -> bool:
     return bool(_IMAGE_REFERENCE.search(value.strip()))
+
+
+_IMAGE_FILE = re.compile(r"^data:image/|\.(?:jpe?g|png|gif|bmp|webp|tiff?)(?:[?#].*)?$", re.IGNORECASE)
+
+
+def _image_file_keys(tasks: list[LsTask]) -> set[str]:
+    """Data keys that name an image file in every task that has them (``.../0001.jpg``)."""
+    verdict: dict[str, bool] = {}
+    for task in tasks:
+        for key, value in task.data.items():
+            is_image = isinstance(value, str) and bool(_IMAGE_FILE.search(value.strip()))
+            verdict[key] = verdict.get(key, True) and is_image
+    return {key for key, is_image in verdict.items() if is_image}
 
 
 def _infer_fields(
