@@ -356,3 +356,21 @@ def test_webhooks_are_for_managers_and_another_clients_project_is_not_found(
         assert uow.projects.get(project_id).webhook_events == ""  # type: ignore[union-attr]
     services.webhooks.remove(hooked.actors["manager_a"], hooked.client_a, project_id, listed.id)
     assert services.webhooks.list(hooked.actors["manager_a"], hooked.client_a, project_id) == []
+
+
+def test_an_unreachable_receiver_is_a_failed_attempt_with_its_error_and_a_next_attempt(hooked: World) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port that nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    services = hooked.services
+    project_id = make_project(hooked, "down", tasks=1)
+    services.webhooks.add(hooked.operator, hooked.client_a, project_id, f"http://127.0.0.1:{port}/hook",
+                          ["task.completed"])
+    label_all(hooked, project_id)
+    assert services.webhook_dispatcher.run_once().retrying == 1
+    [delivery], _ = services.webhooks.deliveries(hooked.operator, hooked.client_a, project_id)
+    assert delivery.status == "pending" and delivery.attempts == 1 and delivery.last_status_code is None
+    assert delivery.log[0].error.startswith("ConnectError") and delivery.log[0].next_attempt_at is not None
+    assert delivery.next_attempt_at == delivery.log[0].next_attempt_at

@@ -572,39 +572,40 @@ class WebhookDispatcher:
     def _deliver(self, claimed: _Claimed, report: DispatchReport) -> None:
         started = utcnow()
         clock = time.monotonic()
-        status_code: int | None = None
-        error = ""
-        permanent = False
+        try:
+            status_code, error, permanent = self._attempt(claimed)
+        except Exception as exc:  # recorded as a failed attempt, so the row cannot cycle unrecorded
+            log.exception("webhook attempt failed unexpectedly", extra={"delivery_id": claimed.id})
+            status_code, error, permanent = None, f"internal error: {type(exc).__name__}", False
+        duration_ms = int((time.monotonic() - clock) * 1000)
+        self._record_result(claimed, started, duration_ms, status_code, error, permanent, report)
+
+    def _attempt(self, claimed: _Claimed) -> tuple[int | None, str, bool]:
+        """One signed POST: (status code, error or "", whether retrying is pointless)."""
         with self.uow_factory.for_client(claimed.client_id) as uow:
             endpoint = uow.session.get(WebhookEndpoint, claimed.endpoint_id)
             if endpoint is None or not endpoint.active:
-                url, key = "", b""
-                error, permanent = "the endpoint is inactive", True
-            else:
-                url = endpoint.url
-                key = uow.cipher(endpoint.data_key_id).open("webhook.secret", endpoint.id, endpoint.secret)
-        if not permanent:
-            timestamp = int(time.time())
-            body = claimed.body.encode()
-            headers = {
-                "content-type": "application/json",
-                "user-agent": USER_AGENT,
-                "webhook-id": claimed.message_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(key, claimed.message_id, timestamp, body),
-            }
-            try:
-                status_code = _post(url, body, headers, self.config.policy, self.config.timeout_seconds)
-                if not 200 <= status_code < 300:
-                    error = f"HTTP {status_code}"
-            except InvalidInput as exc:  # the target is no longer allowed: retrying will not help
-                error, permanent = exc.message, True
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-            except LabelVaultError as exc:
-                error = exc.message[:500]
-        duration_ms = int((time.monotonic() - clock) * 1000)
-        self._record_result(claimed, started, duration_ms, status_code, error, permanent, report)
+                return None, "the endpoint is inactive", True
+            url = endpoint.url
+            key = uow.cipher(endpoint.data_key_id).open("webhook.secret", endpoint.id, endpoint.secret)
+        timestamp = int(time.time())
+        body = claimed.body.encode()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": claimed.message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(key, claimed.message_id, timestamp, body),
+        }
+        try:
+            status_code = _post(url, body, headers, self.config.policy, self.config.timeout_seconds)
+        except InvalidInput as exc:  # the target is no longer allowed: retrying will not help
+            return None, exc.message[:500], True
+        except httpx.HTTPError as exc:  # timeouts, refused connections, broken responses
+            return None, f"{type(exc).__name__}: {exc}"[:500], False
+        except LabelVaultError as exc:
+            return None, exc.message[:500], False
+        return status_code, "" if 200 <= status_code < 300 else f"HTTP {status_code}", False
 
     def _record_result(
         self, claimed: _Claimed, started: datetime, duration_ms: int, status_code: int | None, error: str,
