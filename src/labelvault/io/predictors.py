@@ -156,16 +156,16 @@ class PredictorClient:
         if self.config.kind == "entry_point":
             self._function = load_entry_point(self.config.target)
         else:
-            if self.config.auth_secret and self.config.auth_secret not in (self.policy.secrets or {}):
-                raise PredictorFailed(
-                    f"the secret {self.config.auth_secret!r} is not set (LABELVAULT_PREDICTOR_SECRETS)",
-                    details={"field": "auth_secret"},
-                )
             try:
                 resolve_target(self.config.target, self.policy.fetch)
             except InvalidInput as exc:
                 message = exc.message.replace("LABELVAULT_IMPORT_ALLOWED_HOSTS", "LABELVAULT_PREDICTOR_ALLOWED_HOSTS")
                 raise InvalidInput(message, details={"field": "target"}) from None
+            if self.config.auth_secret and self.config.auth_secret not in (self.policy.secrets or {}):
+                raise PredictorFailed(
+                    f"the secret {self.config.auth_secret!r} is not set (LABELVAULT_PREDICTOR_SECRETS)",
+                    details={"field": "auth_secret"},
+                )
 
     def predict(self, batch: Batch, schema: dict[str, Any]) -> list[Any]:
         if self.config.kind == "entry_point":
