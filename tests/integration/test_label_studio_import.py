@@ -174,6 +174,18 @@ def test_ground_truth_annotations_can_make_gold_tasks_with_their_answer(world: W
     assert plain.gold_tasks_created == 0
 
 
+def test_imported_history_feeds_the_quality_report_and_the_export(world: World) -> None:
+    report = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG, new_project=NewProject("reviews", "Reviews", 2))
+    assert report.project_id is not None
+    quality = world.services.quality.report(world.operator, world.client_a, report.project_id)
+    assert "sentiment" in json.dumps(quality)
+    labelers = world.services.quality.labelers(world.operator, world.client_a, report.project_id)
+    assert {"ls:acme:user-1", "ls:acme:user-2"} <= {row["labeler"] for row in labelers}
+    export = world.services.exports.export(world.operator, world.client_a, report.project_id)
+    lines = b"".join(export.chunks).splitlines()
+    assert len(lines) == 4 and b"ls:acme:user-1" in b"".join(lines)
+
+
 # ---------------------------------------------------------------------------- images: rectanglelabels
 
 
