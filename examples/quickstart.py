@@ -84,7 +84,7 @@ def main() -> None:
             print(f"  {answer.external_id}: {answer.value['sentiment']} by {answer.labeler}")
         print(f"answers so far: {len(answers)}")
 
-        project.export(out)
+        project.export("jsonl", out)
         print(f"export written to {out}")
         try:
             labelers = project.quality_report()

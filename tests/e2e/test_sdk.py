@@ -131,13 +131,13 @@ def test_a_client_engineer_goes_from_schema_to_training_set(
         table = project.answers_dataframe()
         assert len(table) == 15 and set(table["value.sentiment"]) == {"negative"}
 
-        exported = project.export(tmp_path / "out" / "reviews.jsonl")  # folders are made as needed
+        exported = project.export("jsonl", tmp_path / "out" / "reviews.jsonl")  # folders are made as needed
         lines = [json.loads(line) for line in exported.read_text().splitlines()]
         by_id = {line["external_id"]: line for line in lines}
         assert len(lines) == 15 and by_id["l3"]["suggestions"][0]["model"] == "clf-v1"
         assert by_id["d0"]["suggestions"][0]["model"] == "judge"
         assert not list((tmp_path / "out").glob("*.part"))
-        aggregated = project.export(tmp_path / "agg.jsonl", format="aggregated-jsonl")
+        aggregated = project.export("aggregated-jsonl", tmp_path / "agg.jsonl")
         assert len(aggregated.read_text().splitlines()) == 15
 
         training = project.export_dataset(cache_dir=tmp_path / "hf-cache")
@@ -147,7 +147,7 @@ def test_a_client_engineer_goes_from_schema_to_training_set(
         assert aggregated_table.num_rows == 15
         saved = project.export_dataset(format="hf-dataset")  # a zipped save_to_disk directory
         assert saved.num_rows == 15
-        assert len(project.export(tmp_path / "labels.csv", format="csv").read_text().splitlines()) == 16
+        assert len(project.export("csv", tmp_path / "labels.csv").read_text().splitlines()) == 16
         with pytest.raises(ValueError, match="use export"):
             project.export_dataset(format="coco")
 
@@ -324,7 +324,7 @@ def test_safe_requests_are_retried_with_backoff_and_unsafe_ones_are_not(
 
         # An export cut off halfway is downloaded again, from the start; no partial file is left.
         proxy.fail("GET", f"/api/projects/{project.id}/export", "cut")
-        exported = project.export(tmp_path / "cut.jsonl")
+        exported = project.export("jsonl", tmp_path / "cut.jsonl")
         assert json.loads(exported.read_text())["external_id"] == "r1"
         assert proxy.seen[("GET", f"/api/projects/{project.id}/export")] == 2
         assert not list(tmp_path.glob("*.part"))

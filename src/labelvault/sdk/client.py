@@ -7,7 +7,7 @@
     project.add_tasks(rows)                       # list of dicts, DataFrame, datasets.Dataset or a file
     project.add_suggestions([{"external_id": "r1", "model": "clf", "answer": {...}, "score": 0.8}])
     for answer in project.iter_answers(): ...
-    project.export("reviews.jsonl")
+    project.export("jsonl", "reviews.jsonl")
     dataset = project.export_dataset()            # a datasets.Dataset
     labelers = project.quality_report()           # a pandas DataFrame
 
@@ -377,7 +377,7 @@ class Project:
                     **{f"value.{q}": v for q, v in a.value.items()}} for a in self.iter_answers(status=status)]
         return pd.DataFrame.from_records(records)
 
-    def export(self, path: str | Path, format: str = "jsonl", **options: str | None) -> Path:
+    def export(self, format: str, path: str | Path, **options: str | None) -> Path:
         """Download the project's export in ``format`` to ``path``, streamed; the file appears only
         once it is complete. Formats are the server's: jsonl, aggregated-jsonl, parquet,
         aggregated-parquet, csv, hf-dataset (a zip), dpo, sft, coco, yolo (a zip), spacy, conll;
@@ -427,12 +427,12 @@ class Project:
         cache = str(cache_dir) if cache_dir is not None else None
         with tempfile.TemporaryDirectory(prefix="labelvault-export-") as folder:
             try:
-                path = self.export(Path(folder) / f"{self.slug}.{kind}", format=format, **options)
+                path = self.export(format, Path(folder) / f"{self.slug}.{kind}", **options)
             except InvalidInputError as exc:
                 if format != "parquet" or not _about_format(exc):
                     raise
                 format, kind = "jsonl", "json"
-                path = self.export(Path(folder) / f"{self.slug}.jsonl", format="jsonl")
+                path = self.export("jsonl", Path(folder) / f"{self.slug}.jsonl")
             if kind == "zip":
                 # A save_to_disk directory, zipped; loaded into memory, as the folder goes away.
                 unpacked = Path(folder) / "unpacked"
