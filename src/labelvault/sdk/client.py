@@ -101,7 +101,7 @@ class Client:
     @classmethod
     def login(cls, url: str, username: str, password: str, *, token_name: str = "sdk", **kwargs: Any) -> Client:
         """Log in with a password and use a new API token (``POST /api/auth/token``)."""
-        with Transport(url.rstrip("/"), "none", timeout=kwargs.get("timeout", 60.0), retry=RetryPolicy(retries=0),
+        with Transport(url.rstrip("/"), None, timeout=kwargs.get("timeout", 60.0), retry=RetryPolicy(retries=0),
                        verify=kwargs.get("verify", True)) as anonymous:
             issued = anonymous.json("POST", "/auth/token",
                                     json={"username": username, "password": password, "name": token_name})

@@ -68,7 +68,7 @@ class Transport:
     def __init__(
         self,
         url: str,
-        token: str,
+        token: str | None,
         *,
         timeout: float,
         retry: RetryPolicy,
@@ -77,9 +77,12 @@ class Transport:
     ) -> None:
         self.retry = retry
         self._sleep = sleep
+        headers = {"User-Agent": f"labelvault-sdk/{labelvault.__version__}"}
+        if token is not None:  # None: only to log in and get a token
+            headers["Authorization"] = f"Bearer {token}"
         self.http = httpx.Client(
             base_url=url.rstrip("/") + "/api",
-            headers={"Authorization": f"Bearer {token}", "User-Agent": f"labelvault-sdk/{labelvault.__version__}"},
+            headers=headers,
             timeout=timeout,
             verify=verify,
         )
