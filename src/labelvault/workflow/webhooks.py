@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import Select, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from labelvault.audit import log as audit_log
@@ -542,7 +542,7 @@ class WebhookDispatcher:
                 break
         return total
 
-    def _due(self, now: datetime) -> Any:
+    def _due(self, now: datetime) -> Select[tuple[WebhookDelivery]]:
         return select(WebhookDelivery).where(
             WebhookDelivery.status.in_(("pending", "sending")), WebhookDelivery.next_attempt_at <= now
         )
