@@ -359,10 +359,11 @@ class Project:
         params: dict[str, Any] = {"limit": page_size}
         if status is not None:
             params["status"] = status
+        resumed = after_id > 0  # then the project's total is more than this loop will see: no bar length
         with bar(self._client.progress, f"Answers of {self.slug}", unit="answers") as progress:
             while True:
                 page = self._http.json("GET", f"/projects/{self.id}/answers", params={**params, "after_id": after_id})
-                progress.total(page["total"])
+                progress.total(None if resumed else page["total"])
                 for item in page["items"]:
                     yield Answer.from_api(item)
                     progress.advance()
