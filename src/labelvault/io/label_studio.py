@@ -66,6 +66,7 @@ __all__ = [
     "LsTask",
     "Mapping",
     "convert_result",
+    "identifier",
     "infer_mapping",
     "map_to_schema",
     "parse_label_config",
@@ -129,7 +130,6 @@ class Control:
     multiple: bool = False
     max_rating: int = DEFAULT_MAX_RATING
     required: bool = False
-    max_length: int | None = None
 
     @property
     def supported(self) -> bool:
@@ -180,7 +180,6 @@ def parse_label_config(document: str | bytes) -> LabelConfig:
                 for label in [child.get("alias") or child.get("value")]
                 if label
             )
-            max_length = element.get("maxlength") or element.get("maxLength")
             controls[name] = Control(
                 name=name,
                 kind=kind,
@@ -189,7 +188,6 @@ def parse_label_config(document: str | bytes) -> LabelConfig:
                 multiple=element.get("choice", "single") == "multiple",
                 max_rating=_int_attribute(element, "maxRating", DEFAULT_MAX_RATING),
                 required=element.get("required", "false").lower() == "true",
-                max_length=int(max_length) if max_length and max_length.isdigit() else None,
             )
         elif value and value.startswith("$"):
             objects[name] = value[1:]
@@ -554,11 +552,11 @@ def infer_mapping(tasks: list[LsTask], config: LabelConfig | None, *, skip_unsup
     if config is not None:
         for control in config.controls.values():
             if control.supported:
-                info = _Seen(control.kind, control.to_name, labels=list(control.labels), multiple=control.multiple,
-                             max_rating=control.max_rating)
+                from_config = _Seen(control.kind, control.to_name, labels=list(control.labels),
+                                    multiple=control.multiple, max_rating=control.max_rating)
                 if control.to_name in config.objects:
-                    info.data_keys.add(config.objects[control.to_name])
-                seen[control.name] = info
+                    from_config.data_keys.add(config.objects[control.to_name])
+                seen[control.name] = from_config
     for task in tasks:
         for where, item in _results(task):
             if not isinstance(item, dict):

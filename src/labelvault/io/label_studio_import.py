@@ -46,8 +46,8 @@ from sqlalchemy import insert, select
 from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ProjectPolicy
-from labelvault.domain.answers import answer_validator
-from labelvault.domain.payloads import payload_validator
+from labelvault.domain.answers import AnswerValidator, answer_validator
+from labelvault.domain.payloads import PayloadValidator, payload_validator
 from labelvault.errors import AnswerInvalid, Conflict, ImportInvalid, InvalidInput, NotFound, PayloadInvalid
 from labelvault.io.label_studio import (
     LabelConfig,
@@ -190,7 +190,8 @@ class LabelStudioImportService:
                 raise InvalidInput("overlap must be between 1 and 100", details={"field": "overlap"})
         label_config = parse_label_config(config) if config is not None else None
         raw = read_source(source)
-        with recording_denials(self.audit, actor, client_id, "label_studio.import", "project", project or ""):
+        target = project if project is not None else new_project.slug if new_project is not None else ""
+        with recording_denials(self.audit, actor, client_id, "label_studio.import", "project", target):
             return self._import(actor, client_id, raw, label_config, project, new_project, dry_run, skip_unsupported,
                                 ground_truth_as_gold)
 
@@ -277,7 +278,7 @@ class LabelStudioImportService:
 
     def _plan_task(
         self, task: LsTask, mapping: Mapping, people: dict[str, _Person], report: LabelStudioReport,
-        check_payload: Any, check_answer: Any, skip_unsupported: bool,
+        check_payload: PayloadValidator, check_answer: AnswerValidator, skip_unsupported: bool,
     ) -> _PlannedTask:
         payload = {mapping.fields[key]: value for key, value in task.data.items() if key in mapping.fields}
         try:
@@ -403,7 +404,7 @@ class LabelStudioImportService:
                 if (task_id, user_id) in answered:
                     report.answers_already_present += 1
                     continue
-                answer_rows.append(_answer_row(client_id, project.id, task_id, user_id, answer, now))
+                answer_rows.append(_answer_row(client_id, project.id, task_id, user_id, item.task.id, answer, now))
                 added[task_id] = added.get(task_id, 0) + 1
             for person in item.skips:
                 user_id = people[person].account_id
@@ -515,13 +516,15 @@ def _who_answered_or_skipped(uow: UnitOfWork, task_ids: list[int]) -> tuple[set[
 
 
 def _answer_row(
-    client_id: int, project_id: int, task_id: int, user_id: int, answer: _PlannedAnswer, now: datetime
+    client_id: int, project_id: int, task_id: int, user_id: int, external_id: str, answer: _PlannedAnswer,
+    now: datetime,
 ) -> dict[str, Any]:
     annotation = answer.annotation
     created = annotation.created_at or now
     seconds = annotation.lead_time or 0.0
     spent = int(min(seconds * 1000, _MAX_SPENT_MS))
-    reference = annotation.id if annotation.id is not None else f"task-{answer.annotation.where}"
+    # JSON-MIN may lack annotation ids; one answer per person and task makes the task id enough.
+    reference = annotation.id if annotation.id is not None else f"task-{external_id}"
     return {
         "client_id": client_id, "project_id": project_id, "task_id": task_id, "user_id": user_id,
         # The project is part of the key: one export may go into two projects of a client.
