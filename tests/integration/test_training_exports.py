@@ -333,6 +333,26 @@ def test_coco_loads_with_pycocotools_with_boxes_in_pixels(world: World, tmp_path
     assert coco.getCatIds(catNms=["dog"]) == [2] and len(coco.getAnnIds(catIds=[2])) == 2
 
 
+def test_coco_boxes_of_several_labelers_are_merged_with_a_score(world: World, tmp_path: Path) -> None:
+    from pycocotools.coco import COCO
+
+    project_id = project(world, "merged", BOXES, overlap=3)
+    world.services.imports.import_rows(world.operator, world.client_a, project_id, [
+        {"external_id": "m1", "image": "https://images.example.org/m1.jpg", "image_width": 100, "image_height": 100}])
+    drawn = [[{"x": 0.10, "y": 0.1, "w": 0.4, "h": 0.4, "label": "cat"}],
+             [{"x": 0.12, "y": 0.1, "w": 0.4, "h": 0.4, "label": "cat"}],
+             [{"x": 0.6, "y": 0.6, "w": 0.2, "h": 0.2, "label": "dog"}]]  # one of three: no majority
+    for who, boxes in zip(labelers(world, 3), drawn, strict=True):
+        label_all(world, project_id, who, {"m1": {"objects": boxes}})
+    target = tmp_path / "merged.json"
+    target.write_bytes(export_bytes(world, project_id, "coco"))
+    coco = COCO(str(target))
+    (annotation,) = coco.loadAnns(coco.getAnnIds())
+    assert annotation["category_id"] == 1
+    assert annotation["bbox"] == pytest.approx([11.0, 10.0, 40.0, 40.0])
+    assert 0 < annotation["score"] <= 1
+
+
 def test_yolo_reads_back_with_supervision_and_follows_the_ultralytics_layout(world: World, tmp_path: Path) -> None:
     import supervision as sv
     import yaml
@@ -392,10 +412,31 @@ def test_spacy_docbin_loads_with_the_entities_and_offsets(world: World, tmp_path
     docs = list(DocBin().from_disk(target).get_docs(nlp.vocab))
     assert [d.text for d in docs] == [SENTENCE, "Nothing here."]
     ents = [(e.start_char, e.end_char, e.label_, e.text) for e in docs[0].ents]
-    assert ents[:2] == [(0, 12, "PER", "Ada Lovelace"), (17, 32, "PER", "Charles Babbage")]
-    assert [(s.start_char, s.end_char, s.label_) for s in docs[0].spans["entities"]] == [
-        (s, e, label) for s, e, label, _ in ents]
+    assert ents == [(0, 12, "PER", "Ada Lovelace"), (17, 32, "PER", "Charles Babbage")]  # London: 1 of 2
+    assert "entities" not in docs[0].spans  # span groups only for questions that allow overlap
     assert docs[0].user_data["id"] == ids["n1"] and docs[1].ents == ()
+
+
+def test_overlapping_spans_go_to_a_span_group_for_span_categorisation(world: World, tmp_path: Path) -> None:
+    import spacy
+    from spacy.tokens import DocBin
+
+    schema = {"fields": [{"name": "text", "kind": "text"}],
+              "questions": [{"name": "mentions", "type": "span", "field": "text", "labels": ["ORG", "LOC"],
+                             "allow_overlap": True}]}
+    project_id = project(world, "overlap", schema)
+    world.services.imports.import_rows(world.operator, world.client_a, project_id, [
+        {"external_id": "o1", "text": "Bank of England staff"}, {"external_id": "o2", "text": "Visit Oslo"}])
+    label_all(world, project_id, world.actors["labeler_a"], {
+        "o1": {"mentions": [{"start": 0, "end": 15, "label": "ORG"}, {"start": 8, "end": 15, "label": "LOC"}]},
+        "o2": {"mentions": [{"start": 6, "end": 10, "label": "LOC"}]}})
+    target = tmp_path / "overlap.spacy"
+    target.write_bytes(export_bytes(world, project_id, "spacy"))
+    first, second = DocBin().from_disk(target).get_docs(spacy.blank("en").vocab)
+    assert [(s.text, s.label_) for s in first.spans["mentions"]] == [("Bank of England", "ORG"), ("England", "LOC")]
+    assert first.ents == ()  # entities cannot overlap
+    assert [(s.text, s.label_) for s in second.spans["mentions"]] == [("Oslo", "LOC")]
+    assert [(e.text, e.label_) for e in second.ents] == [("Oslo", "LOC")]
 
 
 def test_conll_iob_reads_back_with_spacys_conll_reader(world: World) -> None:

@@ -12,7 +12,9 @@ The final answer of a task to a question is, in this order:
    exactly as the project-wide aggregation does for these question types (``quality/compute.py``):
    the vote share for ``preference`` (a tie counting half), the pairwise majority for ``ranking``
    (each pair of candidates with the share of answers ordering it so), merged spans and boxes
-   (``quality/consensus.py``), and for ``text`` the first accepted answer (free text has no vote).
+   (``quality/consensus.py``; unanimous spans or boxes, a single answer included, are taken as they
+   are, since the character vote would split overlapping spans), and for ``text`` the first
+   accepted answer (free text has no vote).
 
 A task without any of these has no final answer and is left out of the training formats.
 """
@@ -44,7 +46,7 @@ class Final:
 
     value: Any
     confidence: float
-    method: str  # review | gold | vote | first_accepted
+    method: str  # review | gold | vote | unanimous | first_accepted
     n: int  # answers that count
     pairs: list[tuple[int, int, float]] | None = None  # ranking: (chosen, rejected, share), majority pairs
 
@@ -110,6 +112,10 @@ def final_answer(question: Any, path: str, answers: list[tuple[dict[str, Any], s
         result = consensus(question, given, payload)
         assert result is not None
         return Final(result["value"], float(result["confidence"]), "vote", len(given), pairs)
+    if question.type in ("span", "bbox") and all(v == given[0] for v in given[1:]):
+        # Unanimous (a single answer included): taken as it is. The character vote that merges
+        # spans gives each character one label, so it would split overlapping spans apart.
+        return Final(given[0], 1.0, "unanimous", len(given))
     result = consensus(question, given, payload)
     if result is None:
         return None
