@@ -148,6 +148,19 @@ def test_the_annotators_history_survives_as_inactive_imported_accounts(world: Wo
         assert uow.session.scalars(select(LedgerEntry)).first() is None
 
 
+def test_the_work_of_deleted_label_studio_users_is_kept_under_one_account(world: World) -> None:
+    def deleted(tasks: list[dict[str, Any]]) -> None:
+        for annotation in tasks[0]["annotations"]:
+            annotation["completed_by"] = None
+            annotation.pop("created_username")
+
+    report = import_ls(world, _export_with(deleted), config=TEXT_CONFIG)
+    assert report.project_id is not None and "ls:acme:deleted-user" in report.accounts
+    # One person as far as LabelVault can tell: the later of the two annotations is kept.
+    answers = stored(world, report.project_id)["101"]["answers"]
+    assert list(answers) == ["ls:acme:deleted-user"] and answers["ls:acme:deleted-user"]["sentiment"] == "Neutral"
+
+
 def test_an_import_is_written_to_the_audit_log_with_counts_never_content(world: World) -> None:
     report = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG)
     with world.services.uow_factory.system() as uow:
@@ -357,8 +370,8 @@ def test_an_unsupported_result_type_is_refused_by_name_unless_skipped(world: Wor
         (b"{\"tasks\": 3}", "tasks[0]: the task has no id"),
         (b"[]", "Label Studio export: it holds no tasks"),
         (b"[{\"id\": 1, \"data\": \"x\"}]", "tasks[0] (id 1): data must be an object, got text"),
-        (b"[{\"id\": 1, \"data\": {\"text\": \"a\"}, \"annotations\": [{\"result\": []}]}]",
-         "tasks[0] (id 1).annotations[0]: completed_by is missing"),
+        (b"[{\"id\": 1, \"data\": {\"text\": \"a\"}, \"annotations\": [{\"result\": 3}]}]",
+         "tasks[0] (id 1).annotations[0]: result must be a list, got number"),
     ],
 )
 def test_a_broken_file_is_refused_with_where_and_why(world: World, content: bytes, expected: str) -> None:

@@ -218,3 +218,13 @@ def test_a_config_alone_gives_the_schema_of_tasks_not_labeled_yet() -> None:
     questions = {q["name"]: q for q in mapping.schema.to_dict()["questions"]}
     assert questions["entities"]["field"] == "text" and questions["sentiment"]["labels"] == [
         "Positive", "Negative", "Neutral"]
+
+
+def test_an_annotation_of_a_deleted_user_is_kept_under_one_deleted_user() -> None:
+    config = parse_label_config(load("text_project.xml"))
+    records = json.loads(load("text_project_min.json"))
+    records[1]["annotator"] = None
+    _, tasks = read_export(json.dumps(records).encode(), config)
+    assert tasks[0].annotations[1].annotator_key == "deleted"
+    _, [task] = read_export(b'[{"id": 1, "data": {"text": "a"}, "annotations": [{"completed_by": null}]}]', None)
+    assert (task.annotations[0].annotator_key, task.annotations[0].annotator_id) == ("deleted", None)

@@ -99,6 +99,7 @@ DEFAULT_MAX_RATING = 5
 MAX_TEXT_LENGTH = 1_000_000
 DEFAULT_TEXT_LENGTH = 10_000
 IMPORTED_MODEL = "label-studio"
+DELETED_USER = "deleted"
 
 
 class LabelStudioInvalid(Exception):
@@ -325,12 +326,10 @@ def _read_annotation(index: int, where: str, item: Any) -> LsAnnotation:
     if not isinstance(result, list):
         raise LabelStudioInvalid(where, f"result must be a list, got {json_type(result)}", task=index)
     user_id, email = _annotator(item.get("completed_by"), item.get("created_username"))
-    if user_id is None and email is None:
-        raise LabelStudioInvalid(where, "completed_by is missing: whose annotation is it?", task=index)
     return LsAnnotation(
         where=where,
         id=None if annotation_id is None else str(annotation_id),
-        annotator_key=f"id:{user_id}" if user_id is not None else f"email:{email}",
+        annotator_key=_annotator_key(user_id, email),
         annotator_id=user_id,
         annotator_email=email,
         created_at=_timestamp(item.get("created_at"), f"{where}.created_at", index),
@@ -339,6 +338,11 @@ def _read_annotation(index: int, where: str, item: Any) -> LsAnnotation:
         ground_truth=bool(item.get("ground_truth")),
         result=result,
     )
+
+
+def _annotator_key(user_id: int | None, email: str | None) -> str:
+    # Label Studio empties completed_by when a user is deleted; their work stays, under one name.
+    return f"id:{user_id}" if user_id is not None else f"email:{email}" if email else DELETED_USER
 
 
 def _annotator(completed_by: Any, created_username: Any) -> tuple[int | None, str | None]:
@@ -433,7 +437,7 @@ def _read_json_min(records: list[Any], config: LabelConfig) -> list[LsTask]:
             LsAnnotation(
                 where=f"{where}.annotation" + ("" if annotation_id is None else f" (id {annotation_id})"),
                 id=None if annotation_id is None else str(annotation_id),
-                annotator_key=f"id:{user_id}" if user_id is not None else f"email:{email or 'unknown'}",
+                annotator_key=_annotator_key(user_id, email),
                 annotator_id=user_id,
                 annotator_email=email,
                 created_at=_timestamp(record.get("created_at"), f"{where}.created_at", task.index),

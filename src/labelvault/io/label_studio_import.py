@@ -448,7 +448,7 @@ class LabelStudioImportService:
             username = imported_username(client.slug, person.user_id, person.email)
             user = uow.users.by_username(username)
             if user is None:
-                label = person.email or f"user {person.user_id}"
+                label = person.email or (f"user {person.user_id}" if person.user_id is not None else "a deleted user")
                 user = User(username=username, display_name=f"{label} (from Label Studio)"[:200], password_hash=None,
                             is_operator=False, is_active=False)
                 uow.session.add(user)
@@ -472,7 +472,7 @@ def imported_username(client_slug: str, user_id: int | None, email: str | None) 
     """``ls:<client slug>:user-<Label Studio id>`` (or ``:<e-mail>`` when an export gives no id):
     one account per person and client. The id is what every export format gives (JSON-MIN has
     no e-mail) and what stays when a person changes their e-mail; the e-mail is the display name."""
-    who = f"user-{user_id}" if user_id is not None else str(email)
+    who = f"user-{user_id}" if user_id is not None else email or "deleted-user"
     name = f"ls:{client_slug}:{who}"
     if len(name) <= 100:
         return name
