@@ -48,6 +48,7 @@ from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.domain.answers import AnswerValidator, answer_validator
 from labelvault.domain.payloads import PayloadValidator, payload_validator
+from labelvault.domain.schema import parse_schema
 from labelvault.errors import AnswerInvalid, Conflict, ImportInvalid, InvalidInput, NotFound, PayloadInvalid
 from labelvault.io.label_studio import (
     LabelConfig,
@@ -67,7 +68,6 @@ from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.clients import check_slug
-from labelvault.workflow.projects import schema_of
 
 MAX_REPORTED_ERRORS = 100
 SKIP_REASON = "cancelled in Label Studio"
@@ -207,35 +207,37 @@ class LabelStudioImportService:
         skip_unsupported: bool,
         ground_truth_as_gold: bool,
     ) -> LabelStudioReport:
-        with self.uow_factory.for_client(client_id, write=True) as uow:
-            access = access_in(uow, actor)
-            ProjectPolicy.import_tasks(access)
-            if new_project is None:
-                project = _find_project(uow, project_ref, client_id)
+        # Reading and checking the file is pure work: it happens between a read-only look at the
+        # project and the writing transaction, so SQLite's write lock is held only for the writes.
+        with self.uow_factory.for_client(client_id) as uow:
+            schema_json = self._check_target(uow, actor, client_id, project_ref, new_project)
+        try:
+            fmt, tasks = read_export(raw, config)
+            if schema_json is not None:
+                mapping = map_to_schema(parse_schema(json.loads(schema_json)), tasks,
+                                        skip_unsupported=skip_unsupported)
             else:
-                ProjectPolicy.manage(access)
-                if uow.projects.by_slug(new_project.slug) is not None:
-                    raise Conflict(f"project {new_project.slug!r} exists already in this client",
-                                   details={"field": "slug"})
-            try:
-                fmt, tasks = read_export(raw, config)
-                if new_project is None:
-                    mapping = map_to_schema(schema_of(project), tasks, skip_unsupported=skip_unsupported)
-                else:
-                    mapping = infer_mapping(tasks, config, skip_unsupported=skip_unsupported)
-            except LabelStudioInvalid as exc:
-                raise _rejected([exc], 1) from None
-            report = LabelStudioReport(
-                format=fmt, dry_run=dry_run, project_id=None, project_slug="", project_created=new_project is not None,
-                mapping=mapping.describe(), tasks_read=len(tasks),
-            )
-            people: dict[str, _Person] = {}
-            planned = self._plan(tasks, mapping, people, report, skip_unsupported)
-            if not ground_truth_as_gold:
-                for item in planned:
-                    item.gold = None
+                mapping = infer_mapping(tasks, config, skip_unsupported=skip_unsupported)
+        except LabelStudioInvalid as exc:
+            raise _rejected([exc], 1) from None
+        report = LabelStudioReport(
+            format=fmt, dry_run=dry_run, project_id=None, project_slug="", project_created=new_project is not None,
+            mapping=mapping.describe(), tasks_read=len(tasks),
+        )
+        people: dict[str, _Person] = {}
+        planned = self._plan(tasks, mapping, people, report, skip_unsupported)
+        if not ground_truth_as_gold:
+            for item in planned:
+                item.gold = None
+
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            # Checked again inside the writing transaction: the project may have changed meanwhile.
+            if self._check_target(uow, actor, client_id, project_ref, new_project) != schema_json:
+                raise Conflict("the project's schema changed while the file was checked; import again")
             if new_project is not None:
                 project = self._create_project(uow, actor, client_id, new_project, mapping)
+            else:
+                project = _find_project(uow, project_ref, client_id)
             report.project_id, report.project_slug = project.id, project.slug
             self._write(uow, actor, client_id, project, planned, people, report)
             audit_log.append(
@@ -247,6 +249,20 @@ class LabelStudioImportService:
             if not dry_run:
                 uow.commit()
         return report
+
+    @staticmethod
+    def _check_target(
+        uow: UnitOfWork, actor: Actor, client_id: int, project_ref: str | int | None, new_project: NewProject | None
+    ) -> str | None:
+        """May the actor import here? The existing project's schema document (None for a new project)."""
+        access = access_in(uow, actor)
+        ProjectPolicy.import_tasks(access)
+        if new_project is None:
+            return _find_project(uow, project_ref, client_id).schema_json
+        ProjectPolicy.manage(access)
+        if uow.projects.by_slug(new_project.slug) is not None:
+            raise Conflict(f"project {new_project.slug!r} exists already in this client", details={"field": "slug"})
+        return None
 
     # ------------------------------------------------------------------ checking, before any write
 
