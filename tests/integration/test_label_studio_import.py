@@ -15,7 +15,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from labelvault.cli.main import app as cli_app
-from labelvault.errors import Conflict, ImportInvalid, NotFound, PermissionDenied
+from labelvault.errors import Conflict, ImportInvalid, NotFound, PermissionDenied, QueueRefused
 from labelvault.io.label_studio_import import LabelStudioReport, NewProject
 from labelvault.storage.models import Answer, AuditEntry, LedgerEntry, Membership, Project, Skip, Task, User
 from labelvault.workflow.content import open_answer_values, open_task_content
@@ -268,6 +268,23 @@ def test_importing_the_same_export_again_changes_nothing(world: World) -> None:
     assert {k: (v["answers"], v["answer_count"], v["open_slots"]) for k, v in after.items()} == {
         k: (v["answers"], v["answer_count"], v["open_slots"]) for k, v in before.items()
     }
+
+
+def test_the_queue_offers_only_tasks_whose_imported_answers_fall_short_of_the_overlap(world: World) -> None:
+    report = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG, new_project=NewProject("reviews", "R", 2))
+    assert report.project_id is not None
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        external = {t.id: t.external_id for t in uow.session.scalars(select(Task))}
+    offered = []
+    labeler = world.actors["labeler_a"]
+    while True:
+        try:
+            leased = world.services.labeling.next_task(labeler, world.client_a, report.project_id)
+        except QueueRefused:
+            break
+        offered.append(external[leased.task_id])
+        world.services.labeling.skip(labeler, world.client_a, report.project_id, leased.task_id)
+    assert sorted(offered) == ["102", "103", "104"]  # 101 has its two answers already
 
 
 def test_a_later_export_adds_only_the_new_annotations_and_counts_them_toward_overlap(world: World) -> None:
