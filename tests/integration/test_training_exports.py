@@ -353,6 +353,36 @@ def test_coco_boxes_of_several_labelers_are_merged_with_a_score(world: World, tm
     assert 0 < annotation["score"] <= 1
 
 
+def test_images_stored_in_labelvault_give_coco_their_size_and_yolo_their_files(world: World, tmp_path: Path) -> None:
+    import supervision as sv
+    from pycocotools.coco import COCO
+
+    project_id = project(world, "stored", BOXES)
+    picture = base64.b64decode(png(120, 80).split(",", 1)[1])
+    stored = world.services.files.upload(world.actors["manager_a"], world.client_a, project_id, "pet.png",
+                                         "image/png", picture)
+    world.services.imports.import_rows(world.operator, world.client_a, project_id, [
+        {"external_id": "f1", "image": stored.ref}])
+    label_all(world, project_id, world.actors["labeler_a"], {
+        "f1": {"objects": [{"x": 0.5, "y": 0.25, "w": 0.25, "h": 0.5, "label": "dog"}]}})
+    task_id = task_ids(world, project_id)["f1"]
+    target = tmp_path / "coco.json"
+    target.write_bytes(export_bytes(world, project_id, "coco"))
+    coco = COCO(str(target))
+    assert coco.loadImgs(task_id)[0] == {
+        "id": task_id, "file_name": f"task-{task_id}.png", "width": 120, "height": 80, "external_id": "f1"}
+    assert coco.loadAnns(coco.getAnnIds())[0]["bbox"] == pytest.approx([60.0, 20.0, 30.0, 40.0])
+    stream = world.services.exports.export(world.actors["manager_a"], world.client_a, project_id, format="yolo")
+    assert stream.directory is not None
+    stream.directory(tmp_path / "yolo")
+    assert (tmp_path / "yolo" / "images" / f"task-{task_id}.png").read_bytes() == picture
+    dataset = sv.DetectionDataset.from_yolo(str(tmp_path / "yolo" / "images"), str(tmp_path / "yolo" / "labels"),
+                                            str(tmp_path / "yolo" / "data.yaml"))
+    ((_, _, detections),) = list(dataset)
+    assert detections.class_id.tolist() == [1]
+    assert detections.xyxy.ravel().tolist() == pytest.approx([60, 20, 90, 60], abs=0.01)
+
+
 def test_yolo_reads_back_with_supervision_and_follows_the_ultralytics_layout(world: World, tmp_path: Path) -> None:
     import supervision as sv
     import yaml

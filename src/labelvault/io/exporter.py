@@ -41,7 +41,7 @@ from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import DataCipher
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.domain.schema import ProjectSchema
-from labelvault.errors import InvalidInput
+from labelvault.errors import CryptoError, InvalidInput, NotFound
 from labelvault.io.final import FinalTask, stream_final
 from labelvault.io.formats import EXPORT_FORMATS, FORMATS
 from labelvault.io.packaging import lazy as _lazy
@@ -58,11 +58,12 @@ from labelvault.io.tabular import (
 )
 from labelvault.io.targets import pick_prompt_field, pick_question
 from labelvault.io.training import DPO_FORMS, dpo_lines, prompt_reader, sft_lines
-from labelvault.io.vision import coco_chunks, write_yolo
+from labelvault.io.vision import FileOpener, coco_chunks, write_yolo
 from labelvault.storage.models import Answer, Task, User
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
+from labelvault.workflow.files import FileService
 from labelvault.workflow.projects import load_project, schema_of
 from labelvault.workflow.walls import check_and_record
 
@@ -153,11 +154,13 @@ class ExportService:
     granted (a short write transaction before the stream starts); a refused one as denied."""
 
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, *, batch_size: int = BATCH_SIZE, audit: AuditService | None = None
+        self, uow_factory: UnitOfWorkFactory, *, batch_size: int = BATCH_SIZE, audit: AuditService | None = None,
+        files: FileService | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.batch_size = batch_size
         self.audit = audit
+        self.files = files  # stored images (file:<id>) for coco sizes and yolo image files
 
     def export(
         self,
@@ -231,7 +234,8 @@ class ExportService:
         elif fmt == "sft":
             chunks = sft_lines(self._final(actor, client_id, project_id, plan, progress), plan.prompt)  # type: ignore[arg-type]
         elif fmt == "coco":
-            chunks = coco_chunks(self._final(actor, client_id, project_id, plan, progress), plan.question)
+            chunks = coco_chunks(self._final(actor, client_id, project_id, plan, progress), plan.question,
+                                 self._file_opener(actor, client_id, project_id))
         elif fmt == "conll":
             chunks = conll_chunks(self._final(actor, client_id, project_id, plan, progress), plan.question)
         elif fmt == "spacy":
@@ -239,11 +243,29 @@ class ExportService:
             chunks = _lazy(lambda: spacy_docbin(batches, plan.question, options.lang))
         else:  # yolo
             batches = self._final(actor, client_id, project_id, plan, progress)
-            directory = _once(lambda target: write_yolo(batches, plan.question, target))
+            opener = self._file_opener(actor, client_id, project_id)
+            directory = _once(lambda target: write_yolo(batches, plan.question, target, opener))
         if directory is not None:
             chunks = zipped(directory)
         return ExportStream(filename=filename, media_type=spec.media_type, tasks=total, chunks=chunks,
                             directory=directory)
+
+    def _file_opener(self, actor: Actor, client_id: int, project_id: int) -> FileOpener | None:
+        """Opens the project's stored files one by one, each in a short read unit of work that asks
+        the export policy again (the export as a whole was granted and audited)."""
+        files = self.files
+        if files is None:
+            return None
+
+        def open_file(file_id: str) -> tuple[str, bytes] | None:
+            with self.uow_factory.for_client(client_id) as uow:
+                ProjectPolicy.export(access_in(uow, actor))
+                try:
+                    return files.open_in(uow, project_id, file_id)
+                except (NotFound, CryptoError):
+                    return None  # a missing or unreadable blob: the image is left as a reference
+
+        return open_file
 
     def _final(self, actor: Actor, client_id: int, project_id: int, plan: _Plan,
                progress: Progress | None) -> Iterator[list[FinalTask]]:

@@ -5,13 +5,14 @@ Answers keep boxes relative to the image (``x``, ``y``, ``w``, ``h`` in [0, 1], 
 * ``coco``: one JSON document ``{"images", "annotations", "categories", "info"}``. COCO boxes are
   in pixels (``[x, y, width, height]``), so every image needs its size: from the task data
   (``<field>_width`` and ``<field>_height``, or ``width`` and ``height``), else read from the
-  header of an inline ``data:`` image (PNG, GIF, JPEG, SVG). Tasks whose size is unknown are left
-  out and counted in ``info.skipped_without_size``. Category ids are the question's labels in
-  schema order from 1; image ids are task ids; ``file_name`` is the image reference (or
-  ``task-<id>.<ext>`` for an inline image). Written as it is read: images stream out and the
+  header (PNG, GIF, JPEG, SVG) of an inline ``data:`` image or of a file stored in LabelVault
+  (``file:<id>``). Tasks whose size is unknown are left out and counted in
+  ``info.skipped_without_size``. Category ids are the question's labels in schema order from 1;
+  image ids are task ids; ``file_name`` is the image reference (or ``task-<id>.<ext>`` for an
+  inline or stored image, the name the yolo export gives its file). Written as it is read: images stream out and the
   annotations wait in a temporary file, so memory stays flat.
 * ``yolo`` (Ultralytics layout): ``labels/task-<id>.txt`` with one ``class cx cy w h`` line per
-  box (relative centre and size), ``images/task-<id>.<ext>`` for inline images, ``images.txt``
+  box (relative centre and size), ``images/task-<id>.<ext>`` for inline and stored images, ``images.txt``
   listing every image (``./images/...`` or the original reference), ``data.yaml`` with
   ``train``/``val`` and ``names``, and ``tasks.csv`` mapping file stems to tasks.
 
@@ -27,7 +28,7 @@ import csv
 import re
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,20 @@ def inline_image(ref: str) -> tuple[str, bytes] | None:
         return _EXTENSIONS[media], base64.b64decode(body, validate=False)
     except (binascii.Error, ValueError):
         return None
+
+
+FileOpener = Callable[[str], tuple[str, bytes] | None]  # file id -> (content type, bytes)
+
+
+def image_bytes(ref: str, open_file: FileOpener | None) -> tuple[str, bytes] | None:
+    """(extension, bytes) of an image the export can carry: an inline ``data:`` image, or a file
+    stored in LabelVault (``file:<id>``) when ``open_file`` is given; None for URLs and paths."""
+    if ref.startswith("file:") and open_file is not None:
+        found = open_file(ref[5:])
+        if found is None or found[0] not in _EXTENSIONS:
+            return None
+        return _EXTENSIONS[found[0]], found[1]
+    return inline_image(ref)
 
 
 def _size_from_bytes(data: bytes) -> tuple[int, int] | None:
@@ -87,21 +102,18 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def image_size(data: dict[str, Any], field: str) -> tuple[int, int] | None:
-    """Pixel (width, height) of the image in ``field``: given in the task data, or read from an
-    inline image's header."""
+def image_size(data: dict[str, Any], field: str, image: tuple[str, bytes] | None) -> tuple[int, int] | None:
+    """Pixel (width, height) of the image in ``field``: given in the task data, or read from the
+    header of the image's bytes when the export has them."""
     for w_key, h_key in ((f"{field}_width", f"{field}_height"), ("width", "height")):
         width, height = data.get(w_key), data.get(h_key)
         if isinstance(width, int | float) and isinstance(height, int | float) and width > 0 and height > 0:
             return int(width), int(height)
-    ref = data.get(field)
-    inline = inline_image(ref) if isinstance(ref, str) else None
-    if inline is not None:
-        return _size_from_bytes(inline[1])
-    return None
+    return _size_from_bytes(image[1]) if image is not None else None
 
 
-def coco_chunks(batches: Iterator[list[FinalTask]], question: Any) -> Iterator[bytes]:
+def coco_chunks(batches: Iterator[list[FinalTask]], question: Any, open_file: FileOpener | None = None
+                ) -> Iterator[bytes]:
     """The COCO document, a chunk per batch of tasks (see the module docstring)."""
     category = {label: i + 1 for i, label in enumerate(question.labels)}
     categories = [{"id": i, "name": label, "supercategory": question.name} for label, i in category.items()]
@@ -114,16 +126,18 @@ def coco_chunks(batches: Iterator[list[FinalTask]], question: Any) -> Iterator[b
             for task in batch:
                 if task.final is None:
                     continue
-                size = image_size(task.data, question.field)
+                ref = task.data.get(question.field, "")
+                sized = _has_size(task.data, question.field)
+                # Bytes only when needed: for the size, or to name a file the yolo export would write.
+                carried = None if sized and not ref.startswith(("data:", "file:")) else image_bytes(ref, open_file)
+                size = image_size(task.data, question.field, carried)
                 if size is None:
                     skipped += 1
                     continue
                 width, height = size
-                ref = task.data.get(question.field, "")
-                inline = inline_image(ref)
-                image = {"id": task.task_id, "file_name": f"task-{task.task_id}.{inline[0]}" if inline else ref,
+                image = {"id": task.task_id, "file_name": f"task-{task.task_id}.{carried[0]}" if carried else ref,
                          "width": width, "height": height, "external_id": task.external_id}
-                if not inline and ref.startswith(("http://", "https://")):
+                if not carried and ref.startswith(("http://", "https://")):
                     image["coco_url"] = ref
                 out += (b"," if images else b"") + orjson.dumps(image)
                 images += 1
@@ -146,7 +160,12 @@ def coco_chunks(batches: Iterator[list[FinalTask]], question: Any) -> Iterator[b
     yield b'],"info":' + orjson.dumps(info) + b"}"
 
 
-def write_yolo(batches: Iterator[list[FinalTask]], question: Any, target: Path) -> int:
+def _has_size(data: dict[str, Any], field: str) -> bool:
+    return image_size(data, field, None) is not None
+
+
+def write_yolo(batches: Iterator[list[FinalTask]], question: Any, target: Path,
+               open_file: FileOpener | None = None) -> int:
     """Write the YOLO dataset directory ``target`` (which must not exist yet); returns the images."""
     classes = {label: i for i, label in enumerate(question.labels)}
     (target / "labels").mkdir(parents=True)
@@ -162,7 +181,7 @@ def write_yolo(batches: Iterator[list[FinalTask]], question: Any, target: Path) 
                     continue
                 stem = f"task-{task.task_id}"
                 ref = task.data.get(question.field, "")
-                inline = inline_image(ref) if isinstance(ref, str) else None
+                inline = image_bytes(ref, open_file) if isinstance(ref, str) else None
                 if inline is not None:
                     (target / "images" / f"{stem}.{inline[0]}").write_bytes(inline[1])
                     listing.write(f"./images/{stem}.{inline[0]}\n")
@@ -183,4 +202,4 @@ def write_yolo(batches: Iterator[list[FinalTask]], question: Any, target: Path) 
     return count
 
 
-__all__ = ["coco_chunks", "image_size", "inline_image", "write_yolo"]
+__all__ = ["FileOpener", "coco_chunks", "image_bytes", "image_size", "inline_image", "write_yolo"]

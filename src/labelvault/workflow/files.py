@@ -16,7 +16,7 @@ from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput, NotFound
 from labelvault.storage.files import FileStore
 from labelvault.storage.models import StoredFile
-from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.projects import load_project
 from labelvault.workflow.walls import check_and_record
@@ -110,6 +110,16 @@ class FileService:
             )
             uow.commit()
         return FileInfo(file_id, name, row.content_type, row.size), data
+
+    def open_in(self, uow: UnitOfWork, project_id: int, file_id: str) -> tuple[str, bytes] | None:
+        """(content type, plaintext) of a file of the project, read in the caller's unit of work;
+        None when the project has no such file. For exports, which have checked the policy and the
+        conflict wall and are audited as a whole (``io/exporter.py``)."""
+        row = uow.session.get(StoredFile, file_id)
+        if row is None or row.project_id != project_id:
+            return None
+        sealed = self.store.get(file_key(uow.client_id, file_id))
+        return row.content_type, uow.cipher(row.data_key_id).open("file", file_id, sealed)
 
     def export_client(self, client_id: int) -> list[tuple[str, str, bytes]]:
         """(file id, name, plaintext) of every file of a client, for its offboarding bundle."""
