@@ -619,6 +619,21 @@ def test_training_exports_come_out_in_batches_in_task_order(world: World) -> Non
     assert [c["messages"][1]["content"] for c in jsonl(b"".join(chunks))] == [f"a{i}" for i in range(7)]
 
 
+def test_parquet_streams_one_row_group_per_batch(world: World) -> None:
+    import pyarrow.parquet as pq
+
+    project_id = project(world, "groups", TABLE)
+    world.services.imports.import_rows(world.operator, world.client_a, project_id,
+                                       [{"external_id": f"g{i}", "text": f"t{i}"} for i in range(7)])
+    exports = ExportService(world.services.uow_factory, batch_size=3)
+    for fmt in ("parquet", "aggregated-parquet"):
+        chunks = list(exports.export(world.operator, world.client_a, project_id, format=fmt).chunks)
+        assert sum(1 for c in chunks[:-1] if c) >= 3  # bytes leave after each batch, not at the end
+        parquet = pq.ParquetFile(io.BytesIO(b"".join(chunks)))
+        assert parquet.num_row_groups == 3 and parquet.metadata.num_rows == 7
+        assert parquet.read().column("external_id").to_pylist() == [f"g{i}" for i in range(7)]
+
+
 def test_a_training_export_is_audited_with_its_format_and_question(world: World) -> None:
     project_id, _ = spans_project(world)
     export_bytes(world, project_id, "conll")
