@@ -588,6 +588,9 @@ def test_a_training_format_without_its_question_type_is_refused_naming_the_quest
         export_bytes(world, project_id, "coco")
     with pytest.raises(InvalidInput, match=r"question 'sentiment' is a label question"):
         export_bytes(world, project_id, "dpo", question="sentiment")
+    with pytest.raises(InvalidInput, match=r"the csv format holds every question; question applies to the "
+                                           r"training formats \(dpo, sft, coco, yolo, spacy, conll\)"):
+        export_bytes(world, project_id, "csv", question="sentiment")
 
 
 def test_a_project_with_several_fitting_questions_asks_which(world: World) -> None:

@@ -127,6 +127,10 @@ class _Plan:
 def _plan(schema: ProjectSchema, fmt: str, options: ExportOptions) -> _Plan:
     spec = FORMATS[fmt]
     if not spec.question_types:
+        if options.question is not None:
+            raise InvalidInput(f"the {fmt} format holds every question; question applies to the training formats "
+                               f"({', '.join(f.name for f in FORMATS.values() if f.question_types)})",
+                               details={"field": "question"})
         if fmt == "hf-dataset":
             _require("datasets", fmt)
         return _Plan(schema)
