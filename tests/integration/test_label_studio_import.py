@@ -161,6 +161,18 @@ def test_the_work_of_deleted_label_studio_users_is_kept_under_one_account(world:
     assert list(answers) == ["ls:acme:deleted-user"] and answers["ls:acme:deleted-user"]["sentiment"] == "Neutral"
 
 
+def test_imported_accounts_leave_with_the_client_at_offboarding(world: World, tmp_path: Path) -> None:
+    import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG)
+    world.services.accounts.create_user(world.operator, "ls:globex:user-1", None)  # another client's name
+    result = world.services.offboarding.offboard(world.operator, world.client_a, tmp_path / "bundle")
+    assert result.deleted["imported_accounts"] == 2
+    with world.services.uow_factory.system() as uow:
+        left = set(uow.session.scalars(select(User.username).where(User.username.like("ls:%"))))
+    assert left == {"ls:globex:user-1"}
+    # The history itself left in the bundle, under the same names.
+    assert '"username":"ls:acme:user-1"' in (tmp_path / "bundle" / "members.jsonl").read_text()
+
+
 def test_an_import_is_written_to_the_audit_log_with_counts_never_content(world: World) -> None:
     report = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG)
     with world.services.uow_factory.system() as uow:

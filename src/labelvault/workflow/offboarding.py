@@ -130,7 +130,7 @@ class OffboardingService:
         note("destroying keys")
         self.uow_factory.keyring.destroy_client_key(client_id)
         note("deleting rows and files")
-        deleted = self._delete(actor, client_id)
+        deleted = self._delete(actor, client_id, slug)
         deleted["stored_file_blobs"] = self.files.delete_client(client_id)
         checkpoint = self.audit.checkpoint(actor)
         certificate = {
@@ -246,7 +246,7 @@ class OffboardingService:
         files += ["audit.jsonl", "audit-checkpoint.txt"]
         return files
 
-    def _delete(self, actor: Actor, client_id: int) -> dict[str, int]:
+    def _delete(self, actor: Actor, client_id: int, slug: str) -> dict[str, int]:
         deleted: dict[str, int] = {}
         with self.uow_factory.all_clients(write=True) as uow:
             # Dependents first: the reverse of the foreign-key order.
@@ -259,6 +259,13 @@ class OffboardingService:
                 uow.session.execute(delete(table).where(table.c.client_id == client_id))
                 deleted[table.name] = int(count or 0)
             uow.session.execute(delete(Client).where(Client.id == client_id))
+            # Accounts that only hold this client's imported Label Studio history: their display names
+            # are its annotators' e-mails, so they leave with it (io/label_studio_import.py names them).
+            imported = uow.session.execute(
+                delete(User).where(User.username.like(f"ls:{slug}:%"), User.is_active.is_(False),
+                                   User.password_hash.is_(None), User.is_operator.is_(False))
+            )
+            deleted["imported_accounts"] = int(imported.rowcount or 0)  # type: ignore[attr-defined]
             audit_log.append(
                 uow,
                 "client.offboarded",
