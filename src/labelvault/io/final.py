@@ -123,10 +123,11 @@ def final_answer(question: Any, path: str, answers: list[tuple[dict[str, Any], s
 
 
 def stream_final(
-    uow_factory: UnitOfWorkFactory, actor: Actor, client_id: int, project_id: int, path: str, question: Any,
+    uow_factory: UnitOfWorkFactory, actor: Actor, client_id: int, project_id: int, path: str | None, question: Any,
     *, batch_size: int = BATCH_SIZE, progress: Callable[[int], None] | None = None,
 ) -> Iterator[list[FinalTask]]:
-    """Batches of tasks in id order with their data and final answer to ``path``.
+    """Batches of tasks in id order with their data and final answer to ``path`` (none when
+    ``question`` is None: the tabular formats take their answers from the aggregation).
 
     Each batch is read in its own read unit of work, which asks the export policy again: a member
     whose role is withdrawn mid-export stops getting batches."""
@@ -144,7 +145,7 @@ def stream_final(
             progress(done)
 
 
-def _batch(uow: UnitOfWork, project_id: int, path: str, question: Any, after: int,
+def _batch(uow: UnitOfWork, project_id: int, path: str | None, question: Any, after: int,
            batch_size: int) -> tuple[list[FinalTask], int]:
     session = uow.session
     ciphers: dict[int, DataCipher] = {}
@@ -173,7 +174,7 @@ def _batch(uow: UnitOfWork, project_id: int, path: str, question: Any, after: in
         opener = cipher(key_id)
         payload = orjson.loads(opener.open("task.payload", task_id, payload_blob))
         final = None
-        if question is not None:
+        if question is not None and path is not None:
             gold = orjson.loads(opener.open("task.gold", task_id, gold_blob)) if gold_blob is not None else None
             final = final_answer(question, path, answers.get(task_id, []), payload,
                                  correction=None if is_gold else corrections.get(task_id), gold=gold)
