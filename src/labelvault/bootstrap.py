@@ -21,7 +21,7 @@ from labelvault.io.label_studio_import import LabelStudioImportService
 from labelvault.io.predictors import PredictorCallPolicy
 from labelvault.io.suggestions import SuggestionService
 from labelvault.quality.adaptive import extend_overlap_when_unsure
-from labelvault.quality.gold import GoldService, check_suspension, mark_results_stale, pick_gold_task, score_gold_answer
+from labelvault.quality.gold import GoldService, check_suspension, pick_gold_task, score_gold_answer
 from labelvault.quality.qualification import QualificationService, check_qualification, pick_test_task
 from labelvault.quality.reports import QualityService
 from labelvault.settings import Settings
@@ -142,7 +142,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         eligibility=[queue_wall_check, check_suspension, check_qualification],
         pickers=[pick_test_task, pick_gold_task],
         on_grant=[queue_wall_record],
-        on_submit=[score_gold_answer, mark_results_stale],
+        on_submit=[score_gold_answer],
         # Webhooks last: they see the task after adaptive overlap may have asked for more answers.
         on_complete=[extend_overlap_when_unsure, on_task_complete],
         on_refused=[webhooks.on_queue_refused],

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         description="Database connections kept per server process (as many more may open under load).",
     )
     lease_seconds: int = Field(default=600, ge=10, description="Default lease length for new projects.")
+    token_cache_seconds: float = Field(
+        default=5.0, ge=0, le=300,
+        description="Seconds a server process keeps an API token's owner after looking it up (0: look up on every "
+        "request). A revoked token stops working at once on the process that revoked it, within this time on others.",
+    )
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma: FULL survives power loss, NORMAL a crash."
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 
-from labelvault.storage.models import Project
-from labelvault.storage.scope import ScopeViolation
+from labelvault.storage.models import Answer, Project, Task, User
+from labelvault.storage.scope import ScopeViolation, in_scope, scoped
 from tests.conftest import World
 
 SCHEMA = {"fields": [{"name": "text", "kind": "text"}], "questions": [{"name": "q", "type": "text"}]}
@@ -58,3 +58,51 @@ def test_a_unit_of_work_rolls_back_unless_committed(world: World) -> None:
         uow.projects.add(Project(slug="temp", name="t", schema_json=json.dumps(SCHEMA)))
     with world.services.uow_factory.for_client(world.client_a) as uow:
         assert uow.projects.by_slug("temp") is None
+
+
+# Prebuilt Core statements (the queue's hot path) go through the same door: scoped() adds the
+# client criteria once, ScopedSql supplies the unit of work's client on every execution.
+
+_projects_table = Project.__table__
+_ALL_PROJECT_NAMES = scoped(select(_projects_table.c.id, _projects_table.c.name))
+_RENAME_EVERY_PROJECT = scoped(update(_projects_table).values(name=bindparam("new_name")))
+
+
+def test_a_scoped_core_statement_sees_and_changes_only_its_clients_rows(
+    world: World, two_projects: tuple[int, int]
+) -> None:
+    a_id, b_id = two_projects
+    factory = world.services.uow_factory
+    with factory.for_client(world.client_a, write=True) as uow:
+        assert [row.id for row in uow.sql.run(_ALL_PROJECT_NAMES)] == [a_id]
+        assert uow.sql.run(_RENAME_EVERY_PROJECT, {"new_name": "renamed"}).rowcount == 1
+        uow.commit()
+    with factory.all_clients() as uow:  # operator work sees every client, as the ORM path does
+        assert {row.id: row.name for row in uow.sql.run(_ALL_PROJECT_NAMES)} == {a_id: "renamed", b_id: "Beta"}
+    with factory.system() as uow, pytest.raises(ScopeViolation):
+        uow.sql.run(_ALL_PROJECT_NAMES)  # no client in scope: refused, not "every row"
+
+
+def test_a_scoped_insert_takes_the_client_from_the_scope_and_refuses_another(world: World) -> None:
+    insert_project = scoped(insert(_projects_table))
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        uow.sql.run(insert_project, {"id": 990001, "slug": "core", "name": "Core", "schema_json": json.dumps(SCHEMA)})
+        with pytest.raises(ScopeViolation):
+            uow.sql.run(insert_project, {"id": 990002, "slug": "x", "name": "x", "schema_json": "{}",
+                                         "client_id": world.client_b})
+        uow.commit()
+    with world.services.uow_factory.all_clients() as uow:
+        owner = uow.session.scalar(select(Project.client_id).where(Project.slug == "core"))
+    assert owner == world.client_a
+
+
+def test_statements_that_could_escape_the_scope_are_refused_when_built_or_run(world: World) -> None:
+    answers, tasks = Answer.__table__, Task.__table__
+    seen = exists().where(answers.c.task_id == tasks.c.id)
+    with pytest.raises(ValueError, match="answers"):
+        scoped(select(tasks.c.id).where(~seen))  # a client table in a subquery without in_scope()
+    scoped(select(tasks.c.id).where(~seen.where(in_scope(answers))))  # with it, accepted
+    with pytest.raises(ValueError):
+        scoped(select(User.__table__.c.id))  # no client-owned table: nothing to scope, say Unscoped
+    with world.services.uow_factory.for_client(world.client_a) as uow, pytest.raises(ScopeViolation):
+        uow.sql.run(select(tasks.c.id))  # type: ignore[arg-type]  # a bare statement does not run

@@ -43,12 +43,13 @@ def create_app(services: Services) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     api = APIRouter(prefix="/api")
+    # The queue's routes first: Starlette tries routes in order, and next/submit are most requests.
     for module in (
+        labeling,
         webhooks,
         accounts,
         clients,
         projects,
-        labeling,
         label_studio,
         review,
         reports,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from labelvault.bootstrap import Services
 from labelvault.domain.access import Actor
@@ -19,7 +20,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_actor(request: Request, services: ServicesDep) -> Actor:
+def _actor_of(request: Request, services: Services) -> Actor:
     header = request.headers.get("authorization", "")
     if not header and SESSION_COOKIE in request.cookies:
         # The web pages call the API with their session cookie; unsafe methods need its CSRF token.
@@ -31,6 +32,15 @@ def get_actor(request: Request, services: ServicesDep) -> Actor:
     if scheme.lower() != "bearer" or not token:
         raise NotAuthenticated("send an API token as 'Authorization: Bearer lv_...'")
     return services.accounts.actor_for_token(token.strip())
+
+
+async def get_actor(request: Request, services: ServicesDep) -> Actor:
+    # Async, so that a token already in the short-lived cache costs no hop to a worker thread (the
+    # queue's requests do this on every call); a database lookup runs in the thread pool.
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and (actor := services.accounts.cached_actor(token.strip())) is not None:
+        return actor
+    return await run_in_threadpool(_actor_of, request, services)
 
 
 ActorDep = Annotated[Actor, Depends(get_actor)]

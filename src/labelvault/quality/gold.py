@@ -69,7 +69,7 @@ def open_gold(uow: UnitOfWork, task: Task) -> dict[str, Any] | None:
 
 def check_suspension(uow: UnitOfWork, actor: Actor, project: Project) -> None:
     """Eligibility: a suspended labeler gets nothing from this project until reinstated."""
-    if uow.suspensions.active(project.id, actor.user_id) is not None:
+    if uow.suspensions.is_suspended(project.id, actor.user_id):
         raise QueueRefused("suspended", f"you are suspended from project {project.slug}: ask a manager")
 
 
@@ -104,13 +104,6 @@ def score_gold_answer(
         suspend_if_below(uow, actor, project)
     else:
         settle_test(uow, project, actor.user_id)
-
-
-def mark_results_stale(
-    uow: UnitOfWork, _actor: Actor, project: Project, _task: Task, _answer_id: int, _answer: dict[str, Any]
-) -> None:
-    """On submit: cached quality results of the project no longer hold."""
-    uow.quality_cache.bump_version(project.id)
 
 
 # ------------------------------------------------------------------------------------------ accuracy
@@ -498,7 +491,6 @@ __all__ = [
     "SuspensionInfo",
     "check_suspension",
     "honeypot_accuracy",
-    "mark_results_stale",
     "open_gold",
     "pick_gold_task",
     "score_gold_answer",

@@ -8,10 +8,12 @@
 Results are computed from the stored answers (``quality/dataset.py``, opened in the client's unit of
 work) by ``quality/compute.py`` and cached, sealed, in ``quality_cache`` (one row per project and
 kind: ``report`` and ``aggregates``). A cached result carries the version of the project it was
-computed from: the project's ``quality_version`` (bumped on every submit and gold change), the last
-review decision's id (accept, reject and correct change what counts) and the settings the results
-show. A result of another version is stale and is computed again on the next read; the database,
-not a process, holds the cache, so every server process sees the same results.
+computed from: the number of the project's answers (never deleted, so every submit changes it; the
+queue itself writes no version, which would make the project's row a lock every submit waits for),
+the project's ``quality_version`` (bumped on gold changes and imports of answers), the last review
+decision's id (accept, reject and correct change what counts) and the settings the results show.
+A result of another version is stale and is computed again on the next read; the database, not a
+process, holds the cache, so every server process sees the same results.
 
 The computation runs outside any transaction: it reads in one read unit of work, computes, and
 stores in a short write unit of work; a reader never holds SQLite's write lock while computing.
@@ -54,8 +56,9 @@ class AggregatedExport:
 def version_of(uow: UnitOfWork, project: Project) -> str:
     """What the results of ``project`` depend on, as one string (see the module docstring)."""
     review = uow.quality_cache.last_review_id(project.id)
-    return (f"f{RESULTS_FORMAT}.q{project.quality_version}.r{review}.k{project.overlap}-{project.max_overlap}"
-            f".c{project.confidence_threshold}")
+    answers = uow.quality_cache.answer_count(project.id)
+    return (f"f{RESULTS_FORMAT}.q{project.quality_version}.a{answers}.r{review}.k{project.overlap}-"
+            f"{project.max_overlap}.c{project.confidence_threshold}")
 
 
 def _open(uow: UnitOfWork, row: QualityCache) -> dict[str, Any]:

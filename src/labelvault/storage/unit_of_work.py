@@ -28,6 +28,7 @@ from labelvault.storage.repositories import (
     DataKeyRepository,
     GoldRepository,
     LeaseRepository,
+    LedgerRepository,
     LoginFailureRepository,
     MembershipRepository,
     ProjectRepository,
@@ -41,7 +42,7 @@ from labelvault.storage.repositories import (
     UserRepository,
     WebSessionRepository,
 )
-from labelvault.storage.scope import Scope, ScopedSession
+from labelvault.storage.scope import Scope, ScopedSession, ScopedSql
 
 
 class UnitOfWork:
@@ -50,6 +51,7 @@ class UnitOfWork:
         self.scope = scope
         self._write = write
         self._committed = False
+        self._spend: dict[int, int] = {}
 
     def __enter__(self) -> Self:
         bind = self._factory.write_engine if self._write else self._factory.engine
@@ -69,6 +71,7 @@ class UnitOfWork:
                 {"c": value, "a": all_clients},
             )
         session = self.session
+        self.sql = ScopedSql(session)
         # System-level repositories (not client-owned tables).
         self.clients = ClientRepository(session)
         self.users = UserRepository(session)
@@ -81,6 +84,7 @@ class UnitOfWork:
         self.projects = ProjectRepository(session)
         self.tasks = TaskRepository(session)
         self.leases = LeaseRepository(session)
+        self.ledger = LedgerRepository(session)
         self.answers = AnswerRepository(session)
         self.skips = SkipRepository(session)
         self.reviews = ReviewRepository(session)
@@ -108,8 +112,19 @@ class UnitOfWork:
         return self.scope.client_id
 
     def commit(self) -> None:
+        # The project's running spend total is one row that every paid act of the project updates: its
+        # row lock is held from the UPDATE to the commit, so the UPDATE goes last (PostgreSQL
+        # serialises a project's submits only for the commit itself, not their whole transaction).
+        for project_id, amount in self._spend.items():
+            if amount:
+                self.ledger.add_to_spent(project_id, amount)
+        self._spend.clear()
         self.session.commit()
         self._committed = True
+
+    def add_spend(self, project_id: int, amount: int) -> None:
+        """Add to the project's running total at commit (see ``commit``); the ledger row is written now."""
+        self._spend[project_id] = self._spend.get(project_id, 0) + amount
 
     def flush(self) -> None:
         self.session.flush()

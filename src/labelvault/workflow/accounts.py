@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ LOGIN_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USERNAME = 5
 MAX_FAILURES_PER_ADDRESS = 50
 MIN_PASSWORD_LENGTH = 10
+_MAX_CACHED_TOKENS = 10_000
 
 
 def hash_password(password: str) -> str:
@@ -95,8 +97,13 @@ def _parse_scopes(scopes: Iterable[str] | None) -> frozenset[Scope]:
 
 
 class AccountService:
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, *, token_cache_seconds: float = 5.0) -> None:
         self.uow_factory = uow_factory
+        # Token digest -> (actor, monotonic expiry). Looking a token up was a transaction of its own
+        # on every API request; for a few seconds the answer is kept. Revoking clears it at once in
+        # this process; other server processes notice within ``token_cache_seconds``.
+        self.token_cache_seconds = token_cache_seconds
+        self._token_actors: dict[str, tuple[Actor, float]] = {}
 
     def create_user(
         self,
@@ -212,16 +219,30 @@ class AccountService:
             uow.commit()
             return IssuedToken(id=row.id, name=row.name, token=token)
 
+    def cached_actor(self, token: str) -> Actor | None:
+        """The token's owner if this process looked the token up in the last few seconds, else None."""
+        cached = self._token_actors.get(token_digest(token))
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
     def actor_for_token(self, token: str) -> Actor:
         if not token.startswith(TOKEN_PREFIX):
             raise NotAuthenticated("not a LabelVault token")
+        digest = token_digest(token)
+        cached = self._token_actors.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         with self.uow_factory.system() as uow:
-            row = uow.tokens.by_hash(token_digest(token))
+            row = uow.tokens.by_hash(digest)
             user = uow.users.get(row.user_id) if row is not None and row.revoked_at is None else None
             if user is None or not user.is_active:
                 raise NotAuthenticated("invalid or revoked token")
             assert row is not None
-            return _user_actor(user, _parse_scopes(row.scopes.split()))
+            actor = _user_actor(user, _parse_scopes(row.scopes.split()))
+        if self.token_cache_seconds > 0:
+            if len(self._token_actors) >= _MAX_CACHED_TOKENS:
+                self._token_actors.clear()
+            self._token_actors[digest] = (actor, time.monotonic() + self.token_cache_seconds)
+        return actor
 
     def list_tokens(self, actor: Actor, *, offset: int = 0, limit: int = 100) -> tuple[list[TokenInfo], int]:
         with self.uow_factory.system() as uow:
@@ -254,6 +275,7 @@ class AccountService:
                 row.revoked_at = utcnow()
                 audit_log.append(uow, "token.revoked", actor=actor, object_kind="token", object_id=row.id)
             uow.commit()
+        self._token_actors.clear()
 
     def first_operator(self) -> Actor:
         with self.uow_factory.system() as uow:

@@ -34,7 +34,7 @@ from labelvault.workflow import ledger
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.content import open_task_content
-from labelvault.workflow.projects import load_project, schema_of
+from labelvault.workflow.projects import load_project_settings, schema_of
 from labelvault.workflow.review import on_task_complete
 
 # Time between lease start and submit counts as work up to this much (a lunch break does not).
@@ -130,13 +130,13 @@ class LabelingService:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.label(access_in(uow, actor))
-            project = load_project(uow, project_id)
+            project = load_project_settings(uow, project_id)
             uow.users.lock(actor.user_id)
             expire_leases(uow, now)
             lease = uow.leases.open_for(actor.user_id, project_id, now)
             if lease is not None:
                 # No hoarding: whoever holds a lease gets the same task back.
-                task = uow.tasks.get(lease.task_id)
+                task = uow.tasks.row(lease.task_id)
                 assert task is not None
                 started, expires = lease.started_at, lease.expires_at
             else:
@@ -147,7 +147,6 @@ class LabelingService:
                     raise QueueRefused("no_tasks", "no tasks left for you in this project")
                 started, expires = now, now + timedelta(seconds=project.lease_seconds)
                 uow.leases.insert(
-                    client_id=client_id,
                     project_id=project_id,
                     task_id=task.id,
                     user_id=actor.user_id,
@@ -211,7 +210,7 @@ class LabelingService:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.label(access_in(uow, actor))
-            project = load_project(uow, project_id)
+            project = load_project_settings(uow, project_id)
             uow.users.lock(actor.user_id)
             if idempotency_key is not None:
                 earlier = uow.answers.by_idempotency_key(actor.user_id, idempotency_key)
@@ -221,38 +220,37 @@ class LabelingService:
                             "idempotency_key was used for another task", details={"field": "idempotency_key"}
                         )
                     return SubmittedAnswer(earlier.id, task_id, False, earlier.created_at, earlier.time_spent_ms)
-            task = uow.tasks.get(task_id)
+            task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
-            if uow.answers.of(task_id, actor.user_id) is not None:
+            if uow.answers.exists_for(task_id, actor.user_id):
                 raise Conflict(f"task {task_id} was answered by you already")
             payload, _ = open_task_content(uow, task)
             normalized = validate_answer(schema_of(project), payload, answer)
             lease = uow.leases.of(task_id, actor.user_id)
             if lease is not None and uow.leases.remove(lease):
-                uow.tasks.adjust_slots(task_id, answers=+1)  # the lease's slot becomes the answer
+                counts = uow.tasks.adjust_slots(task_id, answers=+1)  # the lease's slot becomes the answer
                 started = lease.started_at
-            elif task.open_slots > 0 and uow.skips.of(task_id, actor.user_id) is None:
-                uow.tasks.adjust_slots(task_id, open_slots=-1, answers=+1)  # lease lapsed; a slot is free
+            elif task.open_slots > 0 and not uow.skips.exists_for(task_id, actor.user_id):
+                counts = uow.tasks.adjust_slots(task_id, open_slots=-1, answers=+1)  # lease lapsed; a slot is free
                 started = now
             else:
                 raise Conflict(f"your lease on task {task_id} expired and the task has all its answers")
             answer_id = allocate_ids(uow.session, Answer, 1)[0]
             key_id, cipher = uow.active_cipher()
             spent = int(min(now - started, MAX_COUNTED_WORK).total_seconds() * 1000)
-            uow.answers.add(
-                Answer(
-                    id=answer_id,
-                    project_id=project_id,
-                    task_id=task_id,
-                    user_id=actor.user_id,
-                    data_key_id=key_id,
-                    value=cipher.seal("answer.value", answer_id, orjson.dumps(normalized)),
-                    idempotency_key=idempotency_key,
-                    started_at=started,
-                    created_at=now,
-                    time_spent_ms=spent,
-                )
+            uow.answers.insert(
+                id=answer_id,
+                project_id=project_id,
+                task_id=task_id,
+                user_id=actor.user_id,
+                data_key_id=key_id,
+                value=cipher.seal("answer.value", answer_id, orjson.dumps(normalized)),
+                idempotency_key=idempotency_key,
+                status="submitted",
+                started_at=started,
+                created_at=now,
+                time_spent_ms=spent,
             )
             if project.pay_on == "submit":
                 ledger.append(
@@ -264,14 +262,16 @@ class LabelingService:
                     answer_id=answer_id,
                     task_id=task_id,
                 )
-            uow.session.refresh(task)
             for hook in self.hooks.on_submit:
                 hook(uow, actor, project, task, answer_id, normalized)
-            if task.answer_count >= task.required_answers:
+            if counts.answer_count >= counts.required_answers:
+                # Completion (one submit in k) works on the task object: hooks may change it.
+                complete_task = uow.tasks.get(task_id)
+                assert complete_task is not None
                 for complete in self.hooks.on_complete:
-                    complete(uow, project, task)
-                if task.answer_count >= task.required_answers:  # a hook may have asked for more
-                    on_task_complete(uow, project, task)
+                    complete(uow, project, complete_task)
+                if complete_task.answer_count >= complete_task.required_answers:  # a hook may have asked for more
+                    on_task_complete(uow, project, complete_task)
             audit_log.append(
                 uow,
                 "answer.submitted",
@@ -288,9 +288,9 @@ class LabelingService:
     def skip(self, actor: Actor, client_id: int, project_id: int, task_id: int, reason: str = "") -> None:
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.label(access_in(uow, actor))
-            load_project(uow, project_id)
+            load_project_settings(uow, project_id)
             uow.users.lock(actor.user_id)
-            task = uow.tasks.get(task_id)
+            task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
             lease = uow.leases.of(task_id, actor.user_id)

@@ -2,14 +2,15 @@
 
 Amounts are integers in the minor unit of the client's currency (cents for USD). A reversal is a
 new negative entry, never an edit. ``Project.spent`` is the running total of the project's ledger,
-updated in the same transaction as each append, so checking the budget is one read.
+updated in the same transaction as each append (as its last write, see ``UnitOfWork.commit``), so
+checking the budget is one read.
 """
 
 from __future__ import annotations
 
 import json
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput, NotFound
@@ -50,15 +51,11 @@ def append(
 ) -> None:
     if amount == 0:
         return
-    client = uow.clients.get(project.client_id)
-    assert client is not None
-    uow.session.add(
-        LedgerEntry(
-            project_id=project.id, user_id=user_id, kind=kind, amount=amount, currency=client.currency,
-            answer_id=answer_id, review_id=review_id, task_id=task_id, note=note[:200],
-        )
+    uow.ledger.append(
+        project_id=project.id, amount=amount, currency=uow.ledger.currency_of(project.client_id), user_id=user_id,
+        kind=kind, answer_id=answer_id, review_id=review_id, task_id=task_id, note=note[:200],
     )
-    uow.session.execute(update(Project).where(Project.id == project.id).values(spent=Project.spent + amount))
+    uow.add_spend(project.id, amount)
 
 
 def paid_for_answer(uow: UnitOfWork, answer_id: int) -> int:

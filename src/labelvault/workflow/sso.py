@@ -493,8 +493,10 @@ class PasswordlessAccountService(AccountService):
     """The accounts of an install where only single sign-on logs people in: every password is refused
     (the web login form and ``POST /api/auth/token`` both go through ``authenticate``)."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, provider_name: str = "single sign-on") -> None:
-        super().__init__(uow_factory)
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, provider_name: str = "single sign-on", *, token_cache_seconds: float = 5.0
+    ) -> None:
+        super().__init__(uow_factory, token_cache_seconds=token_cache_seconds)
         self.provider_name = provider_name
 
     def authenticate(self, username: str, password: str, *, address: str = "") -> Actor:
@@ -522,5 +524,7 @@ def build_sso(settings: Settings, uow_factory: UnitOfWorkFactory, web_sessions: 
 def build_accounts(settings: Settings, uow_factory: UnitOfWorkFactory) -> AccountService:
     """Password accounts, or (``password_login`` false) accounts that refuse every password."""
     if settings.password_login:
-        return AccountService(uow_factory)
-    return PasswordlessAccountService(uow_factory, settings.sso_provider_name)
+        return AccountService(uow_factory, token_cache_seconds=settings.token_cache_seconds)
+    return PasswordlessAccountService(
+        uow_factory, settings.sso_provider_name, token_cache_seconds=settings.token_cache_seconds
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import aliased
 
 from labelvault.audit import log as audit_log
@@ -31,6 +31,7 @@ from labelvault.storage.models import (
     Task,
     WallOverride,
 )
+from labelvault.storage.scope import Unscoped
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
@@ -48,9 +49,21 @@ def conflicting_touches(uow: UnitOfWork, user_id: int, client_id: int) -> list[i
     return list(uow.session.scalars(query))
 
 
+_touches = PersonTouch.__table__
+# Every lease asks this twice (eligibility, then grant): a prebuilt Core read of an install-level table.
+_TOUCHED = Unscoped(
+    select(_touches.c.via)
+    .where(_touches.c.user_id == bindparam("user_id"), _touches.c.client_id == bindparam("client_id"))
+)
+
+
+def _touched(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
+    return uow.sql.run(_TOUCHED, {"user_id": user_id, "client_id": client_id}).first() is not None
+
+
 def may_see(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
     """assignable(L, B): touched B already, or touched no competitor of B, or an operator override."""
-    if uow.session.get(PersonTouch, (user_id, client_id)) is not None:
+    if _touched(uow, user_id, client_id):
         return True
     if not conflicting_touches(uow, user_id, client_id):
         return True
@@ -60,11 +73,12 @@ def may_see(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
 
 def check_and_record(uow: UnitOfWork, user_id: int, client_id: int, via: str) -> None:
     """Refuse a grant across a wall, else record the touch. The caller holds ``users.lock``."""
+    if _touched(uow, user_id, client_id):
+        return  # seen before: nothing to check or record
     if not may_see(uow, user_id, client_id):
         raise ConflictOfInterest("conflict of interest: you have worked for a competitor of this client")
-    if uow.session.get(PersonTouch, (user_id, client_id)) is None:
-        uow.session.add(PersonTouch(user_id=user_id, client_id=client_id, via=via))
-        uow.session.flush()
+    uow.session.add(PersonTouch(user_id=user_id, client_id=client_id, via=via))
+    uow.session.flush()
 
 
 def queue_wall_check(uow: UnitOfWork, actor: Actor, project: Project) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
+from starlette.concurrency import run_in_threadpool
 
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
 from labelvault.api.schemas import Page, Progress, ProjectRead, ProjectUpdate, TaskSummary
@@ -27,11 +28,19 @@ def project_read(info: ProjectInfo) -> ProjectRead:
 class ProjectRef:
     """A project id from the path, resolved to (client, project); access is checked by the use case."""
 
-    def __init__(self, services: ServicesDep, project_id: Annotated[int, Path(ge=1)]) -> None:
-        self.client_id, self.project_id = services.projects.locate(project_id)
+    def __init__(self, client_id: int, project_id: int) -> None:
+        self.client_id, self.project_id = client_id, project_id
 
 
-ProjectRefDep = Annotated[ProjectRef, Depends(ProjectRef)]
+async def project_ref(services: ServicesDep, project_id: Annotated[int, Path(ge=1)]) -> ProjectRef:
+    # Async, so that a project already located by this process costs no hop to a worker thread.
+    located = services.projects.located(project_id)
+    if located is None:
+        located = await run_in_threadpool(services.projects.locate, project_id)
+    return ProjectRef(*located)
+
+
+ProjectRefDep = Annotated[ProjectRef, Depends(project_ref)]
 
 
 @router.get("/projects/{project_id}", response_model=ProjectRead, response_model_by_alias=True)
