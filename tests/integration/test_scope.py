@@ -6,8 +6,9 @@ import json
 
 import pytest
 from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from labelvault.storage.models import Answer, Project, Task, User
+from labelvault.storage.models import Answer, Lease, Project, Task, User
 from labelvault.storage.scope import ScopeViolation, in_scope, scoped
 from tests.conftest import World
 
@@ -106,3 +107,45 @@ def test_statements_that_could_escape_the_scope_are_refused_when_built_or_run(wo
         scoped(select(User.__table__.c.id))  # no client-owned table: nothing to scope, say Unscoped
     with world.services.uow_factory.for_client(world.client_a) as uow, pytest.raises(ScopeViolation):
         uow.sql.run(select(tasks.c.id))  # type: ignore[arg-type]  # a bare statement does not run
+
+
+# The queue's statements run on the driver's cursor (storage/prepared.py): values must convert
+# exactly as on SQLAlchemy's regular path, and driver errors must keep SQLAlchemy's classes.
+
+_leases_table = Lease.__table__
+_LEASE_ROWS = scoped(select(_leases_table).order_by(_leases_table.c.id))
+_MOVE_LEASE = scoped(
+    update(_leases_table).where(_leases_table.c.id == bindparam("lease_id")).values(user_id=bindparam("new_user"))
+)
+
+
+def test_a_prepared_statement_reads_what_the_regular_path_reads(world: World) -> None:
+    services = world.services
+    project = services.projects.create(world.operator, world.client_a, slug="prep", name="Prep", schema=SCHEMA)
+    services.accounts.grant_role(world.operator, world.client_a, "manager_a", "labeler")
+    services.imports.import_rows(world.operator, world.client_a, project.id,
+                                 iter([{"data": {"text": "one"}}, {"data": {"text": "two"}}]))
+    for labeler in ("labeler_a", "manager_a"):
+        services.labeling.next_task(world.actors[labeler], world.client_a, project.id)
+    with services.uow_factory.for_client(world.client_a) as uow:
+        prepared = [tuple(row) for row in uow.sql.run(_LEASE_ROWS)]
+        regular = [tuple(row) for row in uow.session.connection().execute(_LEASE_ROWS.statement,
+                                                                            {"scope_client_id": world.client_a})]
+        task = uow.tasks.row(uow.sql.run(_LEASE_ROWS).first().task_id)
+    assert len(prepared) == 2 and prepared == regular
+    assert prepared[0][4].tzinfo is not None  # started_at: an aware UTC datetime, as the ORM gives
+    assert isinstance(task.uncertainty, float) and isinstance(task.payload, bytes)
+
+
+def test_a_prepared_statement_raises_sqlalchemys_errors(world: World) -> None:
+    services = world.services
+    project = services.projects.create(world.operator, world.client_a, slug="prep2", name="Prep", schema=SCHEMA,
+                                       overlap=2)
+    services.accounts.grant_role(world.operator, world.client_a, "manager_a", "labeler")
+    services.imports.import_rows(world.operator, world.client_a, project.id, iter([{"data": {"text": "one"}}]))
+    services.labeling.next_task(world.actors["labeler_a"], world.client_a, project.id)
+    services.labeling.next_task(world.actors["manager_a"], world.client_a, project.id)
+    with services.uow_factory.for_client(world.client_a, write=True) as uow:
+        first, second = uow.sql.run(_LEASE_ROWS).all()
+        with pytest.raises(IntegrityError):  # (task, user) is unique: two leases of one person on a task
+            uow.sql.run(_MOVE_LEASE, {"lease_id": second.id, "new_user": first.user_id})

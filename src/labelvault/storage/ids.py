@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from typing import Any
+
+from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from labelvault.storage.models import Answer, Review, Task
+from labelvault.storage.scope import ScopedSql, Unscoped
 
 # Each of these tables is created with a BIGSERIAL id on PostgreSQL: its sequence is <table>_id_seq.
 SealedRow = type[Task] | type[Answer] | type[Review]
+
+# One id (SQLite: the maximum so far, plus one; PostgreSQL: the sequence's next value), per table
+# and dialect, built on first use. The maximum is over all clients on purpose (ids are global).
+_one_id: dict[tuple[str, bool], Unscoped] = {}
+
+
+def _one_id_query(model: type[Any], postgresql: bool) -> Unscoped:
+    key = (model.__tablename__, postgresql)
+    query = _one_id.get(key)
+    if query is None:
+        table = model.__table__
+        sequence = literal_column(f"'{model.__tablename__}_id_seq'")
+        query = _one_id[key] = Unscoped(select(func.nextval(sequence) if postgresql else func.max(table.c.id)))
+    return query
 
 
 def allocate_ids(session: Session, model: SealedRow, count: int) -> list[int]:
@@ -20,6 +37,10 @@ def allocate_ids(session: Session, model: SealedRow, count: int) -> list[int]:
     if count <= 0:
         return []
     bind = session.get_bind()
+    if count == 1:  # every submit: a prepared statement (see prepared.py)
+        postgresql = bind.dialect.name == "postgresql"
+        value = ScopedSql(session).run(_one_id_query(model, postgresql)).scalar_one()
+        return [int(value)] if postgresql else [int(value or 0) + 1]
     if bind.dialect.name == "postgresql":
         rows = session.execute(
             text(f"SELECT nextval('{model.__tablename__}_id_seq') FROM generate_series(1, :n)"), {"n": count}

@@ -36,6 +36,7 @@ from labelvault.storage.models import (
     Task,
     User,
     WebSession,
+    utcnow,
 )
 from labelvault.storage.scope import Scoped, ScopedSql, Unscoped, in_scope, scoped
 
@@ -404,7 +405,8 @@ class LedgerRepository(_Repository):
 
     def append(self, *, project_id: int, amount: int, currency: str, **entry: Any) -> None:
         """The entry only: the caller adds ``amount`` to the project's total in the same transaction."""
-        self.sql.run(_LEDGER_INSERT, {"project_id": project_id, "amount": amount, "currency": currency, **entry})
+        self.sql.run(_LEDGER_INSERT, {"project_id": project_id, "amount": amount, "currency": currency,
+                                      "created_at": utcnow(), **entry})
 
     def add_to_spent(self, project_id: int, amount: int) -> None:
         self.sql.run(_ADD_SPENT, {"project_id": project_id, "amount": amount})

@@ -26,6 +26,7 @@ from sqlalchemy import (
     BindParameter,
     Column,
     ColumnElement,
+    Connection,
     CursorResult,
     Delete,
     Executable,
@@ -43,6 +44,7 @@ from sqlalchemy.sql.util import find_tables
 from sqlalchemy.sql.visitors import iterate
 
 from labelvault.storage.models import Base, ClientOwned
+from labelvault.storage.prepared import PlanCache, PreparedResult, can_prepare
 
 SCOPE_PARAMETER = "scope_client_id"
 
@@ -147,7 +149,6 @@ def _explicitly_scoped(statement: Executable) -> set[Table]:
     return found
 
 
-@dataclass(frozen=True, slots=True)
 class Scoped:
     """A Core statement restricted to one client (built by ``scoped``, run by ``ScopedSql``).
 
@@ -155,15 +156,23 @@ class Scoped:
     clients (operator work), as the ORM path does.
     """
 
-    statement: Executable
-    unfiltered: Executable
+    __slots__ = ("plans", "statement", "unfiltered", "unfiltered_plans")
+
+    def __init__(self, statement: Executable, unfiltered: Executable) -> None:
+        self.statement = statement
+        self.unfiltered = unfiltered
+        self.plans = PlanCache() if can_prepare(statement) else None
+        self.unfiltered_plans = PlanCache() if can_prepare(unfiltered) else None
 
 
-@dataclass(frozen=True, slots=True)
 class Unscoped:
     """A Core statement on tables no client owns (users, the audit log, walls): run as it is."""
 
-    statement: Executable
+    __slots__ = ("plans", "statement")
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self.plans = PlanCache() if can_prepare(statement) else None
 
 
 def scoped(statement: Select[Any] | Update | Delete | Insert) -> Scoped:
@@ -206,23 +215,37 @@ class ScopedSql:
 
     def run(
         self, query: Scoped | Unscoped, parameters: dict[str, Any] | Sequence[dict[str, Any]] | None = None
-    ) -> CursorResult[Any]:
+    ) -> CursorResult[Any] | PreparedResult:
         connection = self._session.connection()
         if type(query) is Unscoped:
-            return connection.execute(query.statement, parameters)  # type: ignore[arg-type]
+            return _execute(connection, query.statement, query.plans, parameters)
         if type(query) is not Scoped:
             raise ScopeViolation("only statements built by scoped() or marked Unscoped run here")
         scope: Scope = self._session.scope  # type: ignore[attr-defined]
         if scope.all_clients:
-            return connection.execute(query.unfiltered, parameters)  # type: ignore[arg-type]
+            return _execute(connection, query.unfiltered, query.unfiltered_plans, parameters)
         if scope.client_id is None:
             raise ScopeViolation("a client-scoped statement needs a unit of work opened for a client")
         if parameters is None or isinstance(parameters, dict):
             bound = {**(parameters or {}), SCOPE_PARAMETER: scope.client_id}
             if "client_id" in bound:
                 raise ScopeViolation("client_id comes from the scope, not from the caller")
-            return connection.execute(query.statement, bound)
+            return _execute(connection, query.statement, query.plans, bound)
         rows = [{**row, SCOPE_PARAMETER: scope.client_id} for row in parameters]
         if any("client_id" in row for row in rows):
             raise ScopeViolation("client_id comes from the scope, not from the caller")
         return connection.execute(query.statement, rows)
+
+
+def _execute(
+    connection: Connection,
+    statement: Executable,
+    plans: PlanCache | None,
+    parameters: dict[str, Any] | Sequence[dict[str, Any]] | None,
+) -> CursorResult[Any] | PreparedResult:
+    if plans is not None and (parameters is None or isinstance(parameters, dict)):
+        single = parameters or {}
+        plan = plans.plan(statement, connection.dialect, single)
+        if plan is not None:
+            return plan.execute(connection, single)
+    return connection.execute(statement, parameters)  # type: ignore[arg-type]
