@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import uvicorn
 from fastapi import FastAPI
 
@@ -14,6 +15,7 @@ from labelvault import logs
 from labelvault.api.app import create_app
 from labelvault.bootstrap import Services, build_services
 from labelvault.settings import Settings
+from labelvault.storage.engine import WalCheckpointer, is_sqlite
 from labelvault.web import install_web
 from labelvault.workflow.webhooks import DispatcherThread
 
@@ -27,23 +29,34 @@ def build_app(services: Services) -> FastAPI:
     return app
 
 
-def run_webhook_dispatcher(app: FastAPI, services: Services) -> None:
-    """Send webhooks from a background thread of this server process, unless turned off
-    (LABELVAULT_WEBHOOK_DISPATCH=false, e.g. to run `labelvault webhook deliver` elsewhere).
-    Every process may run one: they claim rows in the database, never the same one."""
-    if not services.settings.webhook_dispatch:
-        return
-    thread = DispatcherThread(services.webhook_dispatcher, services.settings.webhook_poll_seconds)
+def run_background_work(app: FastAPI, services: Services) -> None:
+    """What a server process does besides answering requests, started and stopped with it:
+
+    - sends webhooks from a thread, unless turned off (LABELVAULT_WEBHOOK_DISPATCH=false, e.g. to run
+      `labelvault webhook deliver` elsewhere); every process may run one: they claim rows in the
+      database, never the same one;
+    - on SQLite, copies the write-ahead log into the database file from a thread, so that a request's
+      commit seldom has to (a checkpoint inside a commit is a latency spike of tens of milliseconds);
+    - sizes the thread pool that runs the (synchronous) use cases (LABELVAULT_WORKER_THREADS).
+    """
+    threads: list[Any] = []
+    if services.settings.webhook_dispatch:
+        threads.append(DispatcherThread(services.webhook_dispatcher, services.settings.webhook_poll_seconds))
+    if is_sqlite(services.engine):
+        threads.append(WalCheckpointer(services.engine))
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
-        thread.start()
+        anyio.to_thread.current_default_thread_limiter().total_tokens = services.settings.worker_threads
+        for thread in threads:
+            thread.start()
         try:
             async with inner(application) as state:
                 yield state
         finally:
-            await asyncio.to_thread(thread.stop)  # lets a request in flight finish (bounded by its timeout)
+            for thread in threads:
+                await asyncio.to_thread(thread.stop)  # lets work in flight finish (bounded by its timeout)
 
     app.router.lifespan_context = lifespan
 
@@ -58,7 +71,7 @@ def app_from_environment() -> FastAPI:
     logs.configure(settings.log_level)
     services = build_services(settings)
     app = build_app(services)
-    run_webhook_dispatcher(app, services)
+    run_background_work(app, services)
     return app
 
 
@@ -70,7 +83,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
     logs.configure(settings.log_level)
     services = build_services(settings)
     app = build_app(services)
-    run_webhook_dispatcher(app, services)
+    run_background_work(app, services)
     try:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     finally:

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
         description="Database connections kept per server process (as many more may open under load).",
     )
     lease_seconds: int = Field(default=600, ge=10, description="Default lease length for new projects.")
+    worker_threads: int = Field(
+        default=40, ge=1, le=1000,
+        description="Threads per server process that run requests' database work (the event loop hands them over).",
+    )
     token_cache_seconds: float = Field(
         default=5.0, ge=0, le=300,
         description="Seconds a server process keeps an API token's owner after looking it up (0: look up on every "

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook
 
-from labelvault.server import build_app, run_webhook_dispatcher
+from labelvault.server import build_app, run_background_work
 from tests.conftest import World
 from tests.e2e.conftest import Api, create_project
 from tests.integration.test_webhooks import Receiver, receiver, with_webhooks
@@ -22,7 +22,7 @@ def served(world: World) -> Iterator[Api]:
     """The app with its background dispatcher running, as `labelvault serve` starts it."""
     services = with_webhooks(world, webhook_poll_seconds=0.05)
     app = build_app(services)
-    run_webhook_dispatcher(app, services)
+    run_background_work(app, services)
     hooked = World(services, world.operator, world.client_a, world.client_b, world.tokens, world.actors)
     with TestClient(app) as client:
         yield Api(client, hooked)
