@@ -45,6 +45,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import platform
@@ -506,6 +507,10 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     sampler = WaitSampler(install.owner_url, install.app_role).start() if install.owner_url and install.app_role \
         else None
     wall = time.perf_counter()
+    # The load generator's own garbage collection would otherwise add pauses of tens of ms to the
+    # latencies it measures (the server does the same at start, see server.py).
+    gc.collect()
+    gc.freeze()
     phase = asyncio.run(run_phase_async(server.url, install, mode, args.warmup, args.seconds, pause, args.seed))
     wall = time.perf_counter() - wall
     server_cpu = process_cpu_seconds(pids) - server_cpu

@@ -149,6 +149,14 @@ _ADD_SPENT = scoped(
     .values(spent=_projects.c.spent + bindparam("amount"))
 )
 _CURRENCY = Unscoped(select(_clients.c.currency).where(_clients.c.id == bindparam("client_id")))
+_tokens = ApiToken.__table__
+# Every API request whose token is not in the process's short cache: the token and its owner at once.
+_TOKEN_OWNER = Unscoped(
+    select(_tokens.c.id, _tokens.c.scopes, _tokens.c.revoked_at, _users.c.id.label("user_id"),
+           _users.c.username, _users.c.is_operator, _users.c.is_active)
+    .join(_users, _users.c.id == _tokens.c.user_id)
+    .where(_tokens.c.token_hash == bindparam("token_hash"))
+)
 _LOCK_USER = Unscoped(select(_users.c.id).where(_users.c.id == bindparam("user_id")).with_for_update())
 
 
@@ -208,6 +216,10 @@ class UserRepository(_Repository):
 
 
 class TokenRepository(_Repository):
+    def owner_by_hash(self, token_hash: str) -> Row[Any] | None:
+        """(token id, scopes, revoked_at, user_id, username, is_operator, is_active), one prepared read."""
+        return self.sql.run(_TOKEN_OWNER, {"token_hash": token_hash}).first()
+
     def by_hash(self, token_hash: str) -> ApiToken | None:
         return self.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
 

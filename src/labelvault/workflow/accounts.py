@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import secrets
 import time
 from collections.abc import Iterable
@@ -38,6 +39,7 @@ MAX_FAILURES_PER_USERNAME = 5
 MAX_FAILURES_PER_ADDRESS = 50
 MIN_PASSWORD_LENGTH = 10
 _MAX_CACHED_TOKENS = 10_000
+_random = random.Random()
 
 
 def hash_password(password: str) -> str:
@@ -232,16 +234,18 @@ class AccountService:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         with self.uow_factory.system() as uow:
-            row = uow.tokens.by_hash(digest)
-            user = uow.users.get(row.user_id) if row is not None and row.revoked_at is None else None
-            if user is None or not user.is_active:
-                raise NotAuthenticated("invalid or revoked token")
-            assert row is not None
-            actor = _user_actor(user, _parse_scopes(row.scopes.split()))
+            row = uow.tokens.owner_by_hash(digest)
+        if row is None or row.revoked_at is not None or not row.is_active:
+            raise NotAuthenticated("invalid or revoked token")
+        actor = Actor(user_id=row.user_id, username=row.username, is_operator=row.is_operator,
+                      scopes=_parse_scopes(row.scopes.split()))
         if self.token_cache_seconds > 0:
             if len(self._token_actors) >= _MAX_CACHED_TOKENS:
                 self._token_actors.clear()
-            self._token_actors[digest] = (actor, time.monotonic() + self.token_cache_seconds)
+            # Jittered, so that tokens first seen together (a shift starting) are not all looked up
+            # again in the same instant.
+            lifetime = self.token_cache_seconds * _random.uniform(0.5, 1.0)
+            self._token_actors[digest] = (actor, time.monotonic() + lifetime)
         return actor
 
     def list_tokens(self, actor: Actor, *, offset: int = 0, limit: int = 100) -> tuple[list[TokenInfo], int]:
