@@ -18,6 +18,7 @@ from labelvault.bootstrap import Services, build_services
 from labelvault.settings import Settings
 from labelvault.storage.engine import WalCheckpointer, is_sqlite
 from labelvault.web import install_web
+from labelvault.workflow.predictions import PredictionScheduler
 from labelvault.workflow.webhooks import DispatcherThread
 
 
@@ -33,6 +34,7 @@ def build_app(services: Services) -> FastAPI:
 def run_background_work(app: FastAPI, services: Services) -> None:
     """What a server process does besides answering requests, started and stopped with it:
 
+    - calls projects' predictors on their new tasks from a thread (LABELVAULT_PREDICTOR_POLL_SECONDS);
     - sends webhooks from a thread, unless turned off (LABELVAULT_WEBHOOK_DISPATCH=false, e.g. to run
       `labelvault webhook deliver` elsewhere); every process may run one: they claim rows in the
       database, never the same one;
@@ -46,6 +48,8 @@ def run_background_work(app: FastAPI, services: Services) -> None:
     threads: list[Any] = []
     if services.settings.webhook_dispatch:
         threads.append(DispatcherThread(services.webhook_dispatcher, services.settings.webhook_poll_seconds))
+    if services.settings.predictor_poll_seconds > 0:
+        threads.append(PredictionScheduler(services.predictions, services.settings.predictor_poll_seconds))
     if is_sqlite(services.engine):
         threads.append(WalCheckpointer(services.engine))
     inner = app.router.lifespan_context

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     predictor_secrets_file: Path | None = Field(
         default=None, description="JSON file of predictor secrets (name -> header value), read at start.",
     )
+    predictor_poll_seconds: float = Field(
+        default=10.0, ge=0, description="How often a server process calls projects' predictors on the tasks they "
+        "have not scored yet (new tasks get suggestions without `labelvault predict`); 0 turns it off.",
+    )
 
     @field_validator("sqlite_synchronous")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +21,7 @@ from labelvault.io.fetch import FetchPolicy
 from labelvault.io.predictors import PredictorCallPolicy
 from labelvault.storage.models import AuditEntry, TaskPrediction
 from labelvault.workflow.content import open_task_content
+from labelvault.workflow.predictions import PredictionScheduler
 from tests.conftest import World
 from tests.integration import predictor_helpers
 from tests.integration.queue_helpers import LABEL_SCHEMA
@@ -54,6 +56,11 @@ def audit_actions(world: World) -> list[tuple[str, dict[str, Any]]]:
     with world.services.uow_factory.system() as uow:
         rows = uow.session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
         return [(r.action, orjson.loads(r.entry).get("details", {})) for r in rows]
+
+
+def audit_entries(world: World) -> list[dict[str, Any]]:
+    with world.services.uow_factory.system() as uow:
+        return [orjson.loads(r.entry) for r in uow.session.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
 
 
 @pytest.fixture(autouse=True)
@@ -309,3 +316,48 @@ def test_a_secret_the_install_does_not_hold_stops_the_run_before_anything_is_sen
         services.predictions.run(world.actors["manager_a"], world.client_a, project_id)
     assert PredictorHandler.received == []
     assert not any(a == "tasks.sent_to_predictor" for a, _ in audit_actions(world))
+
+
+# The scheduler: new tasks get suggestions without anyone running `labelvault predict`.
+
+
+def test_the_scheduler_scores_new_tasks_by_itself_and_only_those(world: World) -> None:
+    services = world.services
+    project_id = make_project(world, "scheduled")
+    services.predictions.configure(world.operator, world.client_a, project_id, entry_point())
+    scheduler = PredictionScheduler(services.predictions, poll_seconds=0.05)
+
+    assert scheduler.run_once() == 5
+    services.imports.import_rows(world.operator, world.client_a, project_id,
+                                 [{"external_id": "late", "data": {"text": "sure 0.5"}}])
+    assert scheduler.run_once() == 1
+    assert scheduler.run_once() == 0  # nothing new: the predictor is not called again
+    assert [len(call) for call in predictor_helpers.CALLS] == [5, 1]
+    state = task_state(world, project_id)
+    assert state[-1][0] == "late" and state[-1][2][0]["score"] == 0.5 and state[-1][3] == "1"
+    sent = [entry for entry in audit_entries(world) if entry["action"] == "tasks.sent_to_predictor"]
+    assert len(sent) == 2 and len(sent[-1]["details"]["task_ids"]) == 1
+    assert sent[-1]["actor"] == "system"  # nobody asked for this run: the system did, as configured
+
+
+def test_the_scheduler_thread_runs_in_the_background_and_a_failing_predictor_waits(world: World) -> None:
+    services = world.services
+    good = make_project(world, "good")
+    bad = make_project(world, "bad")
+    services.predictions.configure(world.operator, world.client_a, bad, entry_point("raises"))
+    # A pass by hand first: the broken predictor fails, and the next pass leaves it alone (it waits).
+    waiting = PredictionScheduler(services.predictions, poll_seconds=60)
+    assert waiting.run_once() == 0 and len(predictor_helpers.CALLS) == 1
+    assert waiting.run_once() == 0 and len(predictor_helpers.CALLS) == 1
+
+    services.predictions.configure(world.operator, world.client_a, good, entry_point())
+    scheduler = PredictionScheduler(services.predictions, poll_seconds=0.05)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(v == "1" for *_, v in task_state(world, good)):
+            time.sleep(0.05)
+    finally:
+        scheduler.stop()
+    assert all(version == "1" for *_, version in task_state(world, good))  # the failing project did not stop it
+    assert all(version is None for *_, version in task_state(world, bad))  # nothing half-written

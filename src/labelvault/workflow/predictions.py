@@ -31,12 +31,17 @@ task's other suggestions counts, else 0.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import select, text
 
 from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
@@ -53,6 +58,9 @@ from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.projects import load_project, schema_of
 
 Progress = Callable[[int, int], None]
+log = logging.getLogger("labelvault.predictions")
+# Advisory lock space of predictor runs (pg_try_advisory_lock(space, project id)).
+_ADVISORY_SPACE = 0x4C56
 _SUGGESTION_KEYS = frozenset({"answer", "score"})
 
 
@@ -115,6 +123,7 @@ class PredictionService:
         self.uow_factory = uow_factory
         self.policy = policy or PredictorCallPolicy()
         self.audit = audit
+        self._local_locks: dict[int, threading.Lock] = {}
 
     # --- the setting
 
@@ -174,6 +183,32 @@ class PredictionService:
 
     # --- the runner
 
+    @contextmanager
+    def exclusive(self, project_id: int) -> Iterator[bool]:
+        """Whether this process may run the project's predictor now: a lock per project, held for the
+        run (PostgreSQL: a session advisory lock, so across processes; else within this process)."""
+        engine = self.uow_factory.engine
+        if engine.dialect.name != "postgresql":
+            lock = self._local_locks.setdefault(project_id, threading.Lock())
+            if not lock.acquire(blocking=False):
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                lock.release()
+            return
+        with engine.connect() as connection:
+            key = {"space": _ADVISORY_SPACE, "project": project_id}
+            mine = bool(connection.execute(text("SELECT pg_try_advisory_lock(:space, :project)"), key).scalar())
+            connection.commit()
+            try:
+                yield mine
+            finally:
+                if mine:
+                    connection.execute(text("SELECT pg_advisory_unlock(:space, :project)"), key)
+                    connection.commit()
+
     def run(
         self, actor: Actor, client_id: int, project_id: int, *, everything: bool = False,
         progress: Progress | None = None,
@@ -184,11 +219,31 @@ class PredictionService:
         with recording_denials(self.audit, actor, client_id, "predictions.run", "project", project_id):
             return self._run(actor, client_id, project_id, everything, progress)
 
+    def run_new_tasks(self, client_id: int, project_id: int) -> PredictionReport:
+        """The scheduler's run (``PredictionScheduler``): the tasks that arrived since the last run.
+
+        Nobody asks for it: the manager who set the predictor did, once; so no role is checked, and
+        the audit entries name the system as the actor."""
+        return self._run(None, client_id, project_id, False, None)
+
+    def projects_with_predictors(self) -> list[tuple[int, int, str]]:
+        """(client id, project id, model version) of every predictor, across clients (ids only)."""
+        with self.uow_factory.all_clients() as uow:
+            rows = uow.session.execute(
+                select(ProjectPredictor.client_id, ProjectPredictor.project_id, ProjectPredictor.model_version)
+                .order_by(ProjectPredictor.project_id)
+            ).all()
+        return [(int(c), int(p), str(v)) for c, p, v in rows]
+
+    def pending(self, client_id: int, project_id: int, model_version: str) -> int:
+        with self.uow_factory.for_client(client_id) as uow:
+            return PredictionRepository(uow.session).count_pending(project_id, model_version)
+
     def _run(
-        self, actor: Actor, client_id: int, project_id: int, everything: bool, progress: Progress | None
+        self, actor: Actor | None, client_id: int, project_id: int, everything: bool, progress: Progress | None
     ) -> PredictionReport:
         with self.uow_factory.for_client(client_id) as uow:
-            PredictorPolicy.run(access_in(uow, actor))
+            _may_run(uow, actor)
             project = load_project(uow, project_id)
             config = config_of(_predictor_of(uow, project_id))
             schema = schema_of(project)
@@ -226,12 +281,12 @@ class PredictionService:
         return report
 
     def _read_batch(
-        self, actor: Actor, client_id: int, project_id: int, config: PredictorConfig, everything: bool,
+        self, actor: Actor | None, client_id: int, project_id: int, config: PredictorConfig, everything: bool,
         after: int, number: int, destination: str,
     ) -> _Batch | None:
         with self.uow_factory.for_client(client_id, write=True) as uow:
             # Asked again per batch: a manager whose role is withdrawn mid-run stops sending data.
-            PredictorPolicy.run(access_in(uow, actor))
+            _may_run(uow, actor)
             _check_unchanged(uow, project_id, config)
             repo = PredictionRepository(uow.session)
             ids = repo.pending_ids(project_id, None if everything else config.model_version, after_id=after,
@@ -252,12 +307,12 @@ class PredictionService:
             return batch
 
     def _write_batch(
-        self, actor: Actor, client_id: int, project_id: int, config: PredictorConfig,
+        self, actor: Actor | None, client_id: int, project_id: int, config: PredictorConfig,
         checked: dict[int, list[dict[str, Any]]],
     ) -> tuple[int, int]:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
-            PredictorPolicy.run(access_in(uow, actor))
+            _may_run(uow, actor)
             _check_unchanged(uow, project_id, config)
             repo = PredictionRepository(uow.session)
             tasks = repo.tasks(project_id, list(checked), lock=True)  # a task deleted meanwhile is skipped
@@ -270,6 +325,70 @@ class PredictionService:
                                                             "tasks": len(tasks), "suggestions": count})
             uow.commit()
             return len(tasks), count
+
+
+def _may_run(uow: UnitOfWork, actor: Actor | None) -> None:
+    """A person's run needs the role; the scheduler's (no actor) runs what a manager configured."""
+    if actor is not None:
+        PredictorPolicy.run(access_in(uow, actor))
+
+
+class PredictionScheduler:
+    """Calls each project's predictor on the tasks it has not scored yet, every ``poll_seconds``,
+    from a thread of the server process (``LABELVAULT_PREDICTOR_POLL_SECONDS``; 0 turns it off).
+
+    So new tasks (an import, tasks added through the API) get their suggestions, and the queue
+    its uncertainty order, without anyone running ``labelvault predict``. A failing predictor is
+    logged and left alone for a while (doubling from one poll to ten minutes), then tried again;
+    each run is the same idempotent, batch-by-batch run as ``labelvault predict``. Several server
+    processes may each run a scheduler: on PostgreSQL a project's run holds an advisory lock, so
+    only one process calls its predictor at a time.
+    """
+
+    MAX_BACKOFF_SECONDS = 600.0
+
+    def __init__(self, service: PredictionService, poll_seconds: float) -> None:
+        self.service = service
+        self.poll_seconds = poll_seconds
+        self._retry_at: dict[int, tuple[float, float]] = {}  # project id -> (monotonic time, last wait)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="labelvault-predictions", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def run_once(self) -> int:
+        """One pass over every predictor; returns the number of tasks scored."""
+        scored = 0
+        now = time.monotonic()
+        for client_id, project_id, version in self.service.projects_with_predictors():
+            retry = self._retry_at.get(project_id)
+            if retry is not None and now < retry[0]:
+                continue
+            try:
+                if not self.service.pending(client_id, project_id, version):
+                    continue
+                with self.service.exclusive(project_id) as mine:
+                    if mine:
+                        scored += self.service.run_new_tasks(client_id, project_id).scored
+                self._retry_at.pop(project_id, None)
+            except Exception as exc:  # any failure of one project's predictor must not stop the others
+                wait = min(self.MAX_BACKOFF_SECONDS, max(self.poll_seconds, (retry or (0.0, 0.0))[1] * 2))
+                self._retry_at[project_id] = (time.monotonic() + wait, wait)
+                log.warning("predictor run failed", extra={"project_id": project_id, "retry_in_s": round(wait, 1),
+                                                           "error": type(exc).__name__})
+        return scored
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.run_once()
+            except Exception:  # the database may be away for a moment: try again next poll
+                log.exception("predictor scheduler pass failed")
 
 
 def _check_unchanged(uow: UnitOfWork, project_id: int, config: PredictorConfig) -> None:
