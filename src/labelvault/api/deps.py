@@ -35,8 +35,12 @@ def _actor_of(request: Request, services: Services) -> Actor:
 
 
 async def get_actor(request: Request, services: ServicesDep) -> Actor:
-    # Async, so that a token already in the short-lived cache costs no hop to a worker thread (the
-    # queue's requests do this on every call); a database lookup runs in the thread pool.
+    return await actor_of(request, services)
+
+
+async def actor_of(request: Request, services: Services) -> Actor:
+    """The caller. Async, so that a token already in the short-lived cache costs no hop to a worker
+    thread (the queue's requests do this on every call); a database lookup runs in the thread pool."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and (actor := services.accounts.cached_actor(token.strip())) is not None:
         return actor
