@@ -105,6 +105,8 @@ def check_active(_uow: UnitOfWork, _actor: Actor, project: Project) -> None:
 
 
 def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
+    if project.budget_cap is None:
+        return  # no cap: no need to count the open leases
     if not ledger.budget_left_for_one_more(uow, project, uow.leases.count_in_project(project.id)):
         raise QueueRefused("budget_reached", f"the budget of project {project.slug} is reached")
 
