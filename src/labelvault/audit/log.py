@@ -67,7 +67,10 @@ def append(
     """Append one entry in the unit of work's transaction; returns its sequence number."""
     session = uow.session
     postgresql = session.get_bind().dialect.name == "postgresql"
-    session.flush()  # ORM changes of this transaction first, so the order of rows is the order of acts
+    # This transaction's own writes first (ORM changes, the project's spend total): rows the act
+    # locks are locked before the audit head, in every transaction, so they cannot deadlock.
+    uow.write_spend()
+    session.flush()
     head = uow.sql.run(_LOCK_HEAD if postgresql else _READ_HEAD).first()
     if head is None:
         uow.sql.run(_CREATE_HEAD)

@@ -112,19 +112,26 @@ class UnitOfWork:
         return self.scope.client_id
 
     def commit(self) -> None:
-        # The project's running spend total is one row that every paid act of the project updates: its
-        # row lock is held from the UPDATE to the commit, so the UPDATE goes last (PostgreSQL
-        # serialises a project's submits only for the commit itself, not their whole transaction).
-        for project_id, amount in self._spend.items():
-            if amount:
-                self.ledger.add_to_spent(project_id, amount)
-        self._spend.clear()
+        self.write_spend()
         self.session.commit()
         self._committed = True
 
     def add_spend(self, project_id: int, amount: int) -> None:
-        """Add to the project's running total at commit (see ``commit``); the ledger row is written now."""
+        """Add to the project's running total late (see ``write_spend``); the ledger row is written now."""
         self._spend[project_id] = self._spend.get(project_id, 0) + amount
+
+    def write_spend(self) -> None:
+        """Write the running spend totals added so far.
+
+        The total is one row per project that every paid act updates, and its lock lasts until the
+        commit: so it is written as late as possible, by the audit append (before it takes the
+        audit head: every transaction takes the project row before the audit head, never the
+        reverse, so the two cannot deadlock) or else at commit.
+        """
+        for project_id, amount in self._spend.items():
+            if amount:
+                self.ledger.add_to_spent(project_id, amount)
+        self._spend.clear()
 
     def flush(self) -> None:
         self.session.flush()

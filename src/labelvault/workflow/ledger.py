@@ -2,8 +2,8 @@
 
 Amounts are integers in the minor unit of the client's currency (cents for USD). A reversal is a
 new negative entry, never an edit. ``Project.spent`` is the running total of the project's ledger,
-updated in the same transaction as each append (as its last write, see ``UnitOfWork.commit``), so
-checking the budget is one read.
+updated in the same transaction as each append (late: see ``UnitOfWork.write_spend``), so checking
+the budget is one read.
 """
 
 from __future__ import annotations
