@@ -234,12 +234,19 @@ class LabelStudioImportService:
             # Checked again inside the writing transaction: the project may have changed meanwhile.
             if self._check_target(uow, actor, client_id, project_ref, new_project) != schema_json:
                 raise Conflict("the project's schema changed while the file was checked; import again")
+            # Audit entries are appended after every row is written: the log's head is the last lock
+            # this transaction takes, as in every other one (a submit locks its task row before the
+            # head; taking the head before the task rows here could deadlock with it on PostgreSQL).
+            entries: list[tuple[str, str, int, dict[str, Any]]] = []
             if new_project is not None:
-                project = self._create_project(uow, actor, client_id, new_project, mapping)
+                project = self._create_project(uow, client_id, new_project, mapping, entries)
             else:
                 project = _find_project(uow, project_ref, client_id)
             report.project_id, report.project_slug = project.id, project.slug
-            self._write(uow, actor, client_id, project, planned, people, report)
+            self._write(uow, client_id, project, planned, people, report, entries)
+            for action, kind, object_id, details in entries:
+                audit_log.append(uow, action, actor=actor, client_id=client_id, object_kind=kind,
+                                 object_id=object_id, details=details)
             audit_log.append(
                 uow, "label_studio.imported", actor=actor, client_id=client_id, object_kind="project",
                 object_id=project.id,
@@ -355,25 +362,25 @@ class LabelStudioImportService:
     # ------------------------------------------------------------------ writing
 
     def _create_project(
-        self, uow: UnitOfWork, actor: Actor, client_id: int, new: NewProject, mapping: Mapping
+        self, uow: UnitOfWork, client_id: int, new: NewProject, mapping: Mapping,
+        entries: list[tuple[str, str, int, dict[str, Any]]],
     ) -> Project:
         project = uow.projects.add(
             Project(slug=new.slug, name=new.name or new.slug, schema_json=json.dumps(mapping.schema.to_dict()),
                     overlap=new.overlap, lease_seconds=self.default_lease_seconds)
         )
         uow.session.flush()
-        audit_log.append(uow, "project.created", actor=actor, client_id=client_id, object_kind="project",
-                         object_id=project.id, details={"from": "label-studio"})
+        entries.append(("project.created", "project", project.id, {"from": "label-studio"}))
         return project
 
     def _write(
-        self, uow: UnitOfWork, actor: Actor, client_id: int, project: Project, planned: list[_PlannedTask],
-        people: dict[str, _Person], report: LabelStudioReport,
+        self, uow: UnitOfWork, client_id: int, project: Project, planned: list[_PlannedTask],
+        people: dict[str, _Person], report: LabelStudioReport, entries: list[tuple[str, str, int, dict[str, Any]]],
     ) -> None:
         session = uow.session
         now = utcnow()
         existing = _existing_tasks(uow, project.id, [p.task.id for p in planned])
-        self._accounts(uow, actor, client_id, people, report)
+        self._accounts(uow, client_id, people, report, entries)
         key_id, cipher = uow.active_cipher()
         overlap = project.overlap
 
@@ -447,12 +454,13 @@ class LabelStudioImportService:
             task.open_slots = max(0, task.open_slots - count)
             if task.answer_count >= task.required_answers and task.review_state == "none":
                 task.review_state = "done"
+        session.flush()  # task rows before the project row, as a submit locks them
         if answer_rows:
             uow.quality_cache.bump_version(project.id)  # agreement and scores must be computed again
-        session.flush()
 
     def _accounts(
-        self, uow: UnitOfWork, actor: Actor, client_id: int, people: dict[str, _Person], report: LabelStudioReport
+        self, uow: UnitOfWork, client_id: int, people: dict[str, _Person], report: LabelStudioReport,
+        entries: list[tuple[str, str, int, dict[str, Any]]],
     ) -> None:
         """The imported accounts of the export's people: found again on a re-import, else created."""
         if not people:
@@ -469,8 +477,7 @@ class LabelStudioImportService:
                             is_operator=False, is_active=False)
                 uow.session.add(user)
                 uow.session.flush()
-                audit_log.append(uow, "user.created", actor=actor, client_id=client_id, object_kind="user",
-                                 object_id=user.id, details={"method": "label-studio import", "active": False})
+                entries.append(("user.created", "user", user.id, {"method": "label-studio import", "active": False}))
                 report.accounts_created += 1
             elif user.is_active or user.password_hash is not None or user.is_operator:
                 # Never attribute history to a real account that merely has the same name.
