@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from labelvault.storage.models import Answer, Lease, Project, Task, User
+from labelvault.storage.models import Answer, Lease, Membership, Project, Task, User
 from labelvault.storage.scope import ScopeViolation, in_scope, scoped
 from tests.conftest import World
 
@@ -149,3 +150,24 @@ def test_a_prepared_statement_raises_sqlalchemys_errors(world: World) -> None:
         first, second = uow.sql.run(_LEASE_ROWS).all()
         with pytest.raises(IntegrityError):  # (task, user) is unique: two leases of one person on a task
             uow.sql.run(_MOVE_LEASE, {"lease_id": second.id, "new_user": first.user_id})
+
+
+def test_many_rows_are_inserted_for_the_scopes_client_only(world: World) -> None:
+    memberships = Membership.__table__
+    insert_memberships = scoped(insert(memberships))
+    user_id = world.actors["labeler_b"].user_id  # a member of client B only, so far
+    columns = ("user_id", "role", "created_at")
+    now = datetime.now(UTC).replace(tzinfo=None)  # the driver's form of a UTC timestamp
+    factory = world.services.uow_factory
+    with factory.for_client(world.client_a, write=True) as uow:
+        rows = [(user_id, "labeler", now), (user_id, "reviewer", now)]
+        assert uow.sql.insert_many(insert_memberships, columns, rows) == 2
+        with pytest.raises(ScopeViolation):  # the caller may not name the client
+            uow.sql.insert_many(insert_memberships, (*columns, "client_id"), [(*rows[0], world.client_b)])
+        uow.commit()
+    with factory.system(write=True) as uow, pytest.raises(ScopeViolation):
+        uow.sql.insert_many(insert_memberships, columns, [(user_id, "manager", now)])
+    with factory.all_clients() as uow:
+        rows = uow.session.execute(select(Membership.client_id, Membership.role).where(Membership.user_id == user_id))
+        assert sorted(rows.all()) == sorted([(world.client_a, "labeler"), (world.client_a, "reviewer"),
+                                             (world.client_b, "labeler")])

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
@@ -33,13 +35,20 @@ from labelvault.io.readers import MappingReader, RecordReader, Unreadable, infer
 from labelvault.io.rows import ParsedRow, RowInvalid, RowParser
 from labelvault.storage.ids import allocate_ids
 from labelvault.storage.models import Project, Task, utcnow
-from labelvault.storage.scope import ScopeViolation
+from labelvault.storage.scope import scoped
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.projects import load_project, schema_of
 
 BATCH_SIZE = 5000
+# A row whose (project, external id) is there already is left as it is (imports are idempotent).
+_INSERT_TASKS_SQLITE = scoped(
+    sqlite_insert(Task.__table__).on_conflict_do_nothing(index_elements=["project_id", "external_id"])
+)
+_INSERT_TASKS_POSTGRESQL = scoped(
+    postgresql_insert(Task.__table__).on_conflict_do_nothing(index_elements=["project_id", "external_id"])
+)
 MAX_REPORTED_ERRORS = 100
 
 Progress = Callable[[int], None]
@@ -96,18 +105,16 @@ class _TaskWriter:
     written: parsed rows do not pile up. Blocks grow from 64 ids to the batch size, so a small
     import does not reserve thousands of ids.
 
-    The rows go to the driver's ``executemany`` as plain tuples: SQLAlchemy's per-row parameter
-    processing costs more than SQLite's insert itself, and the ORM's bulk insert reports no row
-    count (which tells new tasks from existing external ids). So this is the one place that
-    writes tasks below the scoped session; it writes only rows it built itself, for the unit of
-    work's own client (checked below), and PostgreSQL's row-level security checks again.
+    The rows go to the driver's ``executemany`` as plain tuples (``ScopedSql.insert_many``: the
+    statement is built by ``scoped()``, and the client id is the unit of work's, never the rows'):
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself, and the
+    ORM's bulk insert reports no row count (which tells new tasks from existing external ids).
+    On PostgreSQL, row-level security checks again.
     """
 
     def __init__(self, uow: UnitOfWork, project: Project, batch_size: int) -> None:
+        self.sql = uow.sql
         self.session = uow.session
-        self.client_id = uow.client_id
-        if self.session.scope.client_id != self.client_id:  # type: ignore[attr-defined]
-            raise ScopeViolation("task rows may only be written in their own client's scope")
         self.key_id, cipher = uow.active_cipher()
         self.seal = cipher.seal
         self.batch_size = batch_size
@@ -116,7 +123,8 @@ class _TaskWriter:
         self._used = 0
         self._block = min(64, batch_size)
         self._pending: list[tuple[Any, ...]] = []
-        self.sql, self.constants = self._statement(project)
+        self.dialect = self.session.get_bind().dialect
+        self.columns, self.constants = self._constants(project)
 
     # Columns set per row, in order; every other column gets its value once per import.
     _ROW_COLUMNS = (
@@ -124,21 +132,21 @@ class _TaskWriter:
         "payload", "metadata", "suggestions",
     )
 
-    def _statement(self, project: Project) -> tuple[str, tuple[Any, ...]]:
-        dialect = self.session.get_bind().dialect
+    def _constants(self, project: Project) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        """The columns of a row (those set per row, then those with one value per import) and the
+        values of the latter, converted for the driver once."""
+        dialect = self.dialect
         known = {
-            "client_id": self.client_id,
             "project_id": project.id,
             "data_key_id": self.key_id,
             "answer_count": 0,
             "created_at": utcnow(),
         }
-        table = Task.__table__
         names = list(self._ROW_COLUMNS)
         constants: list[Any] = []
-        for column in table.columns:
-            if column.key in self._ROW_COLUMNS:
-                continue
+        for column in Task.__table__.columns:
+            if column.key in self._ROW_COLUMNS or column.key == "client_id":
+                continue  # the client id is the scope's (insert_many adds it)
             default = column.default
             if column.key in known:
                 value = known[column.key]
@@ -150,13 +158,8 @@ class _TaskWriter:
                 continue  # nullable, or filled in by the database
             processor = column.type.dialect_impl(dialect).bind_processor(dialect)
             constants.append(processor(value) if processor is not None else value)
-            names.append(column.name)
-        mark = "?" if dialect.name == "sqlite" else "%s"
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))}) "
-            "ON CONFLICT (project_id, external_id) DO NOTHING"
-        )
-        return sql, tuple(constants)
+            names.append(column.key)
+        return tuple(names), tuple(constants)
 
     def add(self, row: ParsedRow) -> None:
         if self._used == len(self._ids):
@@ -186,13 +189,8 @@ class _TaskWriter:
         if not pending:
             return
         self._pending = []
-        cursor = self.session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(self.sql, pending)
-            count = cursor.rowcount
-        finally:
-            cursor.close()
-        self.created += count if count is not None and count >= 0 else len(pending)
+        insert = _INSERT_TASKS_POSTGRESQL if self.dialect.name == "postgresql" else _INSERT_TASKS_SQLITE
+        self.created += self.sql.insert_many(insert, self.columns, pending)
 
     def discard(self) -> None:
         self._pending = []

@@ -16,8 +16,10 @@ statement definition that ``scope.scoped`` checks.
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from collections.abc import Callable, Iterator
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Delete, Executable, Insert, Select, Update
@@ -130,6 +132,50 @@ def _identity(value: Any) -> Any:
     return value
 
 
+class BulkInsertPlan:
+    """An INSERT of many rows for ``executemany``: each row a tuple of values in the caller's column
+    order, already in the driver's form (imports build them so, for speed). The rows are put in
+    the statement's order with one C-level ``itemgetter`` call each, and the scope's client id, the
+    statement's last parameter, is appended to each."""
+
+    __slots__ = ("reorder", "sql")
+
+    def __init__(self, statement: Executable, dialect: Dialect, columns: tuple[str, ...], scope_parameter: str) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=[*columns, scope_parameter])
+        if getattr(compiled, "insert_prefetch", None):
+            raise NotPreparable("an INSERT whose Python-side column defaults are not all given")
+        sql = str(compiled)
+        if compiled.positiontup:
+            names = list(compiled.positiontup)
+        else:  # named placeholders (psycopg's pyformat): made positional, in their order of appearance
+            names = _NAMED.findall(sql)
+            sql = _NAMED.sub("%s", sql)
+        if not names or names[-1] != scope_parameter or scope_parameter in names[:-1]:
+            raise NotPreparable("the client id is not the statement's last parameter")
+        index = {name: i for i, name in enumerate(columns)}
+        self.reorder = itemgetter(*[index[name] for name in names[:-1]])
+        self.sql = sql
+
+    def execute(self, connection: Connection, rows: list[tuple[Any, ...]], client_id: int) -> int:
+        reorder = self.reorder
+        bound = [(*reorder(row), client_id) for row in rows]
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, bound)
+            count = cursor.rowcount
+        except connection.dialect.loaded_dbapi.Error as error:
+            raise sa_exc.DBAPIError.instance(
+                self.sql, None, error, connection.dialect.loaded_dbapi.Error, hide_parameters=True,
+                dialect=connection.dialect,
+            ) from error
+        finally:
+            cursor.close()
+        return count if count is not None and count >= 0 else len(rows)
+
+
+_NAMED = re.compile(r"%\((\w+)\)s")
+
+
 class NotPreparable(Exception):
     """This statement (with these columns) runs on the regular path."""
 
@@ -145,7 +191,16 @@ class PlanCache:
     __slots__ = ("_plans",)
 
     def __init__(self) -> None:
-        self._plans: dict[Any, Plan | None] = {}
+        self._plans: dict[Any, Plan | BulkInsertPlan | None] = {}
+
+    def bulk_insert(
+        self, statement: Executable, dialect: Dialect, columns: tuple[str, ...], scope_parameter: str
+    ) -> BulkInsertPlan:
+        key = (dialect.name, "bulk", columns)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = BulkInsertPlan(statement, dialect, columns, scope_parameter)  # type: ignore[assignment]
+        return plan  # type: ignore[return-value]
 
     def plan(self, statement: Executable, dialect: Dialect, parameters: dict[str, Any]) -> Plan | None:
         insert = isinstance(statement, Insert)
@@ -162,4 +217,4 @@ class PlanCache:
         return plan
 
 
-__all__ = ["Plan", "PlanCache", "PreparedResult", "can_prepare"]
+__all__ = ["BulkInsertPlan", "Plan", "PlanCache", "PreparedResult", "can_prepare"]

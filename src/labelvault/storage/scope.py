@@ -237,6 +237,22 @@ class ScopedSql:
         return connection.execute(query.statement, rows)
 
 
+    def insert_many(self, query: Scoped, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+        """Insert many rows of a client-owned table in the scope's client (imports): each row a tuple
+        of ``columns`` values in the driver's form; the client id is the scope's, never the caller's.
+        Returns the number of rows inserted (a conflict clause may skip some)."""
+        if type(query) is not Scoped or query.plans is None or not isinstance(query.unfiltered, Insert):
+            raise ScopeViolation("insert_many runs INSERTs built by scoped()")
+        if "client_id" in columns:
+            raise ScopeViolation("client_id comes from the scope, not from the caller")
+        client_id = self._session.scope.client_id  # type: ignore[attr-defined]
+        if client_id is None:
+            raise ScopeViolation("rows of a client are inserted in a unit of work opened for that client")
+        connection = self._session.connection()
+        plan = query.plans.bulk_insert(query.statement, connection.dialect, columns, SCOPE_PARAMETER)
+        return plan.execute(connection, rows, client_id)
+
+
 def _execute(
     connection: Connection,
     statement: Executable,
