@@ -130,6 +130,14 @@ _BUMP_QUALITY_VERSION = scoped(
     .where(_projects.c.id == bindparam("project_id"))
     .values(quality_version=_projects.c.quality_version + 1)
 )
+_SET_REVIEW_STATE = scoped(
+    update(_tasks).where(_tasks.c.id == bindparam("task_id")).values(review_state=bindparam("state"))
+)
+_ACCEPT_SUBMITTED = scoped(
+    update(_answers)
+    .where(_answers.c.task_id == bindparam("task_id"), _answers.c.status == "submitted")
+    .values(status="accepted", reviewed_at=bindparam("reviewed_at", type_=_answers.c.reviewed_at.type))
+)
 _ANSWERS_IN_PROJECT = scoped(
     select(func.count()).select_from(_answers).where(_answers.c.project_id == bindparam("project_id"))
 )
@@ -333,6 +341,9 @@ class TaskRepository(_Repository):
         parameters = {"task_id": task_id, "open_delta": open_slots, "answer_delta": answers}
         return self.sql.run(_ADJUST_SLOTS, parameters).one()
 
+    def set_review_state(self, task_id: int, state: str) -> None:
+        self.sql.run(_SET_REVIEW_STATE, {"task_id": task_id, "state": state})
+
     def progress(self, project_id: int) -> tuple[int, int, int]:
         """(tasks, answers needed in all, answers given), gold tasks left out: they are checks, not work."""
         row = self.session.execute(
@@ -374,6 +385,10 @@ class AnswerRepository(_Repository):
 
     def of(self, task_id: int, user_id: int) -> Answer | None:
         return self.session.scalar(select(Answer).where(Answer.task_id == task_id, Answer.user_id == user_id))
+
+    def accept_submitted(self, task_id: int, reviewed_at: datetime) -> int:
+        """Every answer of the task still ``submitted`` becomes ``accepted``; returns how many."""
+        return self.sql.run(_ACCEPT_SUBMITTED, {"task_id": task_id, "reviewed_at": reviewed_at}).rowcount
 
     def insert(self, **values: Any) -> None:
         """A new answer row (its id allocated before, as its ciphertext is bound to it)."""

@@ -67,13 +67,19 @@ def accept_answers(uow: UnitOfWork, project: Project, answers: list[Answer], now
 
 
 def on_task_complete(uow: UnitOfWork, project: Project, task: Task) -> None:
-    """Called in the submit transaction when a task reaches its required answers."""
+    """Called in the submit transaction when a task reaches its required answers.
+
+    One submit in k runs this: the state and the acceptance are single statements on the rows
+    (the task object is not changed, nor flushed)."""
     if needs_review(uow, project, task):
-        task.review_state = "pending"
-    else:
-        task.review_state = "done"
+        uow.tasks.set_review_state(task.id, "pending")
+        return
+    uow.tasks.set_review_state(task.id, "done")
+    if project.pay_on == "accept":  # each answer is paid by its own rate: the answers are read
         pending = [a for a in uow.answers.counted_for_task(task.id) if a.status == "submitted"]
         accept_answers(uow, project, pending, utcnow())
+    else:
+        uow.answers.accept_submitted(task.id, utcnow())
 
 
 @dataclass(frozen=True, slots=True)
