@@ -101,10 +101,7 @@ class Plan:
             if not self.processors_known and self.returns_rows:
                 self._learn_processors(connection.dialect, cursor.description)
         except connection.dialect.loaded_dbapi.Error as error:
-            raise sa_exc.DBAPIError.instance(
-                self.sql, bound, error, connection.dialect.loaded_dbapi.Error, hide_parameters=True,
-                dialect=connection.dialect,
-            ) from error
+            raise _as_sqlalchemy_error(connection, self.sql, error) from error
         finally:
             cursor.close()
         if self.row_type is None:
@@ -164,16 +161,21 @@ class BulkInsertPlan:
             cursor.executemany(self.sql, bound)
             count = cursor.rowcount
         except connection.dialect.loaded_dbapi.Error as error:
-            raise sa_exc.DBAPIError.instance(
-                self.sql, None, error, connection.dialect.loaded_dbapi.Error, hide_parameters=True,
-                dialect=connection.dialect,
-            ) from error
+            raise _as_sqlalchemy_error(connection, self.sql, error) from error
         finally:
             cursor.close()
         return count if count is not None and count >= 0 else len(rows)
 
 
 _NAMED = re.compile(r"%\((\w+)\)s")
+
+
+def _as_sqlalchemy_error(connection: Connection, sql: str, error: Exception) -> sa_exc.DBAPIError:
+    """A driver's error as SQLAlchemy raises it on the regular path (IntegrityError, ...), values hidden.
+    (A plain try block at each call site: a context manager costs 8% of the queue's CPU here.)"""
+    error_class = connection.dialect.loaded_dbapi.Error
+    return sa_exc.DBAPIError.instance(sql, None, error, error_class, hide_parameters=True,  # type: ignore[return-value]
+                                      dialect=connection.dialect)
 
 
 class NotPreparable(Exception):
