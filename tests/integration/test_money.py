@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from sqlalchemy import select
 
+from labelvault.domain.access import Actor
 from labelvault.errors import QueueRefused
 from labelvault.storage.models import LedgerEntry
+from labelvault.workflow.projects import ProjectSettings
 from tests.conftest import World
 from tests.integration.queue_helpers import label_once, make_labelers, make_project
 
@@ -75,3 +79,34 @@ def test_open_leases_count_against_the_budget(world: World) -> None:
     with pytest.raises(QueueRefused) as refused:
         world.services.labeling.next_task(c, world.client_a, project_id)
     assert refused.value.reason == "budget_reached"
+
+
+def test_paid_submits_and_settings_changes_of_one_project_run_together_without_deadlock(world: World) -> None:
+    """Every transaction locks a project's row before the audit head (the spend total is written
+    just before the audit append): a settings change, which locks the row and then appends, and paid
+    submits, which do the same, never wait for each other in a cycle (PostgreSQL would abort one)."""
+    project_id = make_project(world, "race", tasks=60, overlap=2, rate_per_answer=5)
+    labelers = make_labelers(world, 4, prefix="racer")
+    services = world.services
+
+    def label(actor: Actor) -> int:
+        answered = 0
+        while True:
+            try:
+                task = services.labeling.next_task(actor, world.client_a, project_id)
+            except QueueRefused:
+                return answered
+            services.labeling.submit(actor, world.client_a, project_id, task.task_id, {"sentiment": "positive"})
+            answered += 1
+
+    def rename() -> int:
+        for i in range(40):
+            services.projects.update(world.operator, world.client_a, project_id, ProjectSettings(name=f"race {i}"))
+        return 40
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        answered = [pool.submit(label, actor) for actor in labelers]
+        renamed = pool.submit(rename)
+        assert renamed.result(timeout=120) == 40
+        assert sum(future.result(timeout=120) for future in answered) == 120  # every slot answered, no error
+    assert services.reports.project_costs(world.operator, world.client_a, project_id).spent == 120 * 5
