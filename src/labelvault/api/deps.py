@@ -35,10 +35,6 @@ def _actor_of(request: Request, services: Services) -> Actor:
 
 
 async def get_actor(request: Request, services: ServicesDep) -> Actor:
-    return await actor_of(request, services)
-
-
-async def actor_of(request: Request, services: Services) -> Actor:
     """The caller. Async, so that a token already in the short-lived cache costs no hop to a worker
     thread (the queue's requests do this on every call); a database lookup runs in the thread pool."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")

@@ -228,9 +228,6 @@ class TokenRepository(_Repository):
         """(token id, scopes, revoked_at, user_id, username, is_operator, is_active), one prepared read."""
         return self.sql.run(_TOKEN_OWNER, {"token_hash": token_hash}).first()
 
-    def by_hash(self, token_hash: str) -> ApiToken | None:
-        return self.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
-
     def get(self, token_id: int) -> ApiToken | None:
         return self.session.get(ApiToken, token_id)
 
@@ -382,9 +379,6 @@ class AnswerRepository(_Repository):
 
     def exists_for(self, task_id: int, user_id: int) -> bool:
         return self.sql.run(_ANSWER_EXISTS, {"task_id": task_id, "user_id": user_id}).first() is not None
-
-    def of(self, task_id: int, user_id: int) -> Answer | None:
-        return self.session.scalar(select(Answer).where(Answer.task_id == task_id, Answer.user_id == user_id))
 
     def accept_submitted(self, task_id: int, reviewed_at: datetime) -> int:
         """Every answer of the task still ``submitted`` becomes ``accepted``; returns how many."""

@@ -223,16 +223,18 @@ class AccountService:
 
     def cached_actor(self, token: str) -> Actor | None:
         """The token's owner if this process looked the token up in the last few seconds, else None."""
-        cached = self._token_actors.get(token_digest(token))
+        return self._cached(token_digest(token))
+
+    def _cached(self, digest: str) -> Actor | None:
+        cached = self._token_actors.get(digest)
         return cached[0] if cached is not None and cached[1] > time.monotonic() else None
 
     def actor_for_token(self, token: str) -> Actor:
         if not token.startswith(TOKEN_PREFIX):
             raise NotAuthenticated("not a LabelVault token")
         digest = token_digest(token)
-        cached = self._token_actors.get(digest)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+        if (cached := self._cached(digest)) is not None:
+            return cached
         with self.uow_factory.system() as uow:
             row = uow.tokens.owner_by_hash(digest)
         if row is None or row.revoked_at is not None or not row.is_active:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput, NotFound
-from labelvault.storage.models import Client, LedgerEntry, Project
+from labelvault.storage.models import LedgerEntry, Project
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.projects import load_project
@@ -74,8 +74,7 @@ def budget_left_for_one_more(uow: UnitOfWork, project: Project, open_leases: int
 
 
 def currency_of(uow: UnitOfWork, client_id: int) -> str:
-    client = uow.session.get(Client, client_id)
-    return client.currency if client else "USD"
+    return uow.ledger.currency_of(client_id)
 
 
 class BonusService:

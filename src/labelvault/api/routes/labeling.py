@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from labelvault.api.deps import ActorDep, ServicesDep, actor_of, get_services
+from labelvault.api.deps import ActorDep, ServicesDep, get_actor, get_services
 from labelvault.api.routes.projects import ProjectRefDep, project_ref
 from labelvault.api.schemas import AnswerReceipt, AnswerSubmit, LeasedTaskRead, SkipCreate
 
@@ -37,7 +37,7 @@ def _json(model: BaseModel) -> Response:
 async def next_task(project_id: Annotated[int, Path(ge=1)], request: Request) -> Response:
     """Lease the next task for the caller (the same one again while a lease is open)."""
     services = get_services(request)
-    actor = await actor_of(request, services)
+    actor = await get_actor(request, services)
     ref = await project_ref(services, project_id)
     leased = await run_in_threadpool(services.labeling.next_task, actor, ref.client_id, ref.project_id)
     return _json(LeasedTaskRead(
@@ -52,7 +52,7 @@ async def next_task(project_id: Annotated[int, Path(ge=1)], request: Request) ->
 async def submit_answer(project_id: Annotated[int, Path(ge=1)], task_id: int, request: Request) -> Response:
     """Submit an answer. Repeating a request with the same idempotency key returns the first result."""
     services = get_services(request)
-    actor = await actor_of(request, services)
+    actor = await get_actor(request, services)
     try:
         body = AnswerSubmit.model_validate_json(await request.body())
     except ValidationError as invalid:
