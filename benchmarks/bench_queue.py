@@ -17,7 +17,8 @@ runs three load phases against it, each ``--warmup`` + ``--seconds`` long:
 - paced: every labeler loops next -> think (a random 0.5 to 1.5 s) -> submit, like a person;
 - saturation: the same labelers with no pause: answers per second at saturation.
 
-The labelers are coroutines on one asyncio loop (httpx, one keep-alive connection each); their
+The labelers are coroutines on one uvloop event loop (one keep-alive connection each, through
+``lean_http.py``: httpx cost as much CPU per request as the server, on the same CPUs); their
 starts are spread over the first pause so they do not arrive in lockstep. Latency is measured by the
 client, from sending a request to having read its response, so it includes the loopback round trip
 and the client's own scheduling (the loop's lag is reported, to show that part is small). Requests
@@ -66,6 +67,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
+import uvloop
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -73,6 +76,9 @@ from sqlalchemy.pool import NullPool
 from labelvault.bootstrap import initialize
 from labelvault.settings import Settings
 from labelvault.workflow.projects import ProjectSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lean_http import HTTPFailure, LeanClient  # noqa: E402
 
 SCHEMA = {
     "fields": [{"name": "text", "kind": "text"}],
@@ -375,7 +381,7 @@ class Phase:
     loop_lag: list[float] = field(default_factory=list)
 
 
-async def labeler(http: httpx.AsyncClient, project_id: int, phase: Phase, began: float, stop_at: float,
+async def labeler(http: LeanClient, project_id: int, phase: Phase, began: float, stop_at: float,
                   pause: tuple[float, float] | None, rng: random.Random) -> None:
     perf = time.perf_counter
     next_url = f"/api/projects/{project_id}/tasks/next"
@@ -384,38 +390,40 @@ async def labeler(http: httpx.AsyncClient, project_id: int, phase: Phase, began:
     while perf() < stop_at:
         t0 = perf()
         try:
-            response = await http.post(next_url)
-        except httpx.HTTPError as exc:
+            status, content = await http.post(next_url)
+        except HTTPFailure as exc:
             phase.samples.append(Sample("next", t0 - began, perf() - t0, 0))
-            phase.errors[f"next {type(exc).__name__}"] += 1
+            phase.errors[f"next {exc}"] += 1
             await asyncio.sleep(0.5)
             continue
-        phase.samples.append(Sample("next", t0 - began, perf() - t0, response.status_code))
-        if response.status_code != 200:
-            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-            reason = body.get("error", {}).get("details", {}).get("reason", "")
+        phase.samples.append(Sample("next", t0 - began, perf() - t0, status))
+        if status != 200:
+            try:
+                reason = orjson.loads(content).get("error", {}).get("details", {}).get("reason", "")
+            except orjson.JSONDecodeError:
+                reason = ""
             if reason == "no_tasks":
                 phase.no_tasks += 1
                 return
-            phase.errors[f"next {response.status_code} {reason}".strip()] += 1
+            phase.errors[f"next {status} {reason}".strip()] += 1
             await asyncio.sleep(0.5)
             continue
-        task_id = response.json()["task_id"]
+        task_id = orjson.loads(content)["task_id"]
         if pause:
             await asyncio.sleep(rng.uniform(*pause))
-        body = {"answer": {"sentiment": rng.choice(LABELS)}, "idempotency_key": uuid.uuid4().hex}
+        body = orjson.dumps({"answer": {"sentiment": rng.choice(LABELS)}, "idempotency_key": uuid.uuid4().hex})
         t0 = perf()
         try:
-            response = await http.post(f"/api/projects/{project_id}/tasks/{task_id}/answers", json=body)
-        except httpx.HTTPError as exc:
+            status, content = await http.post(f"/api/projects/{project_id}/tasks/{task_id}/answers", body)
+        except HTTPFailure as exc:
             phase.samples.append(Sample("submit", t0 - began, perf() - t0, 0))
-            phase.errors[f"submit {type(exc).__name__}"] += 1
+            phase.errors[f"submit {exc}"] += 1
             continue
-        phase.samples.append(Sample("submit", t0 - began, perf() - t0, response.status_code))
-        if response.status_code == 200:
+        phase.samples.append(Sample("submit", t0 - began, perf() - t0, status))
+        if status == 200:
             phase.acknowledged += 1
         else:
-            phase.errors[f"submit {response.status_code}"] += 1
+            phase.errors[f"submit {status}"] += 1
 
 
 async def watch_loop_lag(phase: Phase, stop_at: float, interval: float = 0.01) -> None:
@@ -432,9 +440,7 @@ async def run_phase_async(url: str, install: Install, mode: str, warmup: float, 
     phase = Phase(mode, len(tokens), seconds)
     began = time.perf_counter()
     stop_at = began + warmup + seconds
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=REQUEST_TIMEOUT, limits=limits) for token in tokens]
+    clients = [LeanClient(url, {"Authorization": f"Bearer {token}"}, REQUEST_TIMEOUT) for token in tokens]
     try:
         jobs = [labeler(client, install.project_id, phase, began, stop_at, pause, random.Random(seed + i))
                 for i, client in enumerate(clients)]
@@ -511,7 +517,7 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     # latencies it measures (the server does the same at start, see server.py).
     gc.collect()
     gc.freeze()
-    phase = asyncio.run(run_phase_async(server.url, install, mode, args.warmup, args.seconds, pause, args.seed))
+    phase = uvloop.run(run_phase_async(server.url, install, mode, args.warmup, args.seconds, pause, args.seed))
     wall = time.perf_counter() - wall
     server_cpu = process_cpu_seconds(pids) - server_cpu
     client_cpu = time.process_time() - client_cpu
@@ -584,7 +590,7 @@ def markdown(results: list[Result], args: argparse.Namespace, load: tuple[float,
     lines = [
         f"- Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}; Python {platform.python_version()}, "
         f"SQLite {__import__('sqlite3').sqlite_version}, SQLAlchemy {sqlalchemy.__version__}, "
-        f"httpx {httpx.__version__}.",
+        f"uvicorn {__import__('uvicorn').__version__}; load generator: lean_http.py on uvloop.",
         f"- Date: {started.strftime('%Y-%m-%d %H:%M')}-{dt.datetime.now(dt.UTC).strftime('%H:%M UTC')}; "
         "load average at the start "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
+
+from labelvault.api.deps import run_queue_step
 
 from tests.e2e.conftest import Api, create_project
 
@@ -112,3 +117,58 @@ def test_overlap_gives_each_task_to_distinct_labelers(api: Api) -> None:
         assert api.post(who, f"/api/projects/{pid}/tasks/{task['task_id']}/answers",
                         json={"answer": {"sentiment": "neutral"}}).status_code == 200
     assert api.post("labeler_a", f"/api/projects/{pid}/tasks/next").status_code == 409
+
+
+# The queue gateway (api/queue_gateway.py) answers next and submit before FastAPI's router; these
+# check that it answers as the regular path does, and leaves to FastAPI what it does not match.
+
+
+def test_submit_with_a_malformed_body_names_the_field_as_every_route_does(api: Api, project: dict) -> None:
+    task = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/next").json()
+    response = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/{task['task_id']}/answers",
+                        json={"answers": {"sentiment": "positive"}})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert {detail["field"] for detail in error["details"]} >= {"answer"}  # the missing field is named
+    assert response.headers["x-request-id"]
+
+
+def test_queue_refusals_and_missing_auth_have_the_api_error_body(api: Api, project: dict) -> None:
+    missing = api.client.post(f"/api/projects/{project['id']}/tasks/next")
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "not_authenticated"
+    unknown = api.post("labeler_a", "/api/projects/999999/tasks/next")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
+    unknown_task = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/999999/answers",
+                            json={"answer": {"sentiment": "positive"}})
+    assert unknown_task.status_code == 404
+    assert "999999" in unknown_task.json()["error"]["message"]
+
+
+def test_ids_the_gateway_does_not_take_go_to_the_regular_routes(api: Api, project: dict) -> None:
+    zero = api.post("labeler_a", "/api/projects/0/tasks/next")
+    assert zero.status_code == 400  # FastAPI's validation: project_id >= 1
+    assert zero.json()["error"]["details"][0]["field"] == "project_id"
+    padded = api.post("labeler_a", f"/api/projects/0{project['id']}/tasks/next")
+    assert padded.status_code == 200  # FastAPI reads "07" as 7
+    assert padded.json()["project_id"] == project["id"]
+    wrong_method = api.get("labeler_a", f"/api/projects/{project['id']}/tasks/next")
+    assert wrong_method.status_code == 405
+
+
+def test_a_queue_step_runs_on_the_event_loop_only_while_no_other_writer_holds_the_lock(api: Api) -> None:
+    services = api.world.services
+
+    async def thread_of_step() -> int:
+        return await run_queue_step(services, threading.get_ident)
+
+    here = threading.get_ident()  # asyncio.run runs its loop in this thread
+    if not services.uow_factory.serialize_writers:
+        assert asyncio.run(thread_of_step()) != here  # PostgreSQL: always the thread pool
+        return
+    assert asyncio.run(thread_of_step()) == here
+    with services.uow_factory.for_client(api.world.client_a, write=True):  # another writer holds the lock
+        assert asyncio.run(thread_of_step()) != here  # the loop does not wait for it
+    assert asyncio.run(thread_of_step()) == here

@@ -10,6 +10,7 @@ from labelvault.api.errors import install_error_handlers
 from labelvault.api.limits import BodySizeLimit
 from labelvault.api.observability import RequestObserver
 from labelvault.api.observability import router as observability_router
+from labelvault.api.queue_gateway import QueueGateway
 from labelvault.api.routes import (
     accounts,
     answers,
@@ -72,6 +73,7 @@ def create_app(services: Services) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.add_middleware(QueueGateway, application=app)  # innermost of ours: see queue_gateway.py
     app.add_middleware(BodySizeLimit, max_bytes=services.settings.max_request_bytes)
     app.add_middleware(RequestObserver)  # outermost: every response gets its request id
     return app

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -44,6 +45,25 @@ async def get_actor(request: Request, services: ServicesDep) -> Actor:
 
 
 ActorDep = Annotated[Actor, Depends(get_actor)]
+
+T = TypeVar("T")
+
+
+async def run_queue_step(services: Services, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one short writing step of the labeler's loop (next, submit).
+
+    On SQLite a process runs one write transaction at a time (its writers queue on one lock), so
+    when no other writer of this process holds that lock, the step runs right here on the event
+    loop: handing it to a worker thread and back cost more CPU than the step itself (two thread
+    wake-ups and GIL hand-overs, about 0.8 ms a request on the machine of docs/benchmarks.md).
+    When another writer of this process holds the lock (an import, a background thread), the step
+    goes to the thread pool, so the event loop never waits for a long transaction of its own
+    process; a write transaction of another process (a CLI command) can still hold it up to the
+    busy timeout. On PostgreSQL, where transactions run side by side, steps always go to the pool.
+    """
+    if services.uow_factory.can_write_at_once():
+        return function(*args, **kwargs)
+    return await run_in_threadpool(function, *args, **kwargs)
 
 
 class Page:

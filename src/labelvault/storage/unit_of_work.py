@@ -161,6 +161,11 @@ class UnitOfWorkFactory:
         self.write_lock = threading.Lock()
         self.sessionmaker = sessionmaker(class_=ScopedSession, expire_on_commit=False, autoflush=False)
 
+    def can_write_at_once(self) -> bool:
+        """True when a writing unit of work would start without waiting for another writer of this
+        process (always false where writers are not serialised in the process, i.e. PostgreSQL)."""
+        return self.serialize_writers and not self.write_lock.locked()
+
     def for_client(self, client_id: int, *, write: bool = False) -> UnitOfWork:
         return UnitOfWork(self, Scope(client_id=client_id), write=write)
 

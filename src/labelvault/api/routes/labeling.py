@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from labelvault.api.deps import ActorDep, ServicesDep, get_actor, get_services
+from labelvault.api.deps import ActorDep, ServicesDep, get_actor, get_services, run_queue_step
 from labelvault.api.routes.projects import ProjectRefDep, project_ref
 from labelvault.api.schemas import AnswerReceipt, AnswerSubmit, LeasedTaskRead, SkipCreate
 
@@ -39,7 +37,7 @@ async def next_task(project_id: Annotated[int, Path(ge=1)], request: Request) ->
     services = get_services(request)
     actor = await get_actor(request, services)
     ref = await project_ref(services, project_id)
-    leased = await run_in_threadpool(services.labeling.next_task, actor, ref.client_id, ref.project_id)
+    leased = await run_queue_step(services, services.labeling.next_task, actor, ref.client_id, ref.project_id)
     return _json(LeasedTaskRead(
         task_id=leased.task_id, project_id=leased.project_id, data=leased.payload,
         suggestions=leased.suggestions, lease_started_at=leased.lease_started_at,
@@ -59,9 +57,9 @@ async def submit_answer(project_id: Annotated[int, Path(ge=1)], task_id: int, re
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in invalid.errors()]) from None
     ref = await project_ref(services, project_id)
     key = body.idempotency_key or request.headers.get("idempotency-key")
-    receipt = await run_in_threadpool(
-        partial(services.labeling.submit, idempotency_key=key), actor, ref.client_id, ref.project_id, task_id,
-        body.answer,
+    receipt = await run_queue_step(
+        services, services.labeling.submit, actor, ref.client_id, ref.project_id, task_id, body.answer,
+        idempotency_key=key,
     )
     return _json(AnswerReceipt.model_validate(receipt, from_attributes=True))
 
