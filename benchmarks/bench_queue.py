@@ -78,7 +78,7 @@ from labelvault.settings import Settings
 from labelvault.workflow.projects import ProjectSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lean_http import HTTPFailure, LeanClient  # noqa: E402
+from lean_http import HTTPFailure, LeanClient
 
 SCHEMA = {
     "fields": [{"name": "text", "kind": "text"}],

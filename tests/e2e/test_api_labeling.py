@@ -8,7 +8,6 @@ import threading
 import pytest
 
 from labelvault.api.deps import run_queue_step
-
 from tests.e2e.conftest import Api, create_project
 
 
