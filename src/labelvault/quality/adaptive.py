@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from labelvault.domain.schema import ProjectSchema
 from labelvault.quality.consensus import task_confidence
 from labelvault.quality.scoring import question_paths
-from labelvault.storage.models import Project, Task
+from labelvault.storage.models import Project
 from labelvault.storage.unit_of_work import UnitOfWork
+from labelvault.workflow.completion import CompletedTask
 from labelvault.workflow.content import open_answer_values, open_task_content
 from labelvault.workflow.projects import schema_of
 
@@ -29,7 +30,7 @@ def _needs_payload(schema: ProjectSchema) -> bool:
     return any(question.type in _NEEDS_PAYLOAD for _, question in question_paths(schema))
 
 
-def extend_overlap_when_unsure(uow: UnitOfWork, project: Project, task: Task) -> None:
+def extend_overlap_when_unsure(uow: UnitOfWork, project: Project, task: CompletedTask) -> None:
     """``on_complete`` hook: one more answer for a task whose confidence is below the threshold."""
     if project.max_overlap is None or task.is_gold or task.required_answers >= project.max_overlap:
         return
@@ -39,9 +40,9 @@ def extend_overlap_when_unsure(uow: UnitOfWork, project: Project, task: Task) ->
     confidence = task_confidence(list(question_paths(schema)), values, payload)
     if confidence is None or confidence >= project.confidence_threshold:
         return
-    # The submit transaction holds the task's row (it just counted the answer): plain writes are safe.
-    task.required_answers += 1
-    task.open_slots += 1
+    # The submit transaction holds the task's row (it just counted the answer).
+    counts = uow.tasks.adjust_slots(task.id, open_slots=+1, required=+1)
+    task.open_slots, task.required_answers = counts.open_slots, counts.required_answers
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,8 @@ _ADJUST_SLOTS = scoped(
     update(_tasks)
     .where(_tasks.c.id == bindparam("task_id"))
     .values(open_slots=_tasks.c.open_slots + bindparam("open_delta"),
-            answer_count=_tasks.c.answer_count + bindparam("answer_delta"))
+            answer_count=_tasks.c.answer_count + bindparam("answer_delta"),
+            required_answers=_tasks.c.required_answers + bindparam("required_delta"))
     .returning(_tasks.c.open_slots, _tasks.c.answer_count, _tasks.c.required_answers)
 )
 _LEASE_OPEN_FOR = scoped(
@@ -333,9 +334,10 @@ class TaskRepository(_Repository):
         query = _NEXT_TASK_SKIP_LOCKED if postgresql else _NEXT_TASK
         return self.sql.run(query, {"project_id": project_id, "user_id": user_id}).first()
 
-    def adjust_slots(self, task_id: int, *, open_slots: int = 0, answers: int = 0) -> Row[Any]:
+    def adjust_slots(self, task_id: int, *, open_slots: int = 0, answers: int = 0, required: int = 0) -> Row[Any]:
         """Move the task's counters; returns (open_slots, answer_count, required_answers) after."""
-        parameters = {"task_id": task_id, "open_delta": open_slots, "answer_delta": answers}
+        parameters = {"task_id": task_id, "open_delta": open_slots, "answer_delta": answers,
+                      "required_delta": required}
         return self.sql.run(_ADJUST_SLOTS, parameters).one()
 
     def set_review_state(self, task_id: int, state: str) -> None:

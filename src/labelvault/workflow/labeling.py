@@ -33,6 +33,7 @@ from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow import ledger
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
+from labelvault.workflow.completion import CompletedTask
 from labelvault.workflow.content import open_task_content
 from labelvault.workflow.projects import load_project_settings, schema_of
 from labelvault.workflow.review import on_task_complete
@@ -62,7 +63,7 @@ class QueueHooks:
     on_submit: list[Callable[[UnitOfWork, Actor, Project, Task, int, dict[str, Any]], None]] = field(
         default_factory=list
     )
-    on_complete: list[Callable[[UnitOfWork, Project, Task], None]] = field(default_factory=list)
+    on_complete: list[Callable[[UnitOfWork, Project, CompletedTask], None]] = field(default_factory=list)
     # Webhooks (budget.reached): runs after a refusal, once its transaction has rolled back, so a
     # hook that wants to record something opens a transaction of its own.
     on_refused: list[Callable[[Actor, int, int, QueueRefused], None]] = field(default_factory=list)
@@ -266,14 +267,12 @@ class LabelingService:
                 )
             for hook in self.hooks.on_submit:
                 hook(uow, actor, project, task, answer_id, normalized)
-            if counts.answer_count >= counts.required_answers:
-                # Completion (one submit in k) works on the task object: hooks may change it.
-                complete_task = uow.tasks.get(task_id)
-                assert complete_task is not None
+            if counts.answer_count >= counts.required_answers:  # completion: one submit in k
+                completed = CompletedTask(task, counts.open_slots, counts.answer_count, counts.required_answers)
                 for complete in self.hooks.on_complete:
-                    complete(uow, project, complete_task)
-                if complete_task.answer_count >= complete_task.required_answers:  # a hook may have asked for more
-                    on_task_complete(uow, project, complete_task)
+                    complete(uow, project, completed)
+                if completed.answer_count >= completed.required_answers:  # a hook may have asked for more
+                    on_task_complete(uow, project, completed)
             audit_log.append(
                 uow,
                 "answer.submitted",

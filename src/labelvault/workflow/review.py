@@ -27,6 +27,7 @@ from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow import ledger
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
+from labelvault.workflow.completion import CompletedTask
 from labelvault.workflow.content import open_answer_values, open_task_content
 from labelvault.workflow.projects import load_project, schema_of
 from labelvault.workflow.walls import check_and_record
@@ -35,7 +36,7 @@ REVIEW_POLICIES = ("none", "sample", "all", "disagreement")
 _random = random.SystemRandom()
 
 
-def needs_review(uow: UnitOfWork, project: Project, task: Task) -> bool:
+def needs_review(uow: UnitOfWork, project: Project, task: CompletedTask) -> bool:
     if task.is_gold:  # its answer is known: scoring against it is the review
         return False
     policy = project.review_policy
@@ -66,7 +67,7 @@ def accept_answers(uow: UnitOfWork, project: Project, answers: list[Answer], now
             )
 
 
-def on_task_complete(uow: UnitOfWork, project: Project, task: Task) -> None:
+def on_task_complete(uow: UnitOfWork, project: Project, task: CompletedTask) -> None:
     """Called in the submit transaction when a task reaches its required answers.
 
     One submit in k runs this: the state and the acceptance are single statements on the rows

@@ -65,6 +65,7 @@ from labelvault.storage.models import (
 )
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
+from labelvault.workflow.completion import CompletedTask
 from labelvault.workflow.projects import load_project
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def record(
     return written
 
 
-def on_task_complete(uow: UnitOfWork, project: Project, task: Task) -> None:
+def on_task_complete(uow: UnitOfWork, project: Project, task: CompletedTask) -> None:
     """``QueueHooks.on_complete``: task completed, and project completed when it was the last."""
     events = _events_of(project)
     if not events or task.answer_count < task.required_answers:  # an earlier hook may have asked for more
