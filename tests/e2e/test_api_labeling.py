@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -157,17 +158,39 @@ def test_ids_the_gateway_does_not_take_go_to_the_regular_routes(api: Api, projec
     assert wrong_method.status_code == 405
 
 
-def test_a_queue_step_runs_on_the_event_loop_only_while_no_other_writer_holds_the_lock(api: Api) -> None:
+def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_without_blocking_it(
+    api: Api,
+) -> None:
     services = api.world.services
+    factory = services.uow_factory
+    here = threading.get_ident()  # asyncio.run runs its loop in this thread
 
     async def thread_of_step() -> int:
         return await run_queue_step(services, threading.get_ident)
 
-    here = threading.get_ident()  # asyncio.run runs its loop in this thread
-    if not services.uow_factory.serialize_writers:
+    if not factory.serialize_writers:
         assert asyncio.run(thread_of_step()) != here  # PostgreSQL: always the thread pool
         return
     assert asyncio.run(thread_of_step()) == here
-    with services.uow_factory.for_client(api.world.client_a, write=True):  # another writer holds the lock
-        assert asyncio.run(thread_of_step()) != here  # the loop does not wait for it
-    assert asyncio.run(thread_of_step()) == here
+
+    async def step_while_another_writer_holds_the_lock() -> tuple[int, list[str]]:
+        held, events = threading.Event(), []
+
+        def other_writer() -> None:  # an import, a background thread: another writer of the process
+            with factory.for_client(api.world.client_a, write=True):
+                held.set()
+                time.sleep(0.3)
+                events.append("other writer done")
+
+        threading.Thread(target=other_writer).start()
+        await asyncio.to_thread(held.wait)
+        step = asyncio.ensure_future(thread_of_step())
+        await asyncio.sleep(0.05)
+        events.append("loop free" if not step.done() else "step ran under the lock")  # the loop runs on
+        ran_in = await step
+        events.append("step done")
+        return ran_in, events
+
+    ran_in, events = asyncio.run(step_while_another_writer_holds_the_lock())
+    assert ran_in == here
+    assert events == ["loop free", "other writer done", "step done"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -37,10 +38,15 @@ def _actor_of(request: Request, services: Services) -> Actor:
 
 async def get_actor(request: Request, services: ServicesDep) -> Actor:
     """The caller. Async, so that a token already in the short-lived cache costs no hop to a worker
-    thread (the queue's requests do this on every call); a database lookup runs in the thread pool."""
+    thread (the queue's requests do this on every call); other lookups run in the thread pool."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and (actor := services.accounts.cached_actor(token.strip())) is not None:
-        return actor
+    if scheme.lower() == "bearer" and token:
+        if (actor := services.accounts.cached_actor(token.strip())) is not None:
+            return actor
+        if services.uow_factory.serialize_writers:
+            # SQLite: a token lookup is a short read that no writer blocks (WAL); in a worker thread
+            # it waited for the GIL behind the queue steps running on the loop (see run_queue_step).
+            return services.accounts.actor_for_token(token.strip())
     return await run_in_threadpool(_actor_of, request, services)
 
 
@@ -53,17 +59,23 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     """Run one short writing step of the labeler's loop (next, submit).
 
     On SQLite a process runs one write transaction at a time (its writers queue on one lock), so
-    when no other writer of this process holds that lock, the step runs right here on the event
-    loop: handing it to a worker thread and back cost more CPU than the step itself (two thread
-    wake-ups and GIL hand-overs, about 0.8 ms a request on the machine of docs/benchmarks.md).
-    When another writer of this process holds the lock (an import, a background thread), the step
-    goes to the thread pool, so the event loop never waits for a long transaction of its own
-    process; a write transaction of another process (a CLI command) can still hold it up to the
-    busy timeout. On PostgreSQL, where transactions run side by side, steps always go to the pool.
+    the step runs right here on the event loop: handing it to a worker thread and back cost more
+    CPU than the step itself (two thread wake-ups and GIL hand-overs, about 0.8 ms a request on
+    the machine of docs/benchmarks.md), and steps in threads queue on the lock in no fair order.
+    While another writer of this process holds the lock (an import, a background thread), the
+    step waits for it here without blocking the loop, polling with a growing pause (0.2 to 5 ms).
+    A write transaction of another process (a CLI command) can still hold a step, and the loop, up
+    to SQLite's busy timeout. On PostgreSQL, where transactions run side by side, steps go to the
+    thread pool.
     """
-    if services.uow_factory.can_write_at_once():
-        return function(*args, **kwargs)
-    return await run_in_threadpool(function, *args, **kwargs)
+    factory = services.uow_factory
+    if not factory.serialize_writers:
+        return await run_in_threadpool(function, *args, **kwargs)
+    pause = 0.0002
+    while not factory.can_write_at_once():
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.005)
+    return function(*args, **kwargs)
 
 
 class Page:
