@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
 from labelvault.api.deps import run_queue_step
 from tests.e2e.conftest import Api, create_project
+
+T = TypeVar("T")
 
 
 def import_texts(api: Api, project: dict, texts: list[str]) -> None:
@@ -158,20 +162,34 @@ def test_ids_the_gateway_does_not_take_go_to_the_regular_routes(api: Api, projec
     assert wrong_method.status_code == 405
 
 
+def _run_on_a_new_loop(coroutine_function: Callable[[], Coroutine[Any, Any, T]]) -> tuple[T, int]:
+    """Run a coroutine on a new event loop in a new thread: (its result, that thread's id)."""
+    outcome: dict[str, Any] = {}
+
+    def main() -> None:
+        outcome["thread"] = threading.get_ident()
+        outcome["result"] = asyncio.run(coroutine_function())
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    thread.join(timeout=60)
+    return outcome["result"], outcome["thread"]
+
+
 def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_without_blocking_it(
     api: Api,
 ) -> None:
     services = api.world.services
     factory = services.uow_factory
-    here = threading.get_ident()  # asyncio.run runs its loop in this thread
 
     async def thread_of_step() -> int:
         return await run_queue_step(services, threading.get_ident)
 
+    ran_in, loop_thread = _run_on_a_new_loop(thread_of_step)
     if not factory.serialize_writers:
-        assert asyncio.run(thread_of_step()) != here  # PostgreSQL: always the thread pool
+        assert ran_in != loop_thread  # PostgreSQL: always the thread pool
         return
-    assert asyncio.run(thread_of_step()) == here
+    assert ran_in == loop_thread
 
     async def step_while_another_writer_holds_the_lock() -> tuple[int, list[str]]:
         held, events = threading.Event(), []
@@ -191,6 +209,6 @@ def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_wit
         events.append("step done")
         return ran_in, events
 
-    ran_in, events = asyncio.run(step_while_another_writer_holds_the_lock())
-    assert ran_in == here
+    (ran_in, events), loop_thread = _run_on_a_new_loop(step_while_another_writer_holds_the_lock)
+    assert ran_in == loop_thread
     assert events == ["loop free", "other writer done", "step done"]

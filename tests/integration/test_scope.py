@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, event, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from labelvault.storage.models import Answer, Lease, Membership, Project, Task, User
@@ -136,6 +136,30 @@ def test_a_prepared_statement_reads_what_the_regular_path_reads(world: World) ->
     assert len(prepared) == 2 and prepared == regular
     assert prepared[0][4].tzinfo is not None  # started_at: an aware UTC datetime, as the ORM gives
     assert isinstance(task.uncertainty, float) and isinstance(task.payload, bytes)
+
+
+def test_prepared_statements_are_seen_by_sqlalchemys_cursor_events(world: World) -> None:
+    seen: list[tuple[str, str, object]] = []
+
+    def before(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
+        seen.append(("before", statement, parameters))
+
+    def after(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(("after", statement, None))
+
+    engine = world.services.engine
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        with world.services.uow_factory.for_client(world.client_a) as uow:
+            uow.sql.run(_LEASE_ROWS).all()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    lease_reads = [(when, parameters) for when, statement, parameters in seen if "FROM leases" in statement]
+    assert [when for when, _ in lease_reads] == ["before", "after"]
+    assert world.client_a in (lease_reads[0][1].values() if isinstance(lease_reads[0][1], dict)  # type: ignore[union-attr]
+                              else lease_reads[0][1])
 
 
 def test_a_prepared_statement_raises_sqlalchemys_errors(world: World) -> None:

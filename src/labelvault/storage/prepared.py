@@ -7,7 +7,9 @@ once per dialect (SQLAlchemy's own compiler and type processors, so values conve
 regular path) and each execution is a cursor call. Driver errors are raised as SQLAlchemy's
 ``DBAPIError`` subclasses, as on the regular path. An INSERT is planned per set of columns given,
 and only when every column with a Python-side default is among them (those defaults are computed
-by SQLAlchemy's execution context); otherwise it takes the regular path.
+by SQLAlchemy's execution context); otherwise it takes the regular path. SQLAlchemy's
+``before_cursor_execute``/``after_cursor_execute`` events are still sent when something listens
+(statement counters, tracing), so these statements stay as visible as the others.
 
 Written here rather than taken from a library: SQLAlchemy has no public "execute a compiled
 statement cheaply" API, and the alternatives (raw SQL strings per dialect) would lose the one
@@ -94,10 +96,16 @@ class Plan:
                 values[key] = process(values[key])
         bound: Any = tuple(values[key] for key in self.positional) if self.positional is not None else values
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        dispatch = connection.dispatch
+        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         try:
+            if observed:
+                dispatch.before_cursor_execute(connection, cursor, self.sql, bound, None, False)
             cursor.execute(self.sql, bound)
             rows = cursor.fetchall() if self.returns_rows else []
             rowcount = cursor.rowcount
+            if observed:
+                dispatch.after_cursor_execute(connection, cursor, self.sql, bound, None, False)
             if not self.processors_known and self.returns_rows:
                 self._learn_processors(connection.dialect, cursor.description)
         except connection.dialect.loaded_dbapi.Error as error:
@@ -157,9 +165,12 @@ class BulkInsertPlan:
         reorder = self.reorder
         bound = [(*reorder(row), client_id) for row in rows]
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        dispatch = connection.dispatch
         try:
+            dispatch.before_cursor_execute(connection, cursor, self.sql, bound, None, True)
             cursor.executemany(self.sql, bound)
             count = cursor.rowcount
+            dispatch.after_cursor_execute(connection, cursor, self.sql, bound, None, True)
         except connection.dialect.loaded_dbapi.Error as error:
             raise _as_sqlalchemy_error(connection, self.sql, error) from error
         finally:

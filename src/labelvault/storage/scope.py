@@ -208,15 +208,28 @@ def scoped(statement: Select[Any] | Update | Delete | Insert) -> Scoped:
 class ScopedSql:
     """Runs prebuilt Core statements in the session's transaction, in the session's scope."""
 
-    __slots__ = ("_session",)
+    __slots__ = ("_connection", "_session")
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._connection: Connection | None = None
+
+    def _transaction_connection(self) -> Connection:
+        # The session's connection stays the same until its transaction ends (``transaction_ended``):
+        # kept here, because asking the session for it on every statement cost more than the statement.
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self._session.connection()
+        return connection
+
+    def transaction_ended(self) -> None:
+        """The session committed: its next transaction may run on another pooled connection."""
+        self._connection = None
 
     def run(
         self, query: Scoped | Unscoped, parameters: dict[str, Any] | Sequence[dict[str, Any]] | None = None
     ) -> CursorResult[Any] | PreparedResult:
-        connection = self._session.connection()
+        connection = self._transaction_connection()
         if type(query) is Unscoped:
             return _execute(connection, query.statement, query.plans, parameters)
         if type(query) is not Scoped:
@@ -248,7 +261,7 @@ class ScopedSql:
         client_id = self._session.scope.client_id  # type: ignore[attr-defined]
         if client_id is None:
             raise ScopeViolation("rows of a client are inserted in a unit of work opened for that client")
-        connection = self._session.connection()
+        connection = self._transaction_connection()
         plan = query.plans.bulk_insert(query.statement, connection.dialect, columns, SCOPE_PARAMETER)
         return plan.execute(connection, rows, client_id)
 

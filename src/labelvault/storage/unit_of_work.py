@@ -113,7 +113,10 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self.write_spend()
-        self.session.commit()
+        try:
+            self.session.commit()
+        finally:
+            self.sql.transaction_ended()
         self._committed = True
 
     def add_spend(self, project_id: int, amount: int) -> None:
