@@ -24,6 +24,11 @@ def two_projects(world: World) -> tuple[int, int]:
     return a.id, b.id
 
 
+_RENAME_PROJECT = scoped(
+    update(Project.__table__).where(Project.__table__.c.id == bindparam("project_id")).values(name=bindparam("name"))
+)
+
+
 def test_a_client_scope_sees_only_its_own_rows(world: World, two_projects: tuple[int, int]) -> None:
     a_id, b_id = two_projects
     with world.services.uow_factory.for_client(world.client_a) as uow:
@@ -160,6 +165,20 @@ def test_prepared_statements_are_seen_by_sqlalchemys_cursor_events(world: World)
     assert [when for when, _ in lease_reads] == ["before", "after"]
     assert world.client_a in (lease_reads[0][1].values() if isinstance(lease_reads[0][1], dict)  # type: ignore[union-attr]
                               else lease_reads[0][1])
+
+
+def test_prepared_statements_follow_the_session_into_its_next_transaction(world: World) -> None:
+    """Statements keep the transaction's connection; after a commit they must take the next one's."""
+    services = world.services
+    project = services.projects.create(world.operator, world.client_a, slug="txn", name="Txn", schema=SCHEMA)
+    with services.uow_factory.for_client(world.client_a, write=True) as uow:
+        first = uow.projects.row(project.id)
+        uow.commit()
+        second = uow.projects.row(project.id)  # a new transaction, maybe another pooled connection
+        uow.sql.run(_RENAME_PROJECT, {"project_id": project.id, "name": "Renamed"})
+        uow.commit()
+    assert first.name == "Txn" and second.name == "Txn"
+    assert services.projects.get(world.operator, world.client_a, project.id).name == "Renamed"
 
 
 def test_a_prepared_statement_raises_sqlalchemys_errors(world: World) -> None:

@@ -265,11 +265,31 @@ class MembershipRepository(_Repository):
 
 
 class DataKeyRepository(_Repository):
+    """A client's data keys (wrapped). Rows read are remembered for the unit of work: a submit seals
+    the answer with the active key and opens the task with its own key, most often the same row.
+    Keys are only ever added (``add`` forgets what was remembered)."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(session)
+        self._read: dict[int, Row[Any]] = {}
+
     def get(self, key_id: int) -> Row[Any] | None:
-        return self.sql.run(_DATA_KEY, {"key_id": key_id}).first()
+        if (key := self._read.get(key_id)) is not None:
+            return key
+        key = self.sql.run(_DATA_KEY, {"key_id": key_id}).first()
+        if key is not None:
+            self._read[key_id] = key
+        return key
 
     def active(self) -> Row[Any] | None:
-        return self.sql.run(_ACTIVE_DATA_KEY).first()
+        key = self.sql.run(_ACTIVE_DATA_KEY).first()
+        if key is not None:
+            self._read[key.id] = key
+        return key
+
+    def add(self, obj: Any) -> Any:
+        self._read.clear()
+        return super().add(obj)
 
 
 class ProjectRepository(_Repository):

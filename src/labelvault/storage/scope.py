@@ -208,23 +208,22 @@ def scoped(statement: Select[Any] | Update | Delete | Insert) -> Scoped:
 class ScopedSql:
     """Runs prebuilt Core statements in the session's transaction, in the session's scope."""
 
-    __slots__ = ("_connection", "_session")
+    __slots__ = ("_connection", "_session", "_transaction")
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._transaction: Any = None
         self._connection: Connection | None = None
 
     def _transaction_connection(self) -> Connection:
-        # The session's connection stays the same until its transaction ends (``transaction_ended``):
-        # kept here, because asking the session for it on every statement cost more than the statement.
-        connection = self._connection
-        if connection is None:
+        # A session's connection stays the same for the length of its transaction: kept here for it,
+        # because asking the session on every statement cost more than the statement itself.
+        transaction = self._session.get_transaction()
+        if transaction is None or transaction is not self._transaction:
             connection = self._connection = self._session.connection()
-        return connection
-
-    def transaction_ended(self) -> None:
-        """The session committed: its next transaction may run on another pooled connection."""
-        self._connection = None
+            self._transaction = self._session.get_transaction()
+            return connection
+        return self._connection  # type: ignore[return-value]
 
     def run(
         self, query: Scoped | Unscoped, parameters: dict[str, Any] | Sequence[dict[str, Any]] | None = None

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.orm import sessionmaker
 
 from labelvault.crypto.keyring import DataCipher, Keyring
@@ -62,14 +62,6 @@ class UnitOfWork:
             raise Conflict("the database is busy; try again")
         self.session = self._factory.sessionmaker(bind=bind)
         self.session.info["scope"] = self.scope
-        if bind.dialect.name == "postgresql":
-            # Transaction-local (is_local=true): never leaks to the next user of a pooled connection.
-            value = "" if self.scope.client_id is None else str(self.scope.client_id)
-            all_clients = "on" if self.scope.all_clients else ""
-            self.session.execute(
-                text("SELECT set_config('app.client_id', :c, true), set_config('app.all_clients', :a, true)"),
-                {"c": value, "a": all_clients},
-            )
         session = self.session
         self.sql = ScopedSql(session)
         # System-level repositories (not client-owned tables).
@@ -113,10 +105,7 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self.write_spend()
-        try:
-            self.session.commit()
-        finally:
-            self.sql.transaction_ended()
+        self.session.commit()
         self._committed = True
 
     def add_spend(self, project_id: int, amount: int) -> None:
@@ -151,6 +140,21 @@ class UnitOfWork:
         if key is None:
             raise CryptoError(f"client {self.client_id} has no active data key")
         return key.id, self._factory.keyring.data_cipher(self.client_id, key.wrapped_key)
+
+
+_SET_SCOPE = text("SELECT set_config('app.client_id', :c, true), set_config('app.all_clients', :a, true)")
+
+
+@event.listens_for(ScopedSession, "after_begin")
+def _scope_each_transaction(session: ScopedSession, _transaction: Any, connection: Connection) -> None:
+    """PostgreSQL: row-level security reads the unit of work's scope from the transaction, so every
+    transaction of the session gets it, a unit of work's second one (after a commit) included.
+    Transaction-local (is_local=true): it never leaks to the next user of a pooled connection."""
+    scope: Scope | None = session.info.get("scope")
+    if scope is None or connection.dialect.name != "postgresql":
+        return
+    value = "" if scope.client_id is None else str(scope.client_id)
+    connection.execute(_SET_SCOPE, {"c": value, "a": "on" if scope.all_clients else ""})
 
 
 class UnitOfWorkFactory:

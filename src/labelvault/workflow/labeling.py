@@ -228,6 +228,7 @@ class LabelingService:
                 raise NotFound(f"task {task_id} not found")
             if uow.answers.exists_for(task_id, actor.user_id):
                 raise Conflict(f"task {task_id} was answered by you already")
+            key_id, cipher = uow.active_cipher()  # first: the task's key is most often this one (read once)
             payload, _ = open_task_content(uow, task)
             normalized = validate_answer(schema_of(project), payload, answer)
             lease = uow.leases.of(task_id, actor.user_id)
@@ -240,7 +241,6 @@ class LabelingService:
             else:
                 raise Conflict(f"your lease on task {task_id} expired and the task has all its answers")
             answer_id = allocate_ids(uow.session, Answer, 1)[0]
-            key_id, cipher = uow.active_cipher()
             spent = int(min(now - started, MAX_COUNTED_WORK).total_seconds() * 1000)
             uow.answers.insert(
                 id=answer_id,

@@ -58,7 +58,15 @@ _TOUCHED = Unscoped(
 
 
 def _touched(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
-    return uow.sql.run(_TOUCHED, {"user_id": user_id, "client_id": client_id}).first() is not None
+    # Remembered for the unit of work once seen (a touch is never taken back within one): a lease
+    # asks twice, at the eligibility check and at the grant.
+    known: set[tuple[int, int]] = uow.session.info.setdefault("touched", set())
+    if (user_id, client_id) in known:
+        return True
+    if uow.sql.run(_TOUCHED, {"user_id": user_id, "client_id": client_id}).first() is None:
+        return False
+    known.add((user_id, client_id))
+    return True
 
 
 def may_see(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
