@@ -481,6 +481,21 @@ class Result:
     machine_busy_percent: float
     loop_lag_p99_ms: float
     postgres_backends: dict[str, float]  # mean backends of the app role per (state / wait event)
+    calibration_ms: float  # the machine's speed just before the phase: see calibrate()
+
+
+def calibrate() -> float:
+    """CPU ms of a fixed pure-Python loop, the best of three: the machine's speed at the time.
+
+    The virtual machines these figures come from run the same code at very different speeds from
+    one hour (and one machine) to the next, by 40% and more: printed with every phase, so that runs
+    can be compared (lower is faster)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        sum(i * i for i in range(2_000_000))
+        best = min(best, time.process_time() - started)
+    return 1000 * best
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -506,6 +521,7 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
               tasks: int) -> Result:
     pause = (args.pause_min, args.pause_max) if mode == "paced" else None
     answers_before = count_answers(install)
+    calibration = calibrate()
     # The window's CPU figures are taken over the whole phase (warm-up included) for simplicity.
     pids = server.pids()
     server_cpu, client_cpu, machine = process_cpu_seconds(pids), time.process_time(), machine_ticks()
@@ -546,6 +562,7 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
         machine_busy_percent=100 * busy / total if total else float("nan"),
         postgres_backends=waits,
         loop_lag_p99_ms=float(np.percentile(phase.loop_lag, 99) * 1000) if phase.loop_lag else float("nan"),
+        calibration_ms=calibration,
     )
 
 
@@ -566,7 +583,8 @@ def describe(result: Result) -> str:
         f"submit p50 {s['p50']:.1f} p95 {s['p95']:.1f} p99 {s['p99']:.1f} max {s['max']:.1f} ms\n"
         f"  {'':<10} server CPU {result.server_cpu_percent:.0f}% ({result.server_cpu_ms_per_answer:.1f} ms/answer), "
         f"load generator {result.client_cpu_percent:.0f}%, "
-        f"machine busy {result.machine_busy_percent:.0f}%, loop lag p99 {result.loop_lag_p99_ms:.1f} ms; "
+        f"machine busy {result.machine_busy_percent:.0f}%, loop lag p99 {result.loop_lag_p99_ms:.1f} ms, "
+        f"calibration {result.calibration_ms:.0f} ms; "
         f"answers stored {result.answers_in_db:,} = acknowledged {result.acknowledged_total:,} ({check}); "
         f"open leases after {result.open_leases_after}; errors {result.errors or 'none'}"
         + (f"; {result.labelers_out_of_work} labelers ran out of work" if result.labelers_out_of_work else "")
@@ -598,15 +616,16 @@ def markdown(results: list[Result], args: argparse.Namespace, load: tuple[float,
         f"measured per phase; paced = a random {args.pause_min}-{args.pause_max} s between next and submit.",
         "",
         "| database | workers | tasks | phase | answers/s | next p50 / p95 / p99 ms | submit p50 / p95 / p99 ms "
-        "| server CPU (per answer) | machine busy |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server CPU (per answer) | machine busy | calibration |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         n, s = r.next_ms, r.submit_ms
         lines.append(
             f"| {r.database} | {r.workers} | {r.tasks:,} | {r.mode} | {r.answers_per_s:,.1f} "
             f"| {n['p50']:.1f} / {n['p95']:.1f} / {n['p99']:.1f} | {s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f} "
-            f"| {r.server_cpu_percent:.0f}% ({r.server_cpu_ms_per_answer:.0f} ms) | {r.machine_busy_percent:.0f}% |"
+            f"| {r.server_cpu_percent:.0f}% ({r.server_cpu_ms_per_answer:.1f} ms) | {r.machine_busy_percent:.0f}% "
+            f"| {r.calibration_ms:.0f} ms |"
         )
     return "\n".join(lines)
 
