@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from labelvault.api.deps import run_queue_step
+from labelvault.errors import Conflict
 from tests.e2e.conftest import Api, create_project
 
 T = TypeVar("T")
@@ -168,11 +169,16 @@ def _run_on_a_new_loop(coroutine_function: Callable[[], Coroutine[Any, Any, T]])
 
     def main() -> None:
         outcome["thread"] = threading.get_ident()
-        outcome["result"] = asyncio.run(coroutine_function())
+        try:
+            outcome["result"] = asyncio.run(coroutine_function())
+        except Exception as error:  # handed to the caller's thread
+            outcome["error"] = error
 
     thread = threading.Thread(target=main)
     thread.start()
     thread.join(timeout=60)
+    if "error" in outcome:
+        raise outcome["error"]
     return outcome["result"], outcome["thread"]
 
 
@@ -212,3 +218,32 @@ def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_wit
     (ran_in, events), loop_thread = _run_on_a_new_loop(step_while_another_writer_holds_the_lock)
     assert ran_in == loop_thread
     assert events == ["loop free", "other writer done", "step done"]
+
+
+def test_a_queue_step_gives_up_with_conflict_when_another_writer_holds_the_lock_too_long(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = api.world.services.uow_factory
+    if not factory.serialize_writers:
+        pytest.skip("PostgreSQL: steps run in the thread pool, with the database's own waiting")
+    monkeypatch.setattr(factory, "write_lock_timeout", 0.2)
+    released = threading.Event()
+
+    def other_writer() -> None:
+        with factory.for_client(api.world.client_a, write=True):
+            released.wait(timeout=10)
+
+    holder = threading.Thread(target=other_writer)
+    holder.start()
+    try:
+        while factory.can_write_at_once():
+            time.sleep(0.01)
+
+        async def step() -> int:
+            return await run_queue_step(api.world.services, threading.get_ident)
+
+        with pytest.raises(Conflict, match="busy"):
+            _run_on_a_new_loop(step)
+    finally:
+        released.set()
+        holder.join(timeout=10)

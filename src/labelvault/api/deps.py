@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from labelvault.bootstrap import Services
 from labelvault.domain.access import Actor
-from labelvault.errors import NotAuthenticated
+from labelvault.errors import Conflict, NotAuthenticated
 from labelvault.workflow.web_sessions import CSRF_HEADER, SESSION_COOKIE
 
 
@@ -63,7 +63,8 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     CPU than the step itself (two thread wake-ups and GIL hand-overs, about 0.8 ms a request on
     the machine of docs/benchmarks.md), and steps in threads queue on the lock in no fair order.
     While another writer of this process holds the lock (an import, a background thread), the
-    step waits for it here without blocking the loop, polling with a growing pause (0.2 to 5 ms).
+    step waits for it here without blocking the loop, polling with a growing pause (0.2 to 5 ms),
+    as long as a unit of work would wait for it (then ``Conflict``, "the database is busy").
     A write transaction of another process (a CLI command) can still hold a step, and the loop, up
     to SQLite's busy timeout. On PostgreSQL, where transactions run side by side, steps go to the
     thread pool.
@@ -71,9 +72,12 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     factory = services.uow_factory
     if not factory.serialize_writers:
         return await run_in_threadpool(function, *args, **kwargs)
-    pause = 0.0002
+    pause, waited = 0.0002, 0.0
     while not factory.can_write_at_once():
+        if waited >= factory.write_lock_timeout:
+            raise Conflict("the database is busy; try again")  # as a unit of work that waits as long
         await asyncio.sleep(pause)
+        waited += pause
         pause = min(pause * 2, 0.005)
     return function(*args, **kwargs)
 

@@ -58,7 +58,7 @@ class UnitOfWork:
         self._holds_write_lock = self._write and self._factory.serialize_writers
         # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
         # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
-        if self._holds_write_lock and not self._factory.write_lock.acquire(timeout=60):
+        if self._holds_write_lock and not self._factory.write_lock.acquire(timeout=self._factory.write_lock_timeout):
             raise Conflict("the database is busy; try again")
         self.session = self._factory.sessionmaker(bind=bind)
         self.session.info["scope"] = self.scope
@@ -166,6 +166,7 @@ class UnitOfWorkFactory:
         self.keyring = keyring
         self.serialize_writers = engine.dialect.name == "sqlite"
         self.write_lock = threading.Lock()
+        self.write_lock_timeout = 60.0  # seconds a writer waits for the process's other writers
         self.sessionmaker = sessionmaker(class_=ScopedSession, expire_on_commit=False, autoflush=False)
 
     def can_write_at_once(self) -> bool:
