@@ -93,6 +93,12 @@ class Conflict(LabelVaultError):
     http_status = 409
 
 
+class DatabaseBusy(Conflict):
+    """Another writer held the database for longer than this request may wait; nothing was written."""
+
+    code = "database_busy"
+
+
 class QueueRefused(Conflict):
     """The queue has no task for this labeler; ``reason`` is shown to them."""
 

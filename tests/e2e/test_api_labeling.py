@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import bindparam, select
 
 from labelvault.api.deps import run_queue_step
-from labelvault.errors import Conflict
+from labelvault.errors import DatabaseBusy
+from labelvault.storage.models import Lease
+from labelvault.storage.scope import scoped
 from tests.e2e.conftest import Api, create_project
 
 T = TypeVar("T")
+_leases = Lease.__table__
+_LEASES_OF_PROJECT = scoped(select(_leases.c.task_id).where(_leases.c.project_id == bindparam("project_id")))
 
 
 def import_texts(api: Api, project: dict, texts: list[str]) -> None:
@@ -242,8 +248,45 @@ def test_a_queue_step_gives_up_with_conflict_when_another_writer_holds_the_lock_
         async def step() -> int:
             return await run_queue_step(api.world.services, threading.get_ident)
 
-        with pytest.raises(Conflict, match="busy"):
+        with pytest.raises(DatabaseBusy, match="busy"):
             _run_on_a_new_loop(step)
     finally:
         released.set()
         holder.join(timeout=10)
+
+
+def test_while_another_process_writes_a_queue_step_waits_in_a_thread_and_the_loop_runs_on(
+    api: Api, project: dict
+) -> None:
+    services = api.world.services
+    factory = services.uow_factory
+    if not factory.serialize_writers:
+        pytest.skip("SQLite: one writer per database file")
+    labeler = api.world.actors["labeler_a"]
+    arguments = (labeler, project["client_id"], project["id"])
+    # Another process's write transaction: a connection of its own on the same file.
+    other = sqlite3.connect(services.engine.url.database or "", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseBusy):
+            factory.first_write_without_waiting(services.labeling.next_task, *arguments)
+        assert time.monotonic() - started < 5  # at once, not after SQLite's busy timeout
+
+        async def step_while_the_other_writes() -> tuple[int, int]:
+            step = asyncio.ensure_future(run_queue_step(services, services.labeling.next_task, *arguments))
+            threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+            ticks = 0
+            while not step.done():  # the loop keeps running while the step waits
+                await asyncio.sleep(0.01)
+                ticks += 1
+            return (await step).task_id, ticks
+
+        (task_id, ticks), _ = _run_on_a_new_loop(step_while_the_other_writes)
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+    assert ticks >= 10
+    with factory.for_client(project["client_id"]) as uow:  # the refused attempt left nothing behind
+        assert uow.sql.run(_LEASES_OF_PROJECT, {"project_id": project["id"]}).all() == [(task_id,)]

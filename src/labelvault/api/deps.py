@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from labelvault.bootstrap import Services
 from labelvault.domain.access import Actor
-from labelvault.errors import Conflict, NotAuthenticated
+from labelvault.errors import DatabaseBusy, NotAuthenticated
 from labelvault.workflow.web_sessions import CSRF_HEADER, SESSION_COOKIE
 
 
@@ -64,10 +64,10 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     the machine of docs/benchmarks.md), and steps in threads queue on the lock in no fair order.
     While another writer of this process holds the lock (an import, a background thread), the
     step waits for it here without blocking the loop, polling with a growing pause (0.2 to 5 ms),
-    as long as a unit of work would wait for it (then ``Conflict``, "the database is busy").
-    A write transaction of another process (a CLI command) can still hold a step, and the loop, up
-    to SQLite's busy timeout. On PostgreSQL, where transactions run side by side, steps go to the
-    thread pool.
+    as long as a unit of work would wait for it (then ``DatabaseBusy``). While another process
+    writes to the database (a CLI import), the step's first transaction fails at once, before it
+    writes anything, and the step runs again in the thread pool, where it waits as long as it must.
+    On PostgreSQL, where transactions run side by side, steps go to the thread pool.
     """
     factory = services.uow_factory
     if not factory.serialize_writers:
@@ -75,11 +75,14 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     pause, waited = 0.0002, 0.0
     while not factory.can_write_at_once():
         if waited >= factory.write_lock_timeout:
-            raise Conflict("the database is busy; try again")  # as a unit of work that waits as long
+            raise DatabaseBusy("the database is busy; try again")  # as a unit of work that waits as long
         await asyncio.sleep(pause)
         waited += pause
         pause = min(pause * 2, 0.005)
-    return function(*args, **kwargs)
+    try:
+        return factory.first_write_without_waiting(function, *args, **kwargs)
+    except DatabaseBusy:
+        return await run_in_threadpool(function, *args, **kwargs)
 
 
 class Page:

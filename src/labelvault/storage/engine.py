@@ -25,7 +25,7 @@ def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int =
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
             # The connection used last first: each SQLite connection has its own page cache, which
@@ -40,6 +40,8 @@ def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int =
 
 
 _BEGIN = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")}
+BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another connection's write lock
+_SQLITE_BUSY = 5
 
 
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:
@@ -49,21 +51,40 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        options = connection.get_execution_options()
+        begin = _BEGIN[options.get("sqlite_begin", "DEFERRED")]
         # On the driver's connection: every transaction starts here, and SQLAlchemy's statement
         # execution around one BEGIN cost more than the BEGIN.
-        connection.connection.driver_connection.execute(_BEGIN[mode])
+        driver = connection.connection.driver_connection
+        if not options.get("sqlite_no_wait"):
+            driver.execute(begin)
+            return
+        driver.execute("PRAGMA busy_timeout=0")  # another process holds the write lock: fail at once
+        try:
+            driver.execute(begin)
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def writer(engine: Engine) -> Engine:
     """The same pool, but transactions take SQLite's write lock at once (no-op elsewhere)."""
     return engine.execution_options(sqlite_begin="IMMEDIATE")
+
+
+def writer_without_waiting(engine: Engine) -> Engine:
+    """As ``writer``, but the BEGIN fails at once (SQLITE_BUSY) while another process writes."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE", sqlite_no_wait=True)
+
+
+def is_busy(error: BaseException) -> bool:
+    """SQLite's "database is locked": another connection holds the write lock (SQLITE_BUSY)."""
+    return getattr(getattr(error, "orig", error), "sqlite_errorcode", None) == _SQLITE_BUSY
 
 
 class WalCheckpointer:

@@ -13,15 +13,18 @@ nothing can reach client data without a scope. On PostgreSQL the scope is also s
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from labelvault.crypto.keyring import DataCipher, Keyring
-from labelvault.errors import Conflict, CryptoError
-from labelvault.storage.engine import writer
+from labelvault.errors import CryptoError, DatabaseBusy
+from labelvault.storage.engine import is_busy, writer, writer_without_waiting
 from labelvault.storage.repositories import (
     AnswerRepository,
     ClientRepository,
@@ -44,6 +47,8 @@ from labelvault.storage.repositories import (
 )
 from labelvault.storage.scope import Scope, ScopedSession, ScopedSql
 
+T = TypeVar("T")
+
 
 class UnitOfWork:
     def __init__(self, factory: UnitOfWorkFactory, scope: Scope, *, write: bool) -> None:
@@ -59,10 +64,24 @@ class UnitOfWork:
         # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
         # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
         if self._holds_write_lock and not self._factory.write_lock.acquire(timeout=self._factory.write_lock_timeout):
-            raise Conflict("the database is busy; try again")
+            raise DatabaseBusy("the database is busy; try again")
+        without_waiting = self._holds_write_lock and _first_write_without_waiting.get()
+        if without_waiting:
+            _first_write_without_waiting.set(False)  # only the first: nothing is written before it
+            bind = self._factory.write_engine_without_waiting
         self.session = self._factory.sessionmaker(bind=bind)
         self.session.info["scope"] = self.scope
         session = self.session
+        if without_waiting:
+            try:
+                session.connection()  # BEGIN IMMEDIATE now, so that a busy database is known here
+            except (OperationalError, self._factory.engine.dialect.loaded_dbapi.OperationalError) as error:
+                # (the driver's own class: raised in the "begin" event, SQLAlchemy does not wrap it)
+                session.close()
+                self._factory.write_lock.release()
+                if is_busy(error):
+                    raise DatabaseBusy("another process is writing to the database") from None
+                raise
         self.sql = ScopedSql(session)
         # System-level repositories (not client-owned tables).
         self.clients = ClientRepository(session)
@@ -157,12 +176,18 @@ def _scope_each_transaction(session: ScopedSession, _transaction: Any, connectio
     connection.execute(_SET_SCOPE, {"c": value, "a": "on" if scope.all_clients else ""})
 
 
+# Set by ``UnitOfWorkFactory.first_write_without_waiting`` for the call it makes (a context variable:
+# per thread and per asyncio task, so no other request sees it).
+_first_write_without_waiting: ContextVar[bool] = ContextVar("first_write_without_waiting", default=False)
+
+
 class UnitOfWorkFactory:
     """Built once by the bootstrap; hands out units of work, each with an explicit scope."""
 
     def __init__(self, engine: Engine, keyring: Keyring) -> None:
         self.engine = engine
         self.write_engine = writer(engine)
+        self.write_engine_without_waiting = writer_without_waiting(engine)
         self.keyring = keyring
         self.serialize_writers = engine.dialect.name == "sqlite"
         self.write_lock = threading.Lock()
@@ -173,6 +198,17 @@ class UnitOfWorkFactory:
         """True when a writing unit of work would start without waiting for another writer of this
         process (always false where writers are not serialised in the process, i.e. PostgreSQL)."""
         return self.serialize_writers and not self.write_lock.locked()
+
+    def first_write_without_waiting(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``function``; on SQLite its first writing unit of work does not wait while another
+        process holds the database's write lock: it raises ``DatabaseBusy`` at once, before anything
+        is written, so the call can be made again elsewhere (the API then waits in a worker thread
+        instead of on its event loop). Later units of work of the call wait as usual."""
+        token = _first_write_without_waiting.set(self.serialize_writers)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _first_write_without_waiting.reset(token)
 
     def for_client(self, client_id: int, *, write: bool = False) -> UnitOfWork:
         return UnitOfWork(self, Scope(client_id=client_id), write=write)
