@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -72,12 +73,11 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     factory = services.uow_factory
     if not factory.serialize_writers:
         return await run_in_threadpool(function, *args, **kwargs)
-    pause, waited = 0.0002, 0.0
+    pause, give_up_at = 0.0002, time.monotonic() + factory.write_lock_timeout
     while not factory.can_write_at_once():
-        if waited >= factory.write_lock_timeout:
+        if time.monotonic() >= give_up_at:
             raise DatabaseBusy("the database is busy; try again")  # as a unit of work that waits as long
         await asyncio.sleep(pause)
-        waited += pause
         pause = min(pause * 2, 0.005)
     try:
         return factory.first_write_without_waiting(function, *args, **kwargs)

@@ -69,4 +69,3 @@ class QueueGateway:
             kind = RequestValidationError if isinstance(refused, RequestValidationError) else LabelVaultError
             response = await self.application.exception_handlers[kind](request, refused)  # type: ignore[misc]
         await response(request.scope, request.receive, send)
-

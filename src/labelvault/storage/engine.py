@@ -25,6 +25,7 @@ def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int =
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
+            # pysqlite's timeout is SQLite's busy timeout (PRAGMA busy_timeout), set on every connection.
             connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -51,7 +52,6 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 

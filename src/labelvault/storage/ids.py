@@ -39,7 +39,7 @@ def allocate_ids(session: Session, model: SealedRow, count: int) -> list[int]:
     bind = session.get_bind()
     if count == 1:  # every submit: a prepared statement (see prepared.py)
         postgresql = bind.dialect.name == "postgresql"
-        value = ScopedSql(session).run(_one_id_query(model, postgresql)).scalar_one()
+        value = ScopedSql.of(session).run(_one_id_query(model, postgresql)).scalar_one()
         return [int(value)] if postgresql else [int(value or 0) + 1]
     if bind.dialect.name == "postgresql":
         rows = session.execute(

@@ -172,7 +172,7 @@ _LOCK_USER = Unscoped(select(_users.c.id).where(_users.c.id == bindparam("user_i
 class _Repository:
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.sql = ScopedSql(session)
+        self.sql = ScopedSql.of(session)
 
     def add(self, obj: Any) -> Any:
         self.session.add(obj)

@@ -215,6 +215,15 @@ class ScopedSql:
         self._transaction: Any = None
         self._connection: Connection | None = None
 
+    @classmethod
+    def of(cls, session: Session) -> ScopedSql:
+        """The session's one runner: the unit of work and every repository on the session share it,
+        and with it the transaction's connection it keeps."""
+        sql: ScopedSql | None = session.info.get("scoped_sql")
+        if sql is None:
+            sql = session.info["scoped_sql"] = cls(session)
+        return sql
+
     def _transaction_connection(self) -> Connection:
         # A session's connection stays the same for the length of its transaction: kept here for it,
         # because asking the session on every statement cost more than the statement itself.

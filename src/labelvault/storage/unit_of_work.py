@@ -82,7 +82,7 @@ class UnitOfWork:
                 if is_busy(error):
                     raise DatabaseBusy("another process is writing to the database") from None
                 raise
-        self.sql = ScopedSql(session)
+        self.sql = ScopedSql.of(session)
         # System-level repositories (not client-owned tables).
         self.clients = ClientRepository(session)
         self.users = UserRepository(session)
