@@ -16,8 +16,10 @@ the API, an HTML page on the web, one line and exit code 1 on the CLI.
     │   └── ConflictOfInterest    403  a conflict wall: the person has seen a competitor's data
     ├── NotFound                  404  no such object *in the caller's scope*
     ├── Conflict                  409  state does not allow it (duplicate slug, lease gone, ...)
+    │   ├── DatabaseBusy          409  another writer held the database too long; nothing written
     │   └── QueueRefused          409  no task for this labeler; ``reason`` says why
     ├── PayloadTooLarge           413
+    ├── WriteLost                 503  the database rolled a group of writes back; nothing written
     ├── PredictorFailed           502  a project's predictor failed or answered badly (names the batch)
     ├── AuditTampered             500  the audit log or a checkpoint fails verification
     └── CryptoError               500  a ciphertext failed to open or a key is missing
@@ -97,6 +99,14 @@ class DatabaseBusy(Conflict):
     """Another writer held the database for longer than this request may wait; nothing was written."""
 
     code = "database_busy"
+
+
+class WriteLost(LabelVaultError):
+    """The database rolled back a group of writes that was about to commit (disk full, I/O error):
+    nothing of it was written, and nothing of it was reported done. Try again."""
+
+    code = "write_lost"
+    http_status = 503
 
 
 class QueueRefused(Conflict):

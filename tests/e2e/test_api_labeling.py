@@ -270,8 +270,9 @@ def test_while_another_process_writes_a_queue_step_waits_in_a_thread_and_the_loo
     try:
         started = time.monotonic()
         with pytest.raises(DatabaseBusy):
-            factory.first_write_without_waiting(services.labeling.next_task, *arguments)
+            factory.begin_batch()  # what a queue step on the loop starts with
         assert time.monotonic() - started < 5  # at once, not after SQLite's busy timeout
+        assert factory.can_write_at_once()  # the refused batch let go of the process's write lock
 
         async def step_while_the_other_writes() -> tuple[int, int]:
             step = asyncio.ensure_future(run_queue_step(services, services.labeling.next_task, *arguments))

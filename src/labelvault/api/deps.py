@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from labelvault.api.group_commit import GroupCommit, NoBatchNow
 from labelvault.bootstrap import Services
 from labelvault.domain.access import Actor
-from labelvault.errors import DatabaseBusy, NotAuthenticated
+from labelvault.errors import NotAuthenticated
 from labelvault.workflow.web_sessions import CSRF_HEADER, SESSION_COOKIE
 
 
@@ -63,25 +62,19 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     the step runs right here on the event loop: handing it to a worker thread and back cost more
     CPU than the step itself (two thread wake-ups and GIL hand-overs, about 0.8 ms a request on
     the machine of docs/benchmarks.md), and steps in threads queue on the lock in no fair order.
-    While another writer of this process holds the lock (an import, a background thread), the
-    step waits for it here without blocking the loop, polling with a growing pause (0.2 to 5 ms),
-    as long as a unit of work would wait for it (then ``DatabaseBusy``). While another process
-    writes to the database (a CLI import), the step's first transaction fails at once, before it
-    writes anything, and the step runs again in the thread pool, where it waits as long as it must.
-    On PostgreSQL, where transactions run side by side, steps go to the thread pool.
+    Steps that arrive together share one transaction and one commit (``group_commit.py``). While
+    another writer of this process holds the lock (an import, a background thread), the step
+    waits for it without blocking the loop. While another process writes to the database (a CLI
+    import), no batch can start: the step then runs in the thread pool, where it waits as long as
+    it must. On PostgreSQL, where transactions run side by side, steps go to the thread pool.
     """
     factory = services.uow_factory
     if not factory.serialize_writers:
         return await run_in_threadpool(function, *args, **kwargs)
-    pause, give_up_at = 0.0002, time.monotonic() + factory.write_lock_timeout
-    while not factory.can_write_at_once():
-        if time.monotonic() >= give_up_at:
-            raise DatabaseBusy("the database is busy; try again")  # as a unit of work that waits as long
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.005)
+    group = GroupCommit.of(factory)
     try:
-        return factory.first_write_without_waiting(function, *args, **kwargs)
-    except DatabaseBusy:
+        return await group.run(function, *args, **kwargs)
+    except NoBatchNow:
         return await run_in_threadpool(function, *args, **kwargs)
 
 

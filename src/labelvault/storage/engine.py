@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -54,6 +55,20 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
+
+    # Savepoints (the units of work of a write batch, see unit_of_work.WriteBatch) on the driver's
+    # connection too: SQLAlchemy compiles each SAVEPOINT and RELEASE afresh (they are not cached),
+    # which cost 0.5 ms apiece here, more than the unit of work's statements.
+    def savepoint(statement: str) -> Callable[[Any, str], None]:
+        def run(connection: Any, name: str) -> None:
+            connection.connection.driver_connection.execute(f'{statement} "{name}"')
+
+        return run
+
+    dialect: Any = engine.dialect  # this engine's own dialect instance
+    dialect.do_savepoint = savepoint("SAVEPOINT")
+    dialect.do_release_savepoint = savepoint("RELEASE SAVEPOINT")
+    dialect.do_rollback_to_savepoint = savepoint("ROLLBACK TO SAVEPOINT")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from labelvault.crypto.keyring import DataCipher, Keyring
-from labelvault.errors import CryptoError, DatabaseBusy
+from labelvault.errors import CryptoError, DatabaseBusy, WriteLost
 from labelvault.storage.engine import is_busy, writer, writer_without_waiting
 from labelvault.storage.repositories import (
     AnswerRepository,
@@ -59,29 +59,23 @@ class UnitOfWork:
         self._spend: dict[int, int] = {}
 
     def __enter__(self) -> Self:
-        bind = self._factory.write_engine if self._write else self._factory.engine
-        self._holds_write_lock = self._write and self._factory.serialize_writers
-        # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
-        # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
-        if self._holds_write_lock and not self._factory.write_lock.acquire(timeout=self._factory.write_lock_timeout):
-            raise DatabaseBusy("the database is busy; try again")
-        without_waiting = self._holds_write_lock and _first_write_without_waiting.get()
-        if without_waiting:
-            _first_write_without_waiting.set(False)  # only the first: nothing is written before it
-            bind = self._factory.write_engine_without_waiting
-        self.session = self._factory.sessionmaker(bind=bind)
+        batch = _current_batch.get()
+        if batch is not None:
+            # In a write batch (group commit): a savepoint of the batch's transaction, which holds
+            # the process's write lock already.
+            self._holds_write_lock = False
+            self.session = self._factory.sessionmaker(bind=batch.connection, join_transaction_mode="create_savepoint")
+        else:
+            bind = self._factory.write_engine if self._write else self._factory.engine
+            self._holds_write_lock = self._write and self._factory.serialize_writers
+            # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
+            # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
+            factory = self._factory
+            if self._holds_write_lock and not factory.write_lock.acquire(timeout=factory.write_lock_timeout):
+                raise DatabaseBusy("the database is busy; try again")
+            self.session = self._factory.sessionmaker(bind=bind)
         self.session.info["scope"] = self.scope
         session = self.session
-        if without_waiting:
-            try:
-                session.connection()  # BEGIN IMMEDIATE now, so that a busy database is known here
-            except (OperationalError, self._factory.engine.dialect.loaded_dbapi.OperationalError) as error:
-                # (the driver's own class: raised in the "begin" event, SQLAlchemy does not wrap it)
-                session.close()
-                self._factory.write_lock.release()
-                if is_busy(error):
-                    raise DatabaseBusy("another process is writing to the database") from None
-                raise
         self.sql = ScopedSql.of(session)
         # System-level repositories (not client-owned tables).
         self.clients = ClientRepository(session)
@@ -176,9 +170,79 @@ def _scope_each_transaction(session: ScopedSession, _transaction: Any, connectio
     connection.execute(_SET_SCOPE, {"c": value, "a": "on" if scope.all_clients else ""})
 
 
-# Set by ``UnitOfWorkFactory.first_write_without_waiting`` for the call it makes (a context variable:
-# per thread and per asyncio task, so no other request sees it).
-_first_write_without_waiting: ContextVar[bool] = ContextVar("first_write_without_waiting", default=False)
+class WriteBatch:
+    """Group commit on SQLite: several short writing steps in one transaction, made durable by one
+    commit (one fsync) instead of one each.
+
+        batch = factory.begin_batch()          # DatabaseBusy at once if another process writes
+        first = batch.run(step, ...)           # every unit of work inside is a savepoint of the batch
+        second = batch.run(other_step, ...)
+        batch.commit()                         # now, and only now, both are written
+
+    A unit of work opened while ``run`` calls its function, reading or writing, joins the batch's
+    transaction as a savepoint: its ``commit()`` releases the savepoint, leaving without it rolls
+    back only its own writes, and it sees what the steps before it wrote. Nothing a step did is
+    durable before ``commit`` returns, so its result must not be reported before then. The batch
+    holds the process's write lock from ``begin_batch`` to ``commit`` or ``rollback``.
+    """
+
+    def __init__(self, factory: UnitOfWorkFactory) -> None:
+        if not factory.write_lock.acquire(blocking=False):
+            raise DatabaseBusy("another writer of this process holds the database")
+        try:
+            connection = factory.write_engine_without_waiting.connect()
+            try:
+                connection.begin()  # BEGIN IMMEDIATE, failing at once while another process writes
+            except (OperationalError, factory.engine.dialect.loaded_dbapi.OperationalError) as error:
+                # (the driver's own class: raised in the "begin" event, SQLAlchemy does not wrap it)
+                connection.close()
+                if is_busy(error):
+                    raise DatabaseBusy("another process is writing to the database") from None
+                raise
+        except BaseException:
+            factory.write_lock.release()
+            raise
+        self._factory = factory
+        self.connection = connection
+        self.steps = 0
+        self.open = True
+
+    def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``function`` with its units of work in this batch's transaction."""
+        if not self.open:
+            raise RuntimeError("this write batch is committed or rolled back already")
+        self.steps += 1
+        token = _current_batch.set(self)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _current_batch.reset(token)
+
+    def commit(self) -> None:
+        """Make every step's released savepoints durable (one commit); releases the write lock."""
+        try:
+            # SQLite rolls a whole transaction back on some errors (disk full, I/O error); the
+            # driver's commit would then do nothing and say nothing.
+            if not self.connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+                raise WriteLost("the database rolled these writes back; nothing of them was written")
+            self.connection.commit()
+        finally:
+            self._close()
+
+    def rollback(self) -> None:
+        self._close()  # closing the connection rolls its transaction back
+
+    def _close(self) -> None:
+        if self.open:
+            self.open = False
+            try:
+                self.connection.close()
+            finally:
+                self._factory.write_lock.release()
+
+
+# The write batch whose ``run`` is calling (a context variable: no other thread or asyncio task sees it).
+_current_batch: ContextVar[WriteBatch | None] = ContextVar("current_write_batch", default=None)
 
 
 class UnitOfWorkFactory:
@@ -199,16 +263,12 @@ class UnitOfWorkFactory:
         process (always false where writers are not serialised in the process, i.e. PostgreSQL)."""
         return self.serialize_writers and not self.write_lock.locked()
 
-    def first_write_without_waiting(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call ``function``; on SQLite its first writing unit of work does not wait while another
-        process holds the database's write lock: it raises ``DatabaseBusy`` at once, before anything
-        is written, so the call can be made again elsewhere (the API then waits in a worker thread
-        instead of on its event loop). Later units of work of the call wait as usual."""
-        token = _first_write_without_waiting.set(self.serialize_writers)
-        try:
-            return function(*args, **kwargs)
-        finally:
-            _first_write_without_waiting.reset(token)
+    def begin_batch(self) -> WriteBatch:
+        """A write batch (group commit, see ``WriteBatch``); SQLite only. Raises ``DatabaseBusy`` at
+        once, without waiting, while another writer holds the database (in this process or another)."""
+        if not self.serialize_writers:
+            raise RuntimeError("write batches are for SQLite, where writers take turns")
+        return WriteBatch(self)
 
     def for_client(self, client_id: int, *, write: bool = False) -> UnitOfWork:
         return UnitOfWork(self, Scope(client_id=client_id), write=write)
