@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from labelvault.storage.prepared import as_sqlalchemy_error
+
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
@@ -61,7 +63,11 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     # which cost 0.5 ms apiece here, more than the unit of work's statements.
     def savepoint(statement: str) -> Callable[[Any, str], None]:
         def run(connection: Any, name: str) -> None:
-            connection.connection.driver_connection.execute(f'{statement} "{name}"')
+            sql = f'{statement} "{name}"'
+            try:
+                connection.connection.driver_connection.execute(sql)
+            except connection.dialect.loaded_dbapi.Error as error:  # raised as SQLAlchemy would
+                raise as_sqlalchemy_error(connection, sql, error) from error
 
         return run
 

@@ -109,7 +109,7 @@ class Plan:
             if not self.processors_known and self.returns_rows:
                 self._learn_processors(connection.dialect, cursor.description)
         except connection.dialect.loaded_dbapi.Error as error:
-            raise _as_sqlalchemy_error(connection, self.sql, error) from error
+            raise as_sqlalchemy_error(connection, self.sql, error) from error
         finally:
             cursor.close()
         if self.row_type is None:
@@ -172,7 +172,7 @@ class BulkInsertPlan:
             count = cursor.rowcount
             dispatch.after_cursor_execute(connection, cursor, self.sql, bound, None, True)
         except connection.dialect.loaded_dbapi.Error as error:
-            raise _as_sqlalchemy_error(connection, self.sql, error) from error
+            raise as_sqlalchemy_error(connection, self.sql, error) from error
         finally:
             cursor.close()
         return count if count is not None and count >= 0 else len(rows)
@@ -181,7 +181,7 @@ class BulkInsertPlan:
 _NAMED = re.compile(r"%\((\w+)\)s")
 
 
-def _as_sqlalchemy_error(connection: Connection, sql: str, error: Exception) -> sa_exc.DBAPIError:
+def as_sqlalchemy_error(connection: Connection, sql: str, error: Exception) -> sa_exc.DBAPIError:
     """A driver's error as SQLAlchemy raises it on the regular path (IntegrityError, ...), values hidden.
     (A plain try block at each call site: a context manager costs 8% of the queue's CPU here.)"""
     error_class = connection.dialect.loaded_dbapi.Error

@@ -63,6 +63,7 @@ class UnitOfWork:
         if batch is not None:
             # In a write batch (group commit): a savepoint of the batch's transaction, which holds
             # the process's write lock already.
+            batch.check_transaction()
             self._holds_write_lock = False
             self.session = self._factory.sessionmaker(bind=batch.connection, join_transaction_mode="create_savepoint")
         else:
@@ -212,19 +213,26 @@ class WriteBatch:
         if not self.open:
             raise RuntimeError("this write batch is committed or rolled back already")
         self.steps += 1
+        self.check_transaction()
         token = _current_batch.set(self)
         try:
             return function(*args, **kwargs)
         finally:
             _current_batch.reset(token)
 
+    def check_transaction(self) -> None:
+        """Raise ``WriteLost`` if the database dropped the batch's transaction.
+
+        SQLite rolls a whole transaction back on some errors (disk full, I/O error). Without this
+        check the driver's commit would then do nothing and say nothing, and a later step's
+        SAVEPOINT would open a transaction of its own that its RELEASE commits, alone."""
+        if not self.connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+            raise WriteLost("the database rolled these writes back; nothing of them was written")
+
     def commit(self) -> None:
         """Make every step's released savepoints durable (one commit); releases the write lock."""
         try:
-            # SQLite rolls a whole transaction back on some errors (disk full, I/O error); the
-            # driver's commit would then do nothing and say nothing.
-            if not self.connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
-                raise WriteLost("the database rolled these writes back; nothing of them was written")
+            self.check_transaction()
             self.connection.commit()
         finally:
             self._close()

@@ -1,0 +1,262 @@
+"""Group commit on SQLite: write batches (storage) and the event loop's group commit (API).
+
+Units of work inside a batch are savepoints of its one transaction; nothing is written before the
+batch commits, a failing step loses only its own writes, and a batch whose transaction the database
+dropped fails its commit instead of pretending."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, event, update
+from sqlalchemy.exc import OperationalError
+
+from labelvault.api import group_commit
+from labelvault.api.group_commit import GroupCommit
+from labelvault.errors import DatabaseBusy, WriteLost
+from labelvault.storage.models import Project
+from labelvault.storage.scope import scoped
+from tests.conftest import World
+
+SCHEMA = {"fields": [{"name": "text", "kind": "text"}], "questions": [{"name": "q", "type": "text"}]}
+_RENAME = scoped(
+    update(Project.__table__).where(Project.__table__.c.id == bindparam("project_id")).values(name=bindparam("name"))
+)
+
+
+class Failed(Exception):
+    pass
+
+
+@pytest.fixture
+def projects(world: World) -> list[int]:
+    if not world.services.uow_factory.serialize_writers:
+        pytest.skip("write batches are SQLite's (PostgreSQL runs writers side by side)")
+    service = world.services.projects
+    return [
+        service.create(world.operator, world.client_a, slug=f"p{i}", name=f"P{i}", schema=SCHEMA).id for i in range(3)
+    ]
+
+
+@pytest.fixture
+def other_connection(world: World) -> Iterator[sqlite3.Connection]:
+    """Another connection to the same file: sees only what is committed."""
+    connection = sqlite3.connect(world.services.engine.url.database or "", isolation_level=None)
+    yield connection
+    connection.close()
+
+
+def names(connection: sqlite3.Connection, project_ids: list[int]) -> list[str]:
+    rows = dict(connection.execute("SELECT id, name FROM projects").fetchall())
+    return [rows[i] for i in project_ids]
+
+
+def rename(world: World, project_id: int, name: str, *, then_fail: bool = False) -> str:
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        uow.sql.run(_RENAME, {"project_id": project_id, "name": name})
+        if then_fail:
+            raise Failed(name)
+        uow.commit()
+    return name
+
+
+def name_seen_inside(world: World, project_id: int) -> str:
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        project = uow.projects.get(project_id)
+        assert project is not None
+        return project.name
+
+
+def test_units_of_work_of_a_batch_are_written_together_by_its_commit(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    factory = world.services.uow_factory
+    batch = factory.begin_batch()
+    assert not factory.can_write_at_once()  # the batch holds the process's write lock
+    assert batch.run(rename, world, projects[0], "first") == "first"
+    assert batch.run(rename, world, projects[1], "second") == "second"
+    assert batch.run(name_seen_inside, world, projects[0]) == "first"  # later steps see earlier ones
+    assert names(other_connection, projects) == ["P0", "P1", "P2"]  # nothing written yet
+    batch.commit()
+    assert names(other_connection, projects) == ["first", "second", "P2"]
+    assert factory.can_write_at_once()
+    with pytest.raises(RuntimeError, match="committed or rolled back"):
+        batch.run(rename, world, projects[2], "late")
+
+
+def test_a_failing_step_loses_only_its_own_writes(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    batch = world.services.uow_factory.begin_batch()
+    batch.run(rename, world, projects[0], "kept")
+    with pytest.raises(Failed):
+        batch.run(rename, world, projects[1], "lost", then_fail=True)
+    batch.run(rename, world, projects[2], "kept too")
+    batch.commit()
+    assert names(other_connection, projects) == ["kept", "P1", "kept too"]
+
+
+def test_a_rolled_back_batch_writes_nothing(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    factory = world.services.uow_factory
+    batch = factory.begin_batch()
+    batch.run(rename, world, projects[0], "never")
+    batch.rollback()
+    assert names(other_connection, projects) == ["P0", "P1", "P2"]
+    assert factory.can_write_at_once()
+
+
+def drop_the_transaction(world: World) -> None:
+    """What SQLite does by itself on some errors (disk full, I/O error): the whole transaction goes."""
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        uow.session.connection().connection.driver_connection.execute("ROLLBACK")  # type: ignore[union-attr]
+
+
+def test_a_batch_whose_transaction_the_database_dropped_fails_to_commit_and_writes_nothing(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    factory = world.services.uow_factory
+    batch = factory.begin_batch()
+    batch.run(rename, world, projects[0], "acknowledged too early?")
+    with pytest.raises(OperationalError, match="no such savepoint"):  # leaving its unit of work
+        batch.run(drop_the_transaction, world)
+    with pytest.raises(WriteLost, match="nothing of them was written"):
+        batch.commit()
+    assert names(other_connection, projects) == ["P0", "P1", "P2"]
+    assert factory.can_write_at_once()
+
+
+def test_no_batch_starts_while_another_process_writes(world: World, projects: list[int]) -> None:
+    factory = world.services.uow_factory
+    other = sqlite3.connect(world.services.engine.url.database or "", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DatabaseBusy, match="another process"):
+            factory.begin_batch()
+        assert factory.can_write_at_once()  # the refused batch let go of the process's lock
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    factory.begin_batch().rollback()
+
+
+# The event loop's group commit -------------------------------------------------------------------
+
+
+def count_commits(world: World) -> list[int]:
+    commits: list[int] = []
+    event.listen(world.services.engine, "commit", lambda _connection: commits.append(1))
+    return commits
+
+
+def run_together(world: World, steps: list[Callable[[], Any]]) -> list[Any]:
+    """Start every step on one event loop at once (as requests that arrived together)."""
+
+    async def main() -> list[Any]:
+        group = GroupCommit.of(world.services.uow_factory)
+        return await asyncio.gather(*(group.run(step) for step in steps), return_exceptions=True)
+
+    return asyncio.run(main())
+
+
+def test_steps_that_arrive_together_share_one_commit_and_answer_after_it(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    commits = count_commits(world)
+    seen_when_answered: list[list[str]] = []
+
+    async def main() -> None:
+        group = GroupCommit.of(world.services.uow_factory)
+
+        async def step(index: int) -> None:
+            await group.run(rename, world, projects[index], f"renamed {index}")
+            seen_when_answered.append(names(other_connection, projects))
+
+        await asyncio.gather(*(step(i) for i in range(3)))
+
+    asyncio.run(main())
+    assert len(commits) == 1
+    # Each step answered only once its write was committed, and so were the others'.
+    assert seen_when_answered == [["renamed 0", "renamed 1", "renamed 2"]] * 3
+
+
+def test_a_failing_step_fails_alone_and_the_others_are_committed(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    results = run_together(world, [
+        lambda: rename(world, projects[0], "one"),
+        lambda: rename(world, projects[1], "two", then_fail=True),
+        lambda: rename(world, projects[2], "three"),
+    ])
+    assert results[0] == "one" and results[2] == "three"
+    assert isinstance(results[1], Failed)
+    assert names(other_connection, projects) == ["one", "P1", "three"]
+
+
+def test_when_the_batch_cannot_commit_every_step_of_it_fails(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    results = run_together(world, [
+        lambda: rename(world, projects[0], "one"),
+        lambda: drop_the_transaction(world),
+        lambda: rename(world, projects[2], "three"),
+    ])
+    assert isinstance(results[0], WriteLost) and isinstance(results[2], WriteLost)
+    assert names(other_connection, projects) == ["P0", "P1", "P2"]
+    assert run_together(world, [lambda: rename(world, projects[0], "again")]) == ["again"]  # the next batch works
+
+
+def test_a_batch_commits_after_its_largest_number_of_steps(
+    world: World, projects: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "MAX_STEPS", 4)
+    commits = count_commits(world)
+    results = run_together(world, [lambda i=i: rename(world, projects[i % 3], f"n{i}") for i in range(10)])
+    assert results == [f"n{i}" for i in range(10)]
+    assert len(commits) == 3  # 4 + 4 + 2
+
+
+def test_a_step_whose_caller_went_away_is_committed_with_the_others(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    async def main() -> str:
+        group = GroupCommit.of(world.services.uow_factory)
+        abandoned = asyncio.ensure_future(group.run(rename, world, projects[0], "abandoned"))
+        kept = asyncio.ensure_future(group.run(rename, world, projects[1], "kept"))
+        await asyncio.sleep(0)  # both steps run and wait for the commit
+        abandoned.cancel()  # the client disconnected
+        return await kept
+
+    assert asyncio.run(main()) == "kept"
+    assert names(other_connection, projects) == ["abandoned", "kept", "P2"]
+
+
+def test_steps_wait_for_another_writer_of_the_process_and_then_run(world: World, projects: list[int]) -> None:
+    factory = world.services.uow_factory
+    held, order = threading.Event(), []
+
+    def other_writer() -> None:  # an import in a thread: holds the process's write lock
+        with factory.for_client(world.client_a, write=True) as uow:
+            held.set()
+            uow.sql.run(_RENAME, {"project_id": projects[2], "name": "by the import"})
+            threading.Event().wait(0.3)
+            order.append("import committed")
+            uow.commit()
+
+    async def main() -> None:
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        await asyncio.to_thread(held.wait)
+        group = GroupCommit.of(factory)
+        order.append(await group.run(lambda: name_seen_inside(world, projects[2])))
+        await asyncio.to_thread(thread.join)
+
+    asyncio.run(main())
+    assert order == ["import committed", "by the import"]
+
