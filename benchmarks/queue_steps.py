@@ -2,6 +2,7 @@
 
     python benchmarks/queue_steps.py                      # 10,000 tasks, SQLite, 300 answers measured
     python benchmarks/queue_steps.py --tasks 1000000 --answers 500
+    python benchmarks/queue_steps.py --batch 10           # in write batches of 10 (group commit)
 
 Builds an install as ``bench_queue.py`` does, then calls ``labeling.next_task`` and
 ``labeling.submit`` directly, with timers wrapped around the steps of both (repository methods,
@@ -114,6 +115,8 @@ def main() -> None:
     parser.add_argument("--labelers", type=int, default=10)
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--sqlite-synchronous", default="FULL")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="Run the steps in write batches of this many (group commit, as the server on SQLite).")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lv-queue-steps-") as directory:
@@ -134,13 +137,24 @@ def main() -> None:
 
             def loop(answers: int) -> None:
                 labeling = services.labeling
-                for i in range(answers):
-                    actor = actors[i % len(actors)]
-                    task = timed("= next_task", labeling.next_task)(actor, client_id, project_id)
-                    timed("= submit", labeling.submit)(actor, client_id, project_id, task.task_id,
-                                                       {"sentiment": "positive"}, idempotency_key=uuid.uuid4().hex)
-                    timed("= actor_for_token (once per HTTP request)", services.accounts.actor_for_token)(
-                        install.tokens[i % len(actors)])
+                for start in range(0, answers, args.batch or 1):
+                    group = range(start, min(start + (args.batch or 1), answers))
+                    # As the server's group commit does: the steps of one batch share one commit.
+                    batch = services.uow_factory.begin_batch() if args.batch else None
+                    run = batch.run if batch is not None else (lambda function, *a, **k: function(*a, **k))
+                    tasks = [run(timed("= next_task", labeling.next_task), actors[i % len(actors)], client_id,
+                                 project_id) for i in group]
+                    if batch is not None:
+                        timed("batch commit", batch.commit)()
+                        batch = services.uow_factory.begin_batch()
+                        run = batch.run
+                    for i, task in zip(group, tasks, strict=True):
+                        run(timed("= submit", labeling.submit), actors[i % len(actors)], client_id, project_id,
+                            task.task_id, {"sentiment": "positive"}, idempotency_key=uuid.uuid4().hex)
+                        timed("= actor_for_token (once per HTTP request)", services.accounts.actor_for_token)(
+                            install.tokens[i % len(actors)])
+                    if batch is not None:
+                        timed("batch commit", batch.commit)()
 
             instrument(services)
             loop(50)  # warm caches (compiled SQL, schemas, keys)

@@ -60,7 +60,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
 
     # Savepoints (the units of work of a write batch, see unit_of_work.WriteBatch) on the driver's
     # connection too: SQLAlchemy compiles each SAVEPOINT and RELEASE afresh (they are not cached),
-    # which cost 0.5 ms apiece here, more than the unit of work's statements.
+    # which cost a quarter to half a ms apiece here, more than the unit of work's statements.
     def savepoint(statement: str) -> Callable[[Any, str], None]:
         def run(connection: Any, name: str) -> None:
             sql = f'{statement} "{name}"'
