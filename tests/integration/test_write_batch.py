@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import bindparam, event, update
@@ -23,6 +23,7 @@ from labelvault.storage.models import Project
 from labelvault.storage.scope import scoped
 from tests.conftest import World
 
+T = TypeVar("T")
 SCHEMA = {"fields": [{"name": "text", "kind": "text"}], "questions": [{"name": "q", "type": "text"}]}
 _RENAME = scoped(
     update(Project.__table__).where(Project.__table__.c.id == bindparam("project_id")).values(name=bindparam("name"))
@@ -46,7 +47,8 @@ def projects(world: World) -> list[int]:
 @pytest.fixture
 def other_connection(world: World) -> Iterator[sqlite3.Connection]:
     """Another connection to the same file: sees only what is committed."""
-    connection = sqlite3.connect(world.services.engine.url.database or "", isolation_level=None)
+    path = world.services.engine.url.database or ""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)  # read from the loop's thread too
     yield connection
     connection.close()
 
@@ -149,6 +151,25 @@ def test_no_batch_starts_while_another_process_writes(world: World, projects: li
 # The event loop's group commit -------------------------------------------------------------------
 
 
+def run_on_a_new_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` in a thread of its own: the test's thread may have a loop running
+    already (browser tests leave one)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = asyncio.run(main())
+        except BaseException as error:  # handed to the test's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]  # type: ignore[no-any-return]
+
+
 def count_commits(world: World) -> list[int]:
     commits: list[int] = []
     event.listen(world.services.engine, "commit", lambda _connection: commits.append(1))
@@ -162,7 +183,7 @@ def run_together(world: World, steps: list[Callable[[], Any]]) -> list[Any]:
         group = GroupCommit.of(world.services.uow_factory)
         return await asyncio.gather(*(group.run(step) for step in steps), return_exceptions=True)
 
-    return asyncio.run(main())
+    return run_on_a_new_loop(main)
 
 
 def test_steps_that_arrive_together_share_one_commit_and_answer_after_it(
@@ -180,7 +201,7 @@ def test_steps_that_arrive_together_share_one_commit_and_answer_after_it(
 
         await asyncio.gather(*(step(i) for i in range(3)))
 
-    asyncio.run(main())
+    run_on_a_new_loop(main)
     assert len(commits) == 1
     # Each step answered only once its write was committed, and so were the others'.
     assert seen_when_answered == [["renamed 0", "renamed 1", "renamed 2"]] * 3
@@ -233,7 +254,7 @@ def test_a_step_whose_caller_went_away_is_committed_with_the_others(
         abandoned.cancel()  # the client disconnected
         return await kept
 
-    assert asyncio.run(main()) == "kept"
+    assert run_on_a_new_loop(main) == "kept"
     assert names(other_connection, projects) == ["abandoned", "kept", "P2"]
 
 
@@ -257,6 +278,6 @@ def test_steps_wait_for_another_writer_of_the_process_and_then_run(world: World,
         order.append(await group.run(lambda: name_seen_inside(world, projects[2])))
         await asyncio.to_thread(thread.join)
 
-    asyncio.run(main())
+    run_on_a_new_loop(main)
     assert order == ["import committed", "by the import"]
 
