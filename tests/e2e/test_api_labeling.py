@@ -6,8 +6,6 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import bindparam, select
@@ -17,8 +15,8 @@ from labelvault.errors import DatabaseBusy
 from labelvault.storage.models import Lease
 from labelvault.storage.scope import scoped
 from tests.e2e.conftest import Api, create_project
+from tests.event_loops import run_on_a_new_loop
 
-T = TypeVar("T")
 _leases = Lease.__table__
 _LEASES_OF_PROJECT = scoped(select(_leases.c.task_id).where(_leases.c.project_id == bindparam("project_id")))
 
@@ -169,25 +167,6 @@ def test_ids_the_gateway_does_not_take_go_to_the_regular_routes(api: Api, projec
     assert wrong_method.status_code == 405
 
 
-def _run_on_a_new_loop(coroutine_function: Callable[[], Coroutine[Any, Any, T]]) -> tuple[T, int]:
-    """Run a coroutine on a new event loop in a new thread: (its result, that thread's id)."""
-    outcome: dict[str, Any] = {}
-
-    def main() -> None:
-        outcome["thread"] = threading.get_ident()
-        try:
-            outcome["result"] = asyncio.run(coroutine_function())
-        except Exception as error:  # handed to the caller's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=main)
-    thread.start()
-    thread.join(timeout=60)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"], outcome["thread"]
-
-
 def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_without_blocking_it(
     api: Api,
 ) -> None:
@@ -197,7 +176,7 @@ def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_wit
     async def thread_of_step() -> int:
         return await run_queue_step(services, threading.get_ident)
 
-    ran_in, loop_thread = _run_on_a_new_loop(thread_of_step)
+    ran_in, loop_thread = run_on_a_new_loop(thread_of_step)
     if not factory.serialize_writers:
         assert ran_in != loop_thread  # PostgreSQL: always the thread pool
         return
@@ -221,7 +200,7 @@ def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_wit
         events.append("step done")
         return ran_in, events
 
-    (ran_in, events), loop_thread = _run_on_a_new_loop(step_while_another_writer_holds_the_lock)
+    (ran_in, events), loop_thread = run_on_a_new_loop(step_while_another_writer_holds_the_lock)
     assert ran_in == loop_thread
     assert events == ["loop free", "other writer done", "step done"]
 
@@ -249,7 +228,7 @@ def test_a_queue_step_gives_up_with_conflict_when_another_writer_holds_the_lock_
             return await run_queue_step(api.world.services, threading.get_ident)
 
         with pytest.raises(DatabaseBusy, match="busy"):
-            _run_on_a_new_loop(step)
+            run_on_a_new_loop(step)
     finally:
         released.set()
         holder.join(timeout=10)
@@ -283,7 +262,7 @@ def test_while_another_process_writes_a_queue_step_waits_in_a_thread_and_the_loo
                 ticks += 1
             return (await step).task_id, ticks
 
-        (task_id, ticks), _ = _run_on_a_new_loop(step_while_the_other_writes)
+        (task_id, ticks), _ = run_on_a_new_loop(step_while_the_other_writes)
     finally:
         if other.in_transaction:
             other.execute("ROLLBACK")

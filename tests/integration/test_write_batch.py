@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, update
@@ -22,8 +22,8 @@ from labelvault.errors import DatabaseBusy, WriteLost
 from labelvault.storage.models import Project
 from labelvault.storage.scope import scoped
 from tests.conftest import World
+from tests.event_loops import run_on_a_new_loop
 
-T = TypeVar("T")
 SCHEMA = {"fields": [{"name": "text", "kind": "text"}], "questions": [{"name": "q", "type": "text"}]}
 _RENAME = scoped(
     update(Project.__table__).where(Project.__table__.c.id == bindparam("project_id")).values(name=bindparam("name"))
@@ -151,25 +151,6 @@ def test_no_batch_starts_while_another_process_writes(world: World, projects: li
 # The event loop's group commit -------------------------------------------------------------------
 
 
-def run_on_a_new_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """``asyncio.run(main())`` in a thread of its own: the test's thread may have a loop running
-    already (browser tests leave one)."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = asyncio.run(main())
-        except BaseException as error:  # handed to the test's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=60)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]  # type: ignore[no-any-return]
-
-
 def count_commits(world: World) -> list[int]:
     commits: list[int] = []
     event.listen(world.services.engine, "commit", lambda _connection: commits.append(1))
@@ -183,7 +164,7 @@ def run_together(world: World, steps: list[Callable[[], Any]]) -> list[Any]:
         group = GroupCommit.of(world.services.uow_factory)
         return await asyncio.gather(*(group.run(step) for step in steps), return_exceptions=True)
 
-    return run_on_a_new_loop(main)
+    return run_on_a_new_loop(main)[0]
 
 
 def test_steps_that_arrive_together_share_one_commit_and_answer_after_it(
@@ -254,7 +235,7 @@ def test_a_step_whose_caller_went_away_is_committed_with_the_others(
         abandoned.cancel()  # the client disconnected
         return await kept
 
-    assert run_on_a_new_loop(main) == "kept"
+    assert run_on_a_new_loop(main)[0] == "kept"
     assert names(other_connection, projects) == ["abandoned", "kept", "P2"]
 
 
