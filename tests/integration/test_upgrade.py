@@ -85,3 +85,28 @@ def test_a_database_newer_than_the_code_is_refused(old_install: Settings) -> Non
     with pytest.raises(Conflict, match="newer version"):
         upgrade(owner)
     owner.dispose()
+
+
+def test_the_project_spend_total_moves_into_its_stripes_with_its_tasks_kept(old_install: Settings) -> None:
+    """The migration that replaced projects.spent with project_spend keeps the total and the tasks
+    (a batch-mode column drop on SQLite would have copied the table and cascaded the tasks away)."""
+    owner = create_engine(old_install.migration_database_url or old_install.resolved_database_url)
+    upgrade(owner, "c5e8a1f0d3b7")  # the last revision with projects.spent
+    with owner.begin() as connection:
+        connection.execute(text("UPDATE projects SET spent = 250, rate_per_answer = 10 WHERE id = 1"))
+    services = build_services(old_install)
+    try:
+        migrate(services)  # to head, and the app role's grants on the new table
+        with owner.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM tasks WHERE project_id = 1")).scalar() == 1
+        owner.dispose()
+        from labelvault.domain.access import Actor
+
+        veteran = Actor(user_id=1, username="veteran", is_operator=True)
+        assert services.projects.get(veteran, 1, 1).spent == 250
+        task = services.labeling.next_task(veteran, 1, 1)
+        services.labeling.submit(veteran, 1, 1, task.task_id, {"sentiment": "positive"})
+        assert services.projects.get(veteran, 1, 1).spent == 260
+        assert services.reports.project_costs(veteran, 1, 1).currency == "EUR"
+    finally:
+        services.close()

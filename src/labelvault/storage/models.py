@@ -8,6 +8,7 @@ the queue and reports can query them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -19,15 +20,19 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     Sequence,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    cast,
     false,
+    func,
+    select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 # SQLite only gives autoincrementing row ids to INTEGER PRIMARY KEY columns.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -146,8 +151,9 @@ class Project(ClientOwned, Base):
     rate_per_review: Mapped[int] = mapped_column(BigInteger, default=0)
     question_rates_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     budget_cap: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # Ledger total for this project, kept with each ledger append so the budget check is one read.
-    spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    if TYPE_CHECKING:
+        spent: int  # the ledger total: the sum of the project's ProjectSpend stripes (mapped below)
+        currency: str  # the client's (mapped below)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Quality (quality/): gold injection, qualification, suspension, adaptive overlap (min k = overlap).
     gold_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
@@ -301,6 +307,44 @@ class LedgerEntry(ClientOwned, Base):
     task_id: Mapped[int | None] = mapped_column(Id, nullable=True)
     note: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class ProjectSpend(ClientOwned, Base):
+    """The project's ledger total in a few stripes, kept with each ledger append.
+
+    One total per project would be a row that every paid act of every labeler locks until its
+    commit: on PostgreSQL, where transactions run side by side, the one place they all queue. An
+    act adds to the stripe of the person it pays (``stripe_of``), so labelers rarely share one; the
+    budget check reads the sum of the stripes (``Project.spent``).
+    """
+
+    __tablename__ = "project_spend"
+    project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    stripe: Mapped[int] = mapped_column(Integer, primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+SPEND_STRIPES = 16
+
+
+def stripe_of(user_id: int) -> int:
+    return user_id % SPEND_STRIPES
+
+
+def spend_total() -> Select[tuple[int]]:
+    """The sum of a project's stripes, correlated to ``projects.id`` (an integer on both databases:
+    PostgreSQL's sum of bigints is a numeric)."""
+    table = ProjectSpend.__table__
+    return select(cast(func.coalesce(func.sum(table.c.amount), 0), BigInteger)).where(
+        table.c.project_id == Project.__table__.c.id
+    )
+
+
+# What the project has spent, read with the project (read-only).
+Project.spent = column_property(spend_total().correlate_except(ProjectSpend).scalar_subquery())
+Project.currency = column_property(
+    select(Client.currency).where(Client.id == Project.client_id).correlate_except(Client).scalar_subquery()
+)
 
 
 Index("ix_tasks_review_queue", Task.project_id, Task.review_state, Task.id)

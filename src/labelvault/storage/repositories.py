@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, delete, exists, func, insert, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from labelvault.storage.models import (
@@ -27,6 +29,7 @@ from labelvault.storage.models import (
     LoginFailure,
     Membership,
     Project,
+    ProjectSpend,
     QualificationResult,
     QualityCache,
     Review,
@@ -36,6 +39,8 @@ from labelvault.storage.models import (
     Task,
     User,
     WebSession,
+    spend_total,
+    stripe_of,
     utcnow,
 )
 from labelvault.storage.scope import Scoped, ScopedSql, Unscoped, in_scope, scoped
@@ -125,7 +130,19 @@ _DATA_KEY = scoped(select(_data_keys).where(_data_keys.c.id == bindparam("key_id
 _ACTIVE_DATA_KEY = scoped(
     select(_data_keys).where(_data_keys.c.active.is_(True)).order_by(_data_keys.c.id.desc()).limit(1)
 )
-_PROJECT_ROW = scoped(select(_projects).where(_projects.c.id == bindparam("project_id")))
+_project_spend = ProjectSpend.__table__
+_clients = Client.__table__
+# The queue reads the settings, the spend so far (the sum of the stripes) and the client's currency
+# in one statement.
+_PROJECT_ROW = scoped(
+    select(
+        _projects,
+        spend_total().where(in_scope(_project_spend)).scalar_subquery().label("spent"),
+        _clients.c.currency,
+    )
+    .join(_clients, _clients.c.id == _projects.c.client_id)
+    .where(_projects.c.id == bindparam("project_id"))
+)
 _BUMP_QUALITY_VERSION = scoped(
     update(_projects)
     .where(_projects.c.id == bindparam("project_id"))
@@ -150,13 +167,18 @@ _ACTIVE_SUSPENSION = scoped(
     .limit(1)
 )
 _ledger = LedgerEntry.__table__
-_clients = Client.__table__
 _LEDGER_INSERT = scoped(insert(_ledger))
-_ADD_SPENT = scoped(
-    update(_projects)
-    .where(_projects.c.id == bindparam("project_id"))
-    .values(spent=_projects.c.spent + bindparam("amount"))
-)
+
+
+def _add_to_stripe(insert_for_dialect: Any) -> Scoped:
+    statement = insert_for_dialect(_project_spend)
+    return scoped(statement.on_conflict_do_update(
+        index_elements=[_project_spend.c.project_id, _project_spend.c.stripe],
+        set_={"amount": _project_spend.c.amount + statement.excluded.amount},
+    ))
+
+
+_ADD_SPENT = {"sqlite": _add_to_stripe(sqlite_insert), "postgresql": _add_to_stripe(postgresql_insert)}
 _CURRENCY = Unscoped(select(_clients.c.currency).where(_clients.c.id == bindparam("client_id")))
 _tokens = ApiToken.__table__
 # Every API request whose token is not in the process's short cache: the token and its owner at once.
@@ -451,8 +473,10 @@ class LedgerRepository(_Repository):
         self.sql.run(_LEDGER_INSERT, {"project_id": project_id, "amount": amount, "currency": currency,
                                       "created_at": utcnow(), **entry})
 
-    def add_to_spent(self, project_id: int, amount: int) -> None:
-        self.sql.run(_ADD_SPENT, {"project_id": project_id, "amount": amount})
+    def add_to_spent(self, project_id: int, user_id: int, amount: int) -> None:
+        """Add to the project's total, in the stripe of the person paid (see ``ProjectSpend``)."""
+        statement = _ADD_SPENT[self.session.get_bind().dialect.name]
+        self.sql.run(statement, {"project_id": project_id, "stripe": stripe_of(user_id), "amount": amount})
 
     def currency_of(self, client_id: int) -> str:
         return str(self.sql.run(_CURRENCY, {"client_id": client_id}).scalar() or "USD")

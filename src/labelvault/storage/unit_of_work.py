@@ -56,7 +56,7 @@ class UnitOfWork:
         self.scope = scope
         self._write = write
         self._committed = False
-        self._spend: dict[int, int] = {}
+        self._spend: dict[tuple[int, int], int] = {}
 
     def __enter__(self) -> Self:
         batch = _current_batch.get()
@@ -122,21 +122,22 @@ class UnitOfWork:
         self.session.commit()
         self._committed = True
 
-    def add_spend(self, project_id: int, amount: int) -> None:
+    def add_spend(self, project_id: int, user_id: int, amount: int) -> None:
         """Add to the project's running total late (see ``write_spend``); the ledger row is written now."""
-        self._spend[project_id] = self._spend.get(project_id, 0) + amount
+        key = (project_id, user_id)
+        self._spend[key] = self._spend.get(key, 0) + amount
 
     def write_spend(self) -> None:
         """Write the running spend totals added so far.
 
-        The total is one row per project that every paid act updates, and its lock lasts until the
-        commit: so it is written as late as possible, by the audit append (before it takes the
-        audit head: every transaction takes the project row before the audit head, never the
-        reverse, so the two cannot deadlock) or else at commit.
+        A stripe of the total is a row that other paid acts may update too, and its lock lasts until
+        the commit: so it is written as late as possible, by the audit append (before it takes the
+        audit head: every transaction takes its stripe before the audit head, never the reverse, so
+        the two cannot deadlock) or else at commit.
         """
-        for project_id, amount in self._spend.items():
+        for (project_id, user_id), amount in self._spend.items():
             if amount:
-                self.ledger.add_to_spent(project_id, amount)
+                self.ledger.add_to_spent(project_id, user_id, amount)
         self._spend.clear()
 
     def flush(self) -> None:

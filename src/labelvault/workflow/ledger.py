@@ -2,8 +2,8 @@
 
 Amounts are integers in the minor unit of the client's currency (cents for USD). A reversal is a
 new negative entry, never an edit. ``Project.spent`` is the running total of the project's ledger,
-updated in the same transaction as each append (late: see ``UnitOfWork.write_spend``), so checking
-the budget is one read.
+kept in a few stripes (``ProjectSpend``) updated in the same transaction as each append (late: see
+``UnitOfWork.write_spend``), so checking the budget reads it with the project.
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ def append(
     if amount == 0:
         return
     uow.ledger.append(
-        project_id=project.id, amount=amount, currency=uow.ledger.currency_of(project.client_id), user_id=user_id,
+        project_id=project.id, amount=amount, currency=project.currency, user_id=user_id,
         kind=kind, answer_id=answer_id, review_id=review_id, task_id=task_id, note=note[:200],
     )
-    uow.add_spend(project.id, amount)
+    uow.add_spend(project.id, user_id, amount)
 
 
 def paid_for_answer(uow: UnitOfWork, answer_id: int) -> int:
