@@ -14,7 +14,9 @@ from fastapi import FastAPI
 
 from labelvault import logs
 from labelvault.api.app import create_app
+from labelvault.audit.log import SEQUENCE_BATCH, sequence_pending
 from labelvault.bootstrap import Services, build_services
+from labelvault.periodic import PeriodicThread
 from labelvault.settings import Settings
 from labelvault.storage.engine import WalCheckpointer, is_sqlite
 from labelvault.web import install_web
@@ -38,6 +40,9 @@ def run_background_work(app: FastAPI, services: Services) -> None:
     - sends webhooks from a thread, unless turned off (LABELVAULT_WEBHOOK_DISPATCH=false, e.g. to run
       `labelvault webhook deliver` elsewhere); every process may run one: they claim rows in the
       database, never the same one;
+    - on PostgreSQL, numbers the audit entries that requests wrote into the log from a thread
+      (LABELVAULT_AUDIT_SEQUENCE_SECONDS; see audit/log.py): every process runs one, one at a time
+      works;
     - on SQLite, copies the write-ahead log into the database file from a thread, so that a request's
       commit seldom has to (a checkpoint inside a commit is a latency spike of tens of milliseconds);
     - sizes the thread pool that runs the (synchronous) use cases (LABELVAULT_WORKER_THREADS);
@@ -52,6 +57,13 @@ def run_background_work(app: FastAPI, services: Services) -> None:
         threads.append(PredictionScheduler(services.predictions, services.settings.predictor_poll_seconds))
     if is_sqlite(services.engine):
         threads.append(WalCheckpointer(services.engine))
+    else:
+        factory = services.uow_factory
+        # Again at once only after a full batch: a round for a handful of entries costs more than it
+        # saves, and every process runs one.
+        threads.append(PeriodicThread("labelvault-audit-sequencer",
+                                      lambda: sequence_pending(factory) >= SEQUENCE_BATCH,
+                                      services.settings.audit_sequence_seconds))
     inner = app.router.lifespan_context
 
     @asynccontextmanager

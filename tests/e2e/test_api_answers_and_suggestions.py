@@ -51,6 +51,7 @@ def test_answers_come_page_by_page_in_id_order_without_gaps(api: Api) -> None:
     assert first["external_id"].startswith("t")
     assert api.get("manager_a", f"/api/projects/{pid}/answers", params={"status": "rejected"}).json()["total"] == 0
     # Every page was witnessed before it was read, with the page asked for (never content).
+    api.world.services.audit.sequence()
     with api.world.services.uow_factory.system() as uow:
         reads = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "answers.read")).all()
     assert len(reads) == 4 and {r.actor for r in reads} == {"manager_a"}

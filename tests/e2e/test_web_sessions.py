@@ -191,6 +191,7 @@ def test_a_session_started_on_one_server_process_works_on_another(client: TestCl
 def test_login_and_logout_are_in_the_audit_log(client: TestClient, world: World) -> None:
     login(client, "ann")
     client.post("/logout", data={"csrf_token": csrf_of(client.get("/").text)})
+    world.services.audit.sequence()
     with world.services.uow_factory.system() as uow:
         actions = list(uow.session.scalars(select(AuditEntry.action).where(AuditEntry.actor == "ann")))
     assert "login.succeeded" in actions

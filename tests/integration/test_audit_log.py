@@ -37,6 +37,7 @@ def tamper(world: World, *statements: str) -> None:
 
 
 def entries(world: World) -> list[tuple[int, str, str]]:
+    world.services.audit.sequence()  # PostgreSQL: number what acts wrote (audit/log.py)
     engine = create_engine(owner_url(world.services.settings))
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT seq, action, outcome FROM audit_entries ORDER BY seq")).all()

@@ -175,6 +175,7 @@ def test_imported_accounts_leave_with_the_client_at_offboarding(world: World, tm
 
 def test_an_import_is_written_to_the_audit_log_with_counts_never_content(world: World) -> None:
     report = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG)
+    world.services.audit.sequence()
     with world.services.uow_factory.system() as uow:
         rows = uow.session.scalars(select(AuditEntry).where(AuditEntry.client_id == world.client_a)).all()
     actions = [row.action for row in rows]

@@ -53,12 +53,14 @@ def task_state(world: World, project_id: int) -> list[tuple[str, float, list[dic
 
 
 def audit_actions(world: World) -> list[tuple[str, dict[str, Any]]]:
+    world.services.audit.sequence()  # PostgreSQL: number what acts wrote (audit/log.py)
     with world.services.uow_factory.system() as uow:
         rows = uow.session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
         return [(r.action, orjson.loads(r.entry).get("details", {})) for r in rows]
 
 
 def audit_entries(world: World) -> list[dict[str, Any]]:
+    world.services.audit.sequence()
     with world.services.uow_factory.system() as uow:
         return [orjson.loads(r.entry) for r in uow.session.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
 

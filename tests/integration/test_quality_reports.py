@@ -239,6 +239,7 @@ def test_the_aggregated_export_has_one_line_per_task_and_is_audited(world: World
     assert stream.filename.endswith("-aggregated.jsonl")
     exported = world.services.exports.export(world.operator, world.client_a, project_id, format="aggregated-jsonl")
     assert b"".join(exported.chunks).splitlines() == [orjson.dumps(line) for line in lines]
+    world.services.audit.sequence()
     with world.services.uow_factory.all_clients() as uow:
         actions = [a for (a,) in uow.session.execute(text("SELECT action FROM audit_entries"))]
     assert actions.count("project.exported") == 2

@@ -305,6 +305,7 @@ def sign_in(browser: TestClient, provider: Provider, user: ProviderUser, next_pa
 
 
 def audit_actions(services: Services) -> list[tuple[str, str, dict[str, Any]]]:
+    services.audit.sequence()  # PostgreSQL: number what acts wrote (audit/log.py)
     with services.uow_factory.system() as uow:
         rows = uow.session.execute(select(AuditEntry.action, AuditEntry.outcome, AuditEntry.entry)
                                    .order_by(AuditEntry.seq)).all()

@@ -420,6 +420,28 @@ class AuditEntry(Base):
     root: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class AuditPending(Base):
+    """Entries recorded by their acts' transactions on PostgreSQL, not yet numbered into the log.
+
+    There every transaction runs beside the others, and numbering an entry means holding the
+    log's head until the commit: all of them would queue on that row. So an act's transaction only
+    inserts here, and one sequencer at a time numbers the pending rows into ``audit_entries`` in
+    batches (audit/log.py). ``fields`` is the entry's canonical bytes with seq 0.
+    """
+
+    __tablename__ = "audit_pending"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    client_id: Mapped[int | None] = mapped_column(Id, nullable=True)
+    object_kind: Mapped[str] = mapped_column(String(40), default="")
+    object_id: Mapped[str] = mapped_column(String(100), default="")
+    outcome: Mapped[str] = mapped_column(String(20))
+    fields: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class AuditHead(Base):
     """The one row holding the log's size and Merkle frontier; appenders lock it (one at a time)."""
 
