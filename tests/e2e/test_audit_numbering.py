@@ -48,7 +48,7 @@ def test_the_entry_of_an_acknowledged_answer_is_numbered_without_being_asked(
                     "SELECT seq FROM audit_entries WHERE action = 'answer.submitted' AND object_id = :a"
                 ), {"a": answer_id}).all()
                 pending = connection.execute(text("SELECT count(*) FROM audit_pending")).scalar()
-            if numbered and pending == 0 or time.monotonic() > deadline:
+            if (numbered and pending == 0) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
     finally:
