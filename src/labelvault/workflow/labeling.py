@@ -226,12 +226,14 @@ class LabelingService:
             task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
-            if uow.answers.exists_for(task_id, actor.user_id):
+            lease = uow.leases.of(task_id, actor.user_id)
+            # A lease is only ever given for a task the person has not answered, and the submit
+            # that answers it deletes it: only without one can there be an earlier answer.
+            if lease is None and uow.answers.exists_for(task_id, actor.user_id):
                 raise Conflict(f"task {task_id} was answered by you already")
             key_id, cipher = uow.active_cipher()  # first: the task's key is most often this one (read once)
             payload, _ = open_task_content(uow, task)
             normalized = validate_answer(schema_of(project), payload, answer)
-            lease = uow.leases.of(task_id, actor.user_id)
             if lease is not None and uow.leases.remove(lease):
                 counts = uow.tasks.adjust_slots(task_id, answers=+1)  # the lease's slot becomes the answer
                 started = lease.started_at
