@@ -66,8 +66,8 @@ class Plan:
     """One statement compiled for one dialect: SQL text, parameter order, converters, row type."""
 
     __slots__ = (
-        "bind_processors", "columns", "defaults", "positional", "processors_known", "result_processors",
-        "returns_rows", "row_type", "sql",
+        "bind_processors", "columns", "defaults", "positional", "positional_binds", "processors_known",
+        "result_processors", "returns_rows", "row_type", "sql",
     )
 
     def __init__(self, statement: Executable, dialect: Dialect, column_keys: list[str] | None = None) -> None:
@@ -81,6 +81,10 @@ class Plan:
             key: bind.value for bind, key in compiled.bind_names.items() if not bind.required and bind.value is not None
         }
         self.bind_processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
+        # For positional drivers (SQLite): each place's parameter and its converter, in order.
+        self.positional_binds = (
+            tuple((key, self.bind_processors.get(key)) for key in self.positional) if self.positional else None
+        )
         self.columns = compiled._result_columns
         self.returns_rows = bool(self.columns)
         self.row_type = namedtuple("Row", [c.keyname for c in self.columns], rename=True) if self.columns else None  # type: ignore[misc]
@@ -90,11 +94,19 @@ class Plan:
         self.processors_known = False
 
     def execute(self, connection: Connection, parameters: dict[str, Any]) -> PreparedResult:
-        values = {**self.defaults, **parameters}
-        for key, process in self.bind_processors.items():
-            if key in values:
-                values[key] = process(values[key])
-        bound: Any = tuple(values[key] for key in self.positional) if self.positional is not None else values
+        bound: Any
+        if self.positional_binds is not None:
+            # One pass over the places (the queue's statements run hundreds of times a second).
+            defaults = self.defaults
+            bound = []
+            for key, process in self.positional_binds:
+                value = parameters[key] if key in parameters else defaults[key]
+                bound.append(value if process is None else process(value))
+        else:
+            bound = {**self.defaults, **parameters}
+            for key, process in self.bind_processors.items():
+                if key in bound:
+                    bound[key] = process(bound[key])
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         dispatch = connection.dispatch
         observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
