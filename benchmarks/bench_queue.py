@@ -506,14 +506,16 @@ def percentiles(latencies: list[float]) -> dict[str, float]:
     return {"n": len(values), "p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(values.max())}
 
 
-def start_py_spy(directory: Path | None, server: Server, name: str, seconds: float) -> list[subprocess.Popen[bytes]]:
-    """Sample the server (all its processes) for the phase: collapsed stacks, one line per stack."""
+def start_py_spy(directory: Path | None, server: Server, name: str, seconds: float,
+                 gil_only: bool = False) -> list[subprocess.Popen[bytes]]:
+    """Sample the server (all its processes) for the phase: collapsed stacks, one line per stack;
+    with ``gil_only`` only the samples of threads holding the GIL (where one process's CPU goes)."""
     if directory is None or server.process is None:
         return []
     directory.mkdir(parents=True, exist_ok=True)
     command = ["py-spy", "record", "--pid", str(server.process.pid), "--subprocesses", "--duration",
                str(int(seconds)), "--rate", "100", "--nonblocking", "--format", "raw",
-               "--output", str(directory / f"{name}.txt")]
+               "--output", str(directory / f"{name}.txt"), *(["--gil"] if gil_only else [])]
     return [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
 
 
@@ -525,7 +527,8 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     # The window's CPU figures are taken over the whole phase (warm-up included) for simplicity.
     pids = server.pids()
     server_cpu, client_cpu, machine = process_cpu_seconds(pids), time.process_time(), machine_ticks()
-    recorders = start_py_spy(args.py_spy, server, f"{database}-{tasks}-{mode}", args.warmup + args.seconds)
+    recorders = start_py_spy(args.py_spy, server, f"{database}-{tasks}-{mode}", args.warmup + args.seconds,
+                                 args.py_spy_gil)
     sampler = WaitSampler(install.owner_url, install.app_role).start() if install.owner_url and install.app_role \
         else None
     wall = time.perf_counter()
@@ -663,6 +666,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="Write every figure to this file as JSON.")
     parser.add_argument("--py-spy", type=Path, default=None, dest="py_spy",
                         help="Record each phase's server with py-spy (collapsed stacks) into this directory.")
+    parser.add_argument("--py-spy-gil", action="store_true", dest="py_spy_gil",
+                        help="With --py-spy: keep only samples of threads holding the GIL (CPU, not waits).")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary installs (SQLite) for a look.")
     parser.add_argument("--quick", action="store_true",
                         help="Small numbers (1k and 5k tasks, 20 labelers, 1 + 4 s per phase): under a minute.")

@@ -10,13 +10,14 @@ log = logging.getLogger(__name__)
 
 
 class PeriodicThread:
-    """Runs ``work`` again at once while it reports work done (True), else after ``interval`` seconds.
+    """Runs ``work`` every ``interval`` seconds, or again at once when it returns ``True`` (it left
+    work undone, e.g. it handled a full batch); any other result waits the interval.
 
     An exception is logged and the thread goes on (a database hiccup must not end background work);
     ``stop`` lets the round in flight finish, up to its timeout.
     """
 
-    def __init__(self, name: str, work: Callable[[], bool], interval: float) -> None:
+    def __init__(self, name: str, work: Callable[[], object], interval: float) -> None:
         self.work = work
         self.interval = interval
         self._stop = threading.Event()
@@ -32,9 +33,9 @@ class PeriodicThread:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.work()
+                again = self.work() is True
             except Exception:
                 log.exception("background work %s failed", self._thread.name)
-                busy = False
-            if not busy:
+                again = False
+            if not again:
                 self._stop.wait(self.interval)

@@ -18,10 +18,9 @@ from labelvault.audit.log import SEQUENCE_BATCH, sequence_pending
 from labelvault.bootstrap import Services, build_services
 from labelvault.periodic import PeriodicThread
 from labelvault.settings import Settings
-from labelvault.storage.engine import WalCheckpointer, is_sqlite
+from labelvault.storage.engine import checkpoint_wal, is_sqlite
 from labelvault.web import install_web
 from labelvault.workflow.predictions import PredictionScheduler
-from labelvault.workflow.webhooks import DispatcherThread
 
 
 def build_app(services: Services) -> FastAPI:
@@ -50,20 +49,25 @@ def run_background_work(app: FastAPI, services: Services) -> None:
       the cyclic garbage collector's sight with ``gc.freeze()``: a full collection otherwise walks
       all of it, a pause of tens of milliseconds that some request always waits for.
     """
-    threads: list[Any] = []
-    if services.settings.webhook_dispatch:
-        threads.append(DispatcherThread(services.webhook_dispatcher, services.settings.webhook_poll_seconds))
-    if services.settings.predictor_poll_seconds > 0:
-        threads.append(PredictionScheduler(services.predictions, services.settings.predictor_poll_seconds))
-    if is_sqlite(services.engine):
-        threads.append(WalCheckpointer(services.engine))
+    settings, threads = services.settings, []
+    if settings.webhook_dispatch:
+        dispatcher = services.webhook_dispatcher
+        threads.append(PeriodicThread("labelvault-webhooks", lambda: dispatcher.run_once().attempted > 0,
+                                      settings.webhook_poll_seconds))
+    if settings.predictor_poll_seconds > 0:
+        scheduler = PredictionScheduler(services.predictions, settings.predictor_poll_seconds)
+        threads.append(PeriodicThread("labelvault-predictions", scheduler.run_once,
+                                      settings.predictor_poll_seconds))
+    engine = services.engine
+    if is_sqlite(engine):
+        threads.append(PeriodicThread("labelvault-wal-checkpoint", lambda: checkpoint_wal(engine), 0.2))
     else:
         factory = services.uow_factory
         # Again at once only after a full batch: a round for a handful of entries costs more than it
         # saves, and every process runs one.
         threads.append(PeriodicThread("labelvault-audit-sequencer",
                                       lambda: sequence_pending(factory) >= SEQUENCE_BATCH,
-                                      services.settings.audit_sequence_seconds))
+                                      settings.audit_sequence_seconds))
     inner = app.router.lifespan_context
 
     @asynccontextmanager

@@ -19,6 +19,7 @@ from labelvault.domain.predictors import PredictorConfig
 from labelvault.errors import InvalidInput, NotFound, PermissionDenied, PredictorFailed
 from labelvault.io.fetch import FetchPolicy
 from labelvault.io.predictors import PredictorCallPolicy
+from labelvault.periodic import PeriodicThread
 from labelvault.storage.models import AuditEntry, TaskPrediction
 from labelvault.workflow.content import open_task_content
 from labelvault.workflow.predictions import PredictionScheduler
@@ -354,12 +355,13 @@ def test_the_scheduler_thread_runs_in_the_background_and_a_failing_predictor_wai
 
     services.predictions.configure(world.operator, world.client_a, good, entry_point())
     scheduler = PredictionScheduler(services.predictions, poll_seconds=0.05)
-    scheduler.start()
+    thread = PeriodicThread("labelvault-predictions", scheduler.run_once, 0.05)  # as the server runs it
+    thread.start()
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not all(v == "1" for *_, v in task_state(world, good)):
             time.sleep(0.05)
     finally:
-        scheduler.stop()
+        thread.stop()
     assert all(version == "1" for *_, version in task_state(world, good))  # the failing project did not stop it
     assert all(version is None for *_, version in task_state(world, bad))  # nothing half-written

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -108,37 +107,15 @@ def is_busy(error: BaseException) -> bool:
     return getattr(getattr(error, "orig", error), "sqlite_errorcode", None) == _SQLITE_BUSY
 
 
-class WalCheckpointer:
-    """Copies SQLite's write-ahead log into the database file every ``interval`` seconds.
+def checkpoint_wal(engine: Engine) -> None:
+    """Copy SQLite's write-ahead log into the database file (the server does it every 0.2 s).
 
-    PASSIVE checkpoints never wait for, nor block, readers or the writer. Without this thread the
-    commit that crosses SQLite's automatic threshold (1000 pages) runs the checkpoint itself, with
-    its fsync, while holding the write lock: one request in a few hundred waits tens of ms.
+    PASSIVE checkpoints never wait for, nor block, readers or the writer. Without them the commit
+    that crosses SQLite's automatic threshold (1000 pages) runs the checkpoint itself, with its
+    fsync, while holding the write lock: one request in a few hundred waits tens of ms.
     """
-
-    def __init__(self, engine: Engine, interval: float = 0.2) -> None:
-        self.engine = engine
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="labelvault-wal-checkpoint", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def checkpoint(self) -> None:
-        connection = self.engine.raw_connection()  # no transaction: a checkpoint cannot run inside one
-        try:
-            connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
-        finally:
-            connection.close()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.checkpoint()
-            except Exception:  # a failed checkpoint is retried next time; SQLite's own still runs
-                continue
+    connection = engine.raw_connection()  # no transaction: a checkpoint cannot run inside one
+    try:
+        connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+    finally:
+        connection.close()

@@ -340,7 +340,8 @@ class PredictionScheduler:
     So new tasks (an import, tasks added through the API) get their suggestions, and the queue
     its uncertainty order, without anyone running ``labelvault predict``. A failing predictor is
     logged and left alone for a while (doubling from one poll to ten minutes), then tried again;
-    each run is the same idempotent, batch-by-batch run as ``labelvault predict``. Several server
+    each run is the same idempotent, batch-by-batch run as ``labelvault predict``. The server runs
+    ``run_once`` from a ``PeriodicThread``. Several server
     processes may each run a scheduler: on PostgreSQL a project's run holds an advisory lock, so
     only one process calls its predictor at a time.
     """
@@ -351,15 +352,6 @@ class PredictionScheduler:
         self.service = service
         self.poll_seconds = poll_seconds
         self._retry_at: dict[int, tuple[float, float]] = {}  # project id -> (monotonic time, last wait)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="labelvault-predictions", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def run_once(self) -> int:
         """One pass over every predictor; returns the number of tasks scored."""
@@ -382,13 +374,6 @@ class PredictionScheduler:
                 log.warning("predictor run failed", extra={"project_id": project_id, "retry_in_s": round(wait, 1),
                                                            "error": type(exc).__name__})
         return scored
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.run_once()
-            except Exception:  # the database may be away for a moment: try again next poll
-                log.exception("predictor scheduler pass failed")
 
 
 def _check_unchanged(uow: UnitOfWork, project_id: int, config: PredictorConfig) -> None:

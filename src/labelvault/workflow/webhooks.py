@@ -34,7 +34,6 @@ import hmac
 import logging
 import random
 import secrets
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -644,30 +643,3 @@ class WebhookDispatcher:
             report.retrying += 1
         else:
             report.failed += 1
-
-
-class DispatcherThread:
-    """The dispatcher as a daemon thread of a server process (``LABELVAULT_WEBHOOK_DISPATCH``)."""
-
-    def __init__(self, dispatcher: WebhookDispatcher, poll_seconds: float) -> None:
-        self.dispatcher = dispatcher
-        self.poll_seconds = poll_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="labelvault-webhooks", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                report = self.dispatcher.run_once()
-            except Exception:  # a database hiccup must not end the thread: try again next round
-                log.exception("webhook dispatch failed")
-                report = DispatchReport()
-            if report.attempted == 0:
-                self._stop.wait(self.poll_seconds)
