@@ -12,12 +12,14 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import bindparam, event, update
 from sqlalchemy.exc import OperationalError
 
 from labelvault.api import group_commit
 from labelvault.api.group_commit import GroupCommit
+from labelvault.audit import log as audit_log
 from labelvault.errors import DatabaseBusy, WriteLost
 from labelvault.storage.models import Project
 from labelvault.storage.scope import scoped
@@ -262,3 +264,41 @@ def test_steps_wait_for_another_writer_of_the_process_and_then_run(world: World,
     run_on_a_new_loop(main)
     assert order == ["import committed", "by the import"]
 
+
+
+def record(world: World, object_id: str, *, then_fail: bool = False) -> None:
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        audit_log.append(uow, "test.batched", actor=None, client_id=world.client_a, object_kind="test",
+                         object_id=object_id)
+        if then_fail:
+            raise Failed(object_id)
+        uow.commit()
+
+
+def test_audit_entries_of_a_batch_reuse_the_head_and_a_rolled_back_one_leaves_no_gap(
+    world: World, projects: list[int]
+) -> None:
+    """The batch notes the log's head for its next append (one read of it per batch); a unit of
+    work that rolls back its entry voids the note, so the next entry takes its place, not a gap."""
+    services = world.services
+    heads_read: list[str] = []
+
+    def count_head_reads(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM audit_head" in statement:
+            heads_read.append(statement)
+
+    event.listen(services.engine, "before_cursor_execute", count_head_reads)
+    try:
+        batch = services.uow_factory.begin_batch()
+        batch.run(record, world, "first")
+        batch.run(record, world, "second")
+        with pytest.raises(Failed):
+            batch.run(record, world, "rolled back", then_fail=True)
+        batch.run(record, world, "third")
+        batch.commit()
+    finally:
+        event.remove(services.engine, "before_cursor_execute", count_head_reads)
+    assert len(heads_read) == 2  # the first append, and the one after the rollback voided the note
+    entries = [line for line in services.audit.trail(world.client_a) if b"test.batched" in line]
+    assert [orjson.loads(line)["object_id"] for line in entries] == ["first", "second", "third"]
+    assert services.audit.verify().ok  # contiguous, every running root right

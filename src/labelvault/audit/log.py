@@ -111,8 +111,11 @@ def append(
     # This transaction's own writes first (ORM changes, the project's spend), then the head.
     uow.write_spend()
     uow.session.flush()
-    head = uow.sql.run(_READ_HEAD).first()
-    if head is None:
+    memo = uow.batch_memo  # in a write batch: the head as the previous append of the batch wrote it
+    noted = memo.get("audit_head") if memo is not None else None
+    if noted is not None:
+        size, packed = noted
+    elif (head := uow.sql.run(_READ_HEAD).first()) is None:
         uow.sql.run(_CREATE_HEAD)
         size, packed = 0, b""
     else:
@@ -121,7 +124,10 @@ def append(
     record = append_record(tree, fields)
     uow.sql.run(_INSERT_ENTRY, {**columns, "seq": record.seq, "entry": record.entry,
                                 "leaf_hash": record.leaf_hash, "root": record.root})
-    uow.sql.run(_WRITE_HEAD, {"new_size": tree.size, "new_frontier": b"".join(tree.frontier)})
+    frontier = b"".join(tree.frontier)
+    uow.sql.run(_WRITE_HEAD, {"new_size": tree.size, "new_frontier": frontier})
+    if memo is not None:
+        memo["audit_head"] = (tree.size, frontier)
     return record.seq
 
 

@@ -132,9 +132,9 @@ _ACTIVE_DATA_KEY = scoped(
 )
 _project_spend = ProjectSpend.__table__
 _clients = Client.__table__
-# The queue reads the settings, the spend so far (the sum of the stripes) and the client's currency
-# in one statement.
-_PROJECT_ROW = scoped(
+# The queue reads the settings, the spend so far (the sum of the stripes), the client's currency
+# and the caller's roles in the client in one statement.
+_project_settings = (
     select(
         _projects,
         spend_total().where(in_scope(_project_spend)).scalar_subquery().label("spent"),
@@ -143,6 +143,23 @@ _PROJECT_ROW = scoped(
     .join(_clients, _clients.c.id == _projects.c.client_id)
     .where(_projects.c.id == bindparam("project_id"))
 )
+_PROJECT_ROW = scoped(_project_settings)
+
+
+def _with_roles(aggregate: Any) -> Scoped:
+    return scoped(_project_settings.add_columns(
+        select(aggregate)
+        .where(_memberships.c.user_id == bindparam("user_id"), in_scope(_memberships))
+        .scalar_subquery()
+        .label("roles")
+    ))
+
+
+# The separator written into the SQL (func.aggregate_strings binds it in a way prepared plans do not take).
+_PROJECT_ROW_WITH_ROLES = {
+    "sqlite": _with_roles(func.group_concat(_memberships.c.role, literal_column("','"))),
+    "postgresql": _with_roles(func.string_agg(_memberships.c.role, literal_column("','"))),
+}
 _BUMP_QUALITY_VERSION = scoped(
     update(_projects)
     .where(_projects.c.id == bindparam("project_id"))
@@ -287,13 +304,19 @@ class MembershipRepository(_Repository):
 
 
 class DataKeyRepository(_Repository):
-    """A client's data keys (wrapped). Rows read are remembered for the unit of work: a submit seals
-    the answer with the active key and opens the task with its own key, most often the same row.
-    Keys are only ever added (``add`` forgets what was remembered)."""
+    """A client's data keys (wrapped). Rows read are remembered for the unit of work (or, in a write
+    batch, for the batch's units of work of the same client: ``remember_in``): a submit seals the
+    answer with the active key and opens the task with its own key, most often the same row. Keys
+    are only ever added (``add`` forgets what was remembered)."""
+
+    _ACTIVE = "active"
 
     def __init__(self, session: Session) -> None:
         super().__init__(session)
-        self._read: dict[int, Row[Any]] = {}
+        self._read: dict[int | str, Row[Any]] = {}
+
+    def remember_in(self, shared: dict[int | str, Row[Any]]) -> None:
+        self._read = shared
 
     def get(self, key_id: int) -> Row[Any] | None:
         if (key := self._read.get(key_id)) is not None:
@@ -304,9 +327,11 @@ class DataKeyRepository(_Repository):
         return key
 
     def active(self) -> Row[Any] | None:
+        if (key := self._read.get(self._ACTIVE)) is not None:
+            return key
         key = self.sql.run(_ACTIVE_DATA_KEY).first()
         if key is not None:
-            self._read[key.id] = key
+            self._read[key.id] = self._read[self._ACTIVE] = key
         return key
 
     def add(self, obj: Any) -> Any:
@@ -321,6 +346,11 @@ class ProjectRepository(_Repository):
     def row(self, project_id: int) -> Row[Any] | None:
         """The project's columns, read-only (the queue reads settings; it changes nothing on the row)."""
         return self.sql.run(_PROJECT_ROW, {"project_id": project_id}).first()
+
+    def row_with_roles(self, project_id: int, user_id: int) -> Row[Any] | None:
+        """As ``row``, plus ``roles``: the user's roles in the client, comma-separated (or None)."""
+        statement = _PROJECT_ROW_WITH_ROLES[self.session.get_bind().dialect.name]
+        return self.sql.run(statement, {"project_id": project_id, "user_id": user_id}).first()
 
     def by_slug(self, slug: str) -> Project | None:
         return self.session.scalar(select(Project).where(Project.slug == slug))

@@ -59,7 +59,7 @@ class UnitOfWork:
         self._spend: dict[tuple[int, int], int] = {}
 
     def __enter__(self) -> Self:
-        batch = _current_batch.get()
+        batch = self._batch = _current_batch.get()
         if batch is not None:
             # In a write batch (group commit): a savepoint of the batch's transaction, which holds
             # the process's write lock already.
@@ -98,6 +98,9 @@ class UnitOfWork:
         self.suspensions = SuspensionRepository(session)
         self.qualifications = QualificationRepository(session)
         self.quality_cache = QualityCacheRepository(session)
+        if batch is not None and self.scope.client_id is not None:
+            # No queue step writes a data key: the batch's units of work of one client share the rows.
+            self.data_keys.remember_in(batch.memo.setdefault(("data_keys", self.scope.client_id), {}))
         return self
 
     def __exit__(
@@ -106,10 +109,18 @@ class UnitOfWork:
         # close() rolls back whatever was not committed; unlike rollback() it leaves loaded objects
         # readable (detached), so use cases can return what they read.
         try:
+            if self._batch is not None and self.session.in_transaction():
+                self._batch.memo.clear()  # this savepoint rolls back: what was noted of it is void
             self.session.close()
         finally:
             if self._holds_write_lock:
                 self._factory.write_lock.release()
+
+    @property
+    def batch_memo(self) -> dict[str, Any] | None:
+        """In a write batch, what its units of work noted for the next ones (see ``WriteBatch``);
+        None outside one."""
+        return self._batch.memo if self._batch is not None else None
 
     @property
     def client_id(self) -> int:
@@ -186,6 +197,11 @@ class WriteBatch:
     back only its own writes, and it sees what the steps before it wrote. Nothing a step did is
     durable before ``commit`` returns, so its result must not be reported before then. The batch
     holds the process's write lock from ``begin_batch`` to ``commit`` or ``rollback``.
+
+    Since nothing else writes while a batch is open, its units of work may note in ``memo`` what
+    the next ones would otherwise read again: a value one of them wrote (the audit log's head), rows
+    no step writes (a client's data keys), work done for the whole batch (expired leases
+    collected). A unit of work that rolls back clears the memo, since what it noted may be void.
     """
 
     def __init__(self, factory: UnitOfWorkFactory) -> None:
@@ -208,6 +224,7 @@ class WriteBatch:
         self.connection = connection
         self.steps = 0
         self.open = True
+        self.memo: dict[str, Any] = {}
 
     def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``function`` with its units of work in this batch's transaction."""

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from labelvault.audit import log as audit_log
-from labelvault.domain.access import Actor, ProjectPolicy
+from labelvault.domain.access import Actor, ClientAccess, ProjectPolicy, Role
 from labelvault.domain.schema import ProjectSchema, parse_schema
 from labelvault.errors import Conflict, InvalidInput, NotFound
 from labelvault.storage.models import Project
@@ -136,13 +136,15 @@ def load_project(uow: UnitOfWork, project_id: int) -> Project:
     return project
 
 
-def load_project_settings(uow: UnitOfWork, project_id: int) -> Project:
-    """The project's columns as a read-only row, for use cases that read settings and change none
-    (the queue: a tenth of the cost of loading the object). Typed as ``Project`` for its readers."""
-    project = uow.projects.row(project_id)
+def load_project_settings(uow: UnitOfWork, project_id: int, actor: Actor) -> tuple[Project, ClientAccess]:
+    """The project's columns as a read-only row, and the actor's access to its client, in one read:
+    for use cases that read settings and change none (the queue: a tenth of the cost of loading the
+    object, and one statement for both). The row is typed as ``Project`` for its readers."""
+    project = uow.projects.row_with_roles(project_id, actor.user_id)
     if project is None:
         raise NotFound(f"project {project_id} not found")
-    return project  # type: ignore[return-value]
+    roles = frozenset(Role(role) for role in project.roles.split(",")) if project.roles else frozenset()
+    return project, ClientAccess(actor=actor, client_id=uow.client_id, roles=roles)  # type: ignore[return-value]
 
 
 def _check_overlap(overlap: int) -> None:
