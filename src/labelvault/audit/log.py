@@ -12,7 +12,8 @@ transaction does that itself. On PostgreSQL, where transactions run side by side
 would be held by every act until its commit and all of them would queue on it: there the act's
 transaction only inserts its entry into ``audit_pending``, and a sequencer (``sequence_pending``,
 a thread of every server process; one runs at a time) numbers the pending entries in batches, in
-the order they were written. Checkpoints, verification and trails sequence what is pending first.
+the order of their ids (an entry whose transaction commits late is numbered once it is
+visible). Checkpoints, verification and trails sequence what is pending first.
 
 A pending entry is not yet under the tree's hashes: for the fraction of a second until it is
 numbered, someone who can write to the database could delete it unseen. That is no new gap:

@@ -13,7 +13,7 @@ nothing can reach client data without a scope. On PostgreSQL the scope is also s
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -117,7 +117,7 @@ class UnitOfWork:
                 self._factory.write_lock.release()
 
     @property
-    def batch_memo(self) -> dict[str, Any] | None:
+    def batch_memo(self) -> dict[Hashable, Any] | None:
         """In a write batch, what its units of work noted for the next ones (see ``WriteBatch``);
         None outside one."""
         return self._batch.memo if self._batch is not None else None
@@ -142,9 +142,8 @@ class UnitOfWork:
         """Write the running spend totals added so far.
 
         A stripe of the total is a row that other paid acts may update too, and its lock lasts until
-        the commit: so it is written as late as possible, by the audit append (before it takes the
-        audit head: every transaction takes its stripe before the audit head, never the reverse, so
-        the two cannot deadlock) or else at commit.
+        the commit: so it is written as late as possible, at commit (on SQLite by the audit append,
+        whose entry must follow the act's writes).
         """
         for (project_id, user_id), amount in self._spend.items():
             if amount:
@@ -224,7 +223,7 @@ class WriteBatch:
         self.connection = connection
         self.steps = 0
         self.open = True
-        self.memo: dict[str, Any] = {}
+        self.memo: dict[Hashable, Any] = {}
 
     def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``function`` with its units of work in this batch's transaction."""
