@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -110,3 +111,28 @@ def test_paid_submits_and_settings_changes_of_one_project_run_together_without_d
         assert renamed.result(timeout=120) == 40
         assert sum(future.result(timeout=120) for future in answered) == 120  # every slot answered, no error
     assert services.reports.project_costs(world.operator, world.client_a, project_id).spent == 120 * 5
+
+
+def test_labelers_asking_at_once_never_lease_beyond_the_budget(world: World) -> None:
+    """Twelve labelers ask for a task at the same moment, with room in the budget for three
+    answers: exactly three get one (on PostgreSQL the nexts near the cap queue on the project;
+    on SQLite writers take turns anyway)."""
+    project_id = make_project(world, "cap", tasks=20, rate_per_answer=100, budget_cap=300)
+    labelers = make_labelers(world, 12, prefix="rusher")
+    start = threading.Barrier(len(labelers))
+    outcomes: list[str] = []
+
+    def ask(actor: Actor) -> None:
+        start.wait()
+        try:
+            world.services.labeling.next_task(actor, world.client_a, project_id)
+            outcomes.append("leased")
+        except QueueRefused as refused:
+            outcomes.append(refused.reason)
+
+    threads = [threading.Thread(target=ask, args=(actor,)) for actor in labelers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["budget_reached"] * 9 + ["leased"] * 3

@@ -160,6 +160,15 @@ _PROJECT_ROW_WITH_ROLES = {
     "sqlite": _with_roles(func.group_concat(_memberships.c.role, literal_column("','"))),
     "postgresql": _with_roles(func.string_agg(_memberships.c.role, literal_column("','"))),
 }
+# Near a budget cap the nexts of a project take turns on its row (see labeling.check_budget); NO KEY
+# UPDATE, so that inserts referencing the project (their foreign-key checks) do not wait for it.
+_LOCK_PROJECT = scoped(select(_projects.c.id).where(_projects.c.id == bindparam("project_id"))
+                       .with_for_update(key_share=True))
+_PROJECT_SPENT = scoped(
+    select(spend_total().where(in_scope(_project_spend)).scalar_subquery().label("spent"))
+    .select_from(_projects)
+    .where(_projects.c.id == bindparam("project_id"))
+)
 _BUMP_QUALITY_VERSION = scoped(
     update(_projects)
     .where(_projects.c.id == bindparam("project_id"))
@@ -346,6 +355,12 @@ class ProjectRepository(_Repository):
     def row(self, project_id: int) -> Row[Any] | None:
         """The project's columns, read-only (the queue reads settings; it changes nothing on the row)."""
         return self.sql.run(_PROJECT_ROW, {"project_id": project_id}).first()
+
+    def lock_and_read_spent(self, project_id: int) -> int:
+        """Take the project's row (PostgreSQL; SQLite's writers take turns anyway) until the commit,
+        then read what it has spent, as committed by the transactions that held it before."""
+        self.sql.run(_LOCK_PROJECT, {"project_id": project_id})
+        return int(self.sql.run(_PROJECT_SPENT, {"project_id": project_id}).scalar_one())
 
     def row_with_roles(self, project_id: int, user_id: int) -> Row[Any] | None:
         """As ``row``, plus ``roles``: the user's roles in the client, comma-separated (or None)."""

@@ -115,10 +115,23 @@ def check_active(_uow: UnitOfWork, _actor: Actor, project: Project) -> None:
         raise QueueRefused("project_inactive", f"project {project.slug} is {project.status}")
 
 
+# How many nexts of one project may be between their budget check and their commit at once, unseen
+# by each other (PostgreSQL runs them side by side): while the budget has room for that many more
+# answers beyond the open leases they cannot overrun it together, and none waits for another.
+CONCURRENT_NEXTS = 1000
+
+
 def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
+    """Room for the open leases and one more answer, or ``budget_reached``. Near the cap the nexts
+    of the project take turns on its row and count again, so that concurrent ones never lease
+    beyond the budget together."""
     if project.budget_cap is None:
         return  # no cap: no need to count the open leases
-    if not ledger.budget_left_for_one_more(uow, project, uow.leases.count_in_project(project.id)):
+    open_leases = uow.leases.count_in_project(project.id)
+    if ledger.budget_left_for(project, open_leases + 1 + CONCURRENT_NEXTS):
+        return
+    spent = uow.projects.lock_and_read_spent(project.id)
+    if not ledger.budget_left_for(project, uow.leases.count_in_project(project.id) + 1, spent=spent):
         raise QueueRefused("budget_reached", f"the budget of project {project.slug} is reached")
 
 

@@ -65,12 +65,13 @@ def paid_for_answer(uow: UnitOfWork, answer_id: int) -> int:
     return int(uow.session.scalar(query) or 0)
 
 
-def budget_left_for_one_more(uow: UnitOfWork, project: Project, open_leases: int) -> bool:
-    """True when the spend so far plus every open lease and one more answer stays within the cap."""
+def budget_left_for(project: Project, answers: int, *, spent: int | None = None) -> bool:
+    """True when the spend so far (``project.spent`` unless given) plus ``answers`` more answers, each
+    at the most one can cost, stays within the cap."""
     if project.budget_cap is None:
         return True
-    per_answer = max_answer_rate(project)
-    return project.spent + (open_leases + 1) * per_answer <= project.budget_cap
+    so_far = project.spent if spent is None else spent
+    return so_far + answers * max_answer_rate(project) <= project.budget_cap
 
 
 def currency_of(uow: UnitOfWork, client_id: int) -> str:
