@@ -14,7 +14,7 @@ from labelvault.audit.checkpoint import verify_document
 from labelvault.bootstrap import build_services, initialize
 from labelvault.errors import AuditTampered, CryptoError, InvalidInput
 from labelvault.settings import Settings
-from labelvault.storage.models import CLIENT_OWNED_TABLES
+from labelvault.storage.models import CLIENT_OWNED_TABLES, LedgerEntry
 from tests.conftest import World, owner_url
 from tests.integration.queue_helpers import label_once, make_labelers, make_project
 
@@ -139,6 +139,14 @@ def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp
         restored = [json.loads(line) for line in lines]
         assert sorted(t["data"]["text"] for t in restored) == [f"text number {i}" for i in range(4)]
         assert sorted(a["value"]["sentiment"] for t in restored for a in t["answers"]) == ["positive", "positive"]
+        # The money came along: the settings, the ledger (against the restored answers) and its total.
+        info = other.projects.get(operator, result.client_id, project_id)
+        assert (info.rate_per_answer, info.spent) == (100, 200)
+        answer_ids = {a["id"] for t in restored for a in t["answers"]}
+        with other.uow_factory.for_client(result.client_id) as uow:
+            paid = uow.session.execute(select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.answer_id)).all()
+        assert sorted((kind, amount) for kind, amount, _ in paid) == [("answer", 100), ("answer", 100)]
+        assert {answer_id for _, _, answer_id in paid} == answer_ids
     finally:
         other.close()
     shutil.rmtree(other_home)

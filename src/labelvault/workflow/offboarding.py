@@ -45,6 +45,7 @@ from labelvault.storage.models import (
 )
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.files import FileService
+from labelvault.workflow.projects import ProjectSettings
 
 BUNDLE_VERSION = 1
 Progress = Callable[[str], None]
@@ -343,6 +344,10 @@ class BundleImporter:
             usernames.add(member["username"])
         tasks = answers = 0
         project_files = {name for name in manifest["files"] if name.startswith("projects/")}
+        ledger = [orjson.loads(line) for line in (directory / "ledger.jsonl").read_bytes().splitlines()]
+        for number, entry in enumerate(ledger, start=1):
+            if not entry.get("user"):
+                raise InvalidInput(f"ledger.jsonl line {number}: the entry names no user", details={"line": number})
         for line in (directory / "projects.jsonl").read_bytes().splitlines():
             old = orjson.loads(line)
             project = self.projects.create(
@@ -379,6 +384,10 @@ class BundleImporter:
                 self._ensure_user(actor, username)
                 self.accounts.grant_role(actor, info.id, username, "labeler")
                 usernames.add(username)
+            paid = [entry for entry in ledger if entry["project_id"] == old["id"]]
+            for username in {entry["user"] for entry in paid} - usernames:  # paid once, no longer members
+                self._ensure_user(actor, username)
+                usernames.add(username)
             with self.uow_factory.for_client(info.id, write=True) as uow:
                 ids = {u.username: u.id for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))}
                 by_external = {
@@ -388,10 +397,14 @@ class BundleImporter:
                     )
                 }
                 key_id, cipher = uow.active_cipher()
+                new_task_ids: dict[int, int] = {}
+                new_answer_ids: dict[int, int] = {}
                 for row in rows:
                     task_id, required = by_external[row["external_id"] or f"bundle-{row['id']}"]
+                    new_task_ids[row["id"]] = task_id
                     given = row["answers"]
                     for answer, answer_id in zip(given, allocate_ids(uow.session, Answer, len(given)), strict=True):
+                        new_answer_ids[answer["id"]] = answer_id
                         uow.session.add(
                             Answer(
                                 id=answer_id,
@@ -411,6 +424,15 @@ class BundleImporter:
                         uow.tasks.adjust_slots(task_id, open_slots=-min(counted, required), answers=counted)
                     answers += len(given)
                 uow.flush()
+                for entry in paid:  # the money, with its original times, against the new ids
+                    uow.ledger.append(
+                        project_id=project.id, amount=entry["amount"], currency=entry["currency"],
+                        user_id=ids[entry["user"]], kind=entry["kind"],
+                        answer_id=new_answer_ids.get(entry["answer_id"]), review_id=None,
+                        task_id=new_task_ids.get(entry["task_id"]), note=entry["note"],
+                        created_at=datetime.fromisoformat(entry["created_at"]),
+                    )
+                    uow.add_spend(project.id, ids[entry["user"]], entry["amount"])
                 audit_log.append(
                     uow,
                     "client.bundle_imported",
@@ -421,6 +443,13 @@ class BundleImporter:
                     details={"tasks": len(rows)},
                 )
                 uow.commit()
+            # The queue, review and money settings last: a paused or archived project takes no import.
+            self.projects.update(actor, info.id, project.id, ProjectSettings(
+                status=old["status"], review_policy=old["review_policy"],
+                review_sample_rate=old["review_sample_rate"], pay_on=old["pay_on"],
+                rate_per_answer=old["rate_per_answer"], rate_per_review=old["rate_per_review"],
+                budget_cap=old["budget_cap"],
+            ))
         return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers)
 
     def _ensure_user(self, actor: Actor, username: str) -> None:
