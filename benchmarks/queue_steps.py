@@ -3,6 +3,7 @@
     python benchmarks/queue_steps.py                      # 10,000 tasks, SQLite, 300 answers measured
     python benchmarks/queue_steps.py --tasks 1000000 --answers 500
     python benchmarks/queue_steps.py --batch 10           # in write batches of 10 (group commit)
+    python benchmarks/queue_steps.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
 Builds an install as ``bench_queue.py`` does, then calls ``labeling.next_task`` and
 ``labeling.submit`` directly, with timers wrapped around the steps of both (repository methods,
@@ -115,6 +116,8 @@ def main() -> None:
     parser.add_argument("--labelers", type=int, default=10)
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--sqlite-synchronous", default="FULL")
+    parser.add_argument("--postgres-url", default=None,
+                        help="Run on a fresh database of this PostgreSQL server (admin URL) instead of SQLite.")
     parser.add_argument("--batch", type=int, default=0,
                         help="Run the steps in write batches of this many (group commit, as the server on SQLite).")
     args = parser.parse_args()
@@ -123,9 +126,11 @@ def main() -> None:
         for mode in ("FULL", "NORMAL"):
             p50, p99 = commit_latency(Path(directory), mode)
             print(f"SQLite commit of one row, WAL, synchronous={mode}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-        install = bench_queue.build_install(Path(directory), None, None, tasks=args.tasks,
-                                            labelers=args.labelers, overlap=args.overlap)
-        services = build_services(Settings(home=install.home, sqlite_synchronous=args.sqlite_synchronous))
+        scratch = bench_queue.PostgresScratch(args.postgres_url) if args.postgres_url else None
+        install = bench_queue.build_install(Path(directory), scratch and scratch.app_url, scratch and scratch.owner_url,
+                                            tasks=args.tasks, labelers=args.labelers, overlap=args.overlap)
+        services = build_services(Settings(home=install.home, database_url=scratch and scratch.app_url,
+                                           sqlite_synchronous=args.sqlite_synchronous))
         try:
             actors = [services.accounts.actor_for_token(token) for token in install.tokens]
             client_id, project_id = services.projects.locate(install.project_id)
@@ -162,6 +167,8 @@ def main() -> None:
             loop(args.answers)
         finally:
             services.close()
+            if scratch is not None:
+                scratch.close()
 
     n = args.answers
     print(f"{args.tasks:,} tasks, overlap {args.overlap}, synchronous={args.sqlite_synchronous}; "
