@@ -172,9 +172,10 @@ def test_prepared_statements_follow_the_session_into_its_next_transaction(world:
     services = world.services
     project = services.projects.create(world.operator, world.client_a, slug="txn", name="Txn", schema=SCHEMA)
     with services.uow_factory.for_client(world.client_a, write=True) as uow:
-        first = uow.projects.row(project.id)
+        first = uow.projects.row_with_roles(project.id, world.operator.user_id)
         uow.commit()
-        second = uow.projects.row(project.id)  # a new transaction, maybe another pooled connection
+        # a new transaction, maybe another pooled connection
+        second = uow.projects.row_with_roles(project.id, world.operator.user_id)
         uow.sql.run(_RENAME_PROJECT, {"project_id": project.id, "name": "Renamed"})
         uow.commit()
     assert first.name == "Txn" and second.name == "Txn"

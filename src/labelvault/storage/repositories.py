@@ -132,18 +132,14 @@ _ACTIVE_DATA_KEY = scoped(
 )
 _project_spend = ProjectSpend.__table__
 _clients = Client.__table__
+_spent = spend_total().where(in_scope(_project_spend)).scalar_subquery().label("spent")
 # The queue reads the settings, the spend so far (the sum of the stripes), the client's currency
 # and the caller's roles in the client in one statement.
 _project_settings = (
-    select(
-        _projects,
-        spend_total().where(in_scope(_project_spend)).scalar_subquery().label("spent"),
-        _clients.c.currency,
-    )
+    select(_projects, _spent, _clients.c.currency)
     .join(_clients, _clients.c.id == _projects.c.client_id)
     .where(_projects.c.id == bindparam("project_id"))
 )
-_PROJECT_ROW = scoped(_project_settings)
 
 
 def _with_roles(aggregate: Any) -> Scoped:
@@ -164,11 +160,7 @@ _PROJECT_ROW_WITH_ROLES = {
 # UPDATE, so that inserts referencing the project (their foreign-key checks) do not wait for it.
 _LOCK_PROJECT = scoped(select(_projects.c.id).where(_projects.c.id == bindparam("project_id"))
                        .with_for_update(key_share=True))
-_PROJECT_SPENT = scoped(
-    select(spend_total().where(in_scope(_project_spend)).scalar_subquery().label("spent"))
-    .select_from(_projects)
-    .where(_projects.c.id == bindparam("project_id"))
-)
+_PROJECT_SPENT = scoped(select(_spent).select_from(_projects).where(_projects.c.id == bindparam("project_id")))
 _BUMP_QUALITY_VERSION = scoped(
     update(_projects)
     .where(_projects.c.id == bindparam("project_id"))
@@ -352,10 +344,6 @@ class ProjectRepository(_Repository):
     def get(self, project_id: int) -> Project | None:
         return self.session.get(Project, project_id)
 
-    def row(self, project_id: int) -> Row[Any] | None:
-        """The project's columns, read-only (the queue reads settings; it changes nothing on the row)."""
-        return self.sql.run(_PROJECT_ROW, {"project_id": project_id}).first()
-
     def lock_and_read_spent(self, project_id: int) -> int:
         """Take the project's row (PostgreSQL; SQLite's writers take turns anyway) until the commit,
         then read what it has spent, as committed by the transactions that held it before."""
@@ -363,7 +351,9 @@ class ProjectRepository(_Repository):
         return int(self.sql.run(_PROJECT_SPENT, {"project_id": project_id}).scalar_one())
 
     def row_with_roles(self, project_id: int, user_id: int) -> Row[Any] | None:
-        """As ``row``, plus ``roles``: the user's roles in the client, comma-separated (or None)."""
+        """The project's columns, read-only (the queue reads settings; it changes nothing on the row),
+        with ``spent``, the client's ``currency`` and ``roles``: the user's roles in the client,
+        comma-separated (or None)."""
         statement = _PROJECT_ROW_WITH_ROLES[self.session.get_bind().dialect.name]
         return self.sql.run(statement, {"project_id": project_id, "user_id": user_id}).first()
 
@@ -447,7 +437,7 @@ class LeaseRepository(_Repository):
     def of(self, task_id: int, user_id: int) -> Row[Any] | None:
         return self.sql.run(_LEASE_OF, {"task_id": task_id, "user_id": user_id}).first()
 
-    def expired(self, now: datetime, limit: int = 500) -> Sequence[Row[Any]]:
+    def expired(self, now: datetime, limit: int) -> Sequence[Row[Any]]:
         return self.sql.run(_LEASES_EXPIRED, {"now": now, "limit": limit}).all()
 
     def remove(self, lease: Any) -> bool:

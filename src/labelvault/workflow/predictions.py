@@ -341,9 +341,9 @@ class PredictionScheduler:
     its uncertainty order, without anyone running ``labelvault predict``. A failing predictor is
     logged and left alone for a while (doubling from one poll to ten minutes), then tried again;
     each run is the same idempotent, batch-by-batch run as ``labelvault predict``. The server runs
-    ``run_once`` from a ``PeriodicThread``. Several server
-    processes may each run a scheduler: on PostgreSQL a project's run holds an advisory lock, so
-    only one process calls its predictor at a time.
+    ``run_once`` from a ``PeriodicThread``. Several server processes may each run a scheduler: on
+    PostgreSQL a project's run holds an advisory lock, so only one process calls its predictor at a
+    time.
     """
 
     MAX_BACKOFF_SECONDS = 600.0
