@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 
 from labelvault.storage.prepared import as_sqlalchemy_error
 
@@ -39,7 +41,47 @@ def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int =
         )
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True)
+    # psycopg's own prepared statements are off: it deallocates all of a connection's prepared
+    # statements, ours too (pg_direct.py), whenever a transaction that used one of its own rolls back.
+    connect_args = {"prepare_threshold": None} if parsed.get_driver_name() == "psycopg" else {}
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True,
+                           connect_args=connect_args)
+    ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """Check a pooled connection that sat unused for ``idle_seconds`` before handing it out.
+
+    A connection the server dropped (a restart, an idle timeout, a network cut) is found by a
+    ping and replaced, so a request does not fail on it. SQLAlchemy's ``pool_pre_ping`` pings on
+    every checkout: a round trip per transaction, two per answer of the queue; a connection back in
+    the pool for less than a second was working then. If the server goes away within that second,
+    the request using such a connection fails once and SQLAlchemy replaces the whole pool.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _note_idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)  # None: a new connection (the record's info is cleared then)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise DisconnectionError("the database dropped this pooled connection") from error  # pool retries
+            raise
+
+
+_IDLE_SINCE = "labelvault.idle_since"
 
 
 _BEGIN = {mode: f"BEGIN {mode}" for mode in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE")}

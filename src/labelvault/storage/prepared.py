@@ -28,6 +28,8 @@ from sqlalchemy import Connection, Delete, Executable, Insert, Select, Update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 
+from labelvault.storage.pg_direct import DirectConnection, numbered
+
 
 class PreparedResult:
     """The part of SQLAlchemy's result interface that the repositories use."""
@@ -66,8 +68,8 @@ class Plan:
     """One statement compiled for one dialect: SQL text, parameter order, converters, row type."""
 
     __slots__ = (
-        "bind_processors", "columns", "defaults", "positional", "positional_binds", "processors_known",
-        "result_processors", "returns_rows", "row_type", "sql",
+        "bind_processors", "columns", "defaults", "direct_names", "direct_sql", "positional", "positional_binds",
+        "processors_known", "result_processors", "returns_rows", "row_type", "sql",
     )
 
     def __init__(self, statement: Executable, dialect: Dialect, column_keys: list[str] | None = None) -> None:
@@ -92,9 +94,17 @@ class Plan:
         # the first execution, from the cursor's description.
         self.result_processors: list[Callable[[Any], Any]] | None = None
         self.processors_known = False
+        # psycopg: the statement as libpq's prepared-statement calls take it (see pg_direct.py).
+        self.direct_sql, self.direct_names = (
+            numbered(self.sql) if dialect.driver == "psycopg" and not self.positional else (None, ())
+        )
 
     def execute(self, connection: Connection, parameters: dict[str, Any]) -> PreparedResult:
         bound: Any
+        if self.direct_sql is not None:
+            direct = DirectConnection.of(connection)
+            if direct is not None and direct.in_transaction():
+                return self._execute_direct(connection, direct, parameters)
         if self.positional_binds is not None:
             # One pass over the places (the queue's statements run hundreds of times a second).
             defaults = self.defaults
@@ -124,6 +134,32 @@ class Plan:
             raise as_sqlalchemy_error(connection, self.sql, error) from error
         finally:
             cursor.close()
+        return self._result(rows, rowcount)
+
+    def _execute_direct(
+        self, connection: Connection, direct: DirectConnection, parameters: dict[str, Any]
+    ) -> PreparedResult:
+        defaults, processors = self.defaults, self.bind_processors
+        values = []
+        for key in self.direct_names:
+            value = parameters[key] if key in parameters else defaults[key]
+            process = processors.get(key)
+            values.append(value if process is None else process(value))
+        dispatch = connection.dispatch
+        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+        try:
+            if observed:  # no cursor here: listeners get None for it
+                dispatch.before_cursor_execute(connection, None, self.sql, values, None, False)
+            result = direct.execute(self.direct_sql, values)  # type: ignore[arg-type]
+            if observed:
+                dispatch.after_cursor_execute(connection, None, self.sql, values, None, False)
+        except connection.dialect.loaded_dbapi.Error as error:
+            raise as_sqlalchemy_error(connection, self.sql, error) from error
+        if not self.processors_known and self.returns_rows:
+            self._learn_processors(connection.dialect, [(None, oid) for oid in result.column_types])
+        return self._result(result.rows, result.rowcount)
+
+    def _result(self, rows: list[Any], rowcount: int) -> PreparedResult:
         if self.row_type is None:
             return PreparedResult([], rowcount)
         make = self.row_type._make
@@ -134,7 +170,6 @@ class Plan:
             [make([process(value) for process, value in zip(processors, row, strict=True)]) for row in rows],
             rowcount,
         )
-
 
     def _learn_processors(self, dialect: Dialect, description: Any) -> None:
         processors = [

@@ -25,6 +25,7 @@ from sqlalchemy.orm import sessionmaker
 from labelvault.crypto.keyring import DataCipher, Keyring
 from labelvault.errors import CryptoError, DatabaseBusy, WriteLost
 from labelvault.storage.engine import is_busy, writer, writer_without_waiting
+from labelvault.storage.pg_direct import DirectConnection
 from labelvault.storage.repositories import (
     AnswerRepository,
     ClientRepository,
@@ -168,6 +169,7 @@ class UnitOfWork:
 
 
 _SET_SCOPE = text("SELECT set_config('app.client_id', :c, true), set_config('app.all_clients', :a, true)")
+_SET_SCOPE_LITERAL = "SELECT set_config('app.client_id', '{}', true), set_config('app.all_clients', '{}', true)"
 
 
 @event.listens_for(ScopedSession, "after_begin")
@@ -179,7 +181,13 @@ def _scope_each_transaction(session: ScopedSession, _transaction: Any, connectio
     if scope is None or connection.dialect.name != "postgresql":
         return
     value = "" if scope.client_id is None else str(scope.client_id)
-    connection.execute(_SET_SCOPE, {"c": value, "a": "on" if scope.all_clients else ""})
+    all_clients = "on" if scope.all_clients else ""
+    direct = DirectConnection.of(connection)
+    # With the BEGIN psycopg would send on its own, in one round trip (the values are an integer's
+    # digits and "on" or nothing: written into the SQL as they are).
+    if direct is not None and direct.begin_with(_SET_SCOPE_LITERAL.format(value, all_clients).encode()):
+        return
+    connection.execute(_SET_SCOPE, {"c": value, "a": all_clients})
 
 
 class WriteBatch:

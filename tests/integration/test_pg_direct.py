@@ -1,0 +1,127 @@
+"""PostgreSQL: prebuilt statements through libpq's prepared-statement calls, and the pool's idle ping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, bindparam, create_engine, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from labelvault.storage.engine import ping_when_idle
+from labelvault.storage.models import User
+from labelvault.storage.pg_direct import numbered
+from labelvault.storage.prepared import Plan
+from tests.conftest import DatabaseUrls, World
+
+_users = User.__table__
+_USER_BY_NAME = select(_users.c.id, _users.c.username, _users.c.created_at).where(
+    _users.c.username == bindparam("name")
+)
+
+
+def test_pyformat_places_become_numbered_ones_in_order_and_percent_signs_stay() -> None:
+    sql, names = numbered("SELECT %(a)s, 'x%%y', %(b)s WHERE c = %(a)s")
+    assert sql == b"SELECT $1, 'x%y', $2 WHERE c = $1"
+    assert names == ("a", "b")
+
+
+@pytest.fixture
+def pg_world(world: World) -> World:
+    if world.services.engine.dialect.name != "postgresql":
+        pytest.skip("libpq's prepared statements are PostgreSQL's")
+    return world
+
+
+def _prepared_names(connection: object, fragment: str) -> list[str]:
+    return list(connection.execute(  # type: ignore[attr-defined]
+        text("SELECT name FROM pg_prepared_statements WHERE statement LIKE :f ORDER BY name"), {"f": f"%{fragment}%"}
+    ).scalars())
+
+
+def test_a_statement_is_prepared_once_per_connection_and_survives_a_failed_transaction(pg_world: World) -> None:
+    plan = Plan(_USER_BY_NAME, pg_world.services.engine.dialect)
+    rename = Plan(update(_users).where(_users.c.username == bindparam("old")).values(username=bindparam("new")),
+                  pg_world.services.engine.dialect)
+    with pg_world.services.engine.connect() as connection:
+        with connection.begin():
+            # psycopg begins the transaction; the plan runs inside it. Statements run this often are
+            # ones psycopg would prepare itself, and deallocate with ours at a rollback: not here.
+            for _ in range(6):
+                connection.execute(text("SELECT 1"))
+            first = plan.execute(connection, {"name": "labeler_a"}).one()
+            names = _prepared_names(connection, "FROM users")
+        assert first.username == "labeler_a" and first.created_at.tzinfo is not None
+        assert len(names) == 1 and names[0].startswith("lv_")
+        transaction = connection.begin()
+        connection.execute(text("SELECT 1"))
+        with pytest.raises(IntegrityError):  # usernames are unique
+            rename.execute(connection, {"old": "labeler_b", "new": "labeler_a"})
+        transaction.rollback()
+        with connection.begin():
+            connection.execute(text("SELECT 1"))
+            again = plan.execute(connection, {"name": "labeler_a"}).one()
+            assert _prepared_names(connection, "FROM users") == names  # the same statement, not prepared again
+    assert tuple(again) == tuple(first)
+
+
+def test_a_unit_of_work_begins_with_its_scope_set(pg_world: World) -> None:
+    with pg_world.services.uow_factory.for_client(pg_world.client_b) as uow:
+        connection = uow.session.connection()
+        scope = connection.execute(text("SELECT current_setting('app.client_id'), current_setting('app.all_clients')"))
+        assert tuple(scope.one()) == (str(pg_world.client_b), "")
+        status = connection.connection.driver_connection.info.transaction_status.name
+    assert status == "INTRANS"
+
+
+@pytest.fixture
+def pg_urls(database_urls: DatabaseUrls, backend: str) -> DatabaseUrls:
+    if backend != "postgresql":
+        pytest.skip("pings a PostgreSQL server")
+    return database_urls
+
+
+@pytest.fixture
+def admin(pg_urls: DatabaseUrls) -> Iterator[Engine]:
+    engine = create_engine(pg_urls.owner or pg_urls.app, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+def _one_connection_engine(url: str, idle_seconds: float) -> Engine:
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    ping_when_idle(engine, idle_seconds)
+    return engine
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_after_it_sat_idle(pg_urls: DatabaseUrls,
+                                                                              admin: Engine) -> None:
+    engine = _one_connection_engine(pg_urls.app, idle_seconds=0.0)
+    try:
+        dropped = _backend_pid(engine)
+        with admin.connect() as connection:
+            assert connection.execute(text("SELECT pg_terminate_backend(:p)"), {"p": dropped}).scalar()
+        assert _backend_pid(engine) != dropped  # the ping found it gone: a new connection answered
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_used_within_the_idle_time_is_not_pinged(pg_urls: DatabaseUrls, admin: Engine) -> None:
+    """The other side of the trade: a connection back in the pool for less than the idle time goes
+    out unchecked, so a drop in that moment fails one request (and the pool is replaced)."""
+    engine = _one_connection_engine(pg_urls.app, idle_seconds=3600.0)
+    try:
+        dropped = _backend_pid(engine)
+        with admin.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:p)"), {"p": dropped})
+        with pytest.raises(DBAPIError) as failed:
+            _backend_pid(engine)
+        assert failed.value.connection_invalidated
+        assert _backend_pid(engine) != dropped
+    finally:
+        engine.dispose()
