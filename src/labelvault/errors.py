@@ -101,6 +101,11 @@ class DatabaseBusy(Conflict):
     code = "database_busy"
 
 
+class LockWaitTooLong(DatabaseBusy):
+    """A step run with short lock waits (``UnitOfWorkFactory.short_lock_waits``) waited longer for
+    a row another transaction holds; its transaction rolled back: nothing was written."""
+
+
 class WriteLost(LabelVaultError):
     """The database rolled back a group of writes that was about to commit (disk full, I/O error):
     nothing of it was written, and nothing of it was reported done. Try again."""

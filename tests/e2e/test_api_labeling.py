@@ -8,17 +8,19 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, create_engine, select
 
 from labelvault.api.deps import run_queue_step
 from labelvault.errors import DatabaseBusy
-from labelvault.storage.models import Lease
+from labelvault.storage.models import Answer, Lease, Task
 from labelvault.storage.scope import scoped
+from tests.conftest import owner_url
 from tests.e2e.conftest import Api, create_project
 from tests.event_loops import run_on_a_new_loop
 
 _leases = Lease.__table__
 _LEASES_OF_PROJECT = scoped(select(_leases.c.task_id).where(_leases.c.project_id == bindparam("project_id")))
+_ANSWERS_OF_TASK = scoped(select(Answer.__table__.c.id).where(Answer.__table__.c.task_id == bindparam("task_id")))
 
 
 def import_texts(api: Api, project: dict, texts: list[str]) -> None:
@@ -177,10 +179,9 @@ def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_wit
         return await run_queue_step(services, threading.get_ident)
 
     ran_in, loop_thread = run_on_a_new_loop(thread_of_step)
-    if not factory.serialize_writers:
-        assert ran_in != loop_thread  # PostgreSQL: always the thread pool
-        return
     assert ran_in == loop_thread
+    if not factory.serialize_writers:
+        return  # PostgreSQL: no process-wide write lock (its row locks: the next test)
 
     async def step_while_another_writer_holds_the_lock() -> tuple[int, list[str]]:
         held, events = threading.Event(), []
@@ -205,12 +206,65 @@ def test_a_queue_step_runs_on_the_event_loop_after_waiting_for_other_writers_wit
     assert events == ["loop free", "other writer done", "step done"]
 
 
+def test_a_postgresql_step_waiting_long_for_a_row_lock_runs_again_in_a_thread_and_the_loop_runs_on(
+    api: Api, project: dict
+) -> None:
+    services = api.world.services
+    if services.uow_factory.serialize_writers:
+        pytest.skip("SQLite: writers take turns on the process's lock (the tests around this one)")
+    world = api.world
+    labeler = world.actors["labeler_a"]
+    leased = services.labeling.next_task(labeler, project["client_id"], project["id"])
+    task_row = select(Task.__table__.c.id).where(Task.__table__.c.id == leased.task_id).with_for_update()
+    held, release = threading.Event(), threading.Event()
+
+    def administrator() -> None:  # a long transaction of another connection holds the task's row
+        engine = create_engine(owner_url(services.settings))
+        try:
+            with engine.connect() as connection, connection.begin():
+                connection.execute(task_row)
+                held.set()
+                release.wait(timeout=10)
+        finally:
+            engine.dispose()
+
+    holder = threading.Thread(target=administrator)
+    holder.start()
+    assert held.wait(timeout=10)
+
+    def submit() -> tuple[int, int]:
+        receipt = services.labeling.submit(labeler, project["client_id"], project["id"], leased.task_id,
+                                           {"sentiment": "positive"})
+        return receipt.answer_id, threading.get_ident()
+
+    async def submit_while_the_row_is_held() -> tuple[tuple[int, int], list[str]]:
+        events: list[str] = []
+        step = asyncio.ensure_future(run_queue_step(services, submit))
+        await asyncio.sleep(0.5)  # several times the short lock wait: the step has moved to a thread
+        events.append("loop free" if not step.done() else "step done under the lock")
+        release.set()
+        result = await step
+        events.append("step done")
+        return result, events
+
+    try:
+        ((answer_id, ran_in), events), loop_thread = run_on_a_new_loop(submit_while_the_row_is_held)
+    finally:
+        release.set()
+        holder.join(timeout=10)
+    assert events == ["loop free", "step done"]
+    assert ran_in != loop_thread  # ran again, in the thread pool, after the short wait gave up
+    with services.uow_factory.for_client(project["client_id"]) as uow:
+        answers = uow.sql.run(_ANSWERS_OF_TASK, {"task_id": leased.task_id}).scalars()
+    assert answers == [answer_id]  # once: the first try wrote nothing
+
+
 def test_a_queue_step_gives_up_with_conflict_when_another_writer_holds_the_lock_too_long(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     factory = api.world.services.uow_factory
     if not factory.serialize_writers:
-        pytest.skip("PostgreSQL: steps run in the thread pool, with the database's own waiting")
+        pytest.skip("PostgreSQL: no process-wide write lock (its row locks: the test above)")
     monkeypatch.setattr(factory, "write_lock_timeout", 0.2)
     released = threading.Event()
 

@@ -12,6 +12,7 @@ from labelvault.storage.engine import ping_when_idle
 from labelvault.storage.models import User
 from labelvault.storage.pg_direct import numbered
 from labelvault.storage.prepared import Plan
+from labelvault.storage.unit_of_work import SHORT_LOCK_WAIT_MS
 from tests.conftest import DatabaseUrls, World
 
 _users = User.__table__
@@ -65,13 +66,23 @@ def test_a_statement_is_prepared_once_per_connection_and_survives_a_failed_trans
     assert tuple(again) == tuple(first)
 
 
-def test_a_unit_of_work_begins_with_its_scope_set(pg_world: World) -> None:
-    with pg_world.services.uow_factory.for_client(pg_world.client_b) as uow:
+_SETTINGS = text("SELECT current_setting('app.client_id'), current_setting('app.all_clients'), "
+                 "current_setting('lock_timeout')")
+
+
+def test_a_unit_of_work_begins_with_its_scope_set_and_short_lock_waits_only_when_asked(pg_world: World) -> None:
+    factory = pg_world.services.uow_factory
+    with factory.for_client(pg_world.client_b) as uow:
         connection = uow.session.connection()
-        scope = connection.execute(text("SELECT current_setting('app.client_id'), current_setting('app.all_clients')"))
-        assert tuple(scope.one()) == (str(pg_world.client_b), "")
+        settings = tuple(connection.execute(_SETTINGS).one())
         status = connection.connection.driver_connection.info.transaction_status.name
-    assert status == "INTRANS"
+    assert settings == (str(pg_world.client_b), "", "0") and status == "INTRANS"
+    with factory.short_lock_waits(), factory.for_client(pg_world.client_a) as uow:
+        settings = tuple(uow.session.connection().execute(_SETTINGS).one())
+    assert settings == (str(pg_world.client_a), "", f"{SHORT_LOCK_WAIT_MS}ms")
+    with factory.all_clients() as uow:  # the setting was the transaction's own
+        settings = tuple(uow.session.connection().execute(_SETTINGS).one())
+    assert settings == ("", "on", "0")
 
 
 @pytest.fixture

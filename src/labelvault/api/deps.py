@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from labelvault.api.group_commit import GroupCommit, NoBatchNow
 from labelvault.bootstrap import Services
 from labelvault.domain.access import Actor
-from labelvault.errors import NotAuthenticated
+from labelvault.errors import LockWaitTooLong, NotAuthenticated
 from labelvault.workflow.web_sessions import CSRF_HEADER, SESSION_COOKIE
 
 
@@ -66,11 +66,21 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     another writer of this process holds the lock (an import, a background thread), the step
     waits for it without blocking the loop. While another process writes to the database (a CLI
     import), no batch can start: the step then runs in the thread pool, where it waits as long as
-    it must. On PostgreSQL, where transactions run side by side, steps go to the thread pool.
+    it must.
+
+    On PostgreSQL the step runs on the loop too, for the same reason (a thread hand-over cost a
+    quarter of a request's CPU, and steps in threads took turns on the GIL at every round trip), but
+    with short lock waits: a step that would wait longer than ``SHORT_LOCK_WAIT_MS`` for a row
+    another transaction holds (an administrator's long transaction, say) rolls back at once and
+    runs again in the thread pool, where it waits as long as it must, while the loop serves others.
     """
     factory = services.uow_factory
     if not factory.serialize_writers:
-        return await run_in_threadpool(function, *args, **kwargs)
+        try:
+            with factory.short_lock_waits():
+                return function(*args, **kwargs)
+        except LockWaitTooLong:
+            return await run_in_threadpool(function, *args, **kwargs)
     group = GroupCommit.of(factory)
     try:
         return await group.run(function, *args, **kwargs)

@@ -13,7 +13,8 @@ nothing can reach client data without a scope. On PostgreSQL the scope is also s
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -23,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from labelvault.crypto.keyring import DataCipher, Keyring
-from labelvault.errors import CryptoError, DatabaseBusy, WriteLost
+from labelvault.errors import CryptoError, DatabaseBusy, LockWaitTooLong, WriteLost
 from labelvault.storage.engine import is_busy, writer, writer_without_waiting
 from labelvault.storage.pg_direct import DirectConnection
 from labelvault.storage.repositories import (
@@ -116,6 +117,8 @@ class UnitOfWork:
         finally:
             if self._holds_write_lock:
                 self._factory.write_lock.release()
+        if exc is not None and _short_lock_waits.get() and _is_lock_timeout(exc):
+            raise LockWaitTooLong("a row this step needs is held by another transaction; nothing was written") from exc
 
     @property
     def batch_memo(self) -> dict[Hashable, Any] | None:
@@ -170,6 +173,15 @@ class UnitOfWork:
 
 _SET_SCOPE = text("SELECT set_config('app.client_id', :c, true), set_config('app.all_clients', :a, true)")
 _SET_SCOPE_LITERAL = "SELECT set_config('app.client_id', '{}', true), set_config('app.all_clients', '{}', true)"
+_SET_SHORT_LOCK_WAITS = text("SELECT set_config('lock_timeout', :t, true)")
+SHORT_LOCK_WAIT_MS = 100
+_SHORT_LOCK_WAITS_LITERAL = f", set_config('lock_timeout', '{SHORT_LOCK_WAIT_MS}ms', true)"
+_short_lock_waits: ContextVar[bool] = ContextVar("labelvault_short_lock_waits", default=False)
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for lock_timeout
+
+
+def _is_lock_timeout(error: BaseException) -> bool:
+    return getattr(getattr(error, "orig", None), "sqlstate", None) == _LOCK_NOT_AVAILABLE
 
 
 @event.listens_for(ScopedSession, "after_begin")
@@ -182,12 +194,16 @@ def _scope_each_transaction(session: ScopedSession, _transaction: Any, connectio
         return
     value = "" if scope.client_id is None else str(scope.client_id)
     all_clients = "on" if scope.all_clients else ""
+    short_waits = _short_lock_waits.get()
     direct = DirectConnection.of(connection)
     # With the BEGIN psycopg would send on its own, in one round trip (the values are an integer's
     # digits and "on" or nothing: written into the SQL as they are).
-    if direct is not None and direct.begin_with(_SET_SCOPE_LITERAL.format(value, all_clients).encode()):
+    sql = _SET_SCOPE_LITERAL.format(value, all_clients) + (_SHORT_LOCK_WAITS_LITERAL if short_waits else "")
+    if direct is not None and direct.begin_with(sql.encode()):
         return
     connection.execute(_SET_SCOPE, {"c": value, "a": all_clients})
+    if short_waits:
+        connection.execute(_SET_SHORT_LOCK_WAITS, {"t": f"{SHORT_LOCK_WAIT_MS}ms"})
 
 
 class WriteBatch:
@@ -295,6 +311,18 @@ class UnitOfWorkFactory:
         """True when a writing unit of work would start without waiting for another writer of this
         process (always false where writers are not serialised in the process, i.e. PostgreSQL)."""
         return self.serialize_writers and not self.write_lock.locked()
+
+    @contextmanager
+    def short_lock_waits(self) -> Iterator[None]:
+        """Inside: on PostgreSQL, a statement of a unit of work that waits more than
+        ``SHORT_LOCK_WAIT_MS`` for a row lock fails, and the unit of work raises ``LockWaitTooLong``
+        (its transaction rolled back). For work that runs on an event loop, which a long wait would
+        hold up (see ``api.deps.run_queue_step``)."""
+        token = _short_lock_waits.set(True)
+        try:
+            yield
+        finally:
+            _short_lock_waits.reset(token)
 
     def begin_batch(self) -> WriteBatch:
         """A write batch (group commit, see ``WriteBatch``); SQLite only. Raises ``DatabaseBusy`` at
