@@ -40,8 +40,8 @@ def run_background_work(app: FastAPI, services: Services) -> None:
       `labelvault webhook deliver` elsewhere); every process may run one: they claim rows in the
       database, never the same one;
     - on PostgreSQL, numbers the audit entries that requests wrote into the log from a thread
-      (LABELVAULT_AUDIT_SEQUENCE_SECONDS; see audit/log.py): every process runs one, one at a time
-      works;
+      (LABELVAULT_AUDIT_SEQUENCE_SECONDS, LABELVAULT_AUDIT_SEQUENCE_IDLE_SECONDS after a round that
+      found nothing; see audit/log.py): every process runs one, one at a time works;
     - on SQLite, copies the write-ahead log into the database file from a thread, so that a request's
       commit seldom has to (a checkpoint inside a commit is a latency spike of tens of milliseconds);
     - sizes the thread pool that runs the (synchronous) use cases (LABELVAULT_WORKER_THREADS);
@@ -64,10 +64,13 @@ def run_background_work(app: FastAPI, services: Services) -> None:
     else:
         factory = services.uow_factory
         # Again at once only after a full batch: a round for a handful of entries costs more than it
-        # saves, and every process runs one.
-        threads.append(PeriodicThread("labelvault-audit-sequencer",
-                                      lambda: sequence_pending(factory) >= SEQUENCE_BATCH,
-                                      settings.audit_sequence_seconds))
+        # saves, and every process runs one. After a round that found nothing, the longer idle wait.
+        def sequence_round() -> object:
+            numbered = sequence_pending(factory)
+            return True if numbered >= SEQUENCE_BATCH else numbered
+
+        threads.append(PeriodicThread("labelvault-audit-sequencer", sequence_round,
+                                      settings.audit_sequence_seconds, settings.audit_sequence_idle_seconds))
     inner = app.router.lifespan_context
 
     @asynccontextmanager

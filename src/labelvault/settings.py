@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         default=0.1, gt=0, description="PostgreSQL: how often a server process numbers the audit entries that "
         "acts wrote into the log (a pending entry is in the log's tree once numbered).",
     )
+    audit_sequence_idle_seconds: float = Field(
+        default=1.0, gt=0, description="PostgreSQL: the wait instead, after a round that found no pending entry.",
+    )
     webhook_poll_seconds: float = Field(default=1.0, gt=0, description="How often an idle dispatcher looks for work.")
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Time allowed for one webhook request.")
     webhook_max_attempts: int = Field(default=10, ge=1, description="Attempts before a delivery is given up.")

@@ -40,3 +40,21 @@ def test_a_failing_round_is_logged_and_the_thread_goes_on(caplog) -> None:  # ty
     assert second.wait(30)
     thread.stop()
     assert "background work test-failing failed" in caplog.text
+
+
+def test_a_round_that_found_nothing_waits_the_idle_interval() -> None:
+    results = iter([5, 0, 5])
+    calls: list[int] = []
+    second, third = threading.Event(), threading.Event()
+
+    def work() -> object:
+        calls.append(1)
+        (second if len(calls) == 2 else third if len(calls) == 3 else threading.Event()).set()
+        return next(results, 0)
+
+    thread = PeriodicThread("test-idle", work, interval=0.01, idle_interval=3600)
+    thread.start()
+    assert second.wait(30)  # after a round that did work: the short interval
+    assert not third.wait(0.5)  # after one that found nothing: the idle hour, until stop()
+    thread.stop()
+    assert len(calls) == 2
