@@ -14,7 +14,8 @@ from labelvault.audit.checkpoint import verify_document
 from labelvault.bootstrap import build_services, initialize
 from labelvault.errors import AuditTampered, CryptoError, InvalidInput
 from labelvault.settings import Settings
-from labelvault.storage.models import CLIENT_OWNED_TABLES, LedgerEntry
+from labelvault.storage.models import CLIENT_OWNED_TABLES, LedgerEntry, Review, Task
+from labelvault.workflow.projects import ProjectSettings
 from tests.conftest import World, owner_url
 from tests.integration.queue_helpers import label_once, make_labelers, make_project
 
@@ -147,6 +148,78 @@ def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp
             paid = uow.session.execute(select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.answer_id)).all()
         assert sorted((kind, amount) for kind, amount, _ in paid) == [("answer", 100), ("answer", 100)]
         assert {answer_id for _, _, answer_id in paid} == answer_ids
+    finally:
+        other.close()
+    shutil.rmtree(other_home)
+
+
+def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_setting(
+    world: World, tmp_path: Path
+) -> None:
+    services = world.services
+    project_id = make_project(world, "reviewed", tasks=3, review_policy="all", rate_per_answer=100,
+                              rate_per_review=30)
+    a, b = make_labelers(world, 2)
+    reviewer = world.actors["reviewer_a"]
+    answered_by = {label_once(world, labeler, project_id, "neutral"): labeler for labeler in (a, b, a)}
+    decisions = {}
+    for decision, extra in (("accept", {}), ("reject", {"reason": "read the guideline on sarcasm"}),
+                            ("correct", {"correction": {"sentiment": "positive"}})):
+        item = services.reviews.next_item(reviewer, world.client_a, project_id)
+        services.reviews.decide(reviewer, world.client_a, project_id, item.task_id, decision=decision, **extra)
+        decisions[decision] = item.task_id
+    rejected = answered_by[decisions["reject"]]
+    redo = label_once(world, b if rejected is a else a, project_id, "negative")  # back in the queue, for another
+    assert redo == decisions["reject"]
+    services.projects.update(world.operator, world.client_a, project_id, ProjectSettings(
+        question_rates={"sentiment": 150}, gold_rate=0.2, confidence_threshold=0.9, qualification_pass_mark=0.75,
+        suspension_min_answers=25,
+    ))
+    before = services.projects.get(world.operator, world.client_a, project_id)
+
+    bundle = tmp_path / "bundle"
+    services.offboarding.offboard(world.operator, world.client_a, bundle)
+    other_home = tmp_path / "other"
+    other = initialize(
+        Settings(home=other_home, database_url=f"sqlite:///{tmp_path / 'other.db'}"), "op", "operator-password-2"
+    )
+    try:
+        operator = other.accounts.first_operator()
+        result = other.bundles.import_bundle(operator, bundle)
+        assert (result.tasks, result.answers, result.reviews) == (3, 4, 3)
+        restored_id = other.projects.list(operator, result.client_id)[0][0].id
+        after = other.projects.get(operator, result.client_id, restored_id)
+        settings = ("review_policy", "rate_per_answer", "rate_per_review", "question_rates", "gold_rate",
+                    "confidence_threshold", "qualification_pass_mark", "suspension_min_answers", "spent")
+        assert {s: getattr(after, s) for s in settings} == {s: getattr(before, s) for s in settings}
+
+        # The decisions, with their reasons and the correction readable under the new keys.
+        with other.uow_factory.for_client(result.client_id) as uow:
+            reviews = {}
+            for review in uow.session.scalars(select(Review)):
+                cipher = uow.cipher(review.data_key_id)
+                reviews[review.decision] = (
+                    cipher.open("review.reason", review.id, review.reason).decode() if review.reason else "",
+                    json.loads(cipher.open("review.correction", review.id, review.corrected_value))
+                    if review.corrected_value else None,
+                )
+            paid_reviews = set(uow.session.scalars(select(LedgerEntry.review_id).where(LedgerEntry.kind == "review")))
+            review_ids = set(uow.session.scalars(select(Review.id)))
+        assert reviews == {"accept": ("", None), "reject": ("read the guideline on sarcasm", None),
+                           "correct": ("", {"sentiment": "positive"})}
+        assert paid_reviews == review_ids and len(review_ids) == 3  # the review pay points at the restored reviews
+
+        # The labeler still reads why their answer was rejected; the redone task still awaits review.
+        labeler = other.accounts.actor_by_username(rejected.username)
+        feedback = other.reviews.rejected_feedback(labeler, result.client_id, restored_id)
+        assert [f.reason for f in feedback] == ["read the guideline on sarcasm"] and feedback[0].reviewed_at
+        restored_reviewer = other.accounts.actor_by_username("reviewer_a")
+        assert other.reviews.pending(restored_reviewer, result.client_id, restored_id) == 1
+        item = other.reviews.next_item(restored_reviewer, result.client_id, restored_id)
+        assert [x.value for x in item.answers] == [{"sentiment": "negative"}]
+        with other.uow_factory.for_client(result.client_id) as uow:
+            states = sorted(uow.session.scalars(select(Task.review_state)))
+        assert states == ["done", "done", "pending"]  # accepted and corrected: done, not back in review
     finally:
         other.close()
     shutil.rmtree(other_home)

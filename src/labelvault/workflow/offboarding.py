@@ -1,8 +1,9 @@
 """Offboarding: a client leaves with everything, and nothing readable stays behind.
 
-1. Export every project (tasks, suggestions, answers), reviews, the ledger, members and the
-   client's audit trail into a directory, with ``manifest.json`` listing each file's SHA-256,
-   signed by the install's audit key.
+1. Export every project (settings, tasks, suggestions, answers), reviews (decisions, the answers'
+   review notes, the tasks' review states), the ledger, members and the client's audit trail into
+   a directory, with ``manifest.json`` listing each file's SHA-256, signed by the install's audit
+   key. ``labelvault client import-bundle`` restores it into another install.
 2. Destroy the client's key-encryption key (outside the database). From then on every ciphertext
    of the client, in this database and in every backup taken before, is unreadable.
 3. Delete the client's rows (every client-owned table) and files.
@@ -30,20 +31,24 @@ from sqlalchemy import delete, func, select
 from labelvault.audit import log as audit_log
 from labelvault.audit.checkpoint import verify_document
 from labelvault.audit.log import AuditService
+from labelvault.crypto.keyring import DataCipher
 from labelvault.domain.access import Actor, UserPolicy
 from labelvault.errors import Conflict, CryptoError, InvalidInput, NotFound
 from labelvault.io.exporter import ExportService
+from labelvault.storage.ids import allocate_ids
 from labelvault.storage.models import (
     CLIENT_OWNED_TABLES,
+    Answer,
     Base,
     Client,
     LedgerEntry,
     Membership,
     Project,
     Review,
+    Task,
     User,
 )
-from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.files import FileService
 from labelvault.workflow.projects import ProjectSettings
 
@@ -58,6 +63,9 @@ class OffboardingResult:
     directory: Path
     files: int
     deleted: dict[str, int]
+
+
+_STREAM_ROWS = 10_000
 
 
 def _sha256(path: Path) -> str:
@@ -169,6 +177,7 @@ class OffboardingService:
                     "amount": e.amount,
                     "currency": e.currency,
                     "answer_id": e.answer_id,
+                    "review_id": e.review_id,
                     "task_id": e.task_id,
                     "note": e.note,
                     "created_at": e.created_at,
@@ -176,9 +185,16 @@ class OffboardingService:
                 for e in uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id))
             ]
             usernames = dict(uow.session.execute(select(User.id, User.username)).all())
+            ciphers: dict[int, DataCipher] = {}
+
+            def cipher_of(key_id: int) -> DataCipher:
+                if key_id not in ciphers:
+                    ciphers[key_id] = uow.cipher(key_id)
+                return ciphers[key_id]
+
             reviews = []
             for review in uow.session.scalars(select(Review).order_by(Review.id)):
-                cipher = uow.cipher(review.data_key_id)
+                cipher = cipher_of(review.data_key_id)
                 reviews.append(
                     {
                         "id": review.id,
@@ -194,9 +210,31 @@ class OffboardingService:
                         "reason": cipher.open("review.reason", review.id, review.reason).decode()
                         if review.reason
                         else "",
+                        "started_at": review.started_at,
                         "created_at": review.created_at,
+                        "time_spent_ms": review.time_spent_ms,
                     }
                 )
+            # Per task and per answer, streamed: a project may have a million of each.
+            states = uow.session.execute(
+                select(Task.id, Task.review_state).where(Task.review_state != "none").order_by(Task.id)
+                .execution_options(yield_per=_STREAM_ROWS)
+            )
+            _write_jsonl(directory / "review_states.jsonl",
+                         ({"task_id": task_id, "review_state": state} for task_id, state in states))
+            reviewed = uow.session.execute(
+                select(Answer.id, Answer.data_key_id, Answer.reviewed_at, Answer.review_note)
+                .where(Answer.reviewed_at.is_not(None)).order_by(Answer.id)
+                .execution_options(yield_per=_STREAM_ROWS)
+            )
+            _write_jsonl(directory / "answer_reviews.jsonl", (
+                {
+                    "answer_id": answer_id,
+                    "reviewed_at": reviewed_at,
+                    "note": cipher_of(key_id).open("answer.review_note", answer_id, note).decode() if note else None,
+                }
+                for answer_id, key_id, reviewed_at, note in reviewed
+            ))
             project_rows = [
                 {
                     "id": p.id,
@@ -211,7 +249,19 @@ class OffboardingService:
                     "pay_on": p.pay_on,
                     "rate_per_answer": p.rate_per_answer,
                     "rate_per_review": p.rate_per_review,
+                    "question_rates": json.loads(p.question_rates_json) if p.question_rates_json else None,
                     "budget_cap": p.budget_cap,
+                    "quality": {
+                        "gold_rate": p.gold_rate,
+                        "show_gold_feedback": p.show_gold_feedback,
+                        "qualification_required": p.qualification_required,
+                        "qualification_pass_mark": p.qualification_pass_mark,
+                        "required_skills": json.loads(p.required_skills_json) if p.required_skills_json else [],
+                        "suspension_threshold": p.suspension_threshold,
+                        "suspension_min_answers": p.suspension_min_answers,
+                        "max_overlap": p.max_overlap,
+                        "confidence_threshold": p.confidence_threshold,
+                    },
                     "created_at": p.created_at,
                 }
                 for p in projects
@@ -222,7 +272,8 @@ class OffboardingService:
         _write_jsonl(directory / "members.jsonl", ({"username": u, "role": r} for u, r in members))
         _write_jsonl(directory / "ledger.jsonl", ledger)
         _write_jsonl(directory / "reviews.jsonl", reviews)
-        files += ["projects.jsonl", "members.jsonl", "ledger.jsonl", "reviews.jsonl"]
+        files += ["projects.jsonl", "members.jsonl", "ledger.jsonl", "reviews.jsonl", "review_states.jsonl",
+                  "answer_reviews.jsonl"]
         for project in projects:
             name = f"projects/{project.id}-{project.slug}.jsonl"
             stream = self.exports.export(actor, client_id, project.id, format="jsonl", for_offboarding=True)
@@ -306,11 +357,20 @@ class BundleImportResult:
     projects: int
     tasks: int
     answers: int
+    reviews: int
+
+
+def _bundle_lines(directory: Path, name: str, files: set[str]) -> list[dict[str, Any]]:
+    """The lines of a bundle's JSONL file; none if the bundle predates the file (its manifest lacks it)."""
+    if name not in files:
+        return []
+    return [orjson.loads(line) for line in (directory / name).read_bytes().splitlines()]
 
 
 class BundleImporter:
-    """Restores an offboarding bundle into this install: the client, its projects, tasks, answers,
-    members (as token-only accounts where missing) and ledger, sealed under new keys."""
+    """Restores an offboarding bundle into this install: the client, its projects (with their
+    queue, money and quality settings), tasks, answers, reviews, members (as token-only accounts
+    where missing) and ledger, sealed under new keys."""
 
     def __init__(
         self,
@@ -329,9 +389,6 @@ class BundleImporter:
         self.accounts = accounts
 
     def import_bundle(self, actor: Actor, directory: Path, *, slug: str | None = None) -> BundleImportResult:
-        from labelvault.storage.ids import allocate_ids
-        from labelvault.storage.models import Answer, Task
-
         UserPolicy.administer(actor)
         manifest = self.offboarding.verify_bundle(directory)
         client = orjson.loads((directory / "client.json").read_bytes())
@@ -342,12 +399,21 @@ class BundleImporter:
             self._ensure_user(actor, member["username"])
             self.accounts.grant_role(actor, info.id, member["username"], member["role"])
             usernames.add(member["username"])
-        tasks = answers = 0
-        project_files = {name for name in manifest["files"] if name.startswith("projects/")}
-        ledger = [orjson.loads(line) for line in (directory / "ledger.jsonl").read_bytes().splitlines()]
+        tasks = answers = reviews_restored = 0
+        bundle_files = set(manifest["files"])
+        project_files = {name for name in bundle_files if name.startswith("projects/")}
+        ledger = _bundle_lines(directory, "ledger.jsonl", bundle_files)
         for number, entry in enumerate(ledger, start=1):
             if not entry.get("user"):
                 raise InvalidInput(f"ledger.jsonl line {number}: the entry names no user", details={"line": number})
+        reviews = _bundle_lines(directory, "reviews.jsonl", bundle_files)
+        for number, review in enumerate(reviews, start=1):
+            if not review.get("reviewer"):
+                raise InvalidInput(f"reviews.jsonl line {number}: the review names no reviewer",
+                                   details={"line": number})
+        states = _bundle_lines(directory, "review_states.jsonl", bundle_files)
+        review_states = {state["task_id"]: state["review_state"] for state in states}
+        answer_reviews = {a["answer_id"]: a for a in _bundle_lines(directory, "answer_reviews.jsonl", bundle_files)}
         for line in (directory / "projects.jsonl").read_bytes().splitlines():
             old = orjson.loads(line)
             project = self.projects.create(
@@ -385,7 +451,9 @@ class BundleImporter:
                 self.accounts.grant_role(actor, info.id, username, "labeler")
                 usernames.add(username)
             paid = [entry for entry in ledger if entry["project_id"] == old["id"]]
-            for username in {entry["user"] for entry in paid} - usernames:  # paid once, no longer members
+            reviewed = [review for review in reviews if review["project_id"] == old["id"]]
+            # Paid or reviewing once, no longer members.
+            for username in {entry["user"] for entry in paid} | {r["reviewer"] for r in reviewed} - usernames:
                 self._ensure_user(actor, username)
                 usernames.add(username)
             with self.uow_factory.for_client(info.id, write=True) as uow:
@@ -399,12 +467,17 @@ class BundleImporter:
                 key_id, cipher = uow.active_cipher()
                 new_task_ids: dict[int, int] = {}
                 new_answer_ids: dict[int, int] = {}
+                # All at once: on SQLite an id is the table's maximum plus one, and the answers added
+                # here are not in the table before the flush.
+                fresh_answer_ids = iter(allocate_ids(uow.session, Answer, sum(len(r["answers"]) for r in rows)))
                 for row in rows:
                     task_id, required = by_external[row["external_id"] or f"bundle-{row['id']}"]
                     new_task_ids[row["id"]] = task_id
                     given = row["answers"]
-                    for answer, answer_id in zip(given, allocate_ids(uow.session, Answer, len(given)), strict=True):
+                    for answer, answer_id in zip(given, fresh_answer_ids, strict=False):
                         new_answer_ids[answer["id"]] = answer_id
+                        review = answer_reviews.get(answer["id"], {})
+                        note = review.get("note")
                         uow.session.add(
                             Answer(
                                 id=answer_id,
@@ -417,18 +490,26 @@ class BundleImporter:
                                 started_at=datetime.fromisoformat(answer["started_at"]),
                                 created_at=datetime.fromisoformat(answer["submitted_at"]),
                                 time_spent_ms=answer["time_spent_ms"],
+                                reviewed_at=datetime.fromisoformat(review["reviewed_at"]) if review else None,
+                                review_note=cipher.seal("answer.review_note", answer_id, note.encode())
+                                if note else None,
                             )
                         )
                     counted = sum(1 for a in given if a["status"] != "rejected")
                     if counted:
                         uow.tasks.adjust_slots(task_id, open_slots=-min(counted, required), answers=counted)
                     answers += len(given)
+                    if row["id"] in review_states:
+                        uow.tasks.set_review_state(task_id, review_states[row["id"]])
+                new_review_ids = self._restore_reviews(uow, project.id, reviewed, new_task_ids, ids)
+                reviews_restored += len(new_review_ids)
                 uow.flush()
                 for entry in paid:  # the money, with its original times, against the new ids
                     uow.ledger.append(
                         project_id=project.id, amount=entry["amount"], currency=entry["currency"],
                         user_id=ids[entry["user"]], kind=entry["kind"],
-                        answer_id=new_answer_ids.get(entry["answer_id"]), review_id=None,
+                        answer_id=new_answer_ids.get(entry["answer_id"]),
+                        review_id=new_review_ids.get(entry.get("review_id")),
                         task_id=new_task_ids.get(entry["task_id"]), note=entry["note"],
                         created_at=datetime.fromisoformat(entry["created_at"]),
                     )
@@ -443,14 +524,47 @@ class BundleImporter:
                     details={"tasks": len(rows)},
                 )
                 uow.commit()
-            # The queue, review and money settings last: a paused or archived project takes no import.
+            # The queue, review, money and quality settings last: a paused or archived project takes
+            # no import. (Bundles written before the quality settings were carried keep the defaults.)
+            quality = old.get("quality") or {}
             self.projects.update(actor, info.id, project.id, ProjectSettings(
                 status=old["status"], review_policy=old["review_policy"],
                 review_sample_rate=old["review_sample_rate"], pay_on=old["pay_on"],
                 rate_per_answer=old["rate_per_answer"], rate_per_review=old["rate_per_review"],
-                budget_cap=old["budget_cap"],
+                question_rates=old.get("question_rates"), budget_cap=old["budget_cap"],
+                **{name: value for name, value in quality.items() if value is not None},
+                clear_suspension_threshold=quality.get("suspension_threshold", 0) is None,
+                clear_max_overlap=quality.get("max_overlap", 0) is None,
             ))
-        return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers)
+        return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers, reviews_restored)
+
+    @staticmethod
+    def _restore_reviews(uow: UnitOfWork, project_id: int, reviews: list[dict[str, Any]],
+                         new_task_ids: dict[int, int], user_ids: dict[str, int]) -> dict[int, int]:
+        """The project's reviews under new ids, their reasons and corrections sealed under the
+        client's new key; returns old id -> new id (for the ledger's review pay)."""
+        key_id, cipher = uow.active_cipher()
+        new_ids: dict[int, int] = {}
+        for review, review_id in zip(reviews, allocate_ids(uow.session, Review, len(reviews)), strict=True):
+            new_ids[review["id"]] = review_id
+            created_at = datetime.fromisoformat(review["created_at"])
+            corrected = review.get("corrected_answer")
+            uow.session.add(Review(
+                id=review_id,
+                project_id=project_id,
+                task_id=new_task_ids[review["task_id"]],
+                reviewer_id=user_ids[review["reviewer"]],
+                decision=review["decision"],
+                data_key_id=key_id,
+                corrected_value=cipher.seal("review.correction", review_id, orjson.dumps(corrected))
+                if corrected is not None else None,
+                reason=cipher.seal("review.reason", review_id, review["reason"].encode()) if review["reason"] else None,
+                # Bundles written before these were carried: the decision's time, no time spent.
+                started_at=datetime.fromisoformat(review["started_at"]) if review.get("started_at") else created_at,
+                created_at=created_at,
+                time_spent_ms=review.get("time_spent_ms") or 0,
+            ))
+        return new_ids
 
     def _ensure_user(self, actor: Actor, username: str) -> None:
         try:
