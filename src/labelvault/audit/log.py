@@ -29,7 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import BigInteger, any_, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from labelvault.audit.checkpoint import AuditSigner, Checkpoint, StoredEntry, VerifyReport, append_record, sign
@@ -71,7 +72,11 @@ _HEAD_EXISTS = Unscoped(select(_head.c.id).where(_head.c.id == HEAD_ID))
 _LOCK_HEAD_UNLESS_TAKEN = Unscoped(
     select(_head.c.size, _head.c.frontier).where(_head.c.id == HEAD_ID).with_for_update(skip_locked=True))
 _PENDING = Unscoped(select(_pending).order_by(_pending.c.id).limit(bindparam("limit")))
-_DELETE_PENDING = Unscoped(delete(_pending).where(_pending.c.id == bindparam("pending_id")))
+# The sequencer runs on PostgreSQL only: a numbered batch's pending rows go by one DELETE of an id
+# array (one by one, the deletes were a third of the sequencer's CPU).
+_DELETE_PENDING = Unscoped(
+    delete(_pending).where(_pending.c.id == any_(bindparam("pending_ids", type_=ARRAY(BigInteger))))
+)
 SEQUENCE_BATCH = 2000
 
 
@@ -167,7 +172,7 @@ def sequence_pending(uow_factory: UnitOfWorkFactory, *, wait: bool = False, limi
                 "leaf_hash": record.leaf_hash, "root": record.root,
             })
         uow.sql.run(_INSERT_ENTRY, numbered)
-        uow.sql.run(_DELETE_PENDING, [{"pending_id": row.id} for row in rows])
+        uow.sql.run(_DELETE_PENDING, {"pending_ids": [row.id for row in rows]})
         uow.sql.run(_WRITE_HEAD, {"new_size": tree.size, "new_frontier": b"".join(tree.frontier)})
         uow.commit()
         return len(rows)

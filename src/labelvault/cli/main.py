@@ -244,8 +244,8 @@ def client_import_bundle(
     with open_services() as services:
         result = services.bundles.import_bundle(local_operator(services, as_operator), directory, slug=slug)
         console.print(
-            f"client {result.slug} restored: {result.projects} projects, {result.tasks} tasks, {result.answers} answers,"
-            f" {result.reviews} reviews"
+            f"client {result.slug} restored: {result.projects} projects, {result.tasks} tasks,"
+            f" {result.answers} answers, {result.reviews} reviews"
         )
 
 
