@@ -5,16 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 
 from labelvault.audit.checkpoint import verify_document
-from labelvault.bootstrap import build_services, initialize
+from labelvault.bootstrap import Services, build_services, initialize
+from labelvault.domain.access import Actor
 from labelvault.errors import AuditTampered, CryptoError, InvalidInput
 from labelvault.settings import Settings
 from labelvault.storage.models import CLIENT_OWNED_TABLES, LedgerEntry, Review, Task
+from labelvault.workflow.offboarding import BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
 from tests.conftest import World, owner_url
 from tests.integration.queue_helpers import label_once, make_labelers, make_project
@@ -124,7 +128,10 @@ def test_a_backup_taken_before_offboarding_cannot_be_decrypted(world: World, lab
         restored.close()
 
 
-def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp_path: Path) -> None:
+@contextmanager
+def restored_elsewhere(world: World, tmp_path: Path) -> Iterator[tuple[Services, Actor, BundleImportResult]]:
+    """Client A offboarded, and its bundle imported into another install: (that install, its
+    operator, what the import reported)."""
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
     other_home = tmp_path / "other"
@@ -133,7 +140,14 @@ def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp
     )
     try:
         operator = other.accounts.first_operator()
-        result = other.bundles.import_bundle(operator, bundle)
+        yield other, operator, other.bundles.import_bundle(operator, bundle)
+    finally:
+        other.close()
+    shutil.rmtree(other_home)
+
+
+def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp_path: Path) -> None:
+    with restored_elsewhere(world, tmp_path) as (other, operator, result):
         assert (result.projects, result.tasks, result.answers) == (1, 4, 2)
         project_id = other.projects.list(operator, result.client_id)[0][0].id
         lines = b"".join(other.exports.export(operator, result.client_id, project_id).chunks).splitlines()
@@ -148,9 +162,6 @@ def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp
             paid = uow.session.execute(select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.answer_id)).all()
         assert sorted((kind, amount) for kind, amount, _ in paid) == [("answer", 100), ("answer", 100)]
         assert {answer_id for _, _, answer_id in paid} == answer_ids
-    finally:
-        other.close()
-    shutil.rmtree(other_home)
 
 
 def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_setting(
@@ -177,15 +188,7 @@ def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_sett
     ))
     before = services.projects.get(world.operator, world.client_a, project_id)
 
-    bundle = tmp_path / "bundle"
-    services.offboarding.offboard(world.operator, world.client_a, bundle)
-    other_home = tmp_path / "other"
-    other = initialize(
-        Settings(home=other_home, database_url=f"sqlite:///{tmp_path / 'other.db'}"), "op", "operator-password-2"
-    )
-    try:
-        operator = other.accounts.first_operator()
-        result = other.bundles.import_bundle(operator, bundle)
+    with restored_elsewhere(world, tmp_path) as (other, operator, result):
         assert (result.tasks, result.answers, result.reviews) == (3, 4, 3)
         restored_id = other.projects.list(operator, result.client_id)[0][0].id
         after = other.projects.get(operator, result.client_id, restored_id)
@@ -220,6 +223,3 @@ def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_sett
         with other.uow_factory.for_client(result.client_id) as uow:
             states = sorted(uow.session.scalars(select(Task.review_state)))
         assert states == ["done", "done", "pending"]  # accepted and corrected: done, not back in review
-    finally:
-        other.close()
-    shutil.rmtree(other_home)

@@ -63,9 +63,10 @@ def _seen_by_user(table: Any) -> Any:
 
 def _next_task_query(*, skip_locked: bool) -> Scoped:
     # "open_slots > 0" as a literal, not a bound parameter: only then can PostgreSQL prove that the
-    # partial index ix_tasks_queue (WHERE open_slots > 0) applies to a generic plan. psycopg prepares
-    # a statement after 5 runs on a connection, and a generic plan of "open_slots > $2" scans and
-    # sorts every task of the project (seconds at 1M tasks) instead of reading one index entry.
+    # partial index ix_tasks_queue (WHERE open_slots > 0) applies to a generic plan. The statement is
+    # prepared on each connection (pg_direct.py), PostgreSQL may switch a prepared statement to a
+    # generic plan after 5 runs, and a generic plan of "open_slots > $2" scans and sorts every task
+    # of the project (seconds at 1M tasks) instead of reading one index entry.
     query = (
         select(_tasks)
         .where(
