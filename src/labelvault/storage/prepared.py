@@ -119,7 +119,7 @@ class Plan:
                     bound[key] = process(bound[key])
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         dispatch = connection.dispatch
-        observed = _observed(connection)
+        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         try:
             if observed:
                 dispatch.before_cursor_execute(connection, cursor, self.sql, bound, None, False)
@@ -146,7 +146,7 @@ class Plan:
             process = processors.get(key)
             values.append(value if process is None else process(value))
         dispatch = connection.dispatch
-        observed = _observed(connection)
+        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         try:
             if observed:  # no cursor here: listeners get None for it
                 dispatch.before_cursor_execute(connection, None, self.sql, values, None, False)
@@ -178,15 +178,6 @@ class Plan:
         ]
         self.result_processors = [p or _identity for p in processors] if any(processors) else None
         self.processors_known = True
-
-
-def _observed(connection: Connection) -> bool:
-    """Something listens for cursor executions. SQLAlchemy's own flag first, as its execute does:
-    asking the joined event lists costs more than some statements here."""
-    if not connection._has_events:
-        return False
-    dispatch = connection.dispatch
-    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
 
 def _identity(value: Any) -> Any:
