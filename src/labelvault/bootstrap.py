@@ -155,6 +155,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
     imports = ImportService(uow_factory, audit=audit)
     files = FileService(uow_factory, build_file_store(settings))
     exports = ExportService(uow_factory, audit=audit, files=files)
+    gold = GoldService(uow_factory)
     offboarding = OffboardingService(uow_factory, exports, audit, files)
     return Services(
         settings=settings,
@@ -171,7 +172,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         walls=WallService(uow_factory),
         audit=audit,
         trails=TrailService(uow_factory, audit),
-        gold=GoldService(uow_factory),
+        gold=gold,
         qualifications=QualificationService(uow_factory),
         quality=QualityService(uow_factory),
         imports=imports,
@@ -180,7 +181,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         answers=AnswerService(uow_factory, audit=audit),
         suggestions=SuggestionService(uow_factory, audit=audit),
         offboarding=offboarding,
-        bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts),
+        bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts, gold),
         web_sessions=web_sessions,
         sso=build_sso(settings, uow_factory, web_sessions),
         webhooks=webhooks,

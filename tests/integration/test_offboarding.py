@@ -182,14 +182,19 @@ def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_sett
     rejected = answered_by[decisions["reject"]]
     redo = label_once(world, b if rejected is a else a, project_id, "negative")  # back in the queue, for another
     assert redo == decisions["reject"]
+    for qualification, text_ in ((False, "a known positive"), (True, "a known negative")):
+        services.gold.import_rows(world.operator, world.client_a, project_id, [
+            {"external_id": text_, "data": {"text": text_}, "gold": {"sentiment": text_.split()[-1]}},
+        ], qualification=qualification)
     services.projects.update(world.operator, world.client_a, project_id, ProjectSettings(
         question_rates={"sentiment": 150}, gold_rate=0.2, confidence_threshold=0.9, qualification_pass_mark=0.75,
         suspension_min_answers=25,
     ))
     before = services.projects.get(world.operator, world.client_a, project_id)
+    gold_before, _ = services.gold.list(world.operator, world.client_a, project_id)
 
     with restored_elsewhere(world, tmp_path) as (other, operator, result):
-        assert (result.tasks, result.answers, result.reviews) == (3, 4, 3)
+        assert (result.tasks, result.answers, result.reviews) == (5, 4, 3)
         restored_id = other.projects.list(operator, result.client_id)[0][0].id
         after = other.projects.get(operator, result.client_id, restored_id)
         settings = ("review_policy", "rate_per_answer", "rate_per_review", "question_rates", "gold_rate",
@@ -222,4 +227,9 @@ def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_sett
         assert [x.value for x in item.answers] == [{"sentiment": "negative"}]
         with other.uow_factory.for_client(result.client_id) as uow:
             states = sorted(uow.session.scalars(select(Task.review_state)))
-        assert states == ["done", "done", "pending"]  # accepted and corrected: done, not back in review
+        assert states == ["done", "done", "none", "none", "pending"]  # accepted, corrected: not back in review
+        # Gold tasks stay gold, with their answers and their place in the qualification test.
+        gold_after, _ = other.gold.list(operator, result.client_id, restored_id)
+        assert ({(g.external_id, g.qualification, str(g.gold)) for g in gold_after}
+                == {(g.external_id, g.qualification, str(g.gold)) for g in gold_before})
+        assert len(gold_after) == 2

@@ -1,9 +1,10 @@
 """Offboarding: a client leaves with everything, and nothing readable stays behind.
 
-1. Export every project (settings, tasks, suggestions, answers), reviews (decisions, the answers'
-   review notes, the tasks' review states), the ledger, members and the client's audit trail into
-   a directory, with ``manifest.json`` listing each file's SHA-256, signed by the install's audit
-   key. ``labelvault client import-bundle`` restores it into another install.
+1. Export every project (settings, tasks, gold answers, suggestions, answers), reviews
+   (decisions, the answers' review notes, the tasks' review states), the ledger, members and the
+   client's audit trail into a directory, with ``manifest.json`` listing each file's SHA-256,
+   signed by the install's audit key. ``labelvault client import-bundle`` restores it into
+   another install.
 2. Destroy the client's key-encryption key (outside the database). From then on every ciphertext
    of the client, in this database and in every backup taken before, is unreadable.
 3. Delete the client's rows (every client-owned table) and files.
@@ -35,6 +36,7 @@ from labelvault.crypto.keyring import DataCipher
 from labelvault.domain.access import Actor, UserPolicy
 from labelvault.errors import Conflict, CryptoError, InvalidInput, NotFound
 from labelvault.io.exporter import ExportService
+from labelvault.quality.gold import MAX_GOLD_ROWS
 from labelvault.storage.ids import allocate_ids
 from labelvault.storage.models import (
     CLIENT_OWNED_TABLES,
@@ -227,6 +229,19 @@ class OffboardingService:
                 .where(Answer.reviewed_at.is_not(None)).order_by(Answer.id)
                 .execution_options(yield_per=_STREAM_ROWS)
             )
+            gold_tasks = uow.session.execute(
+                select(Task.id, Task.project_id, Task.data_key_id, Task.gold_answer, Task.in_qualification)
+                .where(Task.is_gold.is_(True)).order_by(Task.id)
+            )
+            _write_jsonl(directory / "gold.jsonl", (
+                {
+                    "task_id": task_id,
+                    "project_id": project_id,
+                    "gold": orjson.Fragment(cipher_of(key_id).open("task.gold", task_id, gold)) if gold else {},
+                    "qualification": qualification,
+                }
+                for task_id, project_id, key_id, gold, qualification in gold_tasks
+            ))
             _write_jsonl(directory / "answer_reviews.jsonl", (
                 {
                     "answer_id": answer_id,
@@ -273,7 +288,7 @@ class OffboardingService:
         _write_jsonl(directory / "ledger.jsonl", ledger)
         _write_jsonl(directory / "reviews.jsonl", reviews)
         files += ["projects.jsonl", "members.jsonl", "ledger.jsonl", "reviews.jsonl", "review_states.jsonl",
-                  "answer_reviews.jsonl"]
+                  "answer_reviews.jsonl", "gold.jsonl"]
         for project in projects:
             name = f"projects/{project.id}-{project.slug}.jsonl"
             stream = self.exports.export(actor, client_id, project.id, format="jsonl", for_offboarding=True)
@@ -369,8 +384,8 @@ def _bundle_lines(directory: Path, name: str, files: set[str]) -> list[dict[str,
 
 class BundleImporter:
     """Restores an offboarding bundle into this install: the client, its projects (with their
-    queue, money and quality settings), tasks, answers, reviews, members (as token-only accounts
-    where missing) and ledger, sealed under new keys."""
+    queue, money and quality settings), tasks (gold ones with their gold answers), answers, reviews,
+    members (as token-only accounts where missing) and ledger, sealed under new keys."""
 
     def __init__(
         self,
@@ -380,6 +395,7 @@ class BundleImporter:
         projects: Any,
         imports: Any,
         accounts: Any,
+        gold: Any,
     ) -> None:
         self.uow_factory = uow_factory
         self.offboarding = offboarding
@@ -387,6 +403,7 @@ class BundleImporter:
         self.projects = projects
         self.imports = imports
         self.accounts = accounts
+        self.gold = gold
 
     def import_bundle(self, actor: Actor, directory: Path, *, slug: str | None = None) -> BundleImportResult:
         UserPolicy.administer(actor)
@@ -414,6 +431,7 @@ class BundleImporter:
         states = _bundle_lines(directory, "review_states.jsonl", bundle_files)
         review_states = {state["task_id"]: state["review_state"] for state in states}
         answer_reviews = {a["answer_id"]: a for a in _bundle_lines(directory, "answer_reviews.jsonl", bundle_files)}
+        gold = {g["task_id"]: g for g in _bundle_lines(directory, "gold.jsonl", bundle_files)}
         for line in (directory / "projects.jsonl").read_bytes().splitlines():
             old = orjson.loads(line)
             project = self.projects.create(
@@ -430,21 +448,24 @@ class BundleImporter:
                 for t in (directory / f"projects/{old['id']}-{old['slug']}.jsonl").read_bytes().splitlines()
             ]
             assert f"projects/{old['id']}-{old['slug']}.jsonl" in project_files
-            self.imports.import_rows(
-                actor,
-                info.id,
-                project.id,
-                [
-                    {
-                        "external_id": r["external_id"] or f"bundle-{r['id']}",
-                        "priority": r["priority"],
-                        "data": r["data"],
-                        "metadata": r["metadata"],
-                        "suggestions": r["suggestions"],
-                    }
-                    for r in rows
-                ],
-            )
+            task_rows = {
+                r["id"]: {
+                    "external_id": r["external_id"] or f"bundle-{r['id']}",
+                    "priority": r["priority"],
+                    "data": r["data"],
+                    "metadata": r["metadata"],
+                    "suggestions": r["suggestions"],
+                }
+                for r in rows
+            }
+            self.imports.import_rows(actor, info.id, project.id,
+                                     [row for old_id, row in task_rows.items() if old_id not in gold])
+            for qualification in (False, True):  # gold tasks again with their gold answers
+                golden = [{**row, "gold": gold[old_id]["gold"]} for old_id, row in task_rows.items()
+                          if old_id in gold and gold[old_id]["qualification"] is qualification]
+                for start in range(0, len(golden), MAX_GOLD_ROWS):
+                    self.gold.import_rows(actor, info.id, project.id, golden[start:start + MAX_GOLD_ROWS],
+                                          qualification=qualification)
             tasks += len(rows)
             for username in {a["labeler"] for r in rows for a in r["answers"]} - usernames:
                 self._ensure_user(actor, username)
