@@ -15,9 +15,9 @@ from sqlalchemy import func, select, text
 from labelvault.audit.checkpoint import verify_document
 from labelvault.bootstrap import Services, build_services, initialize
 from labelvault.domain.access import Actor
-from labelvault.errors import AuditTampered, CryptoError, InvalidInput
+from labelvault.errors import AuditTampered, CryptoError, InvalidInput, QueueRefused
 from labelvault.settings import Settings
-from labelvault.storage.models import CLIENT_OWNED_TABLES, LedgerEntry, Review, Task
+from labelvault.storage.models import CLIENT_OWNED_TABLES, Answer, GoldScore, LedgerEntry, Review, Task
 from labelvault.workflow.offboarding import BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
 from tests.conftest import World, owner_url
@@ -233,3 +233,40 @@ def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_sett
         assert ({(g.external_id, g.qualification, str(g.gold)) for g in gold_after}
                 == {(g.external_id, g.qualification, str(g.gold)) for g in gold_before})
         assert len(gold_after) == 2
+
+
+def test_a_bundle_restores_skills_qualifications_suspensions_and_gold_scores(world: World, tmp_path: Path) -> None:
+    services = world.services
+    project_id = make_project(world, "honeypot", tasks=2)
+    services.gold.import_rows(world.operator, world.client_a, project_id, [
+        {"external_id": "known", "data": {"text": "a known positive"}, "gold": {"sentiment": "positive"}},
+    ])
+    services.projects.update(world.operator, world.client_a, project_id, ProjectSettings(
+        gold_rate=1.0, suspension_threshold=0.9, suspension_min_answers=1,
+    ))
+    labeler = make_labelers(world, 1)[0]
+    services.qualifications.grant_skill(world.operator, world.client_a, labeler.username, "lang:de")
+    services.qualifications.set_qualified(world.operator, world.client_a, project_id, labeler.username,
+                                          qualified=True)
+    task = services.labeling.next_task(labeler, world.client_a, project_id)  # the honeypot, at gold rate 1
+    services.labeling.submit(labeler, world.client_a, project_id, task.task_id, {"sentiment": "negative"})
+    suspended = services.gold.suspensions(world.operator, world.client_a, project_id)
+    assert [s.username for s in suspended] == [labeler.username]  # one wrong gold answer, min 1: suspended
+
+    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+        restored_id = other.projects.list(operator, result.client_id)[0][0].id
+        skills = other.qualifications.skills(operator, result.client_id)
+        assert [(s.username, s.skill) for s in skills] == [(labeler.username, "lang:de")]
+        statuses = {s.username: s for s in other.qualifications.statuses(operator, result.client_id, restored_id)}
+        assert statuses[labeler.username].passed is True and statuses[labeler.username].granted_by == "operator"
+        again = other.gold.suspensions(operator, result.client_id, restored_id)
+        assert [(s.username, s.n, s.accuracy, s.lifted_at) for s in again] == [
+            (labeler.username, suspended[0].n, suspended[0].accuracy, None)]
+        with other.uow_factory.for_client(result.client_id) as uow:
+            scores = uow.session.execute(select(GoldScore.credit, GoldScore.answer_id, Answer.user_id)
+                                         .join(Answer, Answer.id == GoldScore.answer_id)).all()
+        restored_labeler = other.accounts.actor_by_username(labeler.username)
+        assert [(credit, user_id) for credit, _, user_id in scores] == [(0.0, restored_labeler.user_id)]
+        with pytest.raises(QueueRefused) as refused:  # still suspended in the restored project
+            other.labeling.next_task(restored_labeler, result.client_id, restored_id)
+        assert refused.value.reason == "suspended"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,10 +43,14 @@ from labelvault.storage.models import (
     Answer,
     Base,
     Client,
+    GoldScore,
+    LabelerSkill,
     LedgerEntry,
     Membership,
     Project,
+    QualificationResult,
     Review,
+    Suspension,
     Task,
     User,
 )
@@ -68,6 +72,33 @@ class OffboardingResult:
 
 
 _STREAM_ROWS = 10_000
+
+
+def _quality_records(uow: UnitOfWork, usernames: dict[int, str]) -> Iterator[dict[str, Any]]:
+    """The client's labeler skills, and per project its qualification results, suspensions and gold
+    scores, people by username (ids are this install's)."""
+    def name(user_id: int | None) -> str | None:
+        return usernames.get(user_id) if user_id is not None else None
+
+    for skill in uow.session.scalars(select(LabelerSkill).order_by(LabelerSkill.id)):
+        yield {"kind": "skill", "user": name(skill.user_id), "skill": skill.skill,
+               "granted_by": name(skill.granted_by), "created_at": skill.created_at}
+    for result in uow.session.scalars(select(QualificationResult).order_by(QualificationResult.id)):
+        yield {"kind": "qualification", "project_id": result.project_id, "user": name(result.user_id),
+               "passed": result.passed, "score": result.score, "n": result.n,
+               "granted_by": name(result.granted_by), "created_at": result.created_at}
+    for suspension in uow.session.scalars(select(Suspension).order_by(Suspension.id)):
+        yield {"kind": "suspension", "project_id": suspension.project_id, "user": name(suspension.user_id),
+               "reason": suspension.reason, "n": suspension.n, "accuracy": suspension.accuracy,
+               "upper": suspension.upper, "created_at": suspension.created_at, "lifted_at": suspension.lifted_at,
+               "lifted_by": name(suspension.lifted_by)}
+    scores = uow.session.scalars(
+        select(GoldScore).order_by(GoldScore.id).execution_options(yield_per=_STREAM_ROWS)
+    )
+    for score in scores:
+        yield {"kind": "gold_score", "project_id": score.project_id, "task_id": score.task_id,
+               "answer_id": score.answer_id, "user": name(score.user_id), "gold_kind": score.kind,
+               "question": score.question, "credit": score.credit, "created_at": score.created_at}
 
 
 def _sha256(path: Path) -> str:
@@ -224,11 +255,6 @@ class OffboardingService:
             )
             _write_jsonl(directory / "review_states.jsonl",
                          ({"task_id": task_id, "review_state": state} for task_id, state in states))
-            reviewed = uow.session.execute(
-                select(Answer.id, Answer.data_key_id, Answer.reviewed_at, Answer.review_note)
-                .where(Answer.reviewed_at.is_not(None)).order_by(Answer.id)
-                .execution_options(yield_per=_STREAM_ROWS)
-            )
             gold_tasks = uow.session.execute(
                 select(Task.id, Task.project_id, Task.data_key_id, Task.gold_answer, Task.in_qualification)
                 .where(Task.is_gold.is_(True)).order_by(Task.id)
@@ -242,6 +268,12 @@ class OffboardingService:
                 }
                 for task_id, project_id, key_id, gold, qualification in gold_tasks
             ))
+            _write_jsonl(directory / "quality.jsonl", _quality_records(uow, usernames))
+            reviewed = uow.session.execute(
+                select(Answer.id, Answer.data_key_id, Answer.reviewed_at, Answer.review_note)
+                .where(Answer.reviewed_at.is_not(None)).order_by(Answer.id)
+                .execution_options(yield_per=_STREAM_ROWS)
+            )
             _write_jsonl(directory / "answer_reviews.jsonl", (
                 {
                     "answer_id": answer_id,
@@ -288,7 +320,7 @@ class OffboardingService:
         _write_jsonl(directory / "ledger.jsonl", ledger)
         _write_jsonl(directory / "reviews.jsonl", reviews)
         files += ["projects.jsonl", "members.jsonl", "ledger.jsonl", "reviews.jsonl", "review_states.jsonl",
-                  "answer_reviews.jsonl", "gold.jsonl"]
+                  "answer_reviews.jsonl", "gold.jsonl", "quality.jsonl"]
         for project in projects:
             name = f"projects/{project.id}-{project.slug}.jsonl"
             stream = self.exports.export(actor, client_id, project.id, format="jsonl", for_offboarding=True)
@@ -382,10 +414,41 @@ def _bundle_lines(directory: Path, name: str, files: set[str]) -> list[dict[str,
     return [orjson.loads(line) for line in (directory / name).read_bytes().splitlines()]
 
 
+def _restore_project_quality(
+    uow: UnitOfWork, project_id: int, records: list[dict[str, Any]], user_ids: dict[str, int],
+    task_ids: dict[int, int], answer_ids: dict[int, int],
+) -> None:
+    """A restored project's qualification results, suspensions and gold scores (their people,
+    tasks and answers under this install's new ids)."""
+    def when(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    for record in records:
+        user_id = user_ids[record["user"]]
+        if record["kind"] == "qualification":
+            uow.session.add(QualificationResult(
+                project_id=project_id, user_id=user_id, passed=record["passed"], score=record["score"],
+                n=record["n"], granted_by=user_ids.get(record["granted_by"]), created_at=when(record["created_at"]),
+            ))
+        elif record["kind"] == "suspension":
+            uow.session.add(Suspension(
+                project_id=project_id, user_id=user_id, reason=record["reason"], n=record["n"],
+                accuracy=record["accuracy"], upper=record["upper"], created_at=when(record["created_at"]),
+                lifted_at=when(record["lifted_at"]), lifted_by=user_ids.get(record["lifted_by"]),
+            ))
+        elif record["kind"] == "gold_score":
+            uow.session.add(GoldScore(
+                project_id=project_id, task_id=task_ids[record["task_id"]], answer_id=answer_ids[record["answer_id"]],
+                user_id=user_id, kind=record["gold_kind"], question=record["question"], credit=record["credit"],
+                created_at=when(record["created_at"]),
+            ))
+
+
 class BundleImporter:
     """Restores an offboarding bundle into this install: the client, its projects (with their
     queue, money and quality settings), tasks (gold ones with their gold answers), answers, reviews,
-    members (as token-only accounts where missing) and ledger, sealed under new keys."""
+    skills, qualification results, suspensions and gold scores, members (as token-only accounts
+    where missing) and ledger, sealed under new keys."""
 
     def __init__(
         self,
@@ -409,14 +472,7 @@ class BundleImporter:
         UserPolicy.administer(actor)
         manifest = self.offboarding.verify_bundle(directory)
         client = orjson.loads((directory / "client.json").read_bytes())
-        info = self.clients.create(actor, slug or client["slug"], client["name"], currency=client["currency"])
-        usernames: set[str] = set()
-        for line in (directory / "members.jsonl").read_bytes().splitlines():
-            member = orjson.loads(line)
-            self._ensure_user(actor, member["username"])
-            self.accounts.grant_role(actor, info.id, member["username"], member["role"])
-            usernames.add(member["username"])
-        tasks = answers = reviews_restored = 0
+        # Everything read and checked before anything is written: a bad line leaves no half-restored client.
         bundle_files = set(manifest["files"])
         project_files = {name for name in bundle_files if name.startswith("projects/")}
         ledger = _bundle_lines(directory, "ledger.jsonl", bundle_files)
@@ -432,6 +488,22 @@ class BundleImporter:
         review_states = {state["task_id"]: state["review_state"] for state in states}
         answer_reviews = {a["answer_id"]: a for a in _bundle_lines(directory, "answer_reviews.jsonl", bundle_files)}
         gold = {g["task_id"]: g for g in _bundle_lines(directory, "gold.jsonl", bundle_files)}
+        quality_records = _bundle_lines(directory, "quality.jsonl", bundle_files)
+        for number, record in enumerate(quality_records, start=1):
+            if not record.get("user"):
+                raise InvalidInput(f"quality.jsonl line {number}: the record names no user", details={"line": number})
+        info = self.clients.create(actor, slug or client["slug"], client["name"], currency=client["currency"])
+        usernames: set[str] = set()
+        for line in (directory / "members.jsonl").read_bytes().splitlines():
+            member = orjson.loads(line)
+            self._ensure_user(actor, member["username"])
+            self.accounts.grant_role(actor, info.id, member["username"], member["role"])
+            usernames.add(member["username"])
+        tasks = answers = reviews_restored = 0
+        named = {r[key] for r in quality_records for key in ("user", "granted_by", "lifted_by") if r.get(key)}
+        for username in named - usernames:
+            self._ensure_user(actor, username)  # no longer members: their records stay theirs
+            usernames.add(username)
         for line in (directory / "projects.jsonl").read_bytes().splitlines():
             old = orjson.loads(line)
             project = self.projects.create(
@@ -474,7 +546,7 @@ class BundleImporter:
             paid = [entry for entry in ledger if entry["project_id"] == old["id"]]
             reviewed = [review for review in reviews if review["project_id"] == old["id"]]
             # Paid or reviewing once, no longer members.
-            for username in {entry["user"] for entry in paid} | {r["reviewer"] for r in reviewed} - usernames:
+            for username in ({entry["user"] for entry in paid} | {r["reviewer"] for r in reviewed}) - usernames:
                 self._ensure_user(actor, username)
                 usernames.add(username)
             with self.uow_factory.for_client(info.id, write=True) as uow:
@@ -525,6 +597,8 @@ class BundleImporter:
                 new_review_ids = self._restore_reviews(uow, project.id, reviewed, new_task_ids, ids)
                 reviews_restored += len(new_review_ids)
                 uow.flush()
+                of_project = [r for r in quality_records if r.get("project_id") == old["id"]]
+                _restore_project_quality(uow, project.id, of_project, ids, new_task_ids, new_answer_ids)
                 for entry in paid:  # the money, with its original times, against the new ids
                     uow.ledger.append(
                         project_id=project.id, amount=entry["amount"], currency=entry["currency"],
@@ -557,6 +631,16 @@ class BundleImporter:
                 clear_suspension_threshold=quality.get("suspension_threshold", 0) is None,
                 clear_max_overlap=quality.get("max_overlap", 0) is None,
             ))
+        skills = [r for r in quality_records if r["kind"] == "skill"]
+        if skills:
+            with self.uow_factory.for_client(info.id, write=True) as uow:
+                ids = {u.username: u.id for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))}
+                for record in skills:
+                    uow.session.add(LabelerSkill(
+                        user_id=ids[record["user"]], skill=record["skill"], granted_by=ids.get(record["granted_by"]),
+                        created_at=datetime.fromisoformat(record["created_at"]),
+                    ))
+                uow.commit()
         return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers, reviews_restored)
 
     @staticmethod
