@@ -96,13 +96,12 @@ class DirectConnection:
             self._prepared[key] = name
         result = self._pgconn.exec_prepared(name, values, transformer.formats)
         self._check(result)
-        rowcount = result.command_tuples
+        rowcount = -1 if result.command_tuples is None else result.command_tuples
         if result.status != pq.ExecStatus.TUPLES_OK:
-            return DirectResult([], -1 if rowcount is None else rowcount, [])
+            return DirectResult([], rowcount, [])
         transformer.set_pgresult(result)
         rows = transformer.load_rows(0, result.ntuples, tuple)
-        return DirectResult(rows, -1 if rowcount is None else rowcount,
-                            [result.ftype(i) for i in range(result.nfields)])
+        return DirectResult(rows, rowcount, [result.ftype(i) for i in range(result.nfields)])
 
     def begin_with(self, sql: bytes) -> bool:
         """Start a transaction and run ``sql`` in it, in one round trip; False (nothing sent) unless

@@ -30,6 +30,9 @@ from sqlalchemy.engine import Dialect
 
 from labelvault.storage.pg_direct import DirectConnection, numbered
 
+# Each place's parameter name and its converter (None: the value goes as it is), in the places' order.
+_Binds = tuple[tuple[str, Callable[[Any], Any] | None], ...]
+
 
 class PreparedResult:
     """The part of SQLAlchemy's result interface that the repositories use."""
@@ -68,7 +71,7 @@ class Plan:
     """One statement compiled for one dialect: SQL text, parameter order, converters, row type."""
 
     __slots__ = (
-        "bind_processors", "columns", "defaults", "direct_names", "direct_sql", "positional", "positional_binds",
+        "bind_processors", "columns", "defaults", "direct_binds", "direct_sql", "positional", "positional_binds",
         "processors_known", "result_processors", "returns_rows", "row_type", "sql",
     )
 
@@ -84,9 +87,7 @@ class Plan:
         }
         self.bind_processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
         # For positional drivers (SQLite): each place's parameter and its converter, in order.
-        self.positional_binds = (
-            tuple((key, self.bind_processors.get(key)) for key in self.positional) if self.positional else None
-        )
+        self.positional_binds = self._binds(self.positional) if self.positional else None
         self.columns = compiled._result_columns
         self.returns_rows = bool(self.columns)
         self.row_type = namedtuple("Row", [c.keyname for c in self.columns], rename=True) if self.columns else None  # type: ignore[misc]
@@ -94,10 +95,27 @@ class Plan:
         # the first execution, from the cursor's description.
         self.result_processors: list[Callable[[Any], Any]] | None = None
         self.processors_known = False
-        # psycopg: the statement as libpq's prepared-statement calls take it (see pg_direct.py).
-        self.direct_sql, self.direct_names = (
-            numbered(self.sql) if dialect.driver == "psycopg" and not self.positional else (None, ())
-        )
+        # psycopg: the statement as libpq's prepared-statement calls take it (see pg_direct.py), its
+        # numbered places bound like a positional driver's.
+        self.direct_sql: bytes | None = None
+        self.direct_binds: _Binds = ()
+        if dialect.driver == "psycopg" and not self.positional:
+            self.direct_sql, names = numbered(self.sql)
+            self.direct_binds = self._binds(names)
+
+    def _binds(self, names: tuple[str, ...]) -> _Binds:
+        return tuple((key, self.bind_processors.get(key)) for key in names)
+
+    def _bind_in_order(self, binds: _Binds,
+                       parameters: dict[str, Any]) -> list[Any]:
+        """The values for the places in order, converted (one pass: these statements run hundreds of
+        times a second)."""
+        defaults = self.defaults
+        bound = []
+        for key, process in binds:
+            value = parameters[key] if key in parameters else defaults[key]
+            bound.append(value if process is None else process(value))
+        return bound
 
     def execute(self, connection: Connection, parameters: dict[str, Any]) -> PreparedResult:
         bound: Any
@@ -106,12 +124,7 @@ class Plan:
             if direct is not None and direct.in_transaction():
                 return self._execute_direct(connection, direct, parameters)
         if self.positional_binds is not None:
-            # One pass over the places (the queue's statements run hundreds of times a second).
-            defaults = self.defaults
-            bound = []
-            for key, process in self.positional_binds:
-                value = parameters[key] if key in parameters else defaults[key]
-                bound.append(value if process is None else process(value))
+            bound = self._bind_in_order(self.positional_binds, parameters)
         else:
             bound = {**self.defaults, **parameters}
             for key, process in self.bind_processors.items():
@@ -139,12 +152,7 @@ class Plan:
     def _execute_direct(
         self, connection: Connection, direct: DirectConnection, parameters: dict[str, Any]
     ) -> PreparedResult:
-        defaults, processors = self.defaults, self.bind_processors
-        values = []
-        for key in self.direct_names:
-            value = parameters[key] if key in parameters else defaults[key]
-            process = processors.get(key)
-            values.append(value if process is None else process(value))
+        values = self._bind_in_order(self.direct_binds, parameters)
         dispatch = connection.dispatch
         observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         try:
