@@ -414,6 +414,10 @@ def _bundle_lines(directory: Path, name: str, files: set[str]) -> list[dict[str,
     return [orjson.loads(line) for line in (directory / name).read_bytes().splitlines()]
 
 
+def _user_ids(uow: UnitOfWork, usernames: set[str]) -> dict[str, int]:
+    return {u.username: u.id for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))}
+
+
 def _restore_project_quality(
     uow: UnitOfWork, project_id: int, records: list[dict[str, Any]], user_ids: dict[str, int],
     task_ids: dict[int, int], answer_ids: dict[int, int],
@@ -500,10 +504,9 @@ class BundleImporter:
             self.accounts.grant_role(actor, info.id, member["username"], member["role"])
             usernames.add(member["username"])
         tasks = answers = reviews_restored = 0
-        named = {r[key] for r in quality_records for key in ("user", "granted_by", "lifted_by") if r.get(key)}
-        for username in named - usernames:
-            self._ensure_user(actor, username)  # no longer members: their records stay theirs
-            usernames.add(username)
+        # People with records who are no longer members: their records stay theirs.
+        self._ensure_users(actor, {r[key] for r in quality_records for key in ("user", "granted_by", "lifted_by")
+                                   if r.get(key)}, usernames)
         for line in (directory / "projects.jsonl").read_bytes().splitlines():
             old = orjson.loads(line)
             project = self.projects.create(
@@ -546,11 +549,9 @@ class BundleImporter:
             paid = [entry for entry in ledger if entry["project_id"] == old["id"]]
             reviewed = [review for review in reviews if review["project_id"] == old["id"]]
             # Paid or reviewing once, no longer members.
-            for username in ({entry["user"] for entry in paid} | {r["reviewer"] for r in reviewed}) - usernames:
-                self._ensure_user(actor, username)
-                usernames.add(username)
+            self._ensure_users(actor, {entry["user"] for entry in paid} | {r["reviewer"] for r in reviewed}, usernames)
             with self.uow_factory.for_client(info.id, write=True) as uow:
-                ids = {u.username: u.id for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))}
+                ids = _user_ids(uow, usernames)
                 by_external = {
                     ext: (tid, required)
                     for ext, tid, required in uow.session.execute(
@@ -634,7 +635,7 @@ class BundleImporter:
         skills = [r for r in quality_records if r["kind"] == "skill"]
         if skills:
             with self.uow_factory.for_client(info.id, write=True) as uow:
-                ids = {u.username: u.id for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))}
+                ids = _user_ids(uow, usernames)
                 for record in skills:
                     uow.session.add(LabelerSkill(
                         user_id=ids[record["user"]], skill=record["skill"], granted_by=ids.get(record["granted_by"]),
@@ -670,6 +671,12 @@ class BundleImporter:
                 time_spent_ms=review.get("time_spent_ms") or 0,
             ))
         return new_ids
+
+    def _ensure_users(self, actor: Actor, wanted: set[str], known: set[str]) -> None:
+        """Accounts for the people in ``wanted`` that ``known`` lacks, then noted in ``known``."""
+        for username in wanted - known:
+            self._ensure_user(actor, username)
+            known.add(username)
 
     def _ensure_user(self, actor: Actor, username: str) -> None:
         try:
