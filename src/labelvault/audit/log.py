@@ -112,7 +112,7 @@ def append(
                "object_id": str(object_id), "outcome": outcome}
     if uow.session.get_bind().dialect.name == "postgresql":
         # Canonical bytes now, so a bad entry fails its act, not the sequencer.
-        uow.sql.run(_INSERT_PENDING, {**columns, "fields": encode_entry({**fields, "seq": 0})})
+        uow.sql.run(_INSERT_PENDING, {**columns, "fields": encode_entry({**fields, "seq": 0})}, defer=True)
         return None
     # This transaction's own writes first (ORM changes, the project's spend), then the head.
     uow.write_spend()

@@ -6,10 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
+from labelvault.storage.pg_direct import DirectConnection
 from labelvault.storage.prepared import as_sqlalchemy_error
 
 
@@ -47,7 +48,48 @@ def build_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int =
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True,
                            connect_args=connect_args)
     ping_when_idle(engine, PING_AFTER_IDLE_SECONDS)
+    if parsed.get_driver_name() == "psycopg":
+        _use_direct_path(engine)
     return engine
+
+
+def _use_direct_path(engine: Engine) -> None:
+    """Prebuilt statements through libpq, a transaction's BEGIN and its deferred writes sent with
+    its next statement or its commit (pg_direct.py). These handlers keep the order: whatever else
+    runs on the connection (a Core or ORM statement, a savepoint) sends what waits first; a commit
+    sends it with the COMMIT; a rollback, or a connection going back to the pool, drops it.
+    Registered before anything copies the engine (``execution_options``): copies take the
+    engine's event flags as they are when made."""
+    DirectConnection.enable(engine.dialect)
+
+    def send(connection: Connection, send_waiting: Callable[[DirectConnection], None]) -> None:
+        direct = DirectConnection.of_record(connection.connection.info)
+        if direct is None:
+            return
+        try:
+            send_waiting(direct)
+        except connection.dialect.loaded_dbapi.Error as error:  # raised as SQLAlchemy would
+            raise as_sqlalchemy_error(connection, "(statements deferred to this point)", error) from error
+
+    @event.listens_for(engine, "before_execute")
+    def _send_before(connection: Connection, *_: Any) -> None:
+        send(connection, DirectConnection.send_waiting)
+
+    @event.listens_for(engine, "commit")
+    def _commit(connection: Connection) -> None:
+        send(connection, DirectConnection.commit)
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(connection: Connection) -> None:
+        direct = DirectConnection.of_record(connection.connection.info)
+        if direct is not None:
+            direct.discard()
+
+    @event.listens_for(engine, "checkin")
+    def _drop_on_return(_dbapi_connection: Any, record: Any) -> None:
+        direct = DirectConnection.of_record(record.info)
+        if direct is not None:
+            direct.discard()
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

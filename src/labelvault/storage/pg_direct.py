@@ -9,18 +9,34 @@ releases the GIL while it waits for the server. Values go through psycopg's own 
 (the same dumpers, loaders and parameter types as the cursor: results are the values the cursor
 would give), and a failed statement raises psycopg's own exception for its SQLSTATE.
 
-psycopg stays in charge of the connection's transactions: the direct path runs only inside a
-transaction that is open and healthy (``INTRANS``); anything else (no transaction yet, one that
-failed, pipeline mode) goes through the cursor as before. ``begin_with`` starts a transaction and
-runs its first statement in one round trip, when psycopg would have sent a plain ``BEGIN``.
+Fewer round trips: every round trip costs both processes CPU of their own (system calls, a
+wake-up on each side; about 30 µs each on that machine, more than a short statement itself), so
+what need not wait for the server does not:
+
+* a transaction's ``BEGIN`` and its scope (``defer_begin``) go with its first statement;
+* a write whose result nobody reads (``execute(..., defer=True)``: an audit entry, a ledger row)
+  goes with the next statement, or with the ``COMMIT`` (``commit``);
+
+sent together in libpq's pipeline mode, in order, so every statement still sees what the ones
+before it wrote. A deferred statement's error is raised by whatever sends it: the next statement
+or the commit. A rollback drops what was not sent (``discard``). ``install`` hooks an engine so
+that anything else run on the connection (Core or ORM statements, savepoints) sends what waits
+first, and a commit or rollback does the above.
+
+psycopg stays in charge of the connection otherwise: the direct path runs only inside a
+transaction that is open and healthy (``INTRANS``, or one whose BEGIN waits here); anything else
+(no transaction, one that failed, psycopg's own pipeline) goes through the cursor as before.
 
 Written here rather than taken from a library: psycopg offers these calls (``psycopg.pq``,
-``psycopg.adapt.Transformer``) but no cheaper execute built on them.
+``psycopg.adapt.Transformer``) but no cheaper execute built on them, and its own pipeline sends
+statements in a batch only where the caller reads no result in between.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+import select
 from typing import Any
 
 from psycopg import errors as pg_errors
@@ -29,8 +45,11 @@ from psycopg.adapt import PyFormat, Transformer
 from sqlalchemy import Connection
 
 _INFO_KEY = "labelvault.pg_direct"
+_ENABLED = "labelvault_direct_path"
 _PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+_SYNC = pq.ExecStatus.PIPELINE_SYNC
+_ABORTED = pq.ExecStatus.PIPELINE_ABORTED
 
 
 def numbered(pyformat_sql: str) -> tuple[bytes, tuple[str, ...]]:
@@ -57,45 +76,84 @@ class DirectResult:
         self.column_types = column_types
 
 
-class DirectConnection:
-    """One psycopg connection's direct state: its value transformer and the statements prepared on
-    it (kept in the pool record's ``info``, which SQLAlchemy clears when it replaces the connection)."""
+_NO_ROWS = DirectResult([], -1, [])
 
-    __slots__ = ("_driver", "_pgconn", "_prepared", "_transformer")
+# What waits to be sent, in order: (name, values, formats) to run a prepared statement, or
+# (None, name, sql, parameter types) to prepare one.
+_Waiting = tuple[Any, ...]
+
+
+class DirectConnection:
+    """One psycopg connection's direct state: its value transformer, the statements prepared on it
+    and what waits to be sent (kept in the pool record's ``info``, which SQLAlchemy clears when it
+    replaces the connection)."""
+
+    __slots__ = ("_begin", "_driver", "_names", "_pgconn", "_poll", "_prepared", "_transformer", "_waiting")
 
     def __init__(self, driver_connection: Any) -> None:
         self._driver = driver_connection
         self._pgconn = driver_connection.pgconn
         self._transformer = Transformer(driver_connection)
         self._prepared: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        self._names = itertools.count()
+        self._begin: list[bytes] | None = None  # BEGIN and the scope, until the first statement
+        self._waiting: list[_Waiting] = []  # deferred writes, in order
+        self._poll: Any = None
+
+    @staticmethod
+    def enable(dialect: Any) -> None:
+        """Use the direct path on this engine's connections (``storage.engine.build_engine`` does it,
+        with the event handlers that send what waits before anything else runs: an engine without
+        them must not defer anything)."""
+        setattr(dialect, _ENABLED, True)
 
     @classmethod
     def of(cls, connection: Connection) -> DirectConnection | None:
-        """The state of this SQLAlchemy connection's psycopg connection; None on other drivers."""
+        """The state of this SQLAlchemy connection's psycopg connection; None where the direct path
+        is not enabled (other drivers, engines not built by ``build_engine``)."""
         info = connection.connection.info
         state: DirectConnection | None = info.get(_INFO_KEY)
         if state is None:
-            if connection.dialect.driver != "psycopg":
+            if not getattr(connection.dialect, _ENABLED, False):
                 return None
             state = info[_INFO_KEY] = cls(connection.connection.driver_connection)
         return state
 
+    @staticmethod
+    def of_record(info: dict[str, Any]) -> DirectConnection | None:
+        """The state kept in a pool record's ``info``, if any (event handlers: they create none)."""
+        return info.get(_INFO_KEY)
+
     def in_transaction(self) -> bool:
         pgconn = self._pgconn
-        return pgconn.transaction_status == pq.TransactionStatus.INTRANS and pgconn.pipeline_status == 0
+        if pgconn.pipeline_status != 0:
+            return False
+        return self._begin is not None or pgconn.transaction_status == pq.TransactionStatus.INTRANS
 
-    def execute(self, sql: bytes, parameters: list[Any]) -> DirectResult:
-        """Run a statement (prepared on this connection at its first use with these parameter types)."""
+    def execute(self, sql: bytes, parameters: list[Any], *, defer: bool = False) -> DirectResult:
+        """Run a statement (prepared on this connection at its first use with these parameter types).
+        With ``defer``, only queue it (it returns no rows): it is sent with the next statement or
+        the commit, and its error, if any, is raised then."""
         transformer = self._transformer
         values = transformer.dump_sequence(parameters, [PyFormat.AUTO] * len(parameters))
-        key = (sql, transformer.types)
+        types = transformer.types
+        formats = transformer.formats
+        key = (sql, types)
         name = self._prepared.get(key)
+        waiting = self._waiting
         if name is None:
-            name = f"lv_{len(self._prepared)}".encode()
-            self._check(self._pgconn.prepare(name, sql, transformer.types))
-            self._prepared[key] = name
-        result = self._pgconn.exec_prepared(name, values, transformer.formats)
-        self._check(result)
+            name = b"lv_%d" % next(self._names)
+            waiting.append((None, name, sql, types))  # prepared in the same round trip as its first use
+            self._prepared[key] = name  # forgotten again if the PREPARE fails
+        if defer:
+            waiting.append((name, values, list(formats)))
+            return _NO_ROWS
+        if self._begin is None and not waiting:
+            result = self._pgconn.exec_prepared(name, values, formats)
+            self._check(result)
+        else:
+            waiting.append((name, values, formats))
+            result = self._send_waiting()
         rowcount = -1 if result.command_tuples is None else result.command_tuples
         if result.status != pq.ExecStatus.TUPLES_OK:
             return DirectResult([], rowcount, [])
@@ -103,16 +161,108 @@ class DirectConnection:
         rows = transformer.load_rows(0, result.ntuples, tuple)
         return DirectResult(rows, rowcount, [result.ftype(i) for i in range(result.nfields)])
 
-    def begin_with(self, sql: bytes) -> bool:
-        """Start a transaction and run ``sql`` in it, in one round trip; False (nothing sent) unless
-        psycopg would begin with a plain BEGIN now (no transaction open, default characteristics)."""
+    def defer_begin(self, scope_sql: bytes) -> bool:
+        """Begin a transaction with ``scope_sql`` as its first statement, both sent with the
+        transaction's next statement; False (nothing done) unless psycopg would begin with a plain
+        BEGIN now (no transaction open, default characteristics)."""
         driver = self._driver
         if (self._pgconn.transaction_status != pq.TransactionStatus.IDLE or driver.autocommit
                 or driver.isolation_level is not None or driver.read_only is not None
-                or driver.deferrable is not None or self._pgconn.pipeline_status != 0):
+                or driver.deferrable is not None or self._pgconn.pipeline_status != 0
+                or self._begin is not None):
             return False
-        self._check(self._pgconn.exec_(b"BEGIN; " + sql))
+        self._begin = [b"BEGIN", scope_sql]
         return True
+
+    def send_waiting(self) -> None:
+        """Send what waits (a deferred BEGIN, deferred writes), before something else runs."""
+        if self._begin is not None or self._waiting:
+            self._send_waiting()
+
+    def commit(self) -> None:
+        """Send what waits with the COMMIT, in one round trip; psycopg's own commit then finds the
+        transaction closed and sends nothing. Nothing to do if nothing waits (psycopg commits)."""
+        if not self._waiting:
+            if self._begin is not None:
+                self._begin = None  # a transaction that ran nothing: there is nothing to begin or end
+            return
+        self._send_waiting(b"COMMIT")
+
+    def discard(self) -> None:
+        """Drop what was not sent: the transaction rolls back (a PREPARE not sent is forgotten)."""
+        self._begin = None
+        for item in self._waiting:
+            if item[0] is None:
+                del self._prepared[item[2], item[3]]
+        self._waiting.clear()
+
+    def _send_waiting(self, last: bytes | None = None) -> Any:
+        """Send the deferred BEGIN and writes, then ``last`` (or the last write), in one pipeline;
+        return the result of the last statement sent."""
+        pgconn = self._pgconn
+        begin, waiting = self._begin, self._waiting
+        self._begin, self._waiting = None, []
+        # One entry per statement sent, in order: the prepared statement's key for a PREPARE (to
+        # forget it if it did not happen), else None.
+        sent: list[tuple[bytes, tuple[int, ...]] | None] = []
+        pgconn.enter_pipeline_mode()
+        try:
+            for sql in begin or ():
+                pgconn.send_query_params(sql, None)
+                sent.append(None)
+            for item in waiting:
+                if item[0] is None:
+                    _, name, sql, types = item
+                    pgconn.send_prepare(name, sql, types)
+                    sent.append((sql, types))
+                else:
+                    pgconn.send_query_prepared(*item)
+                    sent.append(None)
+            if last is not None:
+                pgconn.send_query_params(last, None)
+                sent.append(None)
+            pgconn.pipeline_sync()
+            failure, result = self._read_until_sync(sent)
+        finally:
+            if pgconn.pipeline_status != 0:
+                pgconn.exit_pipeline_mode()
+        if failure is not None:
+            raise pg_errors.error_from_result(failure, encoding=self._driver.info.encoding)
+        return result
+
+    def _read_until_sync(self, sent: list[tuple[bytes, tuple[int, ...]] | None]) -> tuple[Any, Any]:
+        """The pipeline's results up to its sync: (the first failure or None, the last result).
+        Once a statement fails the rest are skipped; a PREPARE that did not happen is forgotten, so
+        its statement is prepared again at its next use."""
+        pgconn = self._pgconn
+        failure = last = None
+        index = 0
+        while True:
+            while pgconn.is_busy():
+                self._wait_readable()
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                continue  # the end of one statement's results
+            status = result.status
+            if status == _SYNC:
+                return failure, last
+            if status in _OK:
+                last = result
+            else:
+                if failure is None and status != _ABORTED:
+                    failure = result
+                prepared = sent[index]
+                if prepared is not None:
+                    del self._prepared[prepared]
+            index += 1
+
+    def _wait_readable(self) -> None:
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = select.poll()
+            poll.register(self._pgconn.socket, select.POLLIN)
+        poll.poll()  # releases the GIL while it waits
 
     def _check(self, result: Any) -> None:
         if result.status not in _OK:

@@ -67,6 +67,9 @@ class PreparedResult:
         return [row[0] for row in self._rows]
 
 
+_DEFERRED = PreparedResult([], -1)  # a deferred statement's result: nothing known yet
+
+
 class Plan:
     """One statement compiled for one dialect: SQL text, parameter order, converters, row type."""
 
@@ -117,12 +120,20 @@ class Plan:
             bound.append(value if process is None else process(value))
         return bound
 
-    def execute(self, connection: Connection, parameters: dict[str, Any]) -> PreparedResult:
+    def execute(
+        self, connection: Connection, parameters: dict[str, Any], *, defer: bool = False, observed: bool | None = None
+    ) -> PreparedResult:
+        """Run the statement. ``defer`` (a statement whose rows nobody reads): on PostgreSQL inside
+        a transaction it may wait to be sent with the next statement or the commit (pg_direct.py),
+        its error raised there; elsewhere it runs now. ``observed``: whether anything listens to
+        the cursor events, if the caller knows (see ``cursor_events_observed``)."""
         bound: Any
+        if observed is None:
+            observed = cursor_events_observed(connection)
         if self.direct_sql is not None:
             direct = DirectConnection.of(connection)
             if direct is not None and direct.in_transaction():
-                return self._execute_direct(connection, direct, parameters)
+                return self._execute_direct(connection, direct, parameters, defer, observed)
         if self.positional_binds is not None:
             bound = self._bind_in_order(self.positional_binds, parameters)
         else:
@@ -132,7 +143,6 @@ class Plan:
                     bound[key] = process(bound[key])
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         dispatch = connection.dispatch
-        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         try:
             if observed:
                 dispatch.before_cursor_execute(connection, cursor, self.sql, bound, None, False)
@@ -150,19 +160,21 @@ class Plan:
         return self._result(rows, rowcount)
 
     def _execute_direct(
-        self, connection: Connection, direct: DirectConnection, parameters: dict[str, Any]
+        self, connection: Connection, direct: DirectConnection, parameters: dict[str, Any], defer: bool,
+        observed: bool,
     ) -> PreparedResult:
         values = self._bind_in_order(self.direct_binds, parameters)
         dispatch = connection.dispatch
-        observed = bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
         try:
             if observed:  # no cursor here: listeners get None for it
                 dispatch.before_cursor_execute(connection, None, self.sql, values, None, False)
-            result = direct.execute(self.direct_sql, values)  # type: ignore[arg-type]
+            result = direct.execute(self.direct_sql, values, defer=defer)  # type: ignore[arg-type]
             if observed:
                 dispatch.after_cursor_execute(connection, None, self.sql, values, None, False)
         except connection.dialect.loaded_dbapi.Error as error:
             raise as_sqlalchemy_error(connection, self.sql, error) from error
+        if defer:
+            return _DEFERRED
         if not self.processors_known and self.returns_rows:
             self._learn_processors(connection.dialect, [(None, oid) for oid in result.column_types])
         return self._result(result.rows, result.rowcount)
@@ -186,6 +198,13 @@ class Plan:
         ]
         self.result_processors = [p or _identity for p in processors] if any(processors) else None
         self.processors_known = True
+
+
+def cursor_events_observed(connection: Connection) -> bool:
+    """Whether anything listens to SQLAlchemy's cursor events on this connection (then prebuilt
+    statements send them too). Costly to ask (SQLAlchemy's joined event lists): once per transaction."""
+    dispatch = connection.dispatch
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
 
 def _identity(value: Any) -> Any:
@@ -219,9 +238,12 @@ class BulkInsertPlan:
     def execute(self, connection: Connection, rows: list[tuple[Any, ...]], client_id: int) -> int:
         reorder = self.reorder
         bound = [(*reorder(row), client_id) for row in rows]
+        direct = DirectConnection.of(connection)
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         dispatch = connection.dispatch
         try:
+            if direct is not None:  # the cursor must find the transaction begun, in its scope
+                direct.send_waiting()
             dispatch.before_cursor_execute(connection, cursor, self.sql, bound, None, True)
             cursor.executemany(self.sql, bound)
             count = cursor.rowcount
@@ -285,4 +307,4 @@ class PlanCache:
         return plan
 
 
-__all__ = ["BulkInsertPlan", "Plan", "PlanCache", "PreparedResult", "can_prepare"]
+__all__ = ["BulkInsertPlan", "Plan", "PlanCache", "PreparedResult", "can_prepare", "cursor_events_observed"]

@@ -85,13 +85,16 @@ def _next_task_query(*, skip_locked: bool) -> Scoped:
 _NEXT_TASK = _next_task_query(skip_locked=False)
 _NEXT_TASK_SKIP_LOCKED = _next_task_query(skip_locked=True)
 _TASK_ROW = scoped(select(_tasks).where(_tasks.c.id == bindparam("task_id")))
-_ADJUST_SLOTS = scoped(
+_MOVE_SLOTS_STATEMENT = (
     update(_tasks)
     .where(_tasks.c.id == bindparam("task_id"))
     .values(open_slots=_tasks.c.open_slots + bindparam("open_delta"),
             answer_count=_tasks.c.answer_count + bindparam("answer_delta"),
             required_answers=_tasks.c.required_answers + bindparam("required_delta"))
-    .returning(_tasks.c.open_slots, _tasks.c.answer_count, _tasks.c.required_answers)
+)
+_MOVE_SLOTS = scoped(_MOVE_SLOTS_STATEMENT)
+_ADJUST_SLOTS = scoped(
+    _MOVE_SLOTS_STATEMENT.returning(_tasks.c.open_slots, _tasks.c.answer_count, _tasks.c.required_answers)
 )
 _LEASE_OPEN_FOR = scoped(
     select(_leases)
@@ -256,10 +259,12 @@ class UserRepository(_Repository):
         """Serialise one person's queue steps (check-then-act) across transactions and servers.
 
         PostgreSQL: a row lock on the user until commit. SQLite needs none: writers hold the
-        database's single write lock (BEGIN IMMEDIATE) for the whole transaction.
+        database's single write lock (BEGIN IMMEDIATE) for the whole transaction. Nothing reads
+        the row: the statement goes with the transaction's next one, which runs once it holds the
+        lock (a deferred statement, see ``ScopedSql.run``).
         """
         if self.session.get_bind().dialect.name == "postgresql":
-            self.sql.run(_LOCK_USER, {"user_id": user_id})
+            self.sql.run(_LOCK_USER, {"user_id": user_id}, defer=True)
 
     def operators_exist(self) -> bool:
         return bool(self.session.scalar(select(exists().where(User.is_operator.is_(True)))))
@@ -418,8 +423,13 @@ class TaskRepository(_Repository):
                       "required_delta": required}
         return self.sql.run(_ADJUST_SLOTS, parameters).one()
 
+    def move_slots(self, task_id: int, *, open_slots: int = 0, answers: int = 0) -> None:
+        """Move the task's counters, reading nothing back (a deferred write: see ``ScopedSql.run``)."""
+        parameters = {"task_id": task_id, "open_delta": open_slots, "answer_delta": answers, "required_delta": 0}
+        self.sql.run(_MOVE_SLOTS, parameters, defer=True)
+
     def set_review_state(self, task_id: int, state: str) -> None:
-        self.sql.run(_SET_REVIEW_STATE, {"task_id": task_id, "state": state})
+        self.sql.run(_SET_REVIEW_STATE, {"task_id": task_id, "state": state}, defer=True)
 
     def progress(self, project_id: int) -> tuple[int, int, int]:
         """(tasks, answers needed in all, answers given), gold tasks left out: they are checks, not work."""
@@ -449,7 +459,7 @@ class LeaseRepository(_Repository):
         return int(self.sql.run(_LEASES_IN_PROJECT, {"project_id": project_id}).scalar_one())
 
     def insert(self, **values: Any) -> None:
-        self.sql.run(_LEASE_INSERT, values)
+        self.sql.run(_LEASE_INSERT, values, defer=True)
 
 
 class AnswerRepository(_Repository):
@@ -460,13 +470,14 @@ class AnswerRepository(_Repository):
     def exists_for(self, task_id: int, user_id: int) -> bool:
         return self.sql.run(_ANSWER_EXISTS, {"task_id": task_id, "user_id": user_id}).first() is not None
 
-    def accept_submitted(self, task_id: int, reviewed_at: datetime) -> int:
-        """Every answer of the task still ``submitted`` becomes ``accepted``; returns how many."""
-        return self.sql.run(_ACCEPT_SUBMITTED, {"task_id": task_id, "reviewed_at": reviewed_at}).rowcount
+    def accept_submitted(self, task_id: int, reviewed_at: datetime) -> None:
+        """Every answer of the task still ``submitted`` becomes ``accepted``."""
+        self.sql.run(_ACCEPT_SUBMITTED, {"task_id": task_id, "reviewed_at": reviewed_at}, defer=True)
 
     def insert(self, **values: Any) -> None:
-        """A new answer row (its id allocated before, as its ciphertext is bound to it)."""
-        self.sql.run(_ANSWER_INSERT, values)
+        """A new answer row (its id allocated before, as its ciphertext is bound to it). A deferred
+        write (see ``ScopedSql.run``): a duplicate's IntegrityError may come from the commit."""
+        self.sql.run(_ANSWER_INSERT, values, defer=True)
 
     def counted_for_task(self, task_id: int) -> Sequence[Answer]:
         """Answers that count towards the task (rejected ones do not)."""
@@ -507,12 +518,12 @@ class LedgerRepository(_Repository):
     def append(self, *, project_id: int, amount: int, currency: str, **entry: Any) -> None:
         """The entry only: the caller adds ``amount`` to the project's total in the same transaction."""
         self.sql.run(_LEDGER_INSERT, {"project_id": project_id, "amount": amount, "currency": currency,
-                                      "created_at": utcnow(), **entry})
+                                      "created_at": utcnow(), **entry}, defer=True)
 
     def add_to_spent(self, project_id: int, user_id: int, amount: int) -> None:
         """Add to the project's total, in the stripe of the person paid (see ``ProjectSpend``)."""
         statement = _ADD_SPENT[self.session.get_bind().dialect.name]
-        self.sql.run(statement, {"project_id": project_id, "stripe": stripe_of(user_id), "amount": amount})
+        self.sql.run(statement, {"project_id": project_id, "stripe": stripe_of(user_id), "amount": amount}, defer=True)
 
     def currency_of(self, client_id: int) -> str:
         return str(self.sql.run(_CURRENCY, {"client_id": client_id}).scalar() or "USD")

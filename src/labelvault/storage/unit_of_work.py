@@ -196,10 +196,10 @@ def _scope_each_transaction(session: ScopedSession, _transaction: Any, connectio
     all_clients = "on" if scope.all_clients else ""
     short_waits = _short_lock_waits.get()
     direct = DirectConnection.of(connection)
-    # With the BEGIN psycopg would send on its own, in one round trip (the values are an integer's
-    # digits and "on" or nothing: written into the SQL as they are).
+    # With the BEGIN psycopg would send on its own, both sent with the transaction's first statement
+    # (the values are an integer's digits and "on" or nothing: written into the SQL as they are).
     sql = _SET_SCOPE_LITERAL.format(value, all_clients) + (_SHORT_LOCK_WAITS_LITERAL if short_waits else "")
-    if direct is not None and direct.begin_with(sql.encode()):
+    if direct is not None and direct.defer_begin(sql.encode()):
         return
     connection.execute(_SET_SCOPE, {"c": value, "a": all_clients})
     if short_waits:

@@ -101,7 +101,7 @@ def expire_leases(uow: UnitOfWork, now: datetime) -> int:
     expired = uow.leases.expired(now, EXPIRED_PER_CALL)
     for lease in expired:
         if uow.leases.remove(lease):  # only the transaction that deleted it gives the slot back
-            uow.tasks.adjust_slots(lease.task_id, open_slots=+1)
+            uow.tasks.move_slots(lease.task_id, open_slots=+1)
             returned += 1
     if returned:
         monitoring.LEASE_EXPIRIES.inc(returned)
@@ -179,7 +179,7 @@ class LabelingService:
                     started_at=started,
                     expires_at=expires,
                 )
-                uow.tasks.adjust_slots(task.id, open_slots=-1)
+                uow.tasks.move_slots(task.id, open_slots=-1)
                 monitoring.LEASES.labels(str(project_id)).inc()
             for grant in self.hooks.on_grant:
                 grant(uow, actor, project, task)
@@ -321,7 +321,7 @@ class LabelingService:
             lease = uow.leases.of(task_id, actor.user_id)
             if lease is None or not uow.leases.remove(lease):
                 raise Conflict(f"you hold no lease on task {task_id}")
-            uow.tasks.adjust_slots(task_id, open_slots=+1)
+            uow.tasks.move_slots(task_id, open_slots=+1)
             uow.skips.add(Skip(project_id=project_id, task_id=task_id, user_id=actor.user_id, reason=reason[:500]))
             audit_log.append(
                 uow, "task.skipped", actor=actor, client_id=client_id, object_kind="task", object_id=task_id

@@ -300,7 +300,7 @@ class ReviewService:
                     note="answer rejected",
                 )
         # Rejected answers stop counting: their slots go back to the queue for new labelers.
-        uow.tasks.adjust_slots(task.id, open_slots=len(rejected), answers=-len(rejected))
+        uow.tasks.move_slots(task.id, open_slots=len(rejected), answers=-len(rejected))
         task.review_state = "none"
         for hook in self.on_reject:
             hook(uow, project, task, rejected)
