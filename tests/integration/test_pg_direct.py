@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, bindparam, create_engine, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from labelvault.storage.engine import ping_when_idle
-from labelvault.storage.models import User
+from labelvault.storage.models import User, utcnow
 from labelvault.storage.pg_direct import numbered
 from labelvault.storage.prepared import Plan
+from labelvault.storage.scope import Unscoped
 from labelvault.storage.unit_of_work import SHORT_LOCK_WAIT_MS
 from tests.conftest import DatabaseUrls, World
 
@@ -136,3 +137,71 @@ def test_a_connection_used_within_the_idle_time_is_not_pinged(pg_urls: DatabaseU
         assert _backend_pid(engine) != dropped
     finally:
         engine.dispose()
+
+
+# Deferred writes (pg_direct.py): sent with the transaction's next statement or its commit.
+_ADD_USER = Unscoped(insert(_users))
+_USERS_LIKE = select(_users.c.username).where(_users.c.username.like(bindparam("pattern"))).order_by(_users.c.username)
+
+
+def _new_user(name: str) -> dict[str, object]:
+    return {"username": name, "display_name": "", "password_hash": None, "is_operator": False,
+            "is_active": True, "created_at": utcnow()}
+
+
+def _usernames(world: World, pattern: str) -> list[str]:
+    with world.services.uow_factory.system() as uow:
+        return list(uow.session.scalars(_USERS_LIKE, {"pattern": pattern}))
+
+
+def test_deferred_writes_are_seen_by_the_statements_after_them_and_committed_with_the_commit(pg_world: World) -> None:
+    with pg_world.services.uow_factory.system(write=True) as uow:
+        uow.sql.run(_ADD_USER, _new_user("deferred_1"), defer=True)
+        uow.sql.run(_ADD_USER, _new_user("deferred_2"), defer=True)
+        # SQLAlchemy's own path (an ORM read) sends what waits before it runs
+        assert list(uow.session.scalars(_USERS_LIKE, {"pattern": "deferred_%"})) == ["deferred_1", "deferred_2"]
+        uow.sql.run(_ADD_USER, _new_user("deferred_3"), defer=True)
+        uow.commit()  # deferred_3 goes with the COMMIT
+    assert _usernames(pg_world, "deferred_%") == ["deferred_1", "deferred_2", "deferred_3"]
+
+
+def test_a_deferred_write_that_fails_fails_the_next_statement_and_nothing_of_its_transaction_stays(
+    pg_world: World,
+) -> None:
+    factory = pg_world.services.uow_factory
+    with factory.system(write=True) as uow:
+        uow.sql.run(_ADD_USER, _new_user("before_the_duplicate"), defer=True)
+        uow.sql.run(_ADD_USER, _new_user("labeler_a"), defer=True)  # taken: usernames are unique
+        with pytest.raises(IntegrityError):
+            uow.session.execute(_USERS_LIKE, {"pattern": "%"})
+    with factory.system(write=True) as uow:
+        uow.sql.run(_ADD_USER, _new_user("labeler_b"), defer=True)
+        with pytest.raises(IntegrityError):
+            uow.commit()  # nothing after it: the commit sends it, and fails
+    assert _usernames(pg_world, "before_the_duplicate") == []
+    with factory.system(write=True) as uow:  # the connection and its prepared statements still serve
+        uow.sql.run(_ADD_USER, _new_user("after_the_failures"), defer=True)
+        uow.commit()
+    assert _usernames(pg_world, "after_the_failures") == ["after_the_failures"]
+
+
+def test_deferred_writes_of_a_transaction_left_without_a_commit_are_never_sent(pg_world: World) -> None:
+    factory = pg_world.services.uow_factory
+    with factory.system(write=True) as uow:
+        # The statement's first use on this connection: its PREPARE waits with it, and is dropped too.
+        uow.sql.run(_ADD_USER, _new_user("never_sent"), defer=True)
+    assert _usernames(pg_world, "never_sent") == []
+    with factory.system(write=True) as uow:  # prepared afresh, since the first PREPARE never went
+        uow.sql.run(_ADD_USER, _new_user("sent_later"), defer=True)
+        uow.commit()
+    assert _usernames(pg_world, "sent_later") == ["sent_later"]
+
+
+def test_a_transaction_that_runs_nothing_sends_nothing(pg_world: World) -> None:
+    """Its BEGIN waits for a first statement that never comes; the connection stays idle."""
+    factory = pg_world.services.uow_factory
+    with factory.for_client(pg_world.client_a) as uow:
+        connection = uow.session.connection()
+        status = connection.connection.driver_connection.info.transaction_status.name
+        uow.commit()
+    assert status == "IDLE"

@@ -181,12 +181,21 @@ class DirectConnection:
 
     def commit(self) -> None:
         """Send what waits with the COMMIT, in one round trip; psycopg's own commit then finds the
-        transaction closed and sends nothing. Nothing to do if nothing waits (psycopg commits)."""
+        transaction closed and sends nothing. Nothing to do if nothing waits (psycopg commits).
+
+        If a statement fails, the transaction is rolled back here before the error is raised:
+        SQLAlchemy counts a commit that raised as the transaction's end, and returns the
+        connection to its pool without a rollback."""
         if not self._waiting:
             if self._begin is not None:
                 self._begin = None  # a transaction that ran nothing: there is nothing to begin or end
             return
-        self._send_waiting(b"COMMIT")
+        try:
+            self._send_waiting(b"COMMIT")
+        except pg_errors.Error:
+            if self._pgconn.transaction_status == pq.TransactionStatus.INERROR:
+                self._pgconn.exec_(b"ROLLBACK")
+            raise
 
     def discard(self) -> None:
         """Drop what was not sent: the transaction rolls back (a PREPARE not sent is forgotten)."""
