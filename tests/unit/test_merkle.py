@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta, timezone
+from enum import IntEnum
 
 import pytest
 
@@ -377,6 +378,22 @@ def test_entry_encoding_is_canonical() -> None:
     assert entry_seq(data) == 7
 
 
+def _nested(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {"leaf": 1}
+    for _ in range(depth):
+        value = {"d": value}
+    return value
+
+
+class _Level(IntEnum):
+    HIGH = 3
+
+
+def test_entry_encoding_writes_int_subclasses_as_plain_numbers() -> None:
+    data = encode_entry(_fields(details={"level": _Level.HIGH, "flags": [True, None, _Level.HIGH]}))
+    assert b'"details":{"flags":[true,null,3],"level":3}' in data
+
+
 def test_entry_encoding_is_utf8_and_nests() -> None:
     data = encode_entry(_fields(actor="Zoë", details={"reason": "conflict wall", "ids": [1, 2]}))
     assert "Zoë".encode() in data
@@ -398,6 +415,10 @@ def test_entry_encoding_is_utf8_and_nests() -> None:
         {"seq": 1, "time": "t", "action": "x", "Bad Key": 1},
         {"seq": 1, "time": "t", "action": "x", "obj": object()},
         {"seq": 1, "time": "t", "action": "x", "text": "\ud800"},  # lone surrogate
+        {"seq": 1, "time": "t", "action": "x", "details": {"Bad Key": 1}},  # nested keys are checked too
+        {"seq": 1, "time": "t", "action": "x", "details": {7: "x"}},
+        {"seq": 1, "time": "t", "action": "x", "details": [{"ok": {"Bad": None}}]},
+        {"seq": 1, "time": "t", "action": "x", "d": _nested(10)},  # nests too deeply
     ],
 )
 def test_entry_encoding_refuses_ambiguous_values(fields: dict[str, object]) -> None:

@@ -365,7 +365,19 @@ def _format_time(value: datetime) -> str:
     return utc.strftime(fmt)
 
 
+# Types that are their own canonical form (exact types: an int subclass such as IntEnum is not).
+# Checked first, by identity: entries are written twice per answer, and the isinstance chain
+# below was most of the encoding's cost.
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+# Keys already checked against _KEY_RE: entries use a small vocabulary (bounded, since details may
+# carry callers' keys).
+_CHECKED_KEYS: set[str] = set()
+_CHECKED_KEYS_MAX = 4096
+
+
 def _canonical(value: Any, path: str, depth: int) -> Any:
+    if type(value) in _PLAIN_TYPES:
+        return value
     if depth > _MAX_DEPTH:
         raise InvalidInput("audit entry nests too deeply", details={"field": path})
     if value is None or isinstance(value, bool | str):
@@ -386,11 +398,14 @@ def _canonical(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            if not isinstance(k, str) or not _KEY_RE.match(k):
-                raise InvalidInput(
-                    "audit entry keys must be lower-case ASCII identifiers", details={"field": f"{path}.{k}"}
-                )
-            out[k] = _canonical(v, f"{path}.{k}", depth + 1)
+            if k not in _CHECKED_KEYS:
+                if not isinstance(k, str) or not _KEY_RE.match(k):
+                    raise InvalidInput(
+                        "audit entry keys must be lower-case ASCII identifiers", details={"field": f"{path}.{k}"}
+                    )
+                if len(_CHECKED_KEYS) < _CHECKED_KEYS_MAX:
+                    _CHECKED_KEYS.add(k)
+            out[k] = v if type(v) in _PLAIN_TYPES else _canonical(v, f"{path}.{k}", depth + 1)
         return out
     if isinstance(value, list | tuple):
         return [_canonical(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]

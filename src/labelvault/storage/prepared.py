@@ -96,7 +96,7 @@ class Plan:
         self.row_type = namedtuple("Row", [c.keyname for c in self.columns], rename=True) if self.columns else None  # type: ignore[misc]
         # Some converters depend on the type the driver reports (PostgreSQL numerics): worked out at
         # the first execution, from the cursor's description.
-        self.result_processors: list[Callable[[Any], Any]] | None = None
+        self.result_processors: list[tuple[int, Callable[[Any], Any]]] | None = None  # (column, converter)
         self.processors_known = False
         # psycopg: the statement as libpq's prepared-statement calls take it (see pg_direct.py), its
         # numbered places bound like a positional driver's.
@@ -186,17 +186,21 @@ class Plan:
         processors = self.result_processors
         if processors is None:
             return PreparedResult([make(row) for row in rows], rowcount)
-        return PreparedResult(
-            [make([process(value) for process, value in zip(processors, row, strict=True)]) for row in rows],
-            rowcount,
-        )
+        converted = []
+        for row in rows:
+            values = list(row)
+            for index, process in processors:
+                values[index] = process(values[index])
+            converted.append(make(values))
+        return PreparedResult(converted, rowcount)
 
     def _learn_processors(self, dialect: Dialect, description: Any) -> None:
         processors = [
             column.type._cached_result_processor(dialect, described[1])
             for column, described in zip(self.columns, description, strict=True)
         ]
-        self.result_processors = [p or _identity for p in processors] if any(processors) else None
+        # Only the columns that have a converter (most have none: integers, strings).
+        self.result_processors = [(i, p) for i, p in enumerate(processors) if p is not None] or None
         self.processors_known = True
 
 
@@ -205,10 +209,6 @@ def cursor_events_observed(connection: Connection) -> bool:
     statements send them too). Costly to ask (SQLAlchemy's joined event lists): once per transaction."""
     dispatch = connection.dispatch
     return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute)
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 class BulkInsertPlan:
