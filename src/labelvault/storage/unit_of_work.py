@@ -17,11 +17,11 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from labelvault.crypto.keyring import DataCipher, Keyring
 from labelvault.errors import CryptoError, DatabaseBusy, LockWaitTooLong, WriteLost
@@ -52,7 +52,50 @@ from labelvault.storage.scope import Scope, ScopedSession, ScopedSql
 T = TypeVar("T")
 
 
+R = TypeVar("R")
+
+
+class _Repository(Generic[R]):
+    """A unit of work's repository, made on first use: a step uses a few of the eighteen, and
+    making all of them at every unit of work cost more than some of its statements."""
+
+    def __init__(self, make: Callable[[Session], R]) -> None:
+        self._make = make
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, uow: UnitOfWork | None, owner: type) -> R:
+        if uow is None:
+            return self  # type: ignore[return-value]
+        repository = self._make(uow.session)
+        uow.__dict__[self._name] = repository  # the instance's own attribute from now on
+        return repository
+
+
 class UnitOfWork:
+    # System-level repositories (not client-owned tables).
+    clients = _Repository(ClientRepository)
+    users = _Repository(UserRepository)
+    tokens = _Repository(TokenRepository)
+    login_failures = _Repository(LoginFailureRepository)
+    web_sessions = _Repository(WebSessionRepository)
+    # Client-owned repositories: the scoped session filters them.
+    memberships = _Repository(MembershipRepository)
+    data_keys = _Repository(DataKeyRepository)
+    projects = _Repository(ProjectRepository)
+    tasks = _Repository(TaskRepository)
+    leases = _Repository(LeaseRepository)
+    ledger = _Repository(LedgerRepository)
+    answers = _Repository(AnswerRepository)
+    skips = _Repository(SkipRepository)
+    reviews = _Repository(ReviewRepository)
+    gold = _Repository(GoldRepository)
+    suspensions = _Repository(SuspensionRepository)
+    qualifications = _Repository(QualificationRepository)
+    quality_cache = _Repository(QualityCacheRepository)
+
     def __init__(self, factory: UnitOfWorkFactory, scope: Scope, *, write: bool) -> None:
         self._factory = factory
         self.scope = scope
@@ -80,26 +123,6 @@ class UnitOfWork:
         self.session.info["scope"] = self.scope
         session = self.session
         self.sql = ScopedSql.of(session)
-        # System-level repositories (not client-owned tables).
-        self.clients = ClientRepository(session)
-        self.users = UserRepository(session)
-        self.tokens = TokenRepository(session)
-        self.login_failures = LoginFailureRepository(session)
-        self.web_sessions = WebSessionRepository(session)
-        # Client-owned repositories: the scoped session filters them.
-        self.memberships = MembershipRepository(session)
-        self.data_keys = DataKeyRepository(session)
-        self.projects = ProjectRepository(session)
-        self.tasks = TaskRepository(session)
-        self.leases = LeaseRepository(session)
-        self.ledger = LedgerRepository(session)
-        self.answers = AnswerRepository(session)
-        self.skips = SkipRepository(session)
-        self.reviews = ReviewRepository(session)
-        self.gold = GoldRepository(session)
-        self.suspensions = SuspensionRepository(session)
-        self.qualifications = QualificationRepository(session)
-        self.quality_cache = QualityCacheRepository(session)
         if batch is not None and self.scope.client_id is not None:
             # No queue step writes a data key: the batch's units of work of one client share the rows.
             self.data_keys.remember_in(batch.memo.setdefault(("data_keys", self.scope.client_id), {}))
