@@ -181,7 +181,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         answers=AnswerService(uow_factory, audit=audit),
         suggestions=SuggestionService(uow_factory, audit=audit),
         offboarding=offboarding,
-        bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts, gold),
+        bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts, gold, files),
         web_sessions=web_sessions,
         sso=build_sso(settings, uow_factory, web_sessions),
         webhooks=webhooks,

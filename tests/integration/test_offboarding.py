@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from sqlalchemy import func, select, text
 from labelvault.audit.checkpoint import verify_document
 from labelvault.bootstrap import Services, build_services, initialize
 from labelvault.domain.access import Actor
-from labelvault.errors import AuditTampered, CryptoError, InvalidInput, QueueRefused
+from labelvault.errors import AuditTampered, CryptoError, InvalidInput, NotFound, QueueRefused
 from labelvault.settings import Settings
 from labelvault.storage.models import CLIENT_OWNED_TABLES, Answer, GoldScore, LedgerEntry, Review, Task
 from labelvault.workflow.offboarding import BundleImportResult
@@ -270,3 +271,109 @@ def test_a_bundle_restores_skills_qualifications_suspensions_and_gold_scores(wor
         with pytest.raises(QueueRefused) as refused:  # still suspended in the restored project
             other.labeling.next_task(restored_labeler, result.client_id, restored_id)
         assert refused.value.reason == "suspended"
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+
+
+def _with_files(world: World) -> tuple[int, str, str]:
+    """Client A's project with two uploaded files, one of them referred to by a task: (project id,
+    the referred file's id, the other's)."""
+    project_id = make_project(world, "with-files", tasks=2)
+    files = world.services.files
+    shown = files.upload(world.operator, world.client_a, project_id, "prototype.png", "image/png", PNG)
+    notes = files.upload(world.operator, world.client_a, project_id, "notes.txt", "text/plain", b"private notes")
+    world.services.imports.import_rows(world.operator, world.client_a, project_id,
+                                       [{"external_id": "picture", "data": {"text": shown.ref}}])
+    return project_id, shown.id, notes.id
+
+
+def _task_texts(services: Services, operator: Actor, client_id: int, project_id: int) -> list[str]:
+    lines = b"".join(services.exports.export(operator, client_id, project_id).chunks).splitlines()
+    return sorted(json.loads(line)["data"]["text"] for line in lines)
+
+
+def test_a_bundle_restores_uploaded_files_in_their_projects(world: World, tmp_path: Path) -> None:
+    _, shown_id, notes_id = _with_files(world)
+    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+        assert (result.files, result.files_unplaced) == (2, 0)
+        project_id = next(p.id for p in other.projects.list(operator, result.client_id)[0] if p.slug == "with-files")
+        shown, data = other.files.download(operator, result.client_id, project_id, shown_id)
+        assert (shown.name, shown.content_type, data) == ("prototype.png", "image/png", PNG)
+        notes, data = other.files.download(operator, result.client_id, project_id, notes_id)
+        assert (notes.name, notes.content_type, data) == ("notes.txt", "text/plain", b"private notes")
+        assert f"file:{shown_id}" in _task_texts(other, operator, result.client_id, project_id)
+        # Sealed at rest under the new install's key: the stored bytes are not the plaintext.
+        stored = list((other.settings.home / "files").rglob(shown_id))
+        assert len(stored) == 1 and PNG not in stored[0].read_bytes()
+
+
+def test_a_bundle_restored_twice_gives_its_files_new_ids_and_the_tasks_follow(world: World, tmp_path: Path) -> None:
+    _, shown_id, _ = _with_files(world)
+    with restored_elsewhere(world, tmp_path) as (other, operator, first):
+        second = other.bundles.import_bundle(operator, tmp_path / "bundle", slug="acme-again")
+        assert second.files == 2
+        project_id = next(p.id for p in other.projects.list(operator, second.client_id)[0] if p.slug == "with-files")
+        reference = next(t for t in _task_texts(other, operator, second.client_id, project_id) if t.startswith("file:"))
+        new_id = reference.removeprefix("file:")
+        assert new_id != shown_id
+        assert other.files.download(operator, second.client_id, project_id, new_id)[1] == PNG
+        # The first copy keeps the original id, and its own bytes.
+        first_project = next(p.id for p in other.projects.list(operator, first.client_id)[0] if p.slug == "with-files")
+        assert other.files.download(operator, first.client_id, first_project, shown_id)[1] == PNG
+
+
+def _rewrite_signed(world: World, bundle: Path, name: str, content: bytes) -> None:
+    """Change one file of a bundle and sign its manifest again, as the install that wrote it would
+    have (a bundle of an earlier version of the format)."""
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    assert manifest["files"][name] == hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    (bundle / name).write_bytes(content)
+    manifest["files"][name] = hashlib.sha256(content).hexdigest()
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    (bundle / "manifest.json").write_bytes(manifest_bytes)
+    signature = world.services.audit.signer.sign_document(manifest_bytes)
+    (bundle / "manifest.sig").write_text(base64.b64encode(signature).decode())
+
+
+def test_an_older_bundle_places_its_files_by_the_tasks_that_refer_to_them(world: World, tmp_path: Path) -> None:
+    _, shown_id, notes_id = _with_files(world)
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    # Written before files carried their project and type: only id and name.
+    index = [json.loads(line) for line in (bundle / "files.jsonl").read_text().splitlines()]
+    _rewrite_signed(world, bundle, "files.jsonl",
+                    b"".join(json.dumps({"id": e["id"], "name": e["name"]}).encode() + b"\n" for e in index))
+    other = initialize(Settings(home=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"),
+                       "op", "operator-password-2")
+    try:
+        operator = other.accounts.first_operator()
+        result = other.bundles.import_bundle(operator, bundle)
+        assert (result.files, result.files_unplaced) == (1, 1)  # the notes: no task refers to them
+        project_id = next(p.id for p in other.projects.list(operator, result.client_id)[0] if p.slug == "with-files")
+        shown, data = other.files.download(operator, result.client_id, project_id, shown_id)
+        assert (shown.content_type, data) == ("image/png", PNG)  # the type read from the bytes
+        with pytest.raises(NotFound):
+            other.files.download(operator, result.client_id, project_id, notes_id)
+    finally:
+        other.close()
+
+
+def test_a_bundle_whose_file_index_names_a_missing_file_is_refused_before_anything_is_written(
+    world: World, tmp_path: Path
+) -> None:
+    _with_files(world)
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    lines = (bundle / "files.jsonl").read_bytes().splitlines()
+    broken = json.loads(lines[1]) | {"id": "0" * 32}
+    _rewrite_signed(world, bundle, "files.jsonl", lines[0] + b"\n" + json.dumps(broken).encode() + b"\n")
+    other = initialize(Settings(home=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"),
+                       "op", "operator-password-2")
+    try:
+        operator = other.accounts.first_operator()
+        with pytest.raises(InvalidInput, match=r"files\.jsonl line 2"):
+            other.bundles.import_bundle(operator, bundle)
+        assert other.clients.list(operator)[0] == []  # no client half-restored
+    finally:
+        other.close()

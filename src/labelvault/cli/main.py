@@ -245,8 +245,11 @@ def client_import_bundle(
         result = services.bundles.import_bundle(local_operator(services, as_operator), directory, slug=slug)
         console.print(
             f"client {result.slug} restored: {result.projects} projects, {result.tasks} tasks,"
-            f" {result.answers} answers, {result.reviews} reviews"
+            f" {result.answers} answers, {result.reviews} reviews, {result.files} files"
         )
+        if result.files_unplaced:
+            console.print(f"{result.files_unplaced} files of the bundle belong to no project (no task refers to"
+                          " them; the bundle predates files carrying their project): they stay in the bundle")
 
 
 @keys_app.command("rotate")

@@ -11,6 +11,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from labelvault.audit import log as audit_log
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput, NotFound
@@ -37,8 +39,21 @@ class FileInfo:
         return f"file:{self.id}"
 
 
+@dataclass(frozen=True, slots=True)
+class ExportedFile:
+    id: str
+    project_id: int
+    name: str
+    content_type: str
+    data: bytes
+
+
 def file_key(client_id: int, file_id: str) -> str:
     return f"client-{client_id}/{file_id}"
+
+
+def new_file_id() -> str:
+    return secrets.token_hex(16)
 
 
 class FileService:
@@ -56,25 +71,11 @@ class FileService:
             )
         if not data or len(data) > MAX_FILE_BYTES:
             raise InvalidInput(f"a file must have 1 to {MAX_FILE_BYTES} bytes", details={"field": "file"})
-        file_id = secrets.token_hex(16)
+        file_id = new_file_id()
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.import_tasks(access_in(uow, actor))
             load_project(uow, project_id)
-            key_id, cipher = uow.active_cipher()
-            sealed = cipher.seal("file", file_id, data)
-            # Bytes first, row second: a crash between leaves an unreferenced blob, never a dangling row.
-            self.store.put(file_key(client_id, file_id), sealed)
-            uow.session.add(
-                StoredFile(
-                    id=file_id,
-                    project_id=project_id,
-                    data_key_id=key_id,
-                    name_sealed=cipher.seal("file.name", file_id, name[:255].encode()),
-                    content_type=content_type,
-                    size=len(data),
-                    ciphertext_sha256=hashlib.sha256(sealed).hexdigest(),
-                )
-            )
+            digest = self.store_in(uow, project_id, file_id, name, content_type, data)
             audit_log.append(
                 uow,
                 "file.uploaded",
@@ -82,10 +83,42 @@ class FileService:
                 client_id=client_id,
                 object_kind="file",
                 object_id=file_id,
-                details={"project_id": project_id, "ciphertext_sha256": hashlib.sha256(sealed).hexdigest()},
+                details={"project_id": project_id, "ciphertext_sha256": digest},
             )
             uow.commit()
         return FileInfo(file_id, name[:255], content_type, len(data))
+
+    def store_in(
+        self, uow: UnitOfWork, project_id: int, file_id: str, name: str, content_type: str, data: bytes
+    ) -> str:
+        """Seal a file under the client's active key and store it, in the caller's unit of work
+        (its row is written at its commit); returns the ciphertext's SHA-256. The caller checked
+        the policy (an upload; a restored bundle)."""
+        key_id, cipher = uow.active_cipher()
+        sealed = cipher.seal("file", file_id, data)
+        # Bytes first, row second: a crash between leaves an unreferenced blob, never a dangling row.
+        self.store.put(file_key(uow.client_id, file_id), sealed)
+        digest = hashlib.sha256(sealed).hexdigest()
+        uow.session.add(
+            StoredFile(
+                id=file_id,
+                project_id=project_id,
+                data_key_id=key_id,
+                name_sealed=cipher.seal("file.name", file_id, name[:255].encode()),
+                content_type=content_type,
+                size=len(data),
+                ciphertext_sha256=digest,
+            )
+        )
+        return digest
+
+    def taken(self, file_ids: set[str]) -> set[str]:
+        """Which of these ids a file of any client on this install has (a bundle's files keep their
+        ids where free)."""
+        if not file_ids:
+            return set()
+        with self.uow_factory.all_clients() as uow:  # ids only, across clients: says why above
+            return set(uow.session.scalars(select(StoredFile.id).where(StoredFile.id.in_(file_ids))))
 
     def download(self, actor: Actor, client_id: int, project_id: int, file_id: str) -> tuple[FileInfo, bytes]:
         with self.uow_factory.for_client(client_id, write=True) as uow:
@@ -121,22 +154,17 @@ class FileService:
         sealed = self.store.get(file_key(uow.client_id, file_id))
         return row.content_type, uow.cipher(row.data_key_id).open("file", file_id, sealed)
 
-    def export_client(self, client_id: int) -> list[tuple[str, str, bytes]]:
-        """(file id, name, plaintext) of every file of a client, for its offboarding bundle."""
-        from sqlalchemy import select
-
+    def export_client(self, client_id: int) -> list[ExportedFile]:
+        """Every file of a client with its plaintext, for its offboarding bundle."""
         with self.uow_factory.for_client(client_id) as uow:
             rows = uow.session.scalars(select(StoredFile).order_by(StoredFile.id)).all()
             files = []
             for row in rows:
                 cipher = uow.cipher(row.data_key_id)
-                files.append(
-                    (
-                        row.id,
-                        cipher.open("file.name", row.id, row.name_sealed).decode(),
-                        cipher.open("file", row.id, self.store.get(file_key(client_id, row.id))),
-                    )
-                )
+                files.append(ExportedFile(
+                    row.id, row.project_id, cipher.open("file.name", row.id, row.name_sealed).decode(),
+                    row.content_type, cipher.open("file", row.id, self.store.get(file_key(client_id, row.id))),
+                ))
             return files
 
     def delete_client(self, client_id: int) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,7 +56,7 @@ from labelvault.storage.models import (
     User,
 )
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from labelvault.workflow.files import FileService
+from labelvault.workflow.files import ALLOWED_TYPES, FileService, new_file_id
 from labelvault.workflow.projects import ProjectSettings
 
 BUNDLE_VERSION = 1
@@ -332,10 +333,11 @@ class OffboardingService:
         if stored:
             (directory / "files").mkdir()
             index = []
-            for file_id, original_name, data in stored:
-                (directory / "files" / file_id).write_bytes(data)
-                files.append(f"files/{file_id}")
-                index.append({"id": file_id, "name": original_name})
+            for file in stored:
+                (directory / "files" / file.id).write_bytes(file.data)
+                files.append(f"files/{file.id}")
+                index.append({"id": file.id, "project_id": file.project_id, "name": file.name,
+                              "content_type": file.content_type})
             _write_jsonl(directory / "files.jsonl", index)
             files.append("files.jsonl")
         with (directory / "audit.jsonl").open("wb") as handle:
@@ -405,6 +407,10 @@ class BundleImportResult:
     tasks: int
     answers: int
     reviews: int
+    files: int = 0
+    # Files of a bundle written before files carried their project, that no task refers to: no
+    # project to put them in (they stay in the bundle).
+    files_unplaced: int = 0
 
 
 def _bundle_lines(directory: Path, name: str, files: set[str]) -> list[dict[str, Any]]:
@@ -448,11 +454,58 @@ def _restore_project_quality(
             ))
 
 
+_FILE_ID = re.compile(r"[0-9a-f]{32}")
+_FILE_REFERENCE = re.compile(rb"file:([0-9a-f]{32})")
+# What a file starts with, for bundles written before files carried their content type.
+_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
+          (b"%PDF", "application/pdf"))
+
+
+def _sniff_content_type(data: bytes) -> str:
+    for magic, content_type in _MAGIC:
+        if data.startswith(magic):
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "text/plain"
+
+
+def _bundle_file_entries(directory: Path, bundle_files: set[str], project_ids: set[int]) -> list[dict[str, Any]]:
+    """files.jsonl, every line checked: its bytes in the bundle, a project of the bundle, a type
+    this install takes."""
+    entries = _bundle_lines(directory, "files.jsonl", bundle_files)
+    for number, entry in enumerate(entries, start=1):
+        file_id = entry.get("id")
+        if not isinstance(file_id, str) or not _FILE_ID.fullmatch(file_id) or f"files/{file_id}" not in bundle_files:
+            raise InvalidInput(f"files.jsonl line {number}: no file {file_id!r} in the bundle",
+                               details={"line": number, "field": "id"})
+        if "project_id" in entry and entry["project_id"] not in project_ids:
+            raise InvalidInput(f"files.jsonl line {number}: project {entry['project_id']} is not in the bundle",
+                               details={"line": number, "field": "project_id"})
+        if "content_type" in entry and entry["content_type"] not in ALLOWED_TYPES:
+            raise InvalidInput(f"files.jsonl line {number}: files of type {entry['content_type']!r} are not accepted",
+                               details={"line": number, "field": "content_type"})
+    return entries
+
+
+def _with_file_ids(value: Any, renamed: dict[str, str]) -> Any:
+    """Task data with its ``file:<id>`` references to renamed files changed to their new ids."""
+    if isinstance(value, str):
+        if value.startswith("file:") and value[5:] in renamed:
+            return f"file:{renamed[value[5:]]}"
+        return value
+    if isinstance(value, dict):
+        return {key: _with_file_ids(item, renamed) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_file_ids(item, renamed) for item in value]
+    return value
+
+
 class BundleImporter:
     """Restores an offboarding bundle into this install: the client, its projects (with their
     queue, money and quality settings), tasks (gold ones with their gold answers), answers, reviews,
     skills, qualification results, suspensions and gold scores, members (as token-only accounts
-    where missing) and ledger, sealed under new keys."""
+    where missing), ledger and uploaded files, sealed under new keys."""
 
     def __init__(
         self,
@@ -463,6 +516,7 @@ class BundleImporter:
         imports: Any,
         accounts: Any,
         gold: Any,
+        files: FileService,
     ) -> None:
         self.uow_factory = uow_factory
         self.offboarding = offboarding
@@ -471,6 +525,7 @@ class BundleImporter:
         self.imports = imports
         self.accounts = accounts
         self.gold = gold
+        self.files = files
 
     def import_bundle(self, actor: Actor, directory: Path, *, slug: str | None = None) -> BundleImportResult:
         UserPolicy.administer(actor)
@@ -496,6 +551,12 @@ class BundleImporter:
         for number, record in enumerate(quality_records, start=1):
             if not record.get("user"):
                 raise InvalidInput(f"quality.jsonl line {number}: the record names no user", details={"line": number})
+        old_projects = [orjson.loads(line) for line in (directory / "projects.jsonl").read_bytes().splitlines()]
+        file_entries = _bundle_file_entries(directory, bundle_files, {p["id"] for p in old_projects})
+        # A file keeps its id unless a file of this install has it (the bundle restored twice):
+        # then it gets a new one, and the tasks' references follow.
+        renamed = {old_id: new_file_id() for old_id in self.files.taken({e["id"] for e in file_entries})}
+        referenced: dict[str, int] = {}  # file id -> the bundle's project whose tasks refer to it
         info = self.clients.create(actor, slug or client["slug"], client["name"], currency=client["currency"])
         usernames: set[str] = set()
         for line in (directory / "members.jsonl").read_bytes().splitlines():
@@ -507,8 +568,8 @@ class BundleImporter:
         # People with records who are no longer members: their records stay theirs.
         self._ensure_users(actor, {r[key] for r in quality_records for key in ("user", "granted_by", "lifted_by")
                                    if r.get(key)}, usernames)
-        for line in (directory / "projects.jsonl").read_bytes().splitlines():
-            old = orjson.loads(line)
+        new_project_ids: dict[int, int] = {}
+        for old in old_projects:
             project = self.projects.create(
                 actor,
                 info.id,
@@ -518,16 +579,18 @@ class BundleImporter:
                 overlap=old["overlap"],
                 lease_seconds=old["lease_seconds"],
             )
-            rows = [
-                orjson.loads(t)
-                for t in (directory / f"projects/{old['id']}-{old['slug']}.jsonl").read_bytes().splitlines()
-            ]
+            new_project_ids[old["id"]] = project.id
+            lines = (directory / f"projects/{old['id']}-{old['slug']}.jsonl").read_bytes().splitlines()
             assert f"projects/{old['id']}-{old['slug']}.jsonl" in project_files
+            for line in lines:
+                for match in _FILE_REFERENCE.finditer(line):
+                    referenced.setdefault(match[1].decode(), old["id"])
+            rows = [orjson.loads(t) for t in lines]
             task_rows = {
                 r["id"]: {
                     "external_id": r["external_id"] or f"bundle-{r['id']}",
                     "priority": r["priority"],
-                    "data": r["data"],
+                    "data": _with_file_ids(r["data"], renamed) if renamed else r["data"],
                     "metadata": r["metadata"],
                     "suggestions": r["suggestions"],
                 }
@@ -632,6 +695,7 @@ class BundleImporter:
                 clear_suspension_threshold=quality.get("suspension_threshold", 0) is None,
                 clear_max_overlap=quality.get("max_overlap", 0) is None,
             ))
+        placed = self._restore_files(actor, info.id, directory, file_entries, renamed, referenced, new_project_ids)
         skills = [r for r in quality_records if r["kind"] == "skill"]
         if skills:
             with self.uow_factory.for_client(info.id, write=True) as uow:
@@ -642,7 +706,31 @@ class BundleImporter:
                         created_at=datetime.fromisoformat(record["created_at"]),
                     ))
                 uow.commit()
-        return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers, reviews_restored)
+        return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers, reviews_restored,
+                                  placed, len(file_entries) - placed)
+
+    def _restore_files(
+        self, actor: Actor, client_id: int, directory: Path, entries: list[dict[str, Any]], renamed: dict[str, str],
+        referenced: dict[str, int], new_project_ids: dict[int, int],
+    ) -> int:
+        """The bundle's uploaded files, sealed under the client's new key, in their projects;
+        returns how many were placed."""
+        placed = 0
+        with self.uow_factory.for_client(client_id, write=True) as uow:
+            for entry in entries:
+                old_project = entry.get("project_id", referenced.get(entry["id"]))
+                if old_project is None:
+                    continue  # an older bundle's file that no task refers to: see BundleImportResult
+                data = (directory / "files" / entry["id"]).read_bytes()
+                file_id = renamed.get(entry["id"], entry["id"])
+                self.files.store_in(uow, new_project_ids[old_project], file_id, entry.get("name", ""),
+                                    entry.get("content_type") or _sniff_content_type(data), data)
+                placed += 1
+            if placed:
+                audit_log.append(uow, "client.bundle_files_imported", actor=actor, client_id=client_id,
+                                 object_kind="client", object_id=client_id, details={"files": placed})
+            uow.commit()
+        return placed
 
     @staticmethod
     def _restore_reviews(uow: UnitOfWork, project_id: int, reviews: list[dict[str, Any]],
