@@ -8,16 +8,13 @@ import pytest
 from sqlalchemy import Engine, bindparam, create_engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from labelvault.settings import Settings
 from labelvault.storage.engine import ping_when_idle
 from labelvault.storage.models import User, utcnow
 from labelvault.storage.pg_direct import numbered
 from labelvault.storage.prepared import Plan
-from labelvault.storage.repositories import _NEXT_TASK_SKIP_LOCKED
 from labelvault.storage.scope import Unscoped
 from labelvault.storage.unit_of_work import SHORT_LOCK_WAIT_MS
-from tests.conftest import DatabaseUrls, World, owner_url
-from tests.integration.queue_helpers import make_labelers, make_project
+from tests.conftest import DatabaseUrls, World
 
 _users = User.__table__
 _USER_BY_NAME = select(_users.c.id, _users.c.username, _users.c.created_at).where(
@@ -209,21 +206,3 @@ def test_a_transaction_that_runs_nothing_sends_nothing(pg_world: World) -> None:
         uow.commit()
     assert status == "IDLE"
 
-
-def test_the_next_task_statement_is_planned_once_not_at_every_run(pg_world: World, settings: Settings) -> None:
-    """PostgreSQL plans a prepared statement afresh for its first five runs, then keeps a generic
-    plan if it costs no more. With a bound LIMIT it never could, and planning the queue's main
-    statement cost six times running it; its LIMIT is a literal so the generic plan wins."""
-    project_id = make_project(pg_world, tasks=2000, overlap=3)
-    labeler = make_labelers(pg_world, 1)[0]
-    owner = create_engine(owner_url(settings), isolation_level="AUTOCOMMIT")
-    with owner.connect() as connection:  # the tables' statistics, as autovacuum would gather them
-        connection.execute(text("ANALYZE"))
-    owner.dispose()
-    with pg_world.services.uow_factory.for_client(pg_world.client_a, write=True) as uow:
-        for _ in range(8):
-            assert uow.sql.run(_NEXT_TASK_SKIP_LOCKED, {"project_id": project_id, "user_id": labeler.user_id}).first()
-        generic, custom = uow.session.connection().execute(text(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE :s"
-        ), {"s": "%FROM tasks%SKIP LOCKED%"}).one()
-    assert custom <= 5 and generic >= 3

@@ -66,9 +66,11 @@ def _next_task_query(*, skip_locked: bool) -> Scoped:
     # partial index ix_tasks_queue (WHERE open_slots > 0) applies to a generic plan. The statement is
     # prepared on each connection (pg_direct.py), PostgreSQL may switch a prepared statement to a
     # generic plan after 5 runs, and a generic plan of "open_slots > $2" scans and sorts every task
-    # of the project (seconds at 1M tasks) instead of reading one index entry. LIMIT 1 literal too:
-    # with "LIMIT $4" PostgreSQL cannot cost a generic plan for one row, keeps planning the
-    # statement afresh at every run, and that planning cost 0.3-0.4 ms, six times the run.
+    # of the project (seconds at 1M tasks) instead of reading one index entry. LIMIT stays a bound
+    # parameter, which keeps PostgreSQL planning this statement afresh at every run (0.3-0.4 ms of
+    # its CPU): with a literal LIMIT it kept one generic plan, and a labeler far ahead of the others
+    # (one labeler alone on an overlap-3 project) waited twice as long for next, since plans made
+    # for the labeler's own numbers walk past their answered tasks faster (docs/benchmarks.md).
     query = (
         select(_tasks)
         .where(
@@ -77,7 +79,7 @@ def _next_task_query(*, skip_locked: bool) -> Scoped:
             *[~_seen_by_user(t) for t in (_answers, _skips, _leases)],
         )
         .order_by(_tasks.c.priority.desc(), _tasks.c.uncertainty.desc(), _tasks.c.id)
-        .limit(literal_column("1"))
+        .limit(1)
     )
     if skip_locked:
         query = query.with_for_update(skip_locked=True, of=_tasks)
