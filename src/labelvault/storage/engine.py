@@ -79,17 +79,18 @@ def _use_direct_path(engine: Engine) -> None:
     def _commit(connection: Connection) -> None:
         send(connection, DirectConnection.commit)
 
-    @event.listens_for(engine, "rollback")
-    def _rollback(connection: Connection) -> None:
-        direct = DirectConnection.of_record(connection.connection.info)
+    def discard(record_info: dict[str, Any]) -> None:
+        direct = DirectConnection.of_record(record_info)
         if direct is not None:
             direct.discard()
 
+    @event.listens_for(engine, "rollback")
+    def _rollback(connection: Connection) -> None:
+        discard(connection.connection.info)
+
     @event.listens_for(engine, "checkin")
     def _drop_on_return(_dbapi_connection: Any, record: Any) -> None:
-        direct = DirectConnection.of_record(record.info)
-        if direct is not None:
-            direct.discard()
+        discard(record.info)
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

@@ -19,9 +19,9 @@ what need not wait for the server does not:
 
 sent together in libpq's pipeline mode, in order, so every statement still sees what the ones
 before it wrote. A deferred statement's error is raised by whatever sends it: the next statement
-or the commit. A rollback drops what was not sent (``discard``). ``install`` hooks an engine so
-that anything else run on the connection (Core or ORM statements, savepoints) sends what waits
-first, and a commit or rollback does the above.
+or the commit. A rollback drops what was not sent (``discard``). ``storage.engine`` hooks the
+engine so that anything else run on the connection (Core or ORM statements, savepoints) sends what
+waits first, and a commit or rollback does the above.
 
 psycopg stays in charge of the connection otherwise: the direct path runs only inside a
 transaction that is open and healthy (``INTRANS``, or one whose BEGIN waits here); anything else

@@ -50,12 +50,10 @@ from labelvault.storage.repositories import (
 from labelvault.storage.scope import Scope, ScopedSession, ScopedSql
 
 T = TypeVar("T")
-
-
 R = TypeVar("R")
 
 
-class _Repository(Generic[R]):
+class _RepositoryOnFirstUse(Generic[R]):
     """A unit of work's repository, made on first use: a step uses a few of the eighteen, and
     making all of them at every unit of work cost more than some of its statements."""
 
@@ -76,25 +74,25 @@ class _Repository(Generic[R]):
 
 class UnitOfWork:
     # System-level repositories (not client-owned tables).
-    clients = _Repository(ClientRepository)
-    users = _Repository(UserRepository)
-    tokens = _Repository(TokenRepository)
-    login_failures = _Repository(LoginFailureRepository)
-    web_sessions = _Repository(WebSessionRepository)
+    clients = _RepositoryOnFirstUse(ClientRepository)
+    users = _RepositoryOnFirstUse(UserRepository)
+    tokens = _RepositoryOnFirstUse(TokenRepository)
+    login_failures = _RepositoryOnFirstUse(LoginFailureRepository)
+    web_sessions = _RepositoryOnFirstUse(WebSessionRepository)
     # Client-owned repositories: the scoped session filters them.
-    memberships = _Repository(MembershipRepository)
-    data_keys = _Repository(DataKeyRepository)
-    projects = _Repository(ProjectRepository)
-    tasks = _Repository(TaskRepository)
-    leases = _Repository(LeaseRepository)
-    ledger = _Repository(LedgerRepository)
-    answers = _Repository(AnswerRepository)
-    skips = _Repository(SkipRepository)
-    reviews = _Repository(ReviewRepository)
-    gold = _Repository(GoldRepository)
-    suspensions = _Repository(SuspensionRepository)
-    qualifications = _Repository(QualificationRepository)
-    quality_cache = _Repository(QualityCacheRepository)
+    memberships = _RepositoryOnFirstUse(MembershipRepository)
+    data_keys = _RepositoryOnFirstUse(DataKeyRepository)
+    projects = _RepositoryOnFirstUse(ProjectRepository)
+    tasks = _RepositoryOnFirstUse(TaskRepository)
+    leases = _RepositoryOnFirstUse(LeaseRepository)
+    ledger = _RepositoryOnFirstUse(LedgerRepository)
+    answers = _RepositoryOnFirstUse(AnswerRepository)
+    skips = _RepositoryOnFirstUse(SkipRepository)
+    reviews = _RepositoryOnFirstUse(ReviewRepository)
+    gold = _RepositoryOnFirstUse(GoldRepository)
+    suspensions = _RepositoryOnFirstUse(SuspensionRepository)
+    qualifications = _RepositoryOnFirstUse(QualificationRepository)
+    quality_cache = _RepositoryOnFirstUse(QualityCacheRepository)
 
     def __init__(self, factory: UnitOfWorkFactory, scope: Scope, *, write: bool) -> None:
         self._factory = factory

@@ -455,7 +455,7 @@ def _restore_project_quality(
 
 
 _FILE_ID = re.compile(r"[0-9a-f]{32}")
-_FILE_REFERENCE = re.compile(rb"file:([0-9a-f]{32})")
+_FILE_REFERENCE = re.compile(rb"file:(" + _FILE_ID.pattern.encode() + rb")")
 # What a file starts with, for bundles written before files carried their content type.
 _MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
           (b"%PDF", "application/pdf"))
@@ -654,7 +654,7 @@ class BundleImporter:
                         )
                     counted = sum(1 for a in given if a["status"] != "rejected")
                     if counted:
-                        uow.tasks.adjust_slots(task_id, open_slots=-min(counted, required), answers=counted)
+                        uow.tasks.move_slots(task_id, open_slots=-min(counted, required), answers=counted)
                     answers += len(given)
                     if row["id"] in review_states:
                         uow.tasks.set_review_state(task_id, review_states[row["id"]])
