@@ -157,8 +157,9 @@ class RowParser:
             priority = 0
         else:
             priority = _whole_number(priority, "priority", tabular)
-            if not -_INT32 <= priority < _INT32:
-                raise _fail("priority", f"must be between {-_INT32} and {_INT32 - 1}, got {priority}")
+            # Symmetric, so that its negation fits too (PostgreSQL's queue index holds -priority).
+            if not -_INT32 < priority < _INT32:
+                raise _fail("priority", f"must be between {1 - _INT32} and {_INT32 - 1}, got {priority}")
 
         overlap = get("overlap")
         if overlap is None:

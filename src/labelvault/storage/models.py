@@ -167,6 +167,9 @@ class Project(ClientOwned, Base):
     confidence_threshold: Mapped[float] = mapped_column(Float, default=0.7, server_default="0.7")
     # Bumped whenever answers or gold change: cached quality results older than it are stale.
     quality_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Changes whenever a task of the project gains a free slot, is added with one or moves in the
+    # queue order; triggers on tasks change it (migration e1a7c3b9d5f2, storage/queue_cursors.py).
+    queue_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Webhooks (workflow/webhooks.py): the event types that the project's active endpoints want,
     # space-separated, kept with every endpoint change; the queue reads it from the row it already
     # loaded, so a project without webhooks costs no query.
@@ -177,16 +180,18 @@ class Task(ClientOwned, Base):
     __tablename__ = "tasks"
     __table_args__ = (
         UniqueConstraint("project_id", "external_id", name="uq_tasks_project_external_id"),
-        # The queue reads only tasks that still have a free slot, best first.
+        # The queue reads only tasks that still have a free slot, best first. PostgreSQL's index
+        # has the same order in one direction (-priority, -uncertainty: generated columns that only
+        # the queue reads, left out of the model), so that a labeler's walk can start after a
+        # position (one row comparison); SQLite uses no index for those (migration e1a7c3b9d5f2).
         Index(
-            "ix_tasks_queue",
-            "project_id",
-            text("priority DESC"),
-            text("uncertainty DESC"),
-            "id",
+            "ix_tasks_queue", "project_id", text("priority DESC"), text("uncertainty DESC"), "id",
             sqlite_where=text("open_slots > 0"),
+        ).ddl_if(dialect="sqlite"),
+        Index(
+            "ix_tasks_queue_rank", "project_id", text("queue_rank_priority"), text("queue_rank_uncertainty"), "id",
             postgresql_where=text("open_slots > 0"),
-        ),
+        ).ddl_if(dialect="postgresql"),
     )
     # Ids are allocated before insert (see ids.py) because ciphertexts are bound to them.
     id: Mapped[int] = mapped_column(Id, Sequence("tasks_id_seq"), primary_key=True)

@@ -12,7 +12,22 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, exists, func, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -43,6 +58,7 @@ from labelvault.storage.models import (
     stripe_of,
     utcnow,
 )
+from labelvault.storage.queue_cursors import QueuePosition
 from labelvault.storage.scope import Scoped, ScopedSql, Unscoped, in_scope, scoped
 
 _tasks = Task.__table__
@@ -61,33 +77,100 @@ def _seen_by_user(table: Any) -> Any:
     return exists().where(table.c.task_id == _tasks.c.id, table.c.user_id == bindparam("user_id"), in_scope(table))
 
 
-def _next_task_query(*, skip_locked: bool) -> Scoped:
-    # "open_slots > 0" as a literal, not a bound parameter: only then can PostgreSQL prove that the
-    # partial index ix_tasks_queue (WHERE open_slots > 0) applies to a generic plan. The statement is
-    # prepared on each connection (pg_direct.py), PostgreSQL may switch a prepared statement to a
-    # generic plan after 5 runs, and a generic plan of "open_slots > $2" scans and sorts every task
-    # of the project (seconds at 1M tasks) instead of reading one index entry. LIMIT stays a bound
-    # parameter, which keeps PostgreSQL planning this statement afresh at every run (0.3-0.4 ms of
-    # its CPU): with a literal LIMIT it kept one generic plan, and a labeler far ahead of the others
-    # (one labeler alone on an overlap-3 project) waited twice as long for next, since plans made
-    # for the labeler's own numbers walk past their answered tasks faster (docs/benchmarks.md).
+def _unseen(*, fenced: bool = False) -> list[Any]:
+    """Not seen by the user. ``fenced`` (PostgreSQL): OFFSET 0 keeps each check a subquery that
+    probes its unique (task, user) index once per task walked. Without it PostgreSQL may turn the
+    checks into joins planned from the tables' statistics, and a plan made while they said
+    "answers is empty" (a new project) reads all the user's answers for every task walked: kept as
+    the statement's generic plan, it made every next slower as the labeler worked."""
+    if not fenced:
+        return [~_seen_by_user(t) for t in (_answers, _skips, _leases)]
+    return [
+        ~select(literal_column("1"))
+        .where(t.c.task_id == _tasks.c.id, t.c.user_id == bindparam("user_id"), in_scope(t))
+        .offset(literal_column("0"))
+        .exists()
+        for t in (_answers, _skips, _leases)
+    ]
+
+
+# "open_slots > 0" as a literal, not a bound parameter: only then can PostgreSQL prove that the
+# partial queue index (WHERE open_slots > 0) applies to a generic plan. The statements are prepared
+# on each connection (pg_direct.py), PostgreSQL may switch a prepared statement to a generic plan
+# after 5 runs, and a generic plan of "open_slots > $2" scans and sorts every task of the project
+# (seconds at 1M tasks) instead of reading one index entry.
+def _in_queue() -> tuple[Any, ...]:
+    return _tasks.c.project_id == bindparam("project_id"), _tasks.c.open_slots > literal_column("0")
+
+
+def _position_parameters(prefix: str = "") -> tuple[Any, ...]:
+    return (bindparam(f"{prefix}priority", type_=BigInteger()), bindparam(f"{prefix}uncertainty", type_=Float()),
+            bindparam(f"{prefix}id", type_=_tasks.c.id.type))
+
+
+def _sqlite_next_task(*after: Any) -> Scoped:
+    """The first task with a free slot that the user has not seen, in queue order (from the start,
+    or within the range ``after``)."""
     query = (
         select(_tasks)
-        .where(
-            _tasks.c.project_id == bindparam("project_id"),
-            _tasks.c.open_slots > literal_column("0"),
-            *[~_seen_by_user(t) for t in (_answers, _skips, _leases)],
-        )
+        .where(*_in_queue(), *after, *_unseen())
         .order_by(_tasks.c.priority.desc(), _tasks.c.uncertainty.desc(), _tasks.c.id)
         .limit(1)
     )
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True, of=_tasks)
     return scoped(query)
 
 
-_NEXT_TASK = _next_task_query(skip_locked=False)
-_NEXT_TASK_SKIP_LOCKED = _next_task_query(skip_locked=True)
+def _sqlite_ranges_from() -> tuple[Scoped, ...]:
+    """The queue after a position (queue_cursors.py) as three ranges, to be read in turn: the rest
+    of its priority and uncertainty by id, the rest of its priority by uncertainty, the lower
+    priorities. SQLite uses no index for a row comparison; each range is one of ix_tasks_queue."""
+    priority, uncertainty, task_id = _position_parameters()
+    return (
+        _sqlite_next_task(_tasks.c.priority == priority, _tasks.c.uncertainty == uncertainty, _tasks.c.id >= task_id),
+        _sqlite_next_task(_tasks.c.priority == priority, _tasks.c.uncertainty < uncertainty),
+        _sqlite_next_task(_tasks.c.priority < priority),
+    )
+
+
+def _postgresql_next_task() -> Scoped:
+    """The first unseen task with a free slot from a position that no other transaction holds
+    (FOR UPDATE SKIP LOCKED), and the first unseen one whether held or not: the position the
+    labeler's next walk may start from. A walk must not pass over a task only because it was held
+    for a moment (being leased or answered by someone else): it may still want this labeler's
+    answer. The held one's place is read first (``first_unseen``), and the locking read starts
+    there; usually both stop at the same task. The index holds the order in one direction
+    (ix_tasks_queue_rank on generated columns -priority, -uncertainty, left out of the model), so
+    "from a position" is one row comparison on it.
+
+    LIMIT 1 literal: with a bound LIMIT PostgreSQL cannot cost a generic plan for one row and plans
+    the statement afresh at every run (1.4 ms of its CPU, more than the run). One generic plan fits
+    every labeler now that a walk starts where their last one ended."""
+    rank = (literal_column("tasks.queue_rank_priority", BigInteger()),
+            literal_column("tasks.queue_rank_uncertainty", Float()), _tasks.c.id)
+    first_unseen = (
+        select(rank[0].label("rank_priority"), rank[1].label("rank_uncertainty"), rank[2].label("rank_id"))
+        .where(*_in_queue(), in_scope(_tasks), tuple_(*rank) >= tuple_(*_position_parameters("rank_")),
+               *_unseen(fenced=True))
+        .order_by(*rank)
+        .limit(literal_column("1"))
+        .cte("first_unseen")
+    )
+    resume = [select(column).scalar_subquery() for column in first_unseen.c]
+    query = (
+        select(_tasks, *[value.label(column.name) for value, column in zip(resume, first_unseen.c, strict=True)])
+        .where(*_in_queue(), tuple_(*rank) >= tuple_(*resume), *_unseen(fenced=True))
+        .order_by(*rank)
+        .limit(literal_column("1"))
+        .with_for_update(skip_locked=True, of=_tasks)
+    )
+    return scoped(query)
+
+
+_SQLITE_NEXT_TASK = _sqlite_next_task()
+_SQLITE_RANGES_FROM = _sqlite_ranges_from()
+_POSTGRESQL_NEXT_TASK = _postgresql_next_task()
+# The start of PostgreSQL's order, as -priority (of a 32-bit integer), -uncertainty, id.
+_QUEUE_START = {"rank_priority": -(2**31), "rank_uncertainty": float("-inf"), "rank_id": 0}
 _TASK_ROW = scoped(select(_tasks).where(_tasks.c.id == bindparam("task_id")))
 _MOVE_SLOTS_STATEMENT = (
     update(_tasks)
@@ -415,11 +498,33 @@ class TaskRepository(_Repository):
         query = select(Task).where(Task.project_id == project_id).order_by(Task.id).offset(offset).limit(limit)
         return self.session.scalars(query).all()
 
-    def next_for(self, project_id: int, user_id: int) -> Row[Any] | None:
-        """The best task with a free slot that this user has not answered, skipped or leased."""
-        postgresql = self.session.get_bind().dialect.name == "postgresql"
-        query = _NEXT_TASK_SKIP_LOCKED if postgresql else _NEXT_TASK
-        return self.sql.run(query, {"project_id": project_id, "user_id": user_id}).first()
+    def next_for(
+        self, project_id: int, user_id: int, start: QueuePosition | None = None
+    ) -> tuple[Row[Any] | None, QueuePosition | None]:
+        """The best task with a free slot that this user has not answered, skipped or leased, looked
+        for from ``start`` (see queue_cursors.py; None: from the beginning); and the position that
+        the user's next walk may start from (None: no unseen task with a free slot is left)."""
+        parameters: dict[str, Any] = {"project_id": project_id, "user_id": user_id}
+        if self.session.get_bind().dialect.name == "postgresql":
+            if start is None:
+                parameters.update(_QUEUE_START)
+            else:
+                parameters.update(rank_priority=-start.priority, rank_uncertainty=-start.uncertainty,
+                                  rank_id=start.task_id)
+            task = self.sql.run(_POSTGRESQL_NEXT_TASK, parameters).first()
+            if task is None:
+                return None, None
+            return task, QueuePosition(-task.rank_priority, -task.rank_uncertainty, task.rank_id)
+        if start is None:
+            ranges: tuple[Scoped, ...] = (_SQLITE_NEXT_TASK,)
+        else:
+            ranges = _SQLITE_RANGES_FROM
+            parameters.update(priority=start.priority, uncertainty=start.uncertainty, id=start.task_id)
+        for statement in ranges:
+            task = self.sql.run(statement, parameters).first()
+            if task is not None:
+                return task, QueuePosition(task.priority, task.uncertainty, task.id)
+        return None, None
 
     def adjust_slots(self, task_id: int, *, open_slots: int = 0, answers: int = 0, required: int = 0) -> Row[Any]:
         """Move the task's counters; returns (open_slots, answer_count, required_answers) after."""

@@ -158,7 +158,8 @@ class LabelingService:
             project, access = load_project_settings(uow, project_id, actor)
             ProjectPolicy.label(access)
             uow.users.lock(actor.user_id)
-            expire_leases(uow, now)
+            # Slots given back now are not in the epoch read with the settings: walk from the start.
+            walk_from_start = expire_leases(uow, now) > 0
             lease = uow.leases.open_for(actor.user_id, project_id, now)
             if lease is not None:
                 # No hoarding: whoever holds a lease gets the same task back.
@@ -168,7 +169,7 @@ class LabelingService:
             else:
                 for check in (check_active, *self.hooks.eligibility, check_budget):
                     check(uow, actor, project)
-                task = self._pick(uow, actor, project)
+                task = self._pick(uow, actor, project, walk_from_start=walk_from_start)
                 if task is None:
                     raise QueueRefused("no_tasks", "no tasks left for you in this project")
                 started, expires = now, now + timedelta(seconds=project.lease_seconds)
@@ -196,12 +197,19 @@ class LabelingService:
             uow.commit()
         return LeasedTask(task.id, project_id, payload, suggestions, started, expires)
 
-    def _pick(self, uow: UnitOfWork, actor: Actor, project: Project) -> Task | None:
+    def _pick(self, uow: UnitOfWork, actor: Actor, project: Project, *, walk_from_start: bool) -> Task | None:
         for picker in self.hooks.pickers:
             task = picker(uow, actor, project)
             if task is not None:
                 return task
-        return uow.tasks.next_for(project.id, actor.user_id)
+        # The walk starts where this labeler's last one ended, while the queue epoch read with the
+        # settings says no task before that place got a free slot since (storage/queue_cursors.py).
+        cursors = self.uow_factory.queue_cursors
+        start = None if walk_from_start else cursors.start(project.id, actor.user_id, project.queue_epoch)
+        task, resume = uow.tasks.next_for(project.id, actor.user_id, start)
+        if resume is not None:
+            cursors.advance(project.id, actor.user_id, project.queue_epoch, resume)
+        return task  # type: ignore[return-value]  # a row with the task's columns
 
     def submit(
         self,
