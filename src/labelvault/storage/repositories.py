@@ -503,7 +503,18 @@ class TaskRepository(_Repository):
     ) -> tuple[Row[Any] | None, QueuePosition | None]:
         """The best task with a free slot that this user has not answered, skipped or leased, looked
         for from ``start`` (see queue_cursors.py; None: from the beginning); and the position that
-        the user's next walk may start from (None: no unseen task with a free slot is left)."""
+        the user's next walk may start from (None: no unseen task with a free slot is left).
+
+        Nothing found from ``start`` is checked from the beginning: "no tasks left" never rests on
+        a position, only on the whole queue."""
+        found = self._walk(project_id, user_id, start)
+        if found[0] is None and start is not None:
+            found = self._walk(project_id, user_id, None)
+        return found
+
+    def _walk(
+        self, project_id: int, user_id: int, start: QueuePosition | None
+    ) -> tuple[Row[Any] | None, QueuePosition | None]:
         parameters: dict[str, Any] = {"project_id": project_id, "user_id": user_id}
         if self.session.get_bind().dialect.name == "postgresql":
             if start is None:
