@@ -195,3 +195,19 @@ def test_the_next_task_statement_is_planned_once_not_at_every_run(world: World) 
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE :s"
         ), {"s": "%first_unseen%SKIP LOCKED%"}).all()
     assert plans and all(custom <= 5 for _, custom in plans) and sum(g for g, _ in plans) >= 3
+
+
+def test_every_writer_of_new_tasks_moves_the_epoch(world: World) -> None:
+    """New tasks are counted by their writers (a trigger on INSERT cost SQLite three times per row)."""
+    from tests.integration.test_label_studio_import import TEXT_CONFIG, TEXT_EXPORT, import_ls
+
+    project_id = make_project(world, tasks=0)
+    assert _epoch(world, project_id) == 0
+    world.services.imports.import_rows(world.operator, world.client_a, project_id,
+                                       [{"data": {"text": "one"}}, {"data": {"text": "two"}}])
+    after_import = _epoch(world, project_id)
+    assert after_import != 0
+    world.services.imports.import_rows(world.operator, world.client_a, project_id, [{"data": {"text": "three"}}])
+    assert _epoch(world, project_id) != after_import
+    report = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG)
+    assert report.project_id is not None and _epoch(world, report.project_id) != 0

@@ -115,6 +115,8 @@ class _TaskWriter:
     def __init__(self, uow: UnitOfWork, project: Project, batch_size: int) -> None:
         self.sql = uow.sql
         self.session = uow.session
+        self.tasks = uow.tasks
+        self.project_id = project.id
         self.key_id, cipher = uow.active_cipher()
         self.seal = cipher.seal
         self.batch_size = batch_size
@@ -190,7 +192,10 @@ class _TaskWriter:
             return
         self._pending = []
         insert = _INSERT_TASKS_POSTGRESQL if self.dialect.name == "postgresql" else _INSERT_TASKS_SQLITE
-        self.created += self.sql.insert_many(insert, self.columns, pending)
+        inserted = self.sql.insert_many(insert, self.columns, pending)
+        if inserted:
+            self.tasks.queued(self.project_id)
+        self.created += inserted
 
     def discard(self) -> None:
         self._pending = []

@@ -414,6 +414,8 @@ class LabelStudioImportService:
             report.gold_tasks_created += item.gold is not None
         for chunk in _chunks(rows, _CHUNK):
             session.execute(insert(Task), chunk)
+        if rows:
+            uow.tasks.queued(project.id)
 
         # Existing tasks keep their data and suggestions; only annotations they lack are added.
         answered, skipped = _who_answered_or_skipped(uow, [task.id for task in existing.values()])

@@ -252,6 +252,16 @@ _PROJECT_ROW_WITH_ROLES = {
 _LOCK_PROJECT = scoped(select(_projects.c.id).where(_projects.c.id == bindparam("project_id"))
                        .with_for_update(key_share=True))
 _PROJECT_SPENT = scoped(select(_spent).select_from(_projects).where(_projects.c.id == bindparam("project_id")))
+# A new queue epoch for the project (migration e1a7c3b9d5f2 and queue_cursors.py), as its trigger on
+# tasks sets it: on PostgreSQL the writing transaction's id, written once per transaction.
+_NEW_QUEUE_EPOCH = {
+    "sqlite": scoped(update(_projects).where(_projects.c.id == bindparam("project_id"))
+                     .values(queue_epoch=_projects.c.queue_epoch + 1)),
+    "postgresql": scoped(update(_projects)
+                         .where(_projects.c.id == bindparam("project_id"),
+                                _projects.c.queue_epoch != func.txid_current())
+                         .values(queue_epoch=func.txid_current())),
+}
 _BUMP_QUALITY_VERSION = scoped(
     update(_projects)
     .where(_projects.c.id == bindparam("project_id"))
@@ -536,6 +546,13 @@ class TaskRepository(_Repository):
             if task is not None:
                 return task, QueuePosition(task.priority, task.uncertainty, task.id)
         return None, None
+
+    def queued(self, project_id: int) -> None:
+        """New tasks were added to the project's queue: labelers' walks start from the beginning
+        again (queue_cursors.py). Writers of new tasks call it; changes to tasks need not (a trigger
+        on tasks moves the epoch)."""
+        statement = _NEW_QUEUE_EPOCH[self.session.get_bind().dialect.name]
+        self.sql.run(statement, {"project_id": project_id}, defer=True)
 
     def adjust_slots(self, task_id: int, *, open_slots: int = 0, answers: int = 0, required: int = 0) -> Row[Any]:
         """Move the task's counters; returns (open_slots, answer_count, required_answers) after."""

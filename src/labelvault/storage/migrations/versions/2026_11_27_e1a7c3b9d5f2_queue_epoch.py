@@ -1,9 +1,12 @@
 """queue_epoch: a project's queue order changes, counted by the database; PostgreSQL's queue index by rank
 
-``projects.queue_epoch`` changes whenever a task of the project gains a free slot, is added with one,
-or moves in the queue order (priority, uncertainty): triggers on ``tasks`` change it, so no code
-path can forget to. A labeler's walk of the queue may start where their last walk ended only while
-the epoch it was read with is unchanged (storage/queue_cursors.py).
+``projects.queue_epoch`` changes whenever a task of the project gains a free slot or moves in the
+queue order (priority, uncertainty): a trigger on updates of ``tasks`` changes it, so no code path
+can forget to. Tasks added are counted by the one writer of new tasks (io/importer.py) and the
+Label Studio import, once per batch: on SQLite any trigger on INSERT, even one that never fires,
+made each inserted row three times slower (32 against 11 µs). A labeler's walk of the queue may
+start where their last walk ended only while the epoch it was read with is unchanged
+(storage/queue_cursors.py).
 
 On PostgreSQL the queue index becomes ``(project_id, -priority, -uncertainty, id)``, the negations
 kept in generated columns of ``tasks`` (not in the model: no other statement reads them): the same
@@ -36,21 +39,17 @@ _SQLITE = [
     "CREATE TRIGGER tasks_requeued AFTER UPDATE OF open_slots, priority, uncertainty ON tasks"
     f" WHEN {_REQUEUED}"
     " BEGIN UPDATE projects SET queue_epoch = queue_epoch + 1 WHERE id = NEW.project_id; END",
-    "CREATE TRIGGER tasks_queued AFTER INSERT ON tasks WHEN NEW.open_slots > 0"
-    " BEGIN UPDATE projects SET queue_epoch = queue_epoch + 1 WHERE id = NEW.project_id; END",
 ]
 
 # The epoch becomes the writing transaction's id: unique to it, so a transaction that requeues many
-# tasks (an import) writes the project's row once, not once per task (each write of a row is a new
-# version of it on PostgreSQL).
+# tasks (new uncertainties) writes the project's row once, not once per task (each write of a row is
+# a new version of it on PostgreSQL). repositories.py bumps it the same way.
 _POSTGRESQL = [
     "CREATE FUNCTION tasks_requeued() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
     " UPDATE projects SET queue_epoch = txid_current()"
     " WHERE id = NEW.project_id AND queue_epoch <> txid_current(); RETURN NULL; END $$",
     "CREATE TRIGGER tasks_requeued AFTER UPDATE OF open_slots, priority, uncertainty ON tasks"
     f" FOR EACH ROW WHEN ({_REQUEUED}) EXECUTE FUNCTION tasks_requeued()",
-    "CREATE TRIGGER tasks_queued AFTER INSERT ON tasks"
-    " FOR EACH ROW WHEN (NEW.open_slots > 0) EXECUTE FUNCTION tasks_requeued()",
     # Columns, not expressions in the index: under row-level security PostgreSQL uses an index for
     # a condition only when its functions are "leakproof", and negation is not (it can overflow).
     "ALTER TABLE tasks ADD COLUMN queue_rank_priority bigint GENERATED ALWAYS AS (-(priority::bigint)) STORED",
@@ -76,11 +75,9 @@ def downgrade() -> None:
         op.execute("ALTER TABLE tasks DROP COLUMN queue_rank_priority")
         op.execute("CREATE INDEX ix_tasks_queue ON tasks (project_id, priority DESC, uncertainty DESC, id)"
                    " WHERE open_slots > 0")
-        op.execute("DROP TRIGGER tasks_queued ON tasks")
         op.execute("DROP TRIGGER tasks_requeued ON tasks")
         op.execute("DROP FUNCTION tasks_requeued()")
     else:
-        op.execute("DROP TRIGGER tasks_queued")
         op.execute("DROP TRIGGER tasks_requeued")
     with op.batch_alter_table('projects', schema=None, recreate='never') as batch_op:
         batch_op.drop_column('queue_epoch')
