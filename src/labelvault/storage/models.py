@@ -167,13 +167,22 @@ class Project(ClientOwned, Base):
     confidence_threshold: Mapped[float] = mapped_column(Float, default=0.7, server_default="0.7")
     # Bumped whenever answers or gold change: cached quality results older than it are stale.
     quality_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    # Changes whenever a task of the project gains a free slot, is added with one or moves in the
-    # queue order; triggers on tasks change it (migration e1a7c3b9d5f2, storage/queue_cursors.py).
+    # Changes whenever a task of the project gains a free slot or moves in the queue order (a
+    # trigger on tasks) and when tasks are added (their writers: TaskRepository.queued); see
+    # migration e1a7c3b9d5f2 and storage/queue_cursors.py.
     queue_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Webhooks (workflow/webhooks.py): the event types that the project's active endpoints want,
     # space-separated, kept with every endpoint change; the queue reads it from the row it already
     # loaded, so a project without webhooks costs no query.
     webhook_events: Mapped[str] = mapped_column(String(200), default="", server_default="")
+
+
+# Schema objects of one database only (migration e1a7c3b9d5f2), left out of alembic's comparison of
+# the models with the other (storage/migrations/env.py): the queue's index on each, and on PostgreSQL
+# the generated columns that its index holds, which the model leaves out so that nothing else
+# reads or writes them.
+ONE_DATABASE_ONLY = {"ix_tasks_queue": "sqlite", "ix_tasks_queue_rank": "postgresql"}
+NOT_IN_THE_MODEL = frozenset({("tasks", "queue_rank_priority"), ("tasks", "queue_rank_uncertainty")})
 
 
 class Task(ClientOwned, Base):

@@ -7,11 +7,12 @@ grows with their work, paid inside the database's write transaction. So each wal
 it ended, and the next walk of the same labeler starts there.
 
 A position is valid while every task before it in the queue order is done by the labeler or has no
-free slot. Tasks done stay done; a task without a slot gets one back only through a write that the
-database counts in ``projects.queue_epoch`` (a trigger on ``tasks``: a slot returned, a task added,
-a new priority or uncertainty). So a position is kept with the epoch read in the same transaction
-before the walk, and used only while the project's epoch is still that: any requeue, anywhere in
-the project, sends every labeler's next walk back to the start once.
+free slot. Tasks done stay done; a task without a slot gets one back, or a task lands before the
+position, only through a write that moves ``projects.queue_epoch`` (a trigger on ``tasks`` for a
+slot returned or a new priority or uncertainty, from any code path; ``TaskRepository.queued`` for
+tasks added, called by their writers). So a position is kept with the epoch read in the same
+transaction before the walk, and used only while the project's epoch is still that: any requeue,
+anywhere in the project, sends every labeler's next walk back to the start once.
 
 The positions are hints held in the process's memory: a position lost (another process, a restart,
 ``forget_all``) only costs one walk from the start. A write batch that fails forgets them all, since

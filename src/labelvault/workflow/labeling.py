@@ -209,7 +209,7 @@ class LabelingService:
         task, resume = uow.tasks.next_for(project.id, actor.user_id, start)
         if resume is not None:
             cursors.advance(project.id, actor.user_id, project.queue_epoch, resume)
-        return task  # type: ignore[return-value]  # a row with the task's columns
+        return task  # a row with the task's columns, read as a Task
 
     def submit(
         self,

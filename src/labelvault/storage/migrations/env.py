@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, create_engine, pool
 
 from labelvault.settings import Settings
-from labelvault.storage.models import Base
+from labelvault.storage.models import NOT_IN_THE_MODEL, ONE_DATABASE_ONLY, Base
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _include_object(connection: Connection) -> Callable[..., bool]:
+    """For ``alembic check``: leave out what the models declare for the other database only, and
+    the columns the models leave out on purpose (storage/models.py)."""
+    def include(item: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any) -> bool:
+        if type_ == "column" and (item.table.name, name) in NOT_IN_THE_MODEL:
+            return False
+        return ONE_DATABASE_ONLY.get(name or "", connection.dialect.name) == connection.dialect.name
+    return include
 
 
 def _url() -> str:
@@ -25,13 +38,15 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          include_object=_include_object(connection))
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          include_object=_include_object(connection))
         with context.begin_transaction():
             context.run_migrations()
 
