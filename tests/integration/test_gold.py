@@ -65,6 +65,30 @@ def test_with_gold_rate_one_the_labeler_gets_a_gold_task_shaped_like_any_other(w
         world, project_id)
 
 
+def test_gold_is_served_only_while_this_labeler_has_regular_work_left(world: World) -> None:
+    # Overlap 3: after labeler_a answered every regular task, each still wants two answers from
+    # others, but none is left for labeler_a, and gold alone is no work.
+    project_id = make_project(world, tasks=3, overlap=3)
+    add_gold(world, project_id, 5)
+    labeler = world.actors["labeler_a"]
+    gold = gold_ids(world, project_id)
+    regular_served = {answer_next(world, labeler, project_id) for _ in range(3)}
+    assert not regular_served & gold
+    world.services.projects.update(world.operator, world.client_a, project_id, ProjectSettings(gold_rate=1.0))
+    with pytest.raises(QueueRefused) as refused:
+        world.services.labeling.next_task(labeler, world.client_a, project_id)
+    assert refused.value.reason == "no_tasks"
+    # New regular work (behind the place labeler_a's walks had reached) brings gold back first,
+    # then the new task itself once the gold is used up for this labeler.
+    world.services.imports.import_rows(world.operator, world.client_a, project_id,
+                                       [{"external_id": "late", "data": {"text": "a late task"}}])
+    served = [answer_next(world, labeler, project_id) for _ in range(6)]
+    assert set(served[:5]) == gold
+    assert served[5] not in gold | regular_served
+    with pytest.raises(QueueRefused):
+        world.services.labeling.next_task(labeler, world.client_a, project_id)
+
+
 def test_with_gold_rate_zero_no_gold_task_is_ever_served(world: World) -> None:
     project_id = make_project(world, tasks=5)
     add_gold(world, project_id, 5)

@@ -20,7 +20,7 @@ Labelers may read their own gold results when the project's ``show_gold_feedback
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,12 +73,14 @@ def check_suspension(uow: UnitOfWork, actor: Actor, project: Project) -> None:
         raise QueueRefused("suspended", f"you are suspended from project {project.slug}: ask a manager")
 
 
-def pick_gold_task(uow: UnitOfWork, actor: Actor, project: Project) -> Task | None:
+def pick_gold_task(
+    uow: UnitOfWork, actor: Actor, project: Project, regular_work_left: Callable[[], bool]
+) -> Task | None:
     """Picker: a gold task, with the project's gold rate, while regular work is left for the labeler."""
     rate = project.gold_rate
     if rate <= 0.0 or (rate < 1.0 and _random.random() >= rate):
         return None
-    if not uow.gold.regular_work_left(project.id, actor.user_id):
+    if not regular_work_left():
         return None  # honeypots alone are no work: when the regular queue is empty, so is this one
     return uow.gold.next_for(project.id, actor.user_id, qualification=False)
 

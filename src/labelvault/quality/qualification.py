@@ -17,6 +17,7 @@ withdraw a qualification.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,7 +57,9 @@ def check_qualification(uow: UnitOfWork, actor: Actor, project: Project) -> None
                                             f"pass mark {project.qualification_pass_mark:.0%})")
 
 
-def pick_test_task(uow: UnitOfWork, actor: Actor, project: Project) -> Task | None:
+def pick_test_task(
+    uow: UnitOfWork, actor: Actor, project: Project, _regular_work_left: Callable[[], bool]
+) -> Task | None:
     """Picker: the next qualification test task while the labeler has no result."""
     if not project.qualification_required or uow.qualifications.result(project.id, actor.user_id) is not None:
         return None

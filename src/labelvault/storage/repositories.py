@@ -733,11 +733,6 @@ class GoldRepository(_Repository):
         query = query.order_by(Task.id) if qualification else query.order_by(func.random())
         return self.session.scalar(query.limit(1))
 
-    def regular_work_left(self, project_id: int, user_id: int) -> bool:
-        """Is there a regular task with a free slot this user has not seen? (No lock taken.)"""
-        query = select(Task.id).where(Task.project_id == project_id, Task.open_slots > 0, *self._unseen_by(user_id))
-        return self.session.scalar(query.limit(1)) is not None
-
     def test_progress(self, project_id: int, user_id: int) -> tuple[int, int]:
         """(tasks in the qualification test, of which this user answered or skipped)."""
         seen = or_(

@@ -41,7 +41,9 @@ from labelvault.workflow.review import on_task_complete
 MAX_COUNTED_WORK = timedelta(minutes=30)
 
 EligibilityCheck = Callable[[UnitOfWork, Actor, Project], None]
-TaskPicker = Callable[[UnitOfWork, Actor, Project], Task | None]
+# A picker's last argument answers "is regular work left for this labeler?" with the regular pick's
+# own walk (done at most once per next, from the labeler's place in the queue).
+TaskPicker = Callable[[UnitOfWork, Actor, Project, Callable[[], bool]], Task | None]
 
 
 @dataclass
@@ -49,7 +51,8 @@ class QueueHooks:
     """Extension points for quality (qualification, suspension, gold) and autonomy (walls).
 
     ``eligibility`` checks raise ``QueueRefused`` with a reason; ``pickers`` may choose a task
-    before the regular order (gold injection); ``on_grant`` runs when data is about to be shown;
+    before the regular order (gold injection), and may ask whether regular work is left (the
+    regular pick's walk, which that pick then reuses); ``on_grant`` runs when data is about to be shown;
     ``on_submit`` runs in the submit transaction after the answer is stored (gold scoring);
     ``on_complete`` runs when a task has all its answers, before review is decided, and may add
     required answers (adaptive overlap) by raising ``task.required_answers`` and ``open_slots``.
@@ -198,10 +201,22 @@ class LabelingService:
         return LeasedTask(task.id, project_id, payload, suggestions, started, expires)
 
     def _pick(self, uow: UnitOfWork, actor: Actor, project: Project, *, walk_from_start: bool) -> Task | None:
+        # The regular pick, once walked. When a picker asked and then chose a gold task instead, the
+        # regular one stays locked (PostgreSQL) until this transaction ends: others skip it for a moment.
+        walked: list[Task | None] = []
+
+        def regular_task() -> Task | None:
+            if not walked:
+                walked.append(self._pick_regular(uow, actor, project, walk_from_start=walk_from_start))
+            return walked[0]
+
         for picker in self.hooks.pickers:
-            task = picker(uow, actor, project)
+            task = picker(uow, actor, project, lambda: regular_task() is not None)
             if task is not None:
                 return task
+        return regular_task()
+
+    def _pick_regular(self, uow: UnitOfWork, actor: Actor, project: Project, *, walk_from_start: bool) -> Task | None:
         # The walk starts where this labeler's last one ended, while the queue epoch read with the
         # settings says no task before that place got a free slot since (storage/queue_cursors.py).
         cursors = self.uow_factory.queue_cursors
