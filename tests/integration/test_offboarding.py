@@ -16,13 +16,28 @@ from sqlalchemy import func, select, text
 from labelvault.audit.checkpoint import verify_document
 from labelvault.bootstrap import Services, build_services, initialize
 from labelvault.domain.access import Actor
+from labelvault.domain.predictors import PredictorConfig, check_predictor
+from labelvault.domain.schema import parse_schema
 from labelvault.errors import AuditTampered, CryptoError, InvalidInput, NotFound, QueueRefused
 from labelvault.settings import Settings
-from labelvault.storage.models import CLIENT_OWNED_TABLES, Answer, GoldScore, LedgerEntry, Review, Task
-from labelvault.workflow.offboarding import BundleImportResult
+from labelvault.storage.models import (
+    CLIENT_OWNED_TABLES,
+    Answer,
+    GoldScore,
+    LedgerEntry,
+    Project,
+    Review,
+    Skip,
+    Task,
+    TaskPrediction,
+    User,
+    WebhookEndpoint,
+)
+from labelvault.workflow.offboarding import BUNDLE_CARRIES, BUNDLE_LEAVES_OUT, BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
+from labelvault.workflow.webhooks import secret_text
 from tests.conftest import World, owner_url
-from tests.integration.queue_helpers import label_once, make_labelers, make_project
+from tests.integration.queue_helpers import LABEL_SCHEMA, label_once, make_labelers, make_project
 
 
 @pytest.fixture
@@ -163,6 +178,78 @@ def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp
             paid = uow.session.execute(select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.answer_id)).all()
         assert sorted((kind, amount) for kind, amount, _ in paid) == [("answer", 100), ("answer", 100)]
         assert {answer_id for _, _, answer_id in paid} == answer_ids
+
+
+def test_every_table_of_client_rows_is_carried_by_the_bundle_or_left_out_for_a_named_reason() -> None:
+    assert set(BUNDLE_CARRIES) | set(BUNDLE_LEAVES_OUT) == set(CLIENT_OWNED_TABLES)
+    assert not set(BUNDLE_CARRIES) & set(BUNDLE_LEAVES_OUT)
+
+
+def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(world: World, tmp_path: Path) -> None:
+    services = world.services
+    hooked = build_services(services.settings.model_copy(
+        update={"webhook_allowed_hosts": "127.0.0.1", "webhook_allow_private": True}))
+    try:
+        project_id = make_project(world, "integrated", tasks=0)
+        services.imports.import_rows(world.operator, world.client_a, project_id,
+                                     [{"external_id": f"t{i}", "data": {"text": f"sure 0.{i + 5}"}} for i in range(3)])
+        labeling = services.labeling
+        skipped = labeling.next_task(world.actors["labeler_a"], world.client_a, project_id).task_id
+        labeling.skip(world.actors["labeler_a"], world.client_a, project_id, skipped, "the scan is unreadable")
+        config = PredictorConfig(kind="entry_point", target="tests.integration.predictor_helpers:confident",
+                                 question="sentiment", model_name="kw", model_version="7", batch_size=2)
+        services.predictions.configure(world.operator, world.client_a, project_id, config)
+        services.predictions.run(world.operator, world.client_a, project_id)
+        created = hooked.webhooks.add(world.operator, world.client_a, project_id, "http://127.0.0.1:9/hook",
+                                      ["task.completed"])
+        (other_labeler,) = make_labelers(world, 1)
+        label_once(world, other_labeler, project_id)  # completes a task: a delivery waits
+        with services.uow_factory.for_client(world.client_a) as uow:
+            external = {t.id: t.external_id for t in uow.tasks.list(project_id, offset=0, limit=10)}
+            versions = {external[p.task_id]: p.model_version for p in uow.session.scalars(select(TaskPrediction))}
+        assert versions
+    finally:
+        hooked.close()
+
+    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+        bundle = tmp_path / "bundle"
+        (delivery,) = [json.loads(line) for line in (bundle / "webhook_deliveries.jsonl").read_text().splitlines()]
+        assert (delivery["endpoint_id"], delivery["event_type"]) == (created.webhook.id, "task.completed")
+        assert delivery["body"]["type"] == "task.completed"
+
+        restored_id = next(p.id for p in other.projects.list(operator, result.client_id)[0] if p.slug == "integrated")
+        with other.uow_factory.for_client(result.client_id) as uow:
+            names = {t.id: t.external_id for t in uow.tasks.list(restored_id, offset=0, limit=10)}
+            skips = uow.session.execute(
+                select(Skip.task_id, User.username, Skip.reason).join(User, User.id == Skip.user_id)
+                .where(Skip.project_id == restored_id)
+            ).all()
+            restored_versions = {names[p.task_id]: p.model_version for p in uow.session.scalars(
+                select(TaskPrediction).where(TaskPrediction.project_id == restored_id))}
+            (endpoint,) = uow.session.scalars(select(WebhookEndpoint)).all()
+            secret = uow.cipher(endpoint.data_key_id).open("webhook.secret", endpoint.id, endpoint.secret)
+            subscribed = uow.session.scalar(select(Project.webhook_events).where(Project.id == restored_id))
+        assert [(names[task_id], user, reason) for task_id, user, reason in skips] == [
+            (external[skipped], "labeler_a", "the scan is unreadable")]
+        assert restored_versions == versions
+        predictor = other.predictions.get(operator, result.client_id, restored_id)
+        assert predictor is not None and predictor.config == check_predictor(config, parse_schema(LABEL_SCHEMA))
+        (hook,) = other.webhooks.list(operator, result.client_id, restored_id)
+        assert (hook.url, hook.events, hook.active) == ("http://127.0.0.1:9/hook", ["task.completed"], True)
+        assert secret_text(secret) == created.secret  # the receiver's signature checks keep working
+        assert subscribed == "task.completed"
+        # The restored skip still keeps the task from the labeler who skipped it.
+        labeler = other.accounts.actor_by_username("labeler_a")
+        other.accounts.grant_role(operator, result.client_id, "labeler_a", "labeler")
+        served = set()
+        while True:
+            try:
+                task = other.labeling.next_task(labeler, result.client_id, restored_id)
+            except QueueRefused:
+                break
+            served.add(names[task.task_id])
+            other.labeling.submit(labeler, result.client_id, restored_id, task.task_id, {"sentiment": "positive"})
+        assert external[skipped] not in served and served
 
 
 def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_setting(
@@ -373,6 +460,33 @@ def test_a_bundle_whose_file_index_names_a_missing_file_is_refused_before_anythi
     try:
         operator = other.accounts.first_operator()
         with pytest.raises(InvalidInput, match=r"files\.jsonl line 2"):
+            other.bundles.import_bundle(operator, bundle)
+        assert other.clients.list(operator)[0] == []  # no client half-restored
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(("name", "line", "message"), [
+    ("skips.jsonl", {"project_id": 0, "task_id": 1, "user": "labeler_a", "reason": "", "created_at": "2026-01-01"},
+     r"skips\.jsonl line 1: project 0 is not in the bundle"),
+    ("predictors.jsonl", {"kind": "entry_point", "target": "m:f", "question": "no such question"},
+     r"predictors\.jsonl line 1: .*no such question"),
+    ("webhooks.jsonl", {"url": "http://127.0.0.1:9/", "events": ["task.exploded"], "secret": "whsec_AAAA",
+                        "active": True, "created_at": "2026-01-01"},
+     r"webhooks\.jsonl line 1: .*task\.exploded"),
+])
+def test_a_bad_line_of_the_carried_records_is_refused_before_anything_is_written(
+    world: World, labelled: int, tmp_path: Path, name: str, line: dict[str, object], message: str
+) -> None:
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    content = json.dumps({"project_id": labelled} | line).encode() + b"\n"
+    _rewrite_signed(world, bundle, name, content)
+    other = initialize(Settings(home=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"),
+                       "op", "operator-password-2")
+    try:
+        operator = other.accounts.first_operator()
+        with pytest.raises(InvalidInput, match=message):
             other.bundles.import_bundle(operator, bundle)
         assert other.clients.list(operator)[0] == []  # no client half-restored
     finally:

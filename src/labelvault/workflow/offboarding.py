@@ -1,8 +1,9 @@
 """Offboarding: a client leaves with everything, and nothing readable stays behind.
 
 1. Export every project (settings, tasks, gold answers, suggestions, answers), reviews
-   (decisions, the answers' review notes, the tasks' review states), the ledger, members and the
-   client's audit trail into a directory, with ``manifest.json`` listing each file's SHA-256,
+   (decisions, the answers' review notes, the tasks' review states), quality records, skips,
+   predictors, webhooks and their delivery log, uploaded files, the ledger, members and the
+   client's audit trail into a directory (``BUNDLE_CARRIES``), with ``manifest.json`` listing each file's SHA-256,
    signed by the install's audit key. ``labelvault client import-bundle`` restores it into
    another install.
 2. Destroy the client's key-encryption key (outside the database). From then on every ciphertext
@@ -35,6 +36,8 @@ from labelvault.audit.checkpoint import verify_document
 from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import DataCipher
 from labelvault.domain.access import Actor, UserPolicy
+from labelvault.domain.predictors import PredictorConfig, check_predictor
+from labelvault.domain.schema import parse_schema
 from labelvault.errors import Conflict, CryptoError, InvalidInput, NotFound
 from labelvault.io.exporter import ExportService
 from labelvault.quality.gold import MAX_GOLD_ROWS
@@ -49,15 +52,22 @@ from labelvault.storage.models import (
     LedgerEntry,
     Membership,
     Project,
+    ProjectPredictor,
     QualificationResult,
     Review,
+    Skip,
     Suspension,
     Task,
+    TaskPrediction,
     User,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.files import ALLOWED_TYPES, FileService, new_file_id
 from labelvault.workflow.projects import ProjectSettings
+from labelvault.workflow.webhooks import parse_events, refresh_subscriptions, secret_bytes, secret_text
 
 BUNDLE_VERSION = 1
 Progress = Callable[[str], None]
@@ -73,6 +83,35 @@ class OffboardingResult:
 
 
 _STREAM_ROWS = 10_000
+
+# Where each table of a client's rows goes in the bundle, and why the others do not: a new table
+# holding client rows must be named here (tests/integration/test_offboarding.py checks it).
+BUNDLE_CARRIES = {
+    "projects": "projects.jsonl",
+    "tasks": "projects/<id>-<slug>.jsonl, gold.jsonl, review_states.jsonl",
+    "answers": "projects/<id>-<slug>.jsonl, answer_reviews.jsonl",
+    "memberships": "members.jsonl",
+    "ledger_entries": "ledger.jsonl",
+    "reviews": "reviews.jsonl",
+    "labeler_skills": "quality.jsonl",
+    "qualification_results": "quality.jsonl",
+    "suspensions": "quality.jsonl",
+    "gold_scores": "quality.jsonl",
+    "skips": "skips.jsonl",
+    "project_predictors": "predictors.jsonl",
+    "task_predictions": "predictions.jsonl",
+    "webhook_endpoints": "webhooks.jsonl",
+    "webhook_deliveries": "webhook_deliveries.jsonl",
+    "webhook_attempts": "webhook_deliveries.jsonl",
+    "stored_files": "files/, files.jsonl",
+}
+BUNDLE_LEAVES_OUT = {
+    "data_keys": "destroyed: the bundle holds the data in the clear, the install's keys never leave",
+    "leases": "open work of the moment: a lease lasts minutes, its task is back in the queue after",
+    "review_leases": "open work of the moment, as leases",
+    "project_spend": "the ledger's sum, in stripes: rebuilt from ledger.jsonl on restore",
+    "quality_cache": "computed from answers and gold scores again on demand",
+}
 
 
 def _quality_records(uow: UnitOfWork, usernames: dict[int, str]) -> Iterator[dict[str, Any]]:
@@ -100,6 +139,58 @@ def _quality_records(uow: UnitOfWork, usernames: dict[int, str]) -> Iterator[dic
         yield {"kind": "gold_score", "project_id": score.project_id, "task_id": score.task_id,
                "answer_id": score.answer_id, "user": name(score.user_id), "gold_kind": score.kind,
                "question": score.question, "credit": score.credit, "created_at": score.created_at}
+
+
+def _write_records(directory: Path, uow: UnitOfWork, usernames: dict[int, str],
+                   cipher_of: Callable[[int], DataCipher]) -> list[str]:
+    """The client's skips (with their reasons), predictors, the model version that last scored each
+    task, and webhook endpoints (their secrets opened) with their delivery log; returns the files."""
+    session = uow.session
+    skips = session.scalars(select(Skip).order_by(Skip.id).execution_options(yield_per=_STREAM_ROWS))
+    _write_jsonl(directory / "skips.jsonl", (
+        {"project_id": s.project_id, "task_id": s.task_id, "user": usernames.get(s.user_id), "reason": s.reason,
+         "created_at": s.created_at}
+        for s in skips
+    ))
+    _write_jsonl(directory / "predictors.jsonl", (
+        {"project_id": p.project_id, "kind": p.kind, "target": p.target, "question": p.question,
+         "model_name": p.model_name, "model_version": p.model_version, "batch_size": p.batch_size,
+         "timeout_seconds": p.timeout_seconds, "auth_header": p.auth_header, "auth_secret": p.auth_secret,
+         "options": json.loads(p.options_json) if p.options_json else {}, "created_at": p.created_at,
+         "updated_at": p.updated_at}
+        for p in session.scalars(select(ProjectPredictor).order_by(ProjectPredictor.id))
+    ))
+    predictions = session.execute(
+        select(TaskPrediction.task_id, TaskPrediction.project_id, TaskPrediction.model_version,
+               TaskPrediction.predicted_at)
+        .order_by(TaskPrediction.task_id).execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / "predictions.jsonl", (
+        {"task_id": task_id, "project_id": project_id, "model_version": version, "predicted_at": at}
+        for task_id, project_id, version, at in predictions
+    ))
+    _write_jsonl(directory / "webhooks.jsonl", (
+        {"id": e.id, "project_id": e.project_id, "url": e.url, "events": e.events.split(), "active": e.active,
+         "secret": secret_text(cipher_of(e.data_key_id).open("webhook.secret", e.id, e.secret)),
+         "created_at": e.created_at}
+        for e in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))
+    ))
+    attempts: dict[int, list[dict[str, Any]]] = {}
+    for a in session.scalars(select(WebhookAttempt).order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)):
+        attempts.setdefault(a.delivery_id, []).append(
+            {"attempt": a.attempt, "started_at": a.started_at, "duration_ms": a.duration_ms,
+             "status_code": a.status_code, "error": a.error, "next_attempt_at": a.next_attempt_at})
+    deliveries = session.scalars(
+        select(WebhookDelivery).order_by(WebhookDelivery.id).execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / "webhook_deliveries.jsonl", (
+        {"id": d.id, "project_id": d.project_id, "endpoint_id": d.endpoint_id, "message_id": d.message_id,
+         "event_type": d.event_type, "body": orjson.Fragment(d.body), "status": d.status, "attempts": d.attempts,
+         "created_at": d.created_at, "delivered_at": d.delivered_at, "last_status_code": d.last_status_code,
+         "last_error": d.last_error, "log": attempts.get(d.id, [])}
+        for d in deliveries
+    ))
+    return ["skips.jsonl", "predictors.jsonl", "predictions.jsonl", "webhooks.jsonl", "webhook_deliveries.jsonl"]
 
 
 def _sha256(path: Path) -> str:
@@ -270,6 +361,7 @@ class OffboardingService:
                 for task_id, project_id, key_id, gold, qualification in gold_tasks
             ))
             _write_jsonl(directory / "quality.jsonl", _quality_records(uow, usernames))
+            files += _write_records(directory, uow, usernames, cipher_of)
             reviewed = uow.session.execute(
                 select(Answer.id, Answer.data_key_id, Answer.reviewed_at, Answer.review_note)
                 .where(Answer.reviewed_at.is_not(None)).order_by(Answer.id)
@@ -454,6 +546,98 @@ def _restore_project_quality(
             ))
 
 
+@dataclass(frozen=True, slots=True)
+class _BundleRecords:
+    """A bundle's skips, predictors, prediction versions and webhook endpoints, checked (webhook
+    delivery logs stay in the bundle: a new install does not send an old install's events again)."""
+
+    skips: list[dict[str, Any]]
+    predictors: dict[int, PredictorConfig]  # by the bundle's project id
+    predictions: list[dict[str, Any]]
+    webhooks: list[dict[str, Any]]
+
+    def restore(self, uow: UnitOfWork, old_project_id: int, project_id: int, user_ids: dict[str, int],
+                task_ids: dict[int, int]) -> None:
+        """One restored project's records, under this install's ids and the client's new key."""
+        def when(value: str) -> datetime:
+            return datetime.fromisoformat(value)
+
+        def task(old_task_id: int, name: str) -> int:
+            if old_task_id not in task_ids:
+                raise InvalidInput(f"{name}: task {old_task_id} is not in project {old_project_id} of the bundle",
+                                   details={"field": "task_id"})
+            return task_ids[old_task_id]
+
+        for skip in (s for s in self.skips if s["project_id"] == old_project_id):
+            uow.session.add(Skip(project_id=project_id, task_id=task(skip["task_id"], "skips.jsonl"),
+                                 user_id=user_ids[skip["user"]], reason=skip["reason"],
+                                 created_at=when(skip["created_at"])))
+        config = self.predictors.get(old_project_id)
+        if config is not None:
+            uow.session.add(ProjectPredictor(
+                project_id=project_id, kind=config.kind, target=config.target, question=config.question,
+                model_name=config.model_name, model_version=config.model_version, batch_size=config.batch_size,
+                timeout_seconds=config.timeout_seconds, auth_header=config.auth_header,
+                auth_secret=config.auth_secret, options_json=json.dumps(config.options) if config.options else None,
+            ))
+        for prediction in (r for r in self.predictions if r["project_id"] == old_project_id):
+            uow.session.add(TaskPrediction(task_id=task(prediction["task_id"], "predictions.jsonl"),
+                                           project_id=project_id, model_version=prediction["model_version"],
+                                           predicted_at=when(prediction["predicted_at"])))
+        endpoints = [e for e in self.webhooks if e["project_id"] == old_project_id]
+        if endpoints:
+            key_id, cipher = uow.active_cipher()
+            for endpoint, endpoint_id in zip(endpoints, allocate_ids(uow.session, WebhookEndpoint, len(endpoints)),
+                                             strict=True):
+                uow.session.add(WebhookEndpoint(
+                    id=endpoint_id, project_id=project_id, url=endpoint["url"], events=" ".join(endpoint["events"]),
+                    data_key_id=key_id, active=endpoint["active"], created_at=when(endpoint["created_at"]),
+                    secret=cipher.seal("webhook.secret", endpoint_id, secret_bytes(endpoint["secret"])),
+                ))
+            uow.flush()
+            refresh_subscriptions(uow, project_id)
+
+
+def _checked_records(directory: Path, bundle_files: set[str], schemas: dict[int, Any]) -> _BundleRecords:
+    """skips.jsonl, predictors.jsonl, predictions.jsonl and webhooks.jsonl, every line checked
+    (none of them in a bundle written before they were carried)."""
+    def refuse(name: str, number: int, message: str, field: str) -> InvalidInput:
+        return InvalidInput(f"{name} line {number}: {message}", details={"line": number, "field": field})
+
+    def in_bundle(name: str, number: int, record: dict[str, Any]) -> None:
+        if record.get("project_id") not in schemas:
+            raise refuse(name, number, f"project {record.get('project_id')} is not in the bundle", "project_id")
+
+    skips = _bundle_lines(directory, "skips.jsonl", bundle_files)
+    for number, skip in enumerate(skips, start=1):
+        in_bundle("skips.jsonl", number, skip)
+        if not skip.get("user"):
+            raise refuse("skips.jsonl", number, "the skip names no user", "user")
+    predictors: dict[int, PredictorConfig] = {}
+    for number, row in enumerate(_bundle_lines(directory, "predictors.jsonl", bundle_files), start=1):
+        in_bundle("predictors.jsonl", number, row)
+        fields = {name: row[name] for name in ("kind", "target", "question", "model_name", "model_version",
+                                              "batch_size", "timeout_seconds", "auth_header", "auth_secret",
+                                              "options") if name in row}
+        try:
+            predictors[row["project_id"]] = check_predictor(PredictorConfig(**fields),
+                                                            parse_schema(schemas[row["project_id"]]))
+        except (InvalidInput, TypeError) as error:
+            raise refuse("predictors.jsonl", number, str(error), "predictor") from None
+    predictions = _bundle_lines(directory, "predictions.jsonl", bundle_files)
+    for number, prediction in enumerate(predictions, start=1):
+        in_bundle("predictions.jsonl", number, prediction)
+    webhooks = _bundle_lines(directory, "webhooks.jsonl", bundle_files)
+    for number, endpoint in enumerate(webhooks, start=1):
+        in_bundle("webhooks.jsonl", number, endpoint)
+        try:
+            endpoint["events"] = parse_events(endpoint.get("events") or [])
+            secret_bytes(endpoint["secret"])
+        except (InvalidInput, KeyError, TypeError, ValueError) as error:
+            raise refuse("webhooks.jsonl", number, f"not a webhook endpoint ({error})", "events") from None
+    return _BundleRecords(skips, predictors, predictions, webhooks)
+
+
 _FILE_ID = re.compile(r"[0-9a-f]{32}")
 _FILE_REFERENCE = re.compile(rb"file:(" + _FILE_ID.pattern.encode() + rb")")
 # What a file starts with, for bundles written before files carried their content type.
@@ -504,8 +688,9 @@ def _with_file_ids(value: Any, renamed: dict[str, str]) -> Any:
 class BundleImporter:
     """Restores an offboarding bundle into this install: the client, its projects (with their
     queue, money and quality settings), tasks (gold ones with their gold answers), answers, reviews,
-    skills, qualification results, suspensions and gold scores, members (as token-only accounts
-    where missing), ledger and uploaded files, sealed under new keys."""
+    skills, qualification results, suspensions and gold scores, skips, predictors and prediction
+    versions, webhook endpoints, members (as token-only accounts where missing), ledger and uploaded
+    files, sealed under new keys."""
 
     def __init__(
         self,
@@ -552,6 +737,7 @@ class BundleImporter:
             if not record.get("user"):
                 raise InvalidInput(f"quality.jsonl line {number}: the record names no user", details={"line": number})
         old_projects = [orjson.loads(line) for line in (directory / "projects.jsonl").read_bytes().splitlines()]
+        records = _checked_records(directory, bundle_files, {p["id"]: p["schema"] for p in old_projects})
         file_entries = _bundle_file_entries(directory, bundle_files, {p["id"] for p in old_projects})
         # A file keeps its id unless a file of this install has it (the bundle restored twice):
         # then it gets a new one, and the tasks' references follow.
@@ -567,7 +753,7 @@ class BundleImporter:
         tasks = answers = reviews_restored = 0
         # People with records who are no longer members: their records stay theirs.
         self._ensure_users(actor, {r[key] for r in quality_records for key in ("user", "granted_by", "lifted_by")
-                                   if r.get(key)}, usernames)
+                                   if r.get(key)} | {s["user"] for s in records.skips}, usernames)
         new_project_ids: dict[int, int] = {}
         for old in old_projects:
             project = self.projects.create(
@@ -663,6 +849,7 @@ class BundleImporter:
                 uow.flush()
                 of_project = [r for r in quality_records if r.get("project_id") == old["id"]]
                 _restore_project_quality(uow, project.id, of_project, ids, new_task_ids, new_answer_ids)
+                records.restore(uow, old["id"], project.id, ids, new_task_ids)
                 for entry in paid:  # the money, with its original times, against the new ids
                     uow.ledger.append(
                         project_id=project.id, amount=entry["amount"], currency=entry["currency"],

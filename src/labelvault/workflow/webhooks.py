@@ -107,11 +107,16 @@ class WebhookConfig:
 
 
 def new_secret() -> str:
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+    return secret_text(secrets.token_bytes(32))
 
 
 def secret_bytes(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def secret_text(key: bytes) -> str:
+    """The secret as it is shown (``secret_bytes`` undone)."""
+    return SECRET_PREFIX + base64.b64encode(key).decode()
 
 
 def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
@@ -284,7 +289,7 @@ def _info(endpoint: WebhookEndpoint) -> WebhookInfo:
                        endpoint.created_at)
 
 
-def _parse_events(events: Iterable[str]) -> list[str]:
+def parse_events(events: Iterable[str]) -> list[str]:
     chosen = sorted({e.strip() for e in events if e.strip()})
     unknown = [e for e in chosen if e not in EVENT_TYPES]
     if unknown or not chosen:
@@ -295,7 +300,7 @@ def _parse_events(events: Iterable[str]) -> list[str]:
     return chosen
 
 
-def _refresh_subscriptions(uow: UnitOfWork, project_id: int) -> None:
+def refresh_subscriptions(uow: UnitOfWork, project_id: int) -> None:
     """Keep ``Project.webhook_events`` equal to what the active endpoints want."""
     wanted: set[str] = set()
     for events in uow.session.scalars(
@@ -326,7 +331,7 @@ class WebhookService:
     def add(
         self, actor: Actor, client_id: int, project_id: int, url: str, events: Iterable[str], *, active: bool = True
     ) -> WebhookCreated:
-        chosen = _parse_events(events)
+        chosen = parse_events(events)
         check_url(url, self.config.policy)  # before any transaction: it may resolve a name
         secret = new_secret()
         with self.uow_factory.for_client(client_id, write=True) as uow:
@@ -342,7 +347,7 @@ class WebhookService:
             )
             uow.session.add(endpoint)
             uow.flush()
-            _refresh_subscriptions(uow, project_id)
+            refresh_subscriptions(uow, project_id)
             audit_log.append(uow, "webhook.created", actor=actor, client_id=client_id, object_kind="webhook",
                              object_id=endpoint_id, details={"project_id": project_id, "events": chosen})
             uow.commit()
@@ -371,7 +376,7 @@ class WebhookService:
             endpoint = self._endpoint(uow, project_id, webhook_id)
             endpoint.active = active
             uow.flush()
-            _refresh_subscriptions(uow, project_id)
+            refresh_subscriptions(uow, project_id)
             audit_log.append(uow, "webhook.activated" if active else "webhook.deactivated", actor=actor,
                              client_id=client_id, object_kind="webhook", object_id=webhook_id,
                              details={"project_id": project_id})
@@ -389,7 +394,7 @@ class WebhookService:
             uow.session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(delivery_ids)))
             uow.session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == webhook_id))
             uow.session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == webhook_id))
-            _refresh_subscriptions(uow, project_id)
+            refresh_subscriptions(uow, project_id)
             audit_log.append(uow, "webhook.removed", actor=actor, client_id=client_id, object_kind="webhook",
                              object_id=webhook_id, details={"project_id": project_id})
             uow.commit()
