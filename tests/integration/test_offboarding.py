@@ -35,7 +35,7 @@ from labelvault.storage.models import (
 )
 from labelvault.workflow.offboarding import BUNDLE_CARRIES, BUNDLE_LEAVES_OUT, BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
-from labelvault.workflow.webhooks import secret_text
+from labelvault.workflow.webhooks import WebhookDispatcher, secret_text
 from tests.conftest import World, owner_url
 from tests.integration.queue_helpers import LABEL_SCHEMA, label_once, make_labelers, make_project
 
@@ -204,6 +204,8 @@ def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(wor
                                       ["task.completed"])
         (other_labeler,) = make_labelers(world, 1)
         label_once(world, other_labeler, project_id)  # completes a task: a delivery waits
+        # One attempt, refused (nothing listens on port 9): the delivery log has a line to carry.
+        WebhookDispatcher(hooked.uow_factory, hooked.webhooks.config).run_once()
         with services.uow_factory.for_client(world.client_a) as uow:
             external = {t.id: t.external_id for t in uow.tasks.list(project_id, offset=0, limit=10)}
             versions = {external[p.task_id]: p.model_version for p in uow.session.scalars(select(TaskPrediction))}
@@ -216,6 +218,7 @@ def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(wor
         (delivery,) = [json.loads(line) for line in (bundle / "webhook_deliveries.jsonl").read_text().splitlines()]
         assert (delivery["endpoint_id"], delivery["event_type"]) == (created.webhook.id, "task.completed")
         assert delivery["body"]["type"] == "task.completed"
+        assert [attempt["attempt"] for attempt in delivery["log"]] == [1] and delivery["log"][0]["error"]
 
         restored_id = next(p.id for p in other.projects.list(operator, result.client_id)[0] if p.slug == "integrated")
         with other.uow_factory.for_client(result.client_id) as uow:

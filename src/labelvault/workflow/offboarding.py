@@ -3,8 +3,8 @@
 1. Export every project (settings, tasks, gold answers, suggestions, answers), reviews
    (decisions, the answers' review notes, the tasks' review states), quality records, skips,
    predictors, webhooks and their delivery log, uploaded files, the ledger, members and the
-   client's audit trail into a directory (``BUNDLE_CARRIES``), with ``manifest.json`` listing each file's SHA-256,
-   signed by the install's audit key. ``labelvault client import-bundle`` restores it into
+   client's audit trail into a directory (``BUNDLE_CARRIES``), with ``manifest.json`` listing
+   each file's SHA-256, signed by the install's audit key. ``labelvault client import-bundle`` restores it into
    another install.
 2. Destroy the client's key-encryption key (outside the database). From then on every ciphertext
    of the client, in this database and in every backup taken before, is unreadable.
@@ -175,22 +175,33 @@ def _write_records(directory: Path, uow: UnitOfWork, usernames: dict[int, str],
          "created_at": e.created_at}
         for e in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))
     ))
-    attempts: dict[int, list[dict[str, Any]]] = {}
-    for a in session.scalars(select(WebhookAttempt).order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)):
-        attempts.setdefault(a.delivery_id, []).append(
-            {"attempt": a.attempt, "started_at": a.started_at, "duration_ms": a.duration_ms,
-             "status_code": a.status_code, "error": a.error, "next_attempt_at": a.next_attempt_at})
-    deliveries = session.scalars(
+    _write_jsonl(directory / "webhook_deliveries.jsonl", _deliveries_with_attempts(uow))
+    return ["skips.jsonl", "predictors.jsonl", "predictions.jsonl", "webhooks.jsonl", "webhook_deliveries.jsonl"]
+
+
+def _deliveries_with_attempts(uow: UnitOfWork) -> Iterator[dict[str, Any]]:
+    """The webhook delivery log, each delivery with its attempts: both streamed in delivery order
+    and merged (a project's log may hold a delivery per task)."""
+    attempts = iter(uow.session.scalars(
+        select(WebhookAttempt).order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)
+        .execution_options(yield_per=_STREAM_ROWS)
+    ))
+    attempt = next(attempts, None)
+    deliveries = uow.session.scalars(
         select(WebhookDelivery).order_by(WebhookDelivery.id).execution_options(yield_per=_STREAM_ROWS)
     )
-    _write_jsonl(directory / "webhook_deliveries.jsonl", (
-        {"id": d.id, "project_id": d.project_id, "endpoint_id": d.endpoint_id, "message_id": d.message_id,
-         "event_type": d.event_type, "body": orjson.Fragment(d.body), "status": d.status, "attempts": d.attempts,
-         "created_at": d.created_at, "delivered_at": d.delivered_at, "last_status_code": d.last_status_code,
-         "last_error": d.last_error, "log": attempts.get(d.id, [])}
-        for d in deliveries
-    ))
-    return ["skips.jsonl", "predictors.jsonl", "predictions.jsonl", "webhooks.jsonl", "webhook_deliveries.jsonl"]
+    for d in deliveries:
+        log = []
+        while attempt is not None and attempt.delivery_id <= d.id:
+            if attempt.delivery_id == d.id:
+                log.append({"attempt": attempt.attempt, "started_at": attempt.started_at,
+                            "duration_ms": attempt.duration_ms, "status_code": attempt.status_code,
+                            "error": attempt.error, "next_attempt_at": attempt.next_attempt_at})
+            attempt = next(attempts, None)
+        yield {"id": d.id, "project_id": d.project_id, "endpoint_id": d.endpoint_id, "message_id": d.message_id,
+               "event_type": d.event_type, "body": orjson.Fragment(d.body), "status": d.status,
+               "attempts": d.attempts, "created_at": d.created_at, "delivered_at": d.delivered_at,
+               "last_status_code": d.last_status_code, "last_error": d.last_error, "log": log}
 
 
 def _sha256(path: Path) -> str:
