@@ -34,7 +34,7 @@ from labelvault.workflow.accounts import AccountService
 from labelvault.workflow.backup import BackupService
 from labelvault.workflow.clients import ClientService
 from labelvault.workflow.files import FileService
-from labelvault.workflow.labeling import LabelingService, QueueHooks
+from labelvault.workflow.labeling import LabelingService, QueueHooks, seal_legacy_skip_reasons
 from labelvault.workflow.ledger import BonusService
 from labelvault.workflow.offboarding import BundleImporter, OffboardingService
 from labelvault.workflow.predictions import PredictionService
@@ -234,20 +234,23 @@ def migrate(services: Services) -> tuple[str | None, str]:
     """Apply pending migrations as the owner; returns (revision before, head).
 
     With a separate owner connection (PostgreSQL), the application's role is then granted what it
-    needs on the tables as they now are (and no UPDATE or DELETE on the audit log)."""
+    needs on the tables as they now are (and no UPDATE or DELETE on the audit log). Then the data
+    steps that need the key ring, which a migration does not have: skip reasons written before they
+    were sealed are sealed."""
     settings = services.settings
     if not settings.migration_database_url:
         before = current_revision(services.engine)
         upgrade(services.engine)
-        return before, head_revision()
-    owner = create_engine(settings.migration_database_url, poolclass=NullPool)
-    try:
-        before = current_revision(owner)
-        upgrade(owner)
-        app_role = services.engine.url.username
-        if owner.dialect.name == "postgresql" and app_role and app_role != owner.url.username:
-            with owner.begin() as connection:
-                grant_app_role(connection, app_role)
-    finally:
-        owner.dispose()
+    else:
+        owner = create_engine(settings.migration_database_url, poolclass=NullPool)
+        try:
+            before = current_revision(owner)
+            upgrade(owner)
+            app_role = services.engine.url.username
+            if owner.dialect.name == "postgresql" and app_role and app_role != owner.url.username:
+                with owner.begin() as connection:
+                    grant_app_role(connection, app_role)
+        finally:
+            owner.dispose()
+    seal_legacy_skip_reasons(services.uow_factory)
     return before, head_revision()

@@ -67,6 +67,30 @@ def test_answers_need_a_manager_and_stay_inside_the_client(api: Api) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["details"] == {"field": "status"}
 
 
+def test_skips_come_page_by_page_with_the_labelers_reasons_for_managers_only(api: Api) -> None:
+    pid = create_project(api, "manager_a", api.world.client_a)["id"]
+    _import(api, pid, 3)
+    reasons = ["the text is in Finnish", "", "duplicate of t0"]
+    for reason in reasons:
+        task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+        skipped = api.post("labeler_a", f"/api/projects/{pid}/tasks/{task['task_id']}/skip", json={"reason": reason})
+        assert skipped.status_code == 204, skipped.text
+    first = api.get("manager_a", f"/api/projects/{pid}/skips", params={"limit": 2}).json()
+    rest = api.get("manager_a", f"/api/projects/{pid}/skips", params={"after_id": first["next_after_id"]}).json()
+    assert first["total"] == 3 and rest["next_after_id"] is None
+    items = first["items"] + rest["items"]
+    assert [s["reason"] for s in items] == reasons
+    assert {s["labeler"] for s in items} == {"labeler_a"} and all(s["external_id"].startswith("t") for s in items)
+    assert api.get("labeler_a", f"/api/projects/{pid}/skips").status_code == 403
+    assert api.get("manager_b", f"/api/projects/{pid}/skips").status_code == 404
+    api.world.services.audit.sequence()
+    with api.world.services.uow_factory.system() as uow:
+        reads = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "skips.read")).all()
+    # Both pages witnessed; the two refusals recorded as such.
+    assert sorted((r.actor, r.outcome) for r in reads) == [
+        ("labeler_a", "denied"), ("manager_a", "ok"), ("manager_a", "ok"), ("manager_b", "denied")]
+
+
 def test_suggestions_of_a_model_replace_its_earlier_ones_so_a_repeat_changes_nothing(api: Api) -> None:
     pid = create_project(api, "manager_a", api.world.client_a)["id"]
     _import(api, pid, 2)

@@ -15,6 +15,7 @@ from tests.integration.queue_helpers import LABEL_SCHEMA
 
 MARKER = "PLAINTEXT-MARKER-7f3a9c"
 ANSWER_MARKER = "ANSWER-MARKER-0b41d2"
+SKIP_MARKER = "SKIP-MARKER-5e8d10"
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def sqlite_world(world: World) -> World:
     return world
 
 
-def test_the_database_files_hold_no_plaintext_of_tasks_or_answers(sqlite_world: World) -> None:
+def test_the_database_files_hold_no_plaintext_of_tasks_answers_or_skip_reasons(sqlite_world: World) -> None:
     world = sqlite_world
     services = world.services
     schema = {
@@ -45,7 +46,7 @@ def test_the_database_files_hold_no_plaintext_of_tasks_or_answers(sqlite_world: 
     labeler = world.actors["labeler_a"]
     task = services.labeling.next_task(labeler, world.client_a, project.id)
     assert MARKER in task.payload["text"]  # the application reads it back
-    services.labeling.skip(labeler, world.client_a, project.id, task.task_id, reason="")
+    services.labeling.skip(labeler, world.client_a, project.id, task.task_id, reason=f"unreadable {SKIP_MARKER}")
     services.labeling.submit(
         labeler,
         world.client_a,
@@ -61,6 +62,7 @@ def test_the_database_files_hold_no_plaintext_of_tasks_or_answers(sqlite_world: 
         data = path.read_bytes()
         assert MARKER.encode() not in data, f"task plaintext found in {path}"
         assert ANSWER_MARKER.encode() not in data, f"answer plaintext found in {path}"
+        assert SKIP_MARKER.encode() not in data, f"skip reason plaintext found in {path}"
 
 
 def test_a_ciphertext_copied_into_another_clients_row_fails_to_open(world: World) -> None:

@@ -13,9 +13,12 @@ from labelvault.bootstrap import build_services, migrate, open_keyring
 from labelvault.errors import Conflict
 from labelvault.settings import Settings
 from labelvault.storage.migrate import current_revision, head_revision, upgrade
+from labelvault.storage.models import Skip
+from labelvault.workflow.labeling import skip_reason
 from tests.conftest import DatabaseUrls
 
 FIRST = "f8ae2518d79d"
+OLD_SKIP_REASON = "the old plaintext reason"
 SCHEMA = {"fields": [{"name": "text", "kind": "text"}],
           "questions": [{"name": "sentiment", "type": "label", "labels": ["positive", "negative"]}]}
 
@@ -49,9 +52,16 @@ def old_install(tmp_path, database_urls: DatabaseUrls) -> Settings:  # type: ign
                     "required_answers, answer_count, open_slots, data_key_id, payload, created_at) "
                     "VALUES (1, 1, 1, 'old-1', 0, 0, 1, 0, 1, 1, :p, :t)"),
                {"p": cipher.seal("task.payload", 1, orjson.dumps({"text": "written long ago"})), "t": now})
+        # A skipped task, its reason in the clear as skips were written before reasons were sealed.
+        insert(text("INSERT INTO tasks (id, client_id, project_id, external_id, priority, uncertainty, "
+                    "required_answers, answer_count, open_slots, data_key_id, payload, created_at) "
+                    "VALUES (2, 1, 1, 'old-2', 0, 0, 1, 0, 1, 1, :p, :t)"),
+               {"p": cipher.seal("task.payload", 2, orjson.dumps({"text": "passed over"})), "t": now})
+        insert(text("INSERT INTO skips (id, client_id, project_id, task_id, user_id, reason, created_at) "
+                    "VALUES (1, 1, 1, 2, 1, :r, :t)"), {"r": OLD_SKIP_REASON, "t": now})
     if owner.dialect.name == "postgresql":
         with owner.begin() as connection:  # sequences after explicit ids
-            for table in ("clients", "users", "memberships", "data_keys", "projects", "tasks"):
+            for table in ("clients", "users", "memberships", "data_keys", "projects", "tasks", "skips"):
                 connection.execute(text(f"SELECT setval('{table}_id_seq', 10)"))
     owner.dispose()
     return settings
@@ -98,7 +108,7 @@ def test_the_project_spend_total_moves_into_its_stripes_with_its_tasks_kept(old_
     try:
         migrate(services)  # to head, and the app role's grants on the new table
         with owner.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM tasks WHERE project_id = 1")).scalar() == 1
+            assert connection.execute(text("SELECT count(*) FROM tasks WHERE project_id = 1")).scalar() == 2
         owner.dispose()
         from labelvault.domain.access import Actor
 
@@ -108,5 +118,21 @@ def test_the_project_spend_total_moves_into_its_stripes_with_its_tasks_kept(old_
         services.labeling.submit(veteran, 1, 1, task.task_id, {"sentiment": "positive"})
         assert services.projects.get(veteran, 1, 1).spent == 260
         assert services.reports.project_costs(veteran, 1, 1).currency == "EUR"
+    finally:
+        services.close()
+
+
+def test_skip_reasons_written_in_the_clear_are_sealed_by_the_upgrade(old_install: Settings) -> None:
+    services = build_services(old_install)
+    try:
+        migrate(services)
+        with services.uow_factory.for_client(1) as uow:
+            skip = uow.session.get(Skip, 1)
+            assert skip is not None and skip.legacy_reason == "" and skip.sealed_reason is not None
+            assert OLD_SKIP_REASON.encode() not in skip.sealed_reason
+            assert skip_reason(uow, skip) == OLD_SKIP_REASON
+        assert migrate(services)[0] == head_revision()  # a second run finds nothing left to seal
+        with services.uow_factory.for_client(1) as uow:
+            assert skip_reason(uow, uow.session.get(Skip, 1)) == OLD_SKIP_REASON  # type: ignore[arg-type]
     finally:
         services.close()

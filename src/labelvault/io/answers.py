@@ -1,14 +1,15 @@
-"""Reading a project's answers page by page, for clients that pull labels as they come in.
+"""Reading a project's answers, and its skips with their reasons, page by page.
 
     page = answers.page(actor, client_id, project_id, after_id=0, limit=1000)
     # page.items: answers in id order; page.next_after_id: pass it back for the next page
+    skips = answers.skips(actor, client_id, project_id, after_id=0)  # why labelers passed on tasks
 
 Pages are keyset-paginated by answer id (``after_id``), so walking a large project stays cheap
 and an answer submitted meanwhile is never skipped nor seen twice; ``offset`` is accepted as on
 every other list. Reading answers shows the client's data like an export does: the same policy
 (``ProjectPolicy.export``), the conflict wall is checked and the touch recorded, and each page is
 witnessed in the audit log (``answers.read``, with the page asked for, never content) before it is
-read.
+read. Skips likewise (``skips.read``): a labeler's reason may quote the task.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput
-from labelvault.storage.models import Answer, Task, User
+from labelvault.storage.models import Answer, Skip, Task, User
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
+from labelvault.workflow.labeling import skip_reason
 from labelvault.workflow.projects import load_project
 from labelvault.workflow.walls import check_and_record
 
@@ -48,6 +50,24 @@ class AnswerRecord:
     submitted_at: datetime
     time_spent_ms: int
     reviewed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SkipRecord:
+    id: int
+    task_id: int
+    external_id: str | None
+    labeler_id: int
+    labeler: str
+    reason: str
+    skipped_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SkipPage:
+    items: list[SkipRecord]
+    total: int
+    next_after_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +97,8 @@ class AnswerService:
             raise InvalidInput(f"status must be one of {', '.join(ANSWER_STATUSES)}", details={"field": "status"})
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be from 1 to {MAX_PAGE}", details={"field": "limit"})
-        with (
-            recording_denials(self.audit, actor, client_id, "answers.read", "project", project_id),
-            # A short write: the wall's touch and the audit entry, before any answer is read (as an
-            # export does), so SQLite's write lock is not held while a page is read and opened.
-            self.uow_factory.for_client(client_id, write=True) as uow,
-        ):
-            ProjectPolicy.export(access_in(uow, actor))
-            load_project(uow, project_id)
-            uow.users.lock(actor.user_id)
-            check_and_record(uow, actor.user_id, client_id, "export")
-            audit_log.append(uow, "answers.read", actor=actor, client_id=client_id, object_kind="project",
-                             object_id=project_id,
-                             details={"after_id": after_id, "offset": offset, "limit": limit, "status": status})
-            uow.commit()
+        self._witness(actor, client_id, project_id, "answers.read",
+                      {"after_id": after_id, "offset": offset, "limit": limit, "status": status})
         with self.uow_factory.for_client(client_id) as uow:
             ProjectPolicy.export(access_in(uow, actor))  # every unit of work asks (a role may go meanwhile)
             filters = [Answer.project_id == project_id]
@@ -118,3 +126,46 @@ class AnswerService:
                 for answer, external_id, username in rows[:limit]
             ]
         return AnswerPage(items=items, total=total, next_after_id=items[-1].id if more else None)
+
+    def skips(
+        self, actor: Actor, client_id: int, project_id: int, *, after_id: int = 0, offset: int = 0, limit: int = 100
+    ) -> SkipPage:
+        """The project's skips in id order, each with the labeler's reason (opened)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be from 1 to {MAX_PAGE}", details={"field": "limit"})
+        self._witness(actor, client_id, project_id, "skips.read", {"after_id": after_id, "offset": offset,
+                                                                     "limit": limit})
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.export(access_in(uow, actor))
+            total = uow.session.scalar(select(func.count()).select_from(Skip).where(Skip.project_id == project_id))
+            rows = uow.session.execute(
+                select(Skip, Task.external_id, User.username)
+                .join(Task, Task.id == Skip.task_id)
+                .join(User, User.id == Skip.user_id)
+                .where(Skip.project_id == project_id, Skip.id > after_id)
+                .order_by(Skip.id)
+                .offset(offset)
+                .limit(limit + 1)
+            ).all()
+            items = [
+                SkipRecord(id=skip.id, task_id=skip.task_id, external_id=external_id, labeler_id=skip.user_id,
+                           labeler=username, reason=skip_reason(uow, skip), skipped_at=skip.created_at)
+                for skip, external_id, username in rows[:limit]
+            ]
+        return SkipPage(items, total or 0, items[-1].id if len(rows) > limit else None)
+
+    def _witness(self, actor: Actor, client_id: int, project_id: int, action: str, details: dict[str, Any]) -> None:
+        """Policy, wall and audit before a page of client content is read: a short write (the wall's
+        touch and the audit entry, as an export does), so SQLite's write lock is not held while a
+        page is read and opened."""
+        with (
+            recording_denials(self.audit, actor, client_id, action, "project", project_id),
+            self.uow_factory.for_client(client_id, write=True) as uow,
+        ):
+            ProjectPolicy.export(access_in(uow, actor))
+            load_project(uow, project_id)
+            uow.users.lock(actor.user_id)
+            check_and_record(uow, actor.user_id, client_id, "export")
+            audit_log.append(uow, action, actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project_id, details=details)
+            uow.commit()

@@ -70,7 +70,7 @@ from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.clients import check_slug
 
 MAX_REPORTED_ERRORS = 100
-SKIP_REASON = "cancelled in Label Studio"
+SKIP_REASON = b"cancelled in Label Studio"
 _MAX_SPENT_MS = 2**31 - 1
 _CHUNK = 500
 
@@ -435,7 +435,7 @@ class LabelStudioImportService:
                 user_id = people[person].account_id
                 if (task_id, user_id) not in answered and (task_id, user_id) not in skipped:
                     skip_rows.append({"client_id": client_id, "project_id": project.id, "task_id": task_id,
-                                      "user_id": user_id, "reason": SKIP_REASON, "created_at": now})
+                                      "user_id": user_id, "created_at": now})
         answer_ids = allocate_ids(session, Answer, len(answer_rows)) if answer_rows else []
         for answer_id, row in zip(answer_ids, answer_rows, strict=True):
             row["id"] = answer_id
@@ -443,6 +443,9 @@ class LabelStudioImportService:
             row["value"] = cipher.seal("answer.value", answer_id, row.pop("_value"))
         for chunk in _chunks(answer_rows, _CHUNK):
             session.execute(insert(Answer), chunk)
+        skip_ids = allocate_ids(session, Skip, len(skip_rows)) if skip_rows else []
+        for skip_id, row in zip(skip_ids, skip_rows, strict=True):  # sealed as a labeler's reason is
+            row.update(id=skip_id, data_key_id=key_id, sealed_reason=cipher.seal("skip.reason", skip_id, SKIP_REASON))
         for chunk in _chunks(skip_rows, _CHUNK):
             session.execute(insert(Skip), chunk)
         report.answers_created = len(answer_rows)

@@ -7,11 +7,11 @@ from typing import Any
 from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from labelvault.storage.models import Answer, Review, Task
+from labelvault.storage.models import Answer, Review, Skip, Task, WebhookEndpoint
 from labelvault.storage.scope import ScopedSql, Unscoped
 
 # Each of these tables is created with a BIGSERIAL id on PostgreSQL: its sequence is <table>_id_seq.
-SealedRow = type[Task] | type[Answer] | type[Review]
+SealedRow = type[Task] | type[Answer] | type[Review] | type[Skip] | type[WebhookEndpoint]
 
 # One id (SQLite: the maximum so far, plus one; PostgreSQL: the sequence's next value), per table
 # and dialect, built on first use. The maximum is over all clients on purpose (ids are global).

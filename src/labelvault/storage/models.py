@@ -272,7 +272,12 @@ class Skip(ClientOwned, Base):
     project_id: Mapped[int] = mapped_column(Id, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     task_id: Mapped[int] = mapped_column(Id, ForeignKey("tasks.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id"))
-    reason: Mapped[str] = mapped_column(String(500), default="")
+    # The labeler's reason, sealed ("skip.reason", the skip's id): their words may quote the task.
+    data_key_id: Mapped[int | None] = mapped_column(Id, ForeignKey("data_keys.id"), nullable=True)
+    sealed_reason: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Reasons written before they were sealed, in the clear until ``labelvault upgrade`` seals them
+    # (bootstrap.migrate; migration f2b4d6e8a0c1): empty on every row written since.
+    legacy_reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

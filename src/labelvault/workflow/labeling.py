@@ -19,11 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from labelvault import monitoring
 from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
+from labelvault.crypto.cipher import DataCipher
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.domain.answers import validate_answer
 from labelvault.errors import Conflict, InvalidInput, NotFound, QueueRefused
@@ -136,6 +138,53 @@ def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
     spent = uow.projects.lock_and_read_spent(project.id)
     if not ledger.budget_left_for(project, uow.leases.count_in_project(project.id) + 1, spent=spent):
         raise QueueRefused("budget_reached", f"the budget of project {project.slug} is reached")
+
+
+MAX_SKIP_REASON = 500
+LEGACY_SKIPS_PER_ROUND = 1000
+
+
+def sealed_skip(skip_id: int, key: tuple[int, DataCipher], *, project_id: int, task_id: int, user_id: int,
+                reason: str, created_at: datetime) -> Skip:
+    """A skip row (its id from ``allocate_ids``), its reason sealed under ``key`` (the client's
+    active data key and its cipher); nothing sealed for an empty reason."""
+    skip = Skip(id=skip_id, project_id=project_id, task_id=task_id, user_id=user_id, created_at=created_at)
+    if reason:
+        skip.data_key_id, cipher = key
+        skip.sealed_reason = cipher.seal("skip.reason", skip_id, reason.encode())
+    return skip
+
+
+def skip_reason(uow: UnitOfWork, skip: Skip) -> str:
+    """The reason of a skip: opened, or as written before reasons were sealed."""
+    if skip.sealed_reason is None or skip.data_key_id is None:
+        return skip.legacy_reason
+    return uow.cipher(skip.data_key_id).open("skip.reason", skip.id, skip.sealed_reason).decode()
+
+
+def seal_legacy_skip_reasons(uow_factory: UnitOfWorkFactory) -> int:
+    """Seal the reasons that skips written before migration f2b4d6e8a0c1 keep in the clear, and empty
+    them; returns how many. Run by ``bootstrap.migrate`` after the schema steps: a migration has no
+    keys. Across clients only to find which hold such rows; each is sealed in its client's scope."""
+    with uow_factory.all_clients() as uow:
+        client_ids = list(uow.session.scalars(select(Skip.client_id).where(Skip.legacy_reason != "").distinct()))
+    sealed = 0
+    for client_id in client_ids:
+        while True:
+            with uow_factory.for_client(client_id, write=True) as uow:
+                rows = uow.session.scalars(
+                    select(Skip).where(Skip.legacy_reason != "").order_by(Skip.id).limit(LEGACY_SKIPS_PER_ROUND)
+                ).all()
+                if not rows:
+                    break
+                key_id, cipher = uow.active_cipher()
+                for skip in rows:
+                    skip.data_key_id = key_id
+                    skip.sealed_reason = cipher.seal("skip.reason", skip.id, skip.legacy_reason.encode())
+                    skip.legacy_reason = ""
+                uow.commit()
+                sealed += len(rows)
+    return sealed
 
 
 class LabelingService:
@@ -345,7 +394,9 @@ class LabelingService:
             if lease is None or not uow.leases.remove(lease):
                 raise Conflict(f"you hold no lease on task {task_id}")
             uow.tasks.move_slots(task_id, open_slots=+1)
-            uow.skips.add(Skip(project_id=project_id, task_id=task_id, user_id=actor.user_id, reason=reason[:500]))
+            uow.skips.add(sealed_skip(allocate_ids(uow.session, Skip, 1)[0], uow.active_cipher(),
+                                      project_id=project_id, task_id=task_id, user_id=actor.user_id,
+                                      reason=reason[:MAX_SKIP_REASON], created_at=utcnow()))
             audit_log.append(
                 uow, "task.skipped", actor=actor, client_id=client_id, object_kind="task", object_id=task_id
             )

@@ -66,6 +66,7 @@ from labelvault.storage.models import (
 )
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.files import ALLOWED_TYPES, FileService, new_file_id
+from labelvault.workflow.labeling import sealed_skip, skip_reason
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.webhooks import parse_events, refresh_subscriptions, secret_bytes, secret_text
 
@@ -148,8 +149,8 @@ def _write_records(directory: Path, uow: UnitOfWork, usernames: dict[int, str],
     session = uow.session
     skips = session.scalars(select(Skip).order_by(Skip.id).execution_options(yield_per=_STREAM_ROWS))
     _write_jsonl(directory / "skips.jsonl", (
-        {"project_id": s.project_id, "task_id": s.task_id, "user": usernames.get(s.user_id), "reason": s.reason,
-         "created_at": s.created_at}
+        {"project_id": s.project_id, "task_id": s.task_id, "user": usernames.get(s.user_id),
+         "reason": skip_reason(uow, s), "created_at": s.created_at}
         for s in skips
     ))
     _write_jsonl(directory / "predictors.jsonl", (
@@ -579,10 +580,14 @@ class _BundleRecords:
                                    details={"field": "task_id"})
             return task_ids[old_task_id]
 
-        for skip in (s for s in self.skips if s["project_id"] == old_project_id):
-            uow.session.add(Skip(project_id=project_id, task_id=task(skip["task_id"], "skips.jsonl"),
-                                 user_id=user_ids[skip["user"]], reason=skip["reason"],
-                                 created_at=when(skip["created_at"])))
+        skips = [s for s in self.skips if s["project_id"] == old_project_id]
+        if skips:
+            key = uow.active_cipher()
+            for skip, skip_id in zip(skips, allocate_ids(uow.session, Skip, len(skips)), strict=True):
+                uow.session.add(sealed_skip(skip_id, key, project_id=project_id,
+                                            task_id=task(skip["task_id"], "skips.jsonl"),
+                                            user_id=user_ids[skip["user"]], reason=skip["reason"],
+                                            created_at=when(skip["created_at"])))
         config = self.predictors.get(old_project_id)
         if config is not None:
             uow.session.add(ProjectPredictor(

@@ -338,7 +338,7 @@ class WebhookService:
             ProjectPolicy.manage(access_in(uow, actor))
             load_project(uow, project_id)
             _lock_project(uow, project_id)
-            endpoint_id = allocate_ids(uow.session, WebhookEndpoint, 1)[0]  # type: ignore[arg-type]
+            endpoint_id = allocate_ids(uow.session, WebhookEndpoint, 1)[0]
             key_id, cipher = uow.active_cipher()
             endpoint = WebhookEndpoint(
                 id=endpoint_id, project_id=project_id, url=url, events=" ".join(chosen), data_key_id=key_id,

@@ -51,3 +51,36 @@ def list_answers(
         items=[AnswerRead.model_validate(a, from_attributes=True) for a in found.items], total=found.total,
         offset=page.offset, limit=page.limit, next_after_id=found.next_after_id,
     )
+
+
+class SkipRead(BaseModel):
+    id: int
+    task_id: int
+    external_id: str | None
+    labeler_id: int
+    labeler: str
+    reason: str = Field(description="The labeler's reason, as they wrote it (may be empty).")
+    skipped_at: datetime
+
+
+class SkipPageRead(Page[SkipRead]):
+    next_after_id: int | None = Field(
+        description="Pass as after_id for the next page; null when this page is the last."
+    )
+
+
+@router.get("/projects/{project_id}/skips", response_model=SkipPageRead)
+def list_skips(
+    ref: ProjectRefDep,
+    actor: ActorDep,
+    services: ServicesDep,
+    page: PageDep,
+    after_id: Annotated[int, Query(ge=0, description="Only skips with a larger id (keyset pagination).")] = 0,
+) -> SkipPageRead:
+    """The project's skips in id order with the labelers' reasons (managers; audited)."""
+    found = services.answers.skips(actor, ref.client_id, ref.project_id, after_id=after_id, offset=page.offset,
+                                   limit=page.limit)
+    return SkipPageRead(
+        items=[SkipRead.model_validate(s, from_attributes=True) for s in found.items], total=found.total,
+        offset=page.offset, limit=page.limit, next_after_id=found.next_after_id,
+    )
