@@ -19,6 +19,7 @@ from labelvault.errors import Conflict, ImportInvalid, NotFound, PermissionDenie
 from labelvault.io.label_studio_import import LabelStudioReport, NewProject
 from labelvault.storage.models import Answer, AuditEntry, LedgerEntry, Membership, Project, Skip, Task, User
 from labelvault.workflow.content import open_answer_values, open_task_content
+from labelvault.workflow.labeling import skip_reason
 from tests.conftest import World
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "label_studio"
@@ -52,7 +53,7 @@ def stored(world: World, project_id: int) -> dict[str, dict[str, Any]]:
                 "open_slots": task.open_slots, "required": task.required_answers, "review_state": task.review_state,
                 "answers": {names[a.user_id]: v for a, v in zip(answers, values, strict=True)},
                 "rows": {names[a.user_id]: a for a in answers},
-                "skips": {names[s.user_id]: s.reason for s in skips},
+                "skips": {names[s.user_id]: skip_reason(uow, s) for s in skips},
             }
     return out
 

@@ -33,6 +33,7 @@ from labelvault.storage.models import (
     User,
     WebhookEndpoint,
 )
+from labelvault.workflow.labeling import skip_reason
 from labelvault.workflow.offboarding import BUNDLE_CARRIES, BUNDLE_LEAVES_OUT, BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.webhooks import WebhookDispatcher, secret_text
@@ -223,10 +224,9 @@ def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(wor
         restored_id = next(p.id for p in other.projects.list(operator, result.client_id)[0] if p.slug == "integrated")
         with other.uow_factory.for_client(result.client_id) as uow:
             names = {t.id: t.external_id for t in uow.tasks.list(restored_id, offset=0, limit=10)}
-            skips = uow.session.execute(
-                select(Skip.task_id, User.username, Skip.reason).join(User, User.id == Skip.user_id)
-                .where(Skip.project_id == restored_id)
-            ).all()
+            skips = [(skip.task_id, username, skip_reason(uow, skip)) for skip, username in uow.session.execute(
+                select(Skip, User.username).join(User, User.id == Skip.user_id).where(Skip.project_id == restored_id)
+            )]
             restored_versions = {names[p.task_id]: p.model_version for p in uow.session.scalars(
                 select(TaskPrediction).where(TaskPrediction.project_id == restored_id))}
             (endpoint,) = uow.session.scalars(select(WebhookEndpoint)).all()

@@ -17,6 +17,14 @@ class Page(BaseModel, Generic[T]):
     limit: int
 
 
+class KeysetPage(Page[T], Generic[T]):
+    """A page of a list walked by id (``after_id``): nothing added meanwhile is skipped or seen twice."""
+
+    next_after_id: int | None = Field(
+        description="Pass as after_id for the next page; null when this page is the last."
+    )
+
+
 class TokenRequest(BaseModel):
     username: str
     password: str

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
 from labelvault.api.routes.projects import ProjectRefDep
-from labelvault.api.schemas import Page
+from labelvault.api.schemas import KeysetPage
 
 router = APIRouter(tags=["answers"])
 
@@ -29,10 +29,8 @@ class AnswerRead(BaseModel):
     reviewed_at: datetime | None
 
 
-class AnswerPageRead(Page[AnswerRead]):
-    next_after_id: int | None = Field(
-        description="Pass as after_id for the next page; null when this page is the last."
-    )
+class AnswerPageRead(KeysetPage[AnswerRead]):
+    pass
 
 
 @router.get("/projects/{project_id}/answers", response_model=AnswerPageRead)
@@ -63,10 +61,8 @@ class SkipRead(BaseModel):
     skipped_at: datetime
 
 
-class SkipPageRead(Page[SkipRead]):
-    next_after_id: int | None = Field(
-        description="Pass as after_id for the next page; null when this page is the last."
-    )
+class SkipPageRead(KeysetPage[SkipRead]):
+    pass
 
 
 @router.get("/projects/{project_id}/skips", response_model=SkipPageRead)
