@@ -159,6 +159,24 @@ def test_a_client_engineer_goes_from_schema_to_training_set(
         assert "question" in agreement.columns
 
 
+def test_a_manager_reads_why_labelers_skipped_tasks(world: World, server: ServerProcess) -> None:
+    with sdk(server, world) as client:
+        project = client.create_project("acme", "Skipped reviews", typed_schema())
+        project.add_tasks([{"external_id": f"s{i}", "data": {"text": f"review {i}"}} for i in range(3)])
+        reasons = ["not English", "", "a duplicate"]
+        headers = {"Authorization": f"Bearer {world.tokens['labeler_a']}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+            for reason in reasons:
+                task = http.post(f"/api/projects/{project.id}/tasks/next").json()
+                skipped = http.post(f"/api/projects/{project.id}/tasks/{task['task_id']}/skip", json={"reason": reason})
+                assert skipped.status_code == 204, skipped.text
+        skips = list(project.iter_skips(page_size=2))
+        assert all(isinstance(s, lv.sdk.Skip) for s in skips)
+        assert [s.reason for s in skips] == reasons and {s.labeler for s in skips} == {"labeler_a"}
+        assert [s.external_id for s in skips] == ["s0", "s1", "s2"] and skips[0].skipped_at is not None
+        assert [s.id for s in project.iter_skips(after_id=skips[0].id)] == [s.id for s in skips[1:]]
+
+
 def test_api_errors_arrive_as_one_hierarchy_with_code_message_and_details(
     world: World, server: ServerProcess
 ) -> None:

@@ -5,7 +5,16 @@ See docs/sdk.md for a tour. pandas and datasets are optional (``pip install 'lab
 
 from labelvault.sdk import errors, schema
 from labelvault.sdk.client import Client, Project, slugify
-from labelvault.sdk.models import Answer, ClientInfo, ImportReport, Me, Progress, SuggestionsReport, TaskSummary
+from labelvault.sdk.models import (
+    Answer,
+    ClientInfo,
+    ImportReport,
+    Me,
+    Progress,
+    Skip,
+    SuggestionsReport,
+    TaskSummary,
+)
 
 __all__ = [
     "Answer",
@@ -15,6 +24,7 @@ __all__ = [
     "Me",
     "Progress",
     "Project",
+    "Skip",
     "SuggestionsReport",
     "TaskSummary",
     "errors",

@@ -47,6 +47,7 @@ from labelvault.sdk.models import (
     ImportReport,
     Me,
     Progress,
+    Skip,
     SuggestionsReport,
     TaskSummary,
     renumber,
@@ -359,13 +360,24 @@ class Project:
         params: dict[str, Any] = {"limit": page_size}
         if status is not None:
             params["status"] = status
+        for item in self._keyset_pages("answers", params, after_id):
+            yield Answer.from_api(item)
+
+    def iter_skips(self, *, after_id: int = 0, page_size: int = PAGE) -> Iterator[Skip]:
+        """Every skip in id order with the labeler's reason, page by page (a manager's token; the
+        server records each page in the audit log). ``after_id`` resumes after a skip seen before."""
+        for item in self._keyset_pages("skips", {"limit": page_size}, after_id):
+            yield Skip.from_api(item)
+
+    def _keyset_pages(self, what: str, params: dict[str, Any], after_id: int) -> Iterator[dict[str, Any]]:
+        """The items of ``/projects/{id}/<what>``, walked by ``after_id`` as the loop asks for them."""
         resumed = after_id > 0  # then the project's total is more than this loop will see: no bar length
-        with bar(self._client.progress, f"Answers of {self.slug}", unit="answers") as progress:
+        with bar(self._client.progress, f"{what.capitalize()} of {self.slug}", unit=what) as progress:
             while True:
-                page = self._http.json("GET", f"/projects/{self.id}/answers", params={**params, "after_id": after_id})
+                page = self._http.json("GET", f"/projects/{self.id}/{what}", params={**params, "after_id": after_id})
                 progress.total(None if resumed else page["total"])
                 for item in page["items"]:
-                    yield Answer.from_api(item)
+                    yield item
                     progress.advance()
                 if page["next_after_id"] is None:
                     return

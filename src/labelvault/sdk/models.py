@@ -98,6 +98,21 @@ class Answer(_FromApi):
 
 
 @dataclass(frozen=True, slots=True)
+class Skip(_FromApi):
+    """A labeler passed on a task, and said why (``reason`` may be empty)."""
+
+    id: int
+    task_id: int
+    external_id: str | None
+    labeler_id: int
+    labeler: str
+    reason: str
+    skipped_at: datetime | None
+
+    _times = ("skipped_at",)
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSummary(_FromApi):
     id: int
     external_id: str | None
