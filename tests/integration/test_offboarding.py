@@ -33,6 +33,7 @@ from labelvault.storage.models import (
     User,
     WebhookEndpoint,
 )
+from labelvault.workflow import offboarding
 from labelvault.workflow.labeling import skip_reason
 from labelvault.workflow.offboarding import BUNDLE_CARRIES, BUNDLE_LEAVES_OUT, BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
@@ -143,6 +144,14 @@ def test_a_backup_taken_before_offboarding_cannot_be_decrypted(world: World, lab
                 open_task_content(uow, task)
     finally:
         restored.close()
+
+
+@pytest.fixture(params=[offboarding.RESTORE_BATCH, 1], ids=["one-batch", "a-batch-per-task"])
+def restore_batch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Restores read a project's tasks in batches: the whole project in one, or one task per batch
+    (every task's answers, reviews and scores then point across batches)."""
+    monkeypatch.setattr(offboarding, "RESTORE_BATCH", request.param)
+    return int(request.param)
 
 
 @contextmanager
@@ -256,7 +265,7 @@ def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(wor
 
 
 def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_setting(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, restore_batch: int
 ) -> None:
     services = world.services
     project_id = make_project(world, "reviewed", tasks=3, review_policy="all", rate_per_answer=100,
@@ -326,7 +335,9 @@ def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_sett
         assert len(gold_after) == 2
 
 
-def test_a_bundle_restores_skills_qualifications_suspensions_and_gold_scores(world: World, tmp_path: Path) -> None:
+def test_a_bundle_restores_skills_qualifications_suspensions_and_gold_scores(
+    world: World, tmp_path: Path, restore_batch: int
+) -> None:
     services = world.services
     project_id = make_project(world, "honeypot", tasks=2)
     services.gold.import_rows(world.operator, world.client_a, project_id, [

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -517,6 +518,23 @@ class BundleImportResult:
     files_unplaced: int = 0
 
 
+# Lines of a project's bundle file restored at a time: its tasks imported, then their answers.
+RESTORE_BATCH = 5_000
+
+
+@dataclass(slots=True)
+class _RestoredTasks:
+    task_ids: dict[int, int]  # the bundle's task id -> this install's
+    answer_ids: dict[int, int]  # the bundle's answer id -> this install's
+    tasks: int
+    answers: int
+
+
+def _restored_external_id(row: dict[str, Any]) -> str:
+    """A restored task's external id: its own, or one made of its bundle id (the import needs one)."""
+    return str(row["external_id"] or f"bundle-{row['id']}")
+
+
 def _bundle_lines(directory: Path, name: str, files: set[str]) -> list[dict[str, Any]]:
     """The lines of a bundle's JSONL file; none if the bundle predates the file (its manifest lacks it)."""
     if name not in files:
@@ -782,84 +800,22 @@ class BundleImporter:
                 lease_seconds=old["lease_seconds"],
             )
             new_project_ids[old["id"]] = project.id
-            lines = (directory / f"projects/{old['id']}-{old['slug']}.jsonl").read_bytes().splitlines()
-            assert f"projects/{old['id']}-{old['slug']}.jsonl" in project_files
-            for line in lines:
-                for match in _FILE_REFERENCE.finditer(line):
-                    referenced.setdefault(match[1].decode(), old["id"])
-            rows = [orjson.loads(t) for t in lines]
-            task_rows = {
-                r["id"]: {
-                    "external_id": r["external_id"] or f"bundle-{r['id']}",
-                    "priority": r["priority"],
-                    "data": _with_file_ids(r["data"], renamed) if renamed else r["data"],
-                    "metadata": r["metadata"],
-                    "suggestions": r["suggestions"],
-                }
-                for r in rows
-            }
-            self.imports.import_rows(actor, info.id, project.id,
-                                     [row for old_id, row in task_rows.items() if old_id not in gold])
-            for qualification in (False, True):  # gold tasks again with their gold answers
-                golden = [{**row, "gold": gold[old_id]["gold"]} for old_id, row in task_rows.items()
-                          if old_id in gold and gold[old_id]["qualification"] is qualification]
-                for start in range(0, len(golden), MAX_GOLD_ROWS):
-                    self.gold.import_rows(actor, info.id, project.id, golden[start:start + MAX_GOLD_ROWS],
-                                          qualification=qualification)
-            tasks += len(rows)
-            for username in {a["labeler"] for r in rows for a in r["answers"]} - usernames:
-                self._ensure_user(actor, username)
-                self.accounts.grant_role(actor, info.id, username, "labeler")
-                usernames.add(username)
+            name = f"projects/{old['id']}-{old['slug']}.jsonl"
+            assert name in project_files
+            restored = self._restore_tasks(
+                actor, info.id, project.id, old["id"], directory / name, usernames,
+                gold=gold, review_states=review_states, answer_reviews=answer_reviews, renamed=renamed,
+                referenced=referenced,
+            )
+            tasks += restored.tasks
+            answers += restored.answers
+            new_task_ids, new_answer_ids = restored.task_ids, restored.answer_ids
             paid = [entry for entry in ledger if entry["project_id"] == old["id"]]
             reviewed = [review for review in reviews if review["project_id"] == old["id"]]
             # Paid or reviewing once, no longer members.
             self._ensure_users(actor, {entry["user"] for entry in paid} | {r["reviewer"] for r in reviewed}, usernames)
             with self.uow_factory.for_client(info.id, write=True) as uow:
                 ids = _user_ids(uow, usernames)
-                by_external = {
-                    ext: (tid, required)
-                    for ext, tid, required in uow.session.execute(
-                        select(Task.external_id, Task.id, Task.required_answers).where(Task.project_id == project.id)
-                    )
-                }
-                key_id, cipher = uow.active_cipher()
-                new_task_ids: dict[int, int] = {}
-                new_answer_ids: dict[int, int] = {}
-                # All at once: on SQLite an id is the table's maximum plus one, and the answers added
-                # here are not in the table before the flush.
-                fresh_answer_ids = iter(allocate_ids(uow.session, Answer, sum(len(r["answers"]) for r in rows)))
-                for row in rows:
-                    task_id, required = by_external[row["external_id"] or f"bundle-{row['id']}"]
-                    new_task_ids[row["id"]] = task_id
-                    given = row["answers"]
-                    for answer, answer_id in zip(given, fresh_answer_ids, strict=False):
-                        new_answer_ids[answer["id"]] = answer_id
-                        review = answer_reviews.get(answer["id"], {})
-                        note = review.get("note")
-                        uow.session.add(
-                            Answer(
-                                id=answer_id,
-                                project_id=project.id,
-                                task_id=task_id,
-                                user_id=ids[answer["labeler"]],
-                                data_key_id=key_id,
-                                value=cipher.seal("answer.value", answer_id, orjson.dumps(answer["value"])),
-                                status=answer["status"],
-                                started_at=datetime.fromisoformat(answer["started_at"]),
-                                created_at=datetime.fromisoformat(answer["submitted_at"]),
-                                time_spent_ms=answer["time_spent_ms"],
-                                reviewed_at=datetime.fromisoformat(review["reviewed_at"]) if review else None,
-                                review_note=cipher.seal("answer.review_note", answer_id, note.encode())
-                                if note else None,
-                            )
-                        )
-                    counted = sum(1 for a in given if a["status"] != "rejected")
-                    if counted:
-                        uow.tasks.move_slots(task_id, open_slots=-min(counted, required), answers=counted)
-                    answers += len(given)
-                    if row["id"] in review_states:
-                        uow.tasks.set_review_state(task_id, review_states[row["id"]])
                 new_review_ids = self._restore_reviews(uow, project.id, reviewed, new_task_ids, ids)
                 reviews_restored += len(new_review_ids)
                 uow.flush()
@@ -883,7 +839,7 @@ class BundleImporter:
                     client_id=info.id,
                     object_kind="project",
                     object_id=project.id,
-                    details={"tasks": len(rows)},
+                    details={"tasks": restored.tasks},
                 )
                 uow.commit()
             # The queue, review, money and quality settings last: a paused or archived project takes
@@ -911,6 +867,103 @@ class BundleImporter:
                 uow.commit()
         return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers, reviews_restored,
                                   placed, len(file_entries) - placed)
+
+    def _restore_tasks(
+        self, actor: Actor, client_id: int, project_id: int, old_project_id: int, path: Path, usernames: set[str],
+        *, gold: dict[int, dict[str, Any]], review_states: dict[int, str], answer_reviews: dict[int, dict[str, Any]],
+        renamed: dict[str, str], referenced: dict[str, int],
+    ) -> _RestoredTasks:
+        """A project's tasks (gold ones with their gold answers) and their answers, review notes and
+        review states, read from its bundle file ``RESTORE_BATCH`` lines at a time (a project may
+        hold a million tasks); notes which files its tasks refer to in ``referenced``."""
+        restored = _RestoredTasks({}, {}, 0, 0)
+        with path.open("rb") as handle:
+            while lines := list(itertools.islice(handle, RESTORE_BATCH)):
+                for line in lines:
+                    for match in _FILE_REFERENCE.finditer(line):
+                        referenced.setdefault(match[1].decode(), old_project_id)
+                rows = [orjson.loads(line) for line in lines]
+                self._import_task_rows(actor, client_id, project_id, rows, gold, renamed)
+                restored.tasks += len(rows)
+                for username in {a["labeler"] for r in rows for a in r["answers"]} - usernames:
+                    self._ensure_user(actor, username)
+                    self.accounts.grant_role(actor, client_id, username, "labeler")
+                    usernames.add(username)
+                with self.uow_factory.for_client(client_id, write=True) as uow:
+                    self._restore_answers(uow, project_id, rows, usernames, review_states, answer_reviews, restored)
+                    uow.commit()
+        return restored
+
+    def _import_task_rows(self, actor: Actor, client_id: int, project_id: int, rows: list[dict[str, Any]],
+                          gold: dict[int, dict[str, Any]], renamed: dict[str, str]) -> None:
+        task_rows = {
+            r["id"]: {
+                "external_id": _restored_external_id(r),
+                "priority": r["priority"],
+                "data": _with_file_ids(r["data"], renamed) if renamed else r["data"],
+                "metadata": r["metadata"],
+                "suggestions": r["suggestions"],
+            }
+            for r in rows
+        }
+        regular = [row for old_id, row in task_rows.items() if old_id not in gold]
+        if regular:
+            self.imports.import_rows(actor, client_id, project_id, regular)
+        for qualification in (False, True):  # gold tasks again with their gold answers
+            golden = [{**row, "gold": gold[old_id]["gold"]} for old_id, row in task_rows.items()
+                      if old_id in gold and gold[old_id]["qualification"] is qualification]
+            for start in range(0, len(golden), MAX_GOLD_ROWS):
+                self.gold.import_rows(actor, client_id, project_id, golden[start:start + MAX_GOLD_ROWS],
+                                      qualification=qualification)
+
+    @staticmethod
+    def _restore_answers(uow: UnitOfWork, project_id: int, rows: list[dict[str, Any]], usernames: set[str],
+                         review_states: dict[int, str], answer_reviews: dict[int, dict[str, Any]],
+                         restored: _RestoredTasks) -> None:
+        """The answers of a batch of restored tasks, sealed under the client's new key, the tasks'
+        counters moved and their review states set; the new ids noted in ``restored``."""
+        ids = _user_ids(uow, usernames)
+        by_external = {
+            ext: (tid, required)
+            for ext, tid, required in uow.session.execute(
+                select(Task.external_id, Task.id, Task.required_answers)
+                .where(Task.project_id == project_id, Task.external_id.in_([_restored_external_id(r) for r in rows]))
+            )
+        }
+        key_id, cipher = uow.active_cipher()
+        # All at once: on SQLite an id is the table's maximum plus one, and the answers added here
+        # are not in the table before the flush.
+        fresh_answer_ids = iter(allocate_ids(uow.session, Answer, sum(len(r["answers"]) for r in rows)))
+        for row in rows:
+            task_id, required = by_external[_restored_external_id(row)]
+            restored.task_ids[row["id"]] = task_id
+            given = row["answers"]
+            for answer, answer_id in zip(given, fresh_answer_ids, strict=False):
+                restored.answer_ids[answer["id"]] = answer_id
+                review = answer_reviews.get(answer["id"], {})
+                note = review.get("note")
+                uow.session.add(
+                    Answer(
+                        id=answer_id,
+                        project_id=project_id,
+                        task_id=task_id,
+                        user_id=ids[answer["labeler"]],
+                        data_key_id=key_id,
+                        value=cipher.seal("answer.value", answer_id, orjson.dumps(answer["value"])),
+                        status=answer["status"],
+                        started_at=datetime.fromisoformat(answer["started_at"]),
+                        created_at=datetime.fromisoformat(answer["submitted_at"]),
+                        time_spent_ms=answer["time_spent_ms"],
+                        reviewed_at=datetime.fromisoformat(review["reviewed_at"]) if review else None,
+                        review_note=cipher.seal("answer.review_note", answer_id, note.encode()) if note else None,
+                    )
+                )
+            counted = sum(1 for a in given if a["status"] != "rejected")
+            if counted:
+                uow.tasks.move_slots(task_id, open_slots=-min(counted, required), answers=counted)
+            restored.answers += len(given)
+            if row["id"] in review_states:
+                uow.tasks.set_review_state(task_id, review_states[row["id"]])
 
     def _restore_files(
         self, actor: Actor, client_id: int, directory: Path, entries: list[dict[str, Any]], renamed: dict[str, str],
