@@ -505,3 +505,33 @@ def test_a_bad_line_of_the_carried_records_is_refused_before_anything_is_written
         assert other.clients.list(operator)[0] == []  # no client half-restored
     finally:
         other.close()
+
+
+def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
+    world: World, labelled: int, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    # Lines that check out alone, but the review's task is not in its project: found only after the
+    # project's tasks and answers were written.
+    review = {"id": 1, "project_id": labelled, "task_id": 999_999, "reviewer": "labeler_a", "decision": "accept",
+              "reason": "", "created_at": "2026-01-01T00:00:00"}
+    _rewrite_signed(world, bundle, "reviews.jsonl", json.dumps(review).encode() + b"\n")
+    other = initialize(Settings(home=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"),
+                       "op", "operator-password-2")
+    try:
+        operator = other.accounts.first_operator()
+        with pytest.raises(InvalidInput, match=r"reviews\.jsonl: review 1 is of task 999999"):
+            other.bundles.import_bundle(operator, bundle)
+        assert other.clients.list(operator)[0] == []
+        with other.uow_factory.all_clients() as uow:
+            for table in CLIENT_OWNED_TABLES:
+                assert uow.session.scalar(select(func.count()).select_from(text(table))) == 0, table
+        assert not other.keyring.has_client_key(1)  # the one client this install ever had
+        # The undoing is on the record, and the same bundle, mended, restores afterwards.
+        other.audit.sequence()
+        assert "client.bundle_import_undone" in b"".join(other.audit.trail(1)).decode()
+        _rewrite_signed(world, bundle, "reviews.jsonl", b"")
+        assert other.bundles.import_bundle(operator, bundle).tasks == 4
+    finally:
+        other.close()

@@ -277,7 +277,7 @@ class OffboardingService:
         note("destroying keys")
         self.uow_factory.keyring.destroy_client_key(client_id)
         note("deleting rows and files")
-        deleted = self._delete(actor, client_id, slug)
+        deleted = self.delete_client(actor, client_id, slug)
         deleted["stored_file_blobs"] = self.files.delete_client(client_id)
         checkpoint = self.audit.checkpoint(actor)
         certificate = {
@@ -452,7 +452,11 @@ class OffboardingService:
         files += ["audit.jsonl", "audit-checkpoint.txt"]
         return files
 
-    def _delete(self, actor: Actor, client_id: int, slug: str) -> dict[str, int]:
+    def delete_client(
+        self, actor: Actor, client_id: int, slug: str, action: str = "client.offboarded"
+    ) -> dict[str, int]:
+        """Delete the client's rows (every client-owned table) and the client, audited as ``action``;
+        returns the rows deleted per table. Its key and files are the caller's to destroy."""
         deleted: dict[str, int] = {}
         with self.uow_factory.all_clients(write=True) as uow:
             # Dependents first: the reverse of the foreign-key order.
@@ -472,15 +476,8 @@ class OffboardingService:
                                    User.password_hash.is_(None), User.is_operator.is_(False))
             )
             deleted["imported_accounts"] = int(imported.rowcount or 0)  # type: ignore[attr-defined]
-            audit_log.append(
-                uow,
-                "client.offboarded",
-                actor=actor,
-                client_id=client_id,
-                object_kind="client",
-                object_id=client_id,
-                details={"deleted_rows": sum(deleted.values())},
-            )
+            audit_log.append(uow, action, actor=actor, client_id=client_id, object_kind="client", object_id=client_id,
+                             details={"deleted_rows": sum(deleted.values())})
             uow.commit()
         return deleted
 
@@ -516,6 +513,23 @@ class BundleImportResult:
     # Files of a bundle written before files carried their project, that no task refers to: no
     # project to put them in (they stay in the bundle).
     files_unplaced: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedBundle:
+    """A bundle's files, read and checked before anything of it is written."""
+
+    directory: Path
+    files: set[str]  # the manifest's
+    projects: list[dict[str, Any]]
+    ledger: list[dict[str, Any]]
+    reviews: list[dict[str, Any]]
+    review_states: dict[int, str]  # by the bundle's task id
+    answer_reviews: dict[int, dict[str, Any]]  # by the bundle's answer id
+    gold: dict[int, dict[str, Any]]  # by the bundle's task id
+    quality_records: list[dict[str, Any]]
+    records: _BundleRecords
+    file_entries: list[dict[str, Any]]
 
 
 # Lines of a project's bundle file restored at a time: its tasks imported, then their answers.
@@ -752,7 +766,6 @@ class BundleImporter:
         client = orjson.loads((directory / "client.json").read_bytes())
         # Everything read and checked before anything is written: a bad line leaves no half-restored client.
         bundle_files = set(manifest["files"])
-        project_files = {name for name in bundle_files if name.startswith("projects/")}
         ledger = _bundle_lines(directory, "ledger.jsonl", bundle_files)
         for number, entry in enumerate(ledger, start=1):
             if not entry.get("user"):
@@ -776,8 +789,24 @@ class BundleImporter:
         # A file keeps its id unless a file of this install has it (the bundle restored twice):
         # then it gets a new one, and the tasks' references follow.
         renamed = {old_id: new_file_id() for old_id in self.files.taken({e["id"] for e in file_entries})}
-        referenced: dict[str, int] = {}  # file id -> the bundle's project whose tasks refer to it
         info = self.clients.create(actor, slug or client["slug"], client["name"], currency=client["currency"])
+        checked = _CheckedBundle(directory, bundle_files, old_projects, ledger, reviews, review_states, answer_reviews,
+                                 gold, quality_records, records, file_entries)
+        try:
+            return self._restore(actor, checked, info, renamed)
+        except BaseException:
+            # No half-restored client: what was written goes, with the new key and files.
+            self.offboarding.delete_client(actor, info.id, info.slug, action="client.bundle_import_undone")
+            self.uow_factory.keyring.destroy_client_key(info.id)
+            self.files.delete_client(info.id)
+            raise
+
+    def _restore(self, actor: Actor, bundle: _CheckedBundle, info: Any, renamed: dict[str, str]) -> BundleImportResult:
+        """Everything of a checked bundle into the client just created for it."""
+        directory, records, gold = bundle.directory, bundle.records, bundle.gold
+        ledger, reviews, quality_records = bundle.ledger, bundle.reviews, bundle.quality_records
+        project_files = {name for name in bundle.files if name.startswith("projects/")}
+        referenced: dict[str, int] = {}  # file id -> the bundle's project whose tasks refer to it
         usernames: set[str] = set()
         for line in (directory / "members.jsonl").read_bytes().splitlines():
             member = orjson.loads(line)
@@ -789,7 +818,7 @@ class BundleImporter:
         self._ensure_users(actor, {r[key] for r in quality_records for key in ("user", "granted_by", "lifted_by")
                                    if r.get(key)} | {s["user"] for s in records.skips}, usernames)
         new_project_ids: dict[int, int] = {}
-        for old in old_projects:
+        for old in bundle.projects:
             project = self.projects.create(
                 actor,
                 info.id,
@@ -804,8 +833,8 @@ class BundleImporter:
             assert name in project_files
             restored = self._restore_tasks(
                 actor, info.id, project.id, old["id"], directory / name, usernames,
-                gold=gold, review_states=review_states, answer_reviews=answer_reviews, renamed=renamed,
-                referenced=referenced,
+                gold=gold, review_states=bundle.review_states, answer_reviews=bundle.answer_reviews,
+                renamed=renamed, referenced=referenced,
             )
             tasks += restored.tasks
             answers += restored.answers
@@ -854,7 +883,8 @@ class BundleImporter:
                 clear_suspension_threshold=quality.get("suspension_threshold", 0) is None,
                 clear_max_overlap=quality.get("max_overlap", 0) is None,
             ))
-        placed = self._restore_files(actor, info.id, directory, file_entries, renamed, referenced, new_project_ids)
+        placed = self._restore_files(actor, info.id, directory, bundle.file_entries, renamed, referenced,
+                                     new_project_ids)
         skills = [r for r in quality_records if r["kind"] == "skill"]
         if skills:
             with self.uow_factory.for_client(info.id, write=True) as uow:
@@ -866,7 +896,7 @@ class BundleImporter:
                     ))
                 uow.commit()
         return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers, reviews_restored,
-                                  placed, len(file_entries) - placed)
+                                  placed, len(bundle.file_entries) - placed)
 
     def _restore_tasks(
         self, actor: Actor, client_id: int, project_id: int, old_project_id: int, path: Path, usernames: set[str],
@@ -996,6 +1026,9 @@ class BundleImporter:
         key_id, cipher = uow.active_cipher()
         new_ids: dict[int, int] = {}
         for review, review_id in zip(reviews, allocate_ids(uow.session, Review, len(reviews)), strict=True):
+            if review["task_id"] not in new_task_ids:
+                raise InvalidInput(f"reviews.jsonl: review {review['id']} is of task {review['task_id']}, which is "
+                                   f"not in its project's file", details={"field": "task_id"})
             new_ids[review["id"]] = review_id
             created_at = datetime.fromisoformat(review["created_at"])
             corrected = review.get("corrected_answer")
