@@ -148,6 +148,19 @@ def test_the_dashboard_shows_progress_charts_and_the_labeler_table(client: TestC
 
 
 @sqlite_only
+def test_the_dashboard_offers_the_export_formats_the_project_can_fill(client: TestClient, world: World,
+                                                                      projects: Projects) -> None:
+    pid = projects.ids["label"]  # one label question
+    answer_one(world, projects)
+    page = as_(client, "max").get(f"/projects/{pid}/dashboard").text
+    offered = re.findall(r'data-format="([a-z-]+)"', page)
+    assert offered == ["jsonl", "aggregated-jsonl", "parquet", "aggregated-parquet", "csv", "hf-dataset"]
+    csv = client.get(f"/api/projects/{pid}/export?format=csv")  # the link, with the page's session
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert "positive" in csv.text
+
+
+@sqlite_only
 def test_the_labeler_table_shows_agreement_from_the_quality_report(client: TestClient, world: World,
                                                                     projects: Projects) -> None:
     from labelvault.workflow.projects import ProjectSettings

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from labelvault.bootstrap import Services
 from labelvault.domain.access import Actor
+from labelvault.io.formats import FORMATS, ExportFormat
 from labelvault.io.readers import infer_format
 from labelvault.web.charts import Series, bar_chart, line_chart
 from labelvault.web.forms import NOTICES, minor_to_input, minor_unit_step, parse_int, parse_money, parse_percent
@@ -110,11 +111,18 @@ def dashboard(request: Request, project_id: ProjectId, session: SessionDep, serv
     }
     return pages.render(
         request, "dashboard.html", session=session, project=project, costs=costs, progress=progress,
+        export_formats=_export_formats({q.type for q in project.schema.questions}),
         labelers=labelers, earned=earned, quality=quality, agreement=agreement, pending=pending,
         answers_chart=answers_chart, spend_chart=spend_chart, answers_total=sum(per_day), form=form, currency=currency,
         statuses=PROJECT_STATUSES, policies=REVIEW_POLICIES, notice=NOTICES.get(done or ""),
         imported=_import_summary(imported),
     )
+
+
+def _export_formats(question_types: set[str]) -> list[ExportFormat]:
+    """The export formats this project's questions can fill: every general one, and each training
+    format that reads a type of question the project has."""
+    return [f for f in FORMATS.values() if not f.question_types or question_types & set(f.question_types)]
 
 
 def _import_summary(text: str | None) -> dict[str, int] | None:
