@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Column, Connection, create_engine, pool
 
 from labelvault.settings import Settings
 from labelvault.storage.models import NOT_IN_THE_MODEL, ONE_DATABASE_ONLY, Base
@@ -16,11 +16,19 @@ target_metadata = Base.metadata
 
 
 def _include_object(connection: Connection) -> Callable[..., bool]:
-    """For ``alembic check``: leave out what the models declare for the other database only, and
-    the columns the models leave out on purpose (storage/models.py)."""
-    def include(item: Any, name: str | None, type_: str, _reflected: bool, _compare_to: Any) -> bool:
+    """For ``alembic check``: leave out what the models declare for the other database only, the
+    columns the models leave out on purpose (storage/models.py), and, on SQLite, indexes with an
+    ordered column (``DESC``): SQLAlchemy reflects their columns but not the order, so they would
+    always look changed."""
+    sqlite = connection.dialect.name == "sqlite"
+
+    def include(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
         if type_ == "column" and (item.table.name, name) in NOT_IN_THE_MODEL:
             return False
+        if sqlite and type_ == "index":
+            declared = compare_to if reflected else item
+            if declared is not None and any(not isinstance(e, Column) for e in declared.expressions):
+                return False
         return ONE_DATABASE_ONLY.get(name or "", connection.dialect.name) == connection.dialect.name
     return include
 
