@@ -155,21 +155,26 @@ def restore_batch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
 
 @contextmanager
+def another_install(tmp_path: Path) -> Iterator[tuple[Services, Actor]]:
+    """A second install (SQLite), fresh, and its operator: where a bundle arrives."""
+    home = tmp_path / "other"
+    other = initialize(Settings(home=home, database_url=f"sqlite:///{tmp_path / 'other.db'}"), "op",
+                       "operator-password-2")
+    try:
+        yield other, other.accounts.first_operator()
+    finally:
+        other.close()
+    shutil.rmtree(home)
+
+
+@contextmanager
 def restored_elsewhere(world: World, tmp_path: Path) -> Iterator[tuple[Services, Actor, BundleImportResult]]:
     """Client A offboarded, and its bundle imported into another install: (that install, its
     operator, what the import reported)."""
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    other_home = tmp_path / "other"
-    other = initialize(
-        Settings(home=other_home, database_url=f"sqlite:///{tmp_path / 'other.db'}"), "op", "operator-password-2"
-    )
-    try:
-        operator = other.accounts.first_operator()
+    with another_install(tmp_path) as (other, operator):
         yield other, operator, other.bundles.import_bundle(operator, bundle)
-    finally:
-        other.close()
-    shutil.rmtree(other_home)
 
 
 def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp_path: Path) -> None:
@@ -445,10 +450,7 @@ def test_an_older_bundle_places_its_files_by_the_tasks_that_refer_to_them(world:
     index = [json.loads(line) for line in (bundle / "files.jsonl").read_text().splitlines()]
     _rewrite_signed(world, bundle, "files.jsonl",
                     b"".join(json.dumps({"id": e["id"], "name": e["name"]}).encode() + b"\n" for e in index))
-    other = initialize(Settings(home=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"),
-                       "op", "operator-password-2")
-    try:
-        operator = other.accounts.first_operator()
+    with another_install(tmp_path) as (other, operator):
         result = other.bundles.import_bundle(operator, bundle)
         assert (result.files, result.files_unplaced) == (1, 1)  # the notes: no task refers to them
         project_id = next(p.id for p in other.projects.list(operator, result.client_id)[0] if p.slug == "with-files")
@@ -456,8 +458,6 @@ def test_an_older_bundle_places_its_files_by_the_tasks_that_refer_to_them(world:
         assert (shown.content_type, data) == ("image/png", PNG)  # the type read from the bytes
         with pytest.raises(NotFound):
             other.files.download(operator, result.client_id, project_id, notes_id)
-    finally:
-        other.close()
 
 
 def test_a_bundle_whose_file_index_names_a_missing_file_is_refused_before_anything_is_written(
@@ -469,15 +469,10 @@ def test_a_bundle_whose_file_index_names_a_missing_file_is_refused_before_anythi
     lines = (bundle / "files.jsonl").read_bytes().splitlines()
     broken = json.loads(lines[1]) | {"id": "0" * 32}
     _rewrite_signed(world, bundle, "files.jsonl", lines[0] + b"\n" + json.dumps(broken).encode() + b"\n")
-    other = initialize(Settings(home=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"),
-                       "op", "operator-password-2")
-    try:
-        operator = other.accounts.first_operator()
+    with another_install(tmp_path) as (other, operator):
         with pytest.raises(InvalidInput, match=r"files\.jsonl line 2"):
             other.bundles.import_bundle(operator, bundle)
         assert other.clients.list(operator)[0] == []  # no client half-restored
-    finally:
-        other.close()
 
 
 @pytest.mark.parametrize(("name", "line", "message"), [
@@ -496,15 +491,10 @@ def test_a_bad_line_of_the_carried_records_is_refused_before_anything_is_written
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
     content = json.dumps({"project_id": labelled} | line).encode() + b"\n"
     _rewrite_signed(world, bundle, name, content)
-    other = initialize(Settings(home=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"),
-                       "op", "operator-password-2")
-    try:
-        operator = other.accounts.first_operator()
+    with another_install(tmp_path) as (other, operator):
         with pytest.raises(InvalidInput, match=message):
             other.bundles.import_bundle(operator, bundle)
         assert other.clients.list(operator)[0] == []  # no client half-restored
-    finally:
-        other.close()
 
 
 def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
@@ -517,10 +507,7 @@ def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
     review = {"id": 1, "project_id": labelled, "task_id": 999_999, "reviewer": "labeler_a", "decision": "accept",
               "reason": "", "created_at": "2026-01-01T00:00:00"}
     _rewrite_signed(world, bundle, "reviews.jsonl", json.dumps(review).encode() + b"\n")
-    other = initialize(Settings(home=tmp_path / "other", database_url=f"sqlite:///{tmp_path / 'other.db'}"),
-                       "op", "operator-password-2")
-    try:
-        operator = other.accounts.first_operator()
+    with another_install(tmp_path) as (other, operator):
         with pytest.raises(InvalidInput, match=r"reviews\.jsonl: review 1 is of task 999999"):
             other.bundles.import_bundle(operator, bundle)
         assert other.clients.list(operator)[0] == []
@@ -533,5 +520,3 @@ def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
         assert "client.bundle_import_undone" in b"".join(other.audit.trail(1)).decode()
         _rewrite_signed(world, bundle, "reviews.jsonl", b"")
         assert other.bundles.import_bundle(operator, bundle).tasks == 4
-    finally:
-        other.close()
