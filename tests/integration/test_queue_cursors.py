@@ -202,12 +202,39 @@ def test_every_writer_of_new_tasks_moves_the_epoch(world: World) -> None:
     from tests.integration.test_label_studio_import import TEXT_CONFIG, TEXT_EXPORT, import_ls
 
     project_id = make_project(world, tasks=0)
-    assert _epoch(world, project_id) == 0
+    created = _epoch(world, project_id)
     world.services.imports.import_rows(world.operator, world.client_a, project_id,
                                        [{"data": {"text": "one"}}, {"data": {"text": "two"}}])
     after_import = _epoch(world, project_id)
-    assert after_import != 0
+    assert after_import != created
     world.services.imports.import_rows(world.operator, world.client_a, project_id, [{"data": {"text": "three"}}])
     assert _epoch(world, project_id) != after_import
-    report = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG)
-    assert report.project_id is not None and _epoch(world, report.project_id) != 0
+    dry = import_ls(world, TEXT_EXPORT, config=TEXT_CONFIG, dry_run=True)
+    by_hand = world.services.projects.create(world.actors["manager_a"], world.client_a, slug="by-hand",
+                                             name="By hand", schema=dry.mapping["schema"])
+    created = _epoch(world, by_hand.id)
+    assert import_ls(world, TEXT_EXPORT, project="by-hand").tasks_created == 4
+    assert _epoch(world, by_hand.id) != created
+
+
+def test_projects_start_at_epochs_of_their_own(world: World) -> None:
+    epochs = {_epoch(world, make_project(world, f"p{i}", tasks=0)) for i in range(3)}
+    assert len(epochs) == 3
+
+
+def test_a_project_id_handed_out_again_does_not_inherit_a_labelers_place(world: World) -> None:
+    if world.services.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite hands out the id of a deleted row again (PostgreSQL's sequences never do)")
+    ahead = _runner_ahead(world)
+    # The project goes with everything of it (as offboarding takes a client's), its ids the largest.
+    with world.services.uow_factory.all_clients(write=True) as uow:
+        for table in reversed(Project.metadata.sorted_tables):
+            if "project_id" in table.c:
+                uow.session.execute(table.delete().where(table.c.project_id == ahead.project_id))
+        uow.session.execute(Project.__table__.delete().where(Project.id == ahead.project_id))
+        uow.commit()
+    again = make_project(world, "again", tasks=12, overlap=1)
+    assert again == ahead.project_id  # the same id, and its tasks the same ids as the old ones
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        first = uow.session.scalar(select(Task.id).where(Task.project_id == again).order_by(Task.id).limit(1))
+    assert _next(world, ahead.runner, again) == first

@@ -7,6 +7,7 @@ the queue and reports can query them.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -169,8 +170,10 @@ class Project(ClientOwned, Base):
     quality_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Changes whenever a task of the project gains a free slot or moves in the queue order (a
     # trigger on tasks) and when tasks are added (their writers: TaskRepository.queued); see
-    # migration e1a7c3b9d5f2 and storage/queue_cursors.py.
-    queue_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # migration e1a7c3b9d5f2 and storage/queue_cursors.py. A new project starts at a random value:
+    # SQLite hands out a deleted project's id again, and a labeler's remembered place in the old
+    # project must not pass for one in the new (their epochs would otherwise both count from 0).
+    queue_epoch: Mapped[int] = mapped_column(BigInteger, default=lambda: secrets.randbits(62), server_default="0")
     # Webhooks (workflow/webhooks.py): the event types that the project's active endpoints want,
     # space-separated, kept with every endpoint change; the queue reads it from the row it already
     # loaded, so a project without webhooks costs no query.
