@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from labelvault.bootstrap import build_services
+from labelvault.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -137,3 +141,29 @@ def test_duplicates_and_bad_values_are_refused_with_one_line(installed: Cli) -> 
         "user", "create", "kim", "--password-file", installed.file("short.pw", "short")
     ).error_line
     assert "unknown role 'boss'" in installed("client", "add-member", "acme", "admin", "boss").error_line
+
+
+def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> None:
+    cli.ok("init", "--password-file", cli.file("operator.pw", "operator-password-1\n"))
+    cli.ok("client", "create", "acme")
+    cli.ok("project", "create", "acme", "reviews", "--schema", cli.file("schema.yaml", SCHEMA))
+    rows = "".join(json.dumps({"external_id": f"t{i}", "data": {"text": f"review {i}"}}) + "\n" for i in range(2))
+    cli.ok("import", "acme/reviews", cli.file("tasks.jsonl", rows))
+    cli.ok("user", "create", "lena", "--no-password")
+    cli.ok("client", "add-member", "acme", "lena", "labeler")
+    services = build_services(Settings(home=cli.home))  # lena's skips, through the same install
+    try:
+        lena = services.accounts.actor_by_username("lena")
+        client_id, project_id = services.projects.locate("acme/reviews")
+        for reason in ("written in Finnish", ""):
+            task = services.labeling.next_task(lena, client_id, project_id)
+            services.labeling.skip(lena, client_id, project_id, task.task_id, reason)
+    finally:
+        services.close()
+    listed = json.loads(cli.ok("report", "skips", "acme/reviews"))
+    assert [(s["external_id"], s["labeler"], s["reason"]) for s in listed] == [
+        ("t0", "lena", "written in Finnish"), ("t1", "lena", "")]
+    table = cli.ok("report", "skips", "acme/reviews", "--csv").splitlines()
+    assert table[0] == "id,task_id,external_id,labeler_id,labeler,reason,skipped_at"
+    assert ",t0," in table[1] and table[1].count("written in Finnish") == 1 and len(table) == 3
+

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from labelvault.cli.common import AsOperator, cli_errors, console, local_operator, open_services
+from labelvault.io.answers import MAX_PAGE
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.reports import major_units, rows_to_csv
 
@@ -125,6 +126,26 @@ def report_throughput(
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         _emit(list(services.reports.throughput(local_operator(services, as_operator), client_id, project_id)), csv)
+
+
+@report_app.command("skips")
+@cli_errors
+def report_skips(
+    project: str,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")] = False,
+    as_operator: AsOperator = None,
+) -> None:
+    """Every skip of a project with the labeler's reason (each page read is audited)."""
+    with open_services() as services:
+        client_id, project_id = services.projects.locate(project)
+        actor = local_operator(services, as_operator)
+        rows: list[object] = []
+        after_id: int | None = 0
+        while after_id is not None:
+            page = services.answers.skips(actor, client_id, project_id, after_id=after_id, limit=MAX_PAGE)
+            rows.extend(page.items)
+            after_id = page.next_after_id
+        _emit(rows, csv)
 
 
 @cli_errors
