@@ -167,3 +167,38 @@ def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> Non
     assert table[0] == "id,task_id,external_id,labeler_id,labeler,reason,skipped_at"
     assert ",t0," in table[1] and table[1].count("written in Finnish") == 1 and len(table) == 3
 
+
+
+def test_money_reports_payout_and_bonus_through_the_console_script(cli: Cli) -> None:
+    cli.ok("init", "--password-file", cli.file("operator.pw", "operator-password-1\n"))
+    cli.ok("client", "create", "acme")
+    cli.ok("project", "create", "acme", "reviews", "--schema", cli.file("schema.yaml", SCHEMA))
+    cli.ok("project", "set", "acme/reviews", "--rate", "125", "--budget", "10000")
+    cli.ok("import", "acme/reviews", cli.file("tasks.jsonl", '{"external_id": "t0", "data": {"text": "fine"}}\n'))
+    cli.ok("user", "create", "lena", "--no-password")
+    cli.ok("client", "add-member", "acme", "lena", "labeler")
+    services = build_services(Settings(home=cli.home))  # lena's answer, through the same install
+    try:
+        lena = services.accounts.actor_by_username("lena")
+        client_id, project_id = services.projects.locate("acme/reviews")
+        task = services.labeling.next_task(lena, client_id, project_id)
+        services.labeling.submit(lena, client_id, project_id, task.task_id, {"sentiment": "positive"})
+    finally:
+        services.close()
+    assert "bonus of 75 granted to lena" in cli.ok("bonus", "acme/reviews", "lena", "75", "--note", "careful work")
+
+    spend = json.loads(cli.ok("report", "spend", "acme"))
+    assert [(row["amount"], row["currency"]) for row in spend] == [(200, "USD")]  # 125 + the bonus
+    earnings = json.loads(cli.ok("report", "earnings", "acme"))
+    assert [(row["username"], row["amount"]) for row in earnings] == [("lena", 200)]
+    costs = cli.ok("report", "costs", "acme/reviews")
+    assert "spent 2.00 USD of 100.00" in costs and "1 accepted answers" in costs
+    (row,) = json.loads(cli.ok("report", "throughput", "acme/reviews"))
+    assert row["answers"] == 1
+    out = cli.files / "payout.csv"
+    assert "1 payees written" in cli.ok("payout", "acme", "--since", "2020-01-01", "--until", "2100-01-01",
+                                        "--out", out)
+    header, line = out.read_text().splitlines()
+    assert header.startswith("user_id,username,amount,currency") and ",lena,200,USD," in line
+    bad = cli("payout", "acme", "--since", "yesterday", "--until", "2100-01-01", "--out", out)
+    assert bad.code != 0 and "--since" in bad.err
