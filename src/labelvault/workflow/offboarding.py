@@ -4,8 +4,8 @@
    (decisions, the answers' review notes, the tasks' review states), quality records, skips,
    predictors, webhooks and their delivery log, uploaded files, the ledger, members and the
    client's audit trail into a directory (``BUNDLE_CARRIES``), with ``manifest.json`` listing
-   each file's SHA-256, signed by the install's audit key. ``labelvault client import-bundle`` restores it into
-   another install.
+   each file's SHA-256, signed by the install's audit key. ``labelvault client import-bundle``
+   restores it into another install.
 2. Destroy the client's key-encryption key (outside the database). From then on every ciphertext
    of the client, in this database and in every backup taken before, is unreadable.
 3. Delete the client's rows (every client-owned table) and files.
@@ -803,7 +803,7 @@ class BundleImporter:
 
     def _restore(self, actor: Actor, bundle: _CheckedBundle, info: Any, renamed: dict[str, str]) -> BundleImportResult:
         """Everything of a checked bundle into the client just created for it."""
-        directory, records, gold = bundle.directory, bundle.records, bundle.gold
+        directory, records = bundle.directory, bundle.records
         ledger, reviews, quality_records = bundle.ledger, bundle.reviews, bundle.quality_records
         project_files = {name for name in bundle.files if name.startswith("projects/")}
         referenced: dict[str, int] = {}  # file id -> the bundle's project whose tasks refer to it
@@ -831,11 +831,8 @@ class BundleImporter:
             new_project_ids[old["id"]] = project.id
             name = f"projects/{old['id']}-{old['slug']}.jsonl"
             assert name in project_files
-            restored = self._restore_tasks(
-                actor, info.id, project.id, old["id"], directory / name, usernames,
-                gold=gold, review_states=bundle.review_states, answer_reviews=bundle.answer_reviews,
-                renamed=renamed, referenced=referenced,
-            )
+            restored = self._restore_tasks(actor, bundle, info.id, project.id, old["id"], directory / name, usernames,
+                                           renamed=renamed, referenced=referenced)
             tasks += restored.tasks
             answers += restored.answers
             new_task_ids, new_answer_ids = restored.task_ids, restored.answer_ids
@@ -899,9 +896,8 @@ class BundleImporter:
                                   placed, len(bundle.file_entries) - placed)
 
     def _restore_tasks(
-        self, actor: Actor, client_id: int, project_id: int, old_project_id: int, path: Path, usernames: set[str],
-        *, gold: dict[int, dict[str, Any]], review_states: dict[int, str], answer_reviews: dict[int, dict[str, Any]],
-        renamed: dict[str, str], referenced: dict[str, int],
+        self, actor: Actor, bundle: _CheckedBundle, client_id: int, project_id: int, old_project_id: int, path: Path,
+        usernames: set[str], *, renamed: dict[str, str], referenced: dict[str, int],
     ) -> _RestoredTasks:
         """A project's tasks (gold ones with their gold answers) and their answers, review notes and
         review states, read from its bundle file ``RESTORE_BATCH`` lines at a time (a project may
@@ -913,14 +909,14 @@ class BundleImporter:
                     for match in _FILE_REFERENCE.finditer(line):
                         referenced.setdefault(match[1].decode(), old_project_id)
                 rows = [orjson.loads(line) for line in lines]
-                self._import_task_rows(actor, client_id, project_id, rows, gold, renamed)
+                self._import_task_rows(actor, client_id, project_id, rows, bundle.gold, renamed)
                 restored.tasks += len(rows)
                 for username in {a["labeler"] for r in rows for a in r["answers"]} - usernames:
                     self._ensure_user(actor, username)
                     self.accounts.grant_role(actor, client_id, username, "labeler")
                     usernames.add(username)
                 with self.uow_factory.for_client(client_id, write=True) as uow:
-                    self._restore_answers(uow, project_id, rows, usernames, review_states, answer_reviews, restored)
+                    self._restore_answers(uow, bundle, project_id, rows, usernames, restored)
                     uow.commit()
         return restored
 
@@ -947,9 +943,8 @@ class BundleImporter:
                                       qualification=qualification)
 
     @staticmethod
-    def _restore_answers(uow: UnitOfWork, project_id: int, rows: list[dict[str, Any]], usernames: set[str],
-                         review_states: dict[int, str], answer_reviews: dict[int, dict[str, Any]],
-                         restored: _RestoredTasks) -> None:
+    def _restore_answers(uow: UnitOfWork, bundle: _CheckedBundle, project_id: int, rows: list[dict[str, Any]],
+                         usernames: set[str], restored: _RestoredTasks) -> None:
         """The answers of a batch of restored tasks, sealed under the client's new key, the tasks'
         counters moved and their review states set; the new ids noted in ``restored``."""
         ids = _user_ids(uow, usernames)
@@ -970,7 +965,7 @@ class BundleImporter:
             given = row["answers"]
             for answer, answer_id in zip(given, fresh_answer_ids, strict=False):
                 restored.answer_ids[answer["id"]] = answer_id
-                review = answer_reviews.get(answer["id"], {})
+                review = bundle.answer_reviews.get(answer["id"], {})
                 note = review.get("note")
                 uow.session.add(
                     Answer(
@@ -992,8 +987,8 @@ class BundleImporter:
             if counted:
                 uow.tasks.move_slots(task_id, open_slots=-min(counted, required), answers=counted)
             restored.answers += len(given)
-            if row["id"] in review_states:
-                uow.tasks.set_review_state(task_id, review_states[row["id"]])
+            if row["id"] in bundle.review_states:
+                uow.tasks.set_review_state(task_id, bundle.review_states[row["id"]])
 
     def _restore_files(
         self, actor: Actor, client_id: int, directory: Path, entries: list[dict[str, Any]], renamed: dict[str, str],
