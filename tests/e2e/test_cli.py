@@ -7,12 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from labelvault.bootstrap import build_services
+from labelvault.bootstrap import Services, build_services
+from labelvault.domain.access import Actor
 from labelvault.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -143,23 +146,37 @@ def test_duplicates_and_bad_values_are_refused_with_one_line(installed: Cli) -> 
     assert "unknown role 'boss'" in installed("client", "add-member", "acme", "admin", "boss").error_line
 
 
-def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> None:
+def _acme_reviews_with_lena(cli: Cli, tasks: int, *settings: str) -> None:
+    """An install with client acme, project acme/reviews (``settings`` given to ``project set``) with
+    ``tasks`` tasks t0, t1, ..., and lena, a labeler of acme."""
     cli.ok("init", "--password-file", cli.file("operator.pw", "operator-password-1\n"))
     cli.ok("client", "create", "acme")
     cli.ok("project", "create", "acme", "reviews", "--schema", cli.file("schema.yaml", SCHEMA))
-    rows = "".join(json.dumps({"external_id": f"t{i}", "data": {"text": f"review {i}"}}) + "\n" for i in range(2))
+    if settings:
+        cli.ok("project", "set", "acme/reviews", *settings)
+    rows = "".join(json.dumps({"external_id": f"t{i}", "data": {"text": f"review {i}"}}) + "\n" for i in range(tasks))
     cli.ok("import", "acme/reviews", cli.file("tasks.jsonl", rows))
     cli.ok("user", "create", "lena", "--no-password")
     cli.ok("client", "add-member", "acme", "lena", "labeler")
-    services = build_services(Settings(home=cli.home))  # lena's skips, through the same install
+
+
+@contextmanager
+def as_lena(cli: Cli) -> Iterator[tuple[Services, Actor, int, int]]:
+    """lena's work on acme/reviews, through the same install: (services, lena, client id, project id)."""
+    services = build_services(Settings(home=cli.home))
     try:
-        lena = services.accounts.actor_by_username("lena")
         client_id, project_id = services.projects.locate("acme/reviews")
+        yield services, services.accounts.actor_by_username("lena"), client_id, project_id
+    finally:
+        services.close()
+
+
+def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> None:
+    _acme_reviews_with_lena(cli, 2)
+    with as_lena(cli) as (services, lena, client_id, project_id):
         for reason in ("written in Finnish", ""):
             task = services.labeling.next_task(lena, client_id, project_id)
             services.labeling.skip(lena, client_id, project_id, task.task_id, reason)
-    finally:
-        services.close()
     listed = json.loads(cli.ok("report", "skips", "acme/reviews"))
     assert [(s["external_id"], s["labeler"], s["reason"]) for s in listed] == [
         ("t0", "lena", "written in Finnish"), ("t1", "lena", "")]
@@ -168,23 +185,11 @@ def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> Non
     assert ",t0," in table[1] and table[1].count("written in Finnish") == 1 and len(table) == 3
 
 
-
 def test_money_reports_payout_and_bonus_through_the_console_script(cli: Cli) -> None:
-    cli.ok("init", "--password-file", cli.file("operator.pw", "operator-password-1\n"))
-    cli.ok("client", "create", "acme")
-    cli.ok("project", "create", "acme", "reviews", "--schema", cli.file("schema.yaml", SCHEMA))
-    cli.ok("project", "set", "acme/reviews", "--rate", "125", "--budget", "10000")
-    cli.ok("import", "acme/reviews", cli.file("tasks.jsonl", '{"external_id": "t0", "data": {"text": "fine"}}\n'))
-    cli.ok("user", "create", "lena", "--no-password")
-    cli.ok("client", "add-member", "acme", "lena", "labeler")
-    services = build_services(Settings(home=cli.home))  # lena's answer, through the same install
-    try:
-        lena = services.accounts.actor_by_username("lena")
-        client_id, project_id = services.projects.locate("acme/reviews")
+    _acme_reviews_with_lena(cli, 1, "--rate", "125", "--budget", "10000")
+    with as_lena(cli) as (services, lena, client_id, project_id):
         task = services.labeling.next_task(lena, client_id, project_id)
         services.labeling.submit(lena, client_id, project_id, task.task_id, {"sentiment": "positive"})
-    finally:
-        services.close()
     assert "bonus of 75 granted to lena" in cli.ok("bonus", "acme/reviews", "lena", "75", "--note", "careful work")
 
     spend = json.loads(cli.ok("report", "spend", "acme"))
