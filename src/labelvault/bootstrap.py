@@ -33,8 +33,9 @@ from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.accounts import AccountService
 from labelvault.workflow.backup import BackupService
 from labelvault.workflow.clients import ClientService
+from labelvault.workflow.content import seal_legacy_plaintext
 from labelvault.workflow.files import FileService
-from labelvault.workflow.labeling import LabelingService, QueueHooks, seal_legacy_skip_reasons
+from labelvault.workflow.labeling import LabelingService, QueueHooks
 from labelvault.workflow.ledger import BonusService
 from labelvault.workflow.offboarding import BundleImporter, OffboardingService
 from labelvault.workflow.predictions import PredictionService
@@ -252,5 +253,5 @@ def migrate(services: Services) -> tuple[str | None, str]:
                     grant_app_role(connection, app_role)
         finally:
             owner.dispose()
-    seal_legacy_skip_reasons(services.uow_factory)
+    seal_legacy_plaintext(services.uow_factory)
     return before, head_revision()

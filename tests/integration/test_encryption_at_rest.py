@@ -16,6 +16,7 @@ from tests.integration.queue_helpers import LABEL_SCHEMA
 MARKER = "PLAINTEXT-MARKER-7f3a9c"
 ANSWER_MARKER = "ANSWER-MARKER-0b41d2"
 SKIP_MARKER = "SKIP-MARKER-5e8d10"
+BONUS_MARKER = "BONUS-MARKER-c27e4a"
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def sqlite_world(world: World) -> World:
     return world
 
 
-def test_the_database_files_hold_no_plaintext_of_tasks_answers_or_skip_reasons(sqlite_world: World) -> None:
+def test_the_database_files_hold_no_plaintext_of_tasks_answers_skip_reasons_or_bonus_notes(sqlite_world: World) -> None:
     world = sqlite_world
     services = world.services
     schema = {
@@ -54,6 +55,7 @@ def test_the_database_files_hold_no_plaintext_of_tasks_answers_or_skip_reasons(s
         services.labeling.next_task(labeler, world.client_a, project.id).task_id,
         {"comment": f"answer {ANSWER_MARKER}"},
     )
+    services.bonuses.grant(world.operator, world.client_a, project.id, labeler.username, 100, f"for {BONUS_MARKER}")
     database = Path(services.engine.url.database or "")
     files = [p for p in services.settings.home.rglob("*") if p.is_file() and "keys" not in p.parts]
     files += [p for p in database.parent.glob(database.name + "*") if p.is_file()]
@@ -63,6 +65,7 @@ def test_the_database_files_hold_no_plaintext_of_tasks_answers_or_skip_reasons(s
         assert MARKER.encode() not in data, f"task plaintext found in {path}"
         assert ANSWER_MARKER.encode() not in data, f"answer plaintext found in {path}"
         assert SKIP_MARKER.encode() not in data, f"skip reason plaintext found in {path}"
+        assert BONUS_MARKER.encode() not in data, f"bonus note plaintext found in {path}"
 
 
 def test_a_ciphertext_copied_into_another_clients_row_fails_to_open(world: World) -> None:

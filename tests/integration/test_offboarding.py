@@ -35,11 +35,14 @@ from labelvault.storage.models import (
 )
 from labelvault.workflow import offboarding
 from labelvault.workflow.labeling import skip_reason
+from labelvault.workflow.ledger import ledger_note
 from labelvault.workflow.offboarding import BUNDLE_CARRIES, BUNDLE_LEAVES_OUT, BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.webhooks import WebhookDispatcher, secret_text
 from tests.conftest import World, owner_url
 from tests.integration.queue_helpers import LABEL_SCHEMA, label_once, make_labelers, make_project
+
+BONUS_NOTE = "for reading the contract draft twice"
 
 
 @pytest.fixture
@@ -178,6 +181,8 @@ def restored_elsewhere(world: World, tmp_path: Path) -> Iterator[tuple[Services,
 
 
 def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp_path: Path) -> None:
+    labeler = world.actors["labeler_a"].username
+    world.services.bonuses.grant(world.operator, world.client_a, labelled, labeler, 300, BONUS_NOTE)
     with restored_elsewhere(world, tmp_path) as (other, operator, result):
         assert (result.projects, result.tasks, result.answers) == (1, 4, 2)
         project_id = other.projects.list(operator, result.client_id)[0][0].id
@@ -187,12 +192,17 @@ def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp
         assert sorted(a["value"]["sentiment"] for t in restored for a in t["answers"]) == ["positive", "positive"]
         # The money came along: the settings, the ledger (against the restored answers) and its total.
         info = other.projects.get(operator, result.client_id, project_id)
-        assert (info.rate_per_answer, info.spent) == (100, 200)
+        assert (info.rate_per_answer, info.spent) == (100, 500)
         answer_ids = {a["id"] for t in restored for a in t["answers"]}
         with other.uow_factory.for_client(result.client_id) as uow:
-            paid = uow.session.execute(select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.answer_id)).all()
-        assert sorted((kind, amount) for kind, amount, _ in paid) == [("answer", 100), ("answer", 100)]
-        assert {answer_id for _, _, answer_id in paid} == answer_ids
+            entries = uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id)).all()
+            paid = [(e.kind, e.amount, e.answer_id) for e in entries]
+            notes = [(ledger_note(uow, e), e.legacy_note, e.sealed_note) for e in entries]
+        assert sorted((kind, amount) for kind, amount, _ in paid) == [("answer", 100), ("answer", 100), ("bonus", 300)]
+        assert {answer_id for kind, _, answer_id in paid if kind == "answer"} == answer_ids
+        # The manager's note on the bonus came along, sealed again under the new install's key.
+        bonus_note, legacy, sealed = notes[[kind for kind, _, _ in paid].index("bonus")]
+        assert (bonus_note, legacy) == (BONUS_NOTE, "") and sealed and BONUS_NOTE.encode() not in sealed
 
 
 def test_every_table_of_client_rows_is_carried_by_the_bundle_or_left_out_for_a_named_reason() -> None:

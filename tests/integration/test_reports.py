@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import select
+
+from labelvault.errors import InvalidInput
+from labelvault.storage.models import LedgerEntry
+from labelvault.workflow.ledger import MAX_NOTE, ledger_note
 from labelvault.workflow.reports import major_units, rows_to_csv
 from tests.conftest import World
 from tests.integration.queue_helpers import label_once, make_labelers, make_project
@@ -74,3 +80,18 @@ def test_reports_of_another_client_are_not_found(world: World) -> None:
 
     with pytest.raises(NotFound):
         world.services.reports.spend(world.actors["manager_b"], world.client_a)
+
+
+def test_a_bonus_keeps_the_managers_note_sealed_and_a_note_too_long_is_refused(world: World) -> None:
+    project_id = make_project(world, tasks=1)
+    labeler = world.actors["labeler_a"]
+    bonuses = world.services.bonuses
+    bonuses.grant(world.operator, world.client_a, project_id, labeler.username, 250, "é" * MAX_NOTE)
+    with pytest.raises(InvalidInput) as refused:
+        bonuses.grant(world.operator, world.client_a, project_id, labeler.username, 250, "x" * (MAX_NOTE + 1))
+    assert refused.value.details == {"field": "note"}
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        entries = uow.session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "bonus")).all()
+        assert [(e.amount, e.legacy_note, ledger_note(uow, e)) for e in entries] == [(250, "", "é" * MAX_NOTE)]
+        assert entries[0].sealed_note is not None and "é".encode() not in entries[0].sealed_note
+    assert world.services.projects.get(world.operator, world.client_a, project_id).spent == 250

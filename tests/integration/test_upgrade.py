@@ -13,12 +13,14 @@ from labelvault.bootstrap import build_services, migrate, open_keyring
 from labelvault.errors import Conflict
 from labelvault.settings import Settings
 from labelvault.storage.migrate import current_revision, head_revision, upgrade
-from labelvault.storage.models import Skip
+from labelvault.storage.models import LedgerEntry, Skip
 from labelvault.workflow.labeling import skip_reason
+from labelvault.workflow.ledger import ledger_note
 from tests.conftest import DatabaseUrls
 
 FIRST = "f8ae2518d79d"
 OLD_SKIP_REASON = "the old plaintext reason"
+OLD_BONUS_NOTE = "the old plaintext note"
 SCHEMA = {"fields": [{"name": "text", "kind": "text"}],
           "questions": [{"name": "sentiment", "type": "label", "labels": ["positive", "negative"]}]}
 
@@ -134,5 +136,25 @@ def test_skip_reasons_written_in_the_clear_are_sealed_by_the_upgrade(old_install
         assert migrate(services)[0] == head_revision()  # a second run finds nothing left to seal
         with services.uow_factory.for_client(1) as uow:
             assert skip_reason(uow, uow.session.get(Skip, 1)) == OLD_SKIP_REASON  # type: ignore[arg-type]
+    finally:
+        services.close()
+
+
+def test_ledger_notes_written_in_the_clear_are_sealed_by_the_upgrade(old_install: Settings) -> None:
+    owner = create_engine(old_install.migration_database_url or old_install.resolved_database_url)
+    upgrade(owner, "f2b4d6e8a0c1")  # the last revision with ledger_entries.note in the clear
+    with owner.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO ledger_entries (id, client_id, project_id, user_id, kind, amount, currency, note, created_at) "
+            "VALUES (1, 1, 1, 1, 'bonus', 700, 'EUR', :n, :t)"), {"n": OLD_BONUS_NOTE, "t": datetime(2026, 1, 2)})
+    owner.dispose()
+    services = build_services(old_install)
+    try:
+        migrate(services)
+        with services.uow_factory.for_client(1) as uow:
+            entry = uow.session.get(LedgerEntry, 1)
+            assert entry is not None and entry.legacy_note == "" and entry.sealed_note is not None
+            assert OLD_BONUS_NOTE.encode() not in entry.sealed_note
+            assert (entry.amount, ledger_note(uow, entry)) == (700, OLD_BONUS_NOTE)
     finally:
         services.close()

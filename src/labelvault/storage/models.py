@@ -327,7 +327,12 @@ class LedgerEntry(ClientOwned, Base):
     answer_id: Mapped[int | None] = mapped_column(Id, nullable=True, index=True)
     review_id: Mapped[int | None] = mapped_column(Id, nullable=True)
     task_id: Mapped[int | None] = mapped_column(Id, nullable=True)
-    note: Mapped[str] = mapped_column(String(200), default="")
+    # The note (a manager's words on a bonus, which may quote the work), sealed ("ledger.note", the
+    # entry's id) under ``data_key_id``; notes written before they were sealed stay in ``legacy_note``
+    # until ``bootstrap.migrate`` seals them.
+    data_key_id: Mapped[int | None] = mapped_column(Id, ForeignKey("data_keys.id"), nullable=True)
+    sealed_note: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    legacy_note: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from labelvault import monitoring
@@ -141,7 +140,6 @@ def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
 
 
 MAX_SKIP_REASON = 500
-LEGACY_SKIPS_PER_ROUND = 1000
 
 
 def sealed_skip(skip_id: int, key: tuple[int, DataCipher], *, project_id: int, task_id: int, user_id: int,
@@ -160,31 +158,6 @@ def skip_reason(uow: UnitOfWork, skip: Skip) -> str:
     if skip.sealed_reason is None or skip.data_key_id is None:
         return skip.legacy_reason
     return uow.cipher(skip.data_key_id).open("skip.reason", skip.id, skip.sealed_reason).decode()
-
-
-def seal_legacy_skip_reasons(uow_factory: UnitOfWorkFactory) -> int:
-    """Seal the reasons that skips written before migration f2b4d6e8a0c1 keep in the clear, and empty
-    them; returns how many. Run by ``bootstrap.migrate`` after the schema steps: a migration has no
-    keys. Across clients only to find which hold such rows; each is sealed in its client's scope."""
-    with uow_factory.all_clients() as uow:
-        client_ids = list(uow.session.scalars(select(Skip.client_id).where(Skip.legacy_reason != "").distinct()))
-    sealed = 0
-    for client_id in client_ids:
-        while True:
-            with uow_factory.for_client(client_id, write=True) as uow:
-                rows = uow.session.scalars(
-                    select(Skip).where(Skip.legacy_reason != "").order_by(Skip.id).limit(LEGACY_SKIPS_PER_ROUND)
-                ).all()
-                if not rows:
-                    break
-                key_id, cipher = uow.active_cipher()
-                for skip in rows:
-                    skip.data_key_id = key_id
-                    skip.sealed_reason = cipher.seal("skip.reason", skip.id, skip.legacy_reason.encode())
-                    skip.legacy_reason = ""
-                uow.commit()
-                sealed += len(rows)
-    return sealed
 
 
 class LabelingService:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput, NotFound
+from labelvault.storage.ids import allocate_ids
 from labelvault.storage.models import LedgerEntry, Project
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
@@ -53,9 +54,32 @@ def append(
         return
     uow.ledger.append(
         project_id=project.id, amount=amount, currency=project.currency, user_id=user_id,
-        kind=kind, answer_id=answer_id, review_id=review_id, task_id=task_id, note=note[:200],
+        kind=kind, answer_id=answer_id, review_id=review_id, task_id=task_id, **sealed_note(uow, note),
     )
     uow.add_spend(project.id, user_id, amount)
+
+
+MAX_NOTE = 200  # characters; a longer note is refused where people write one (BonusService.grant)
+LEDGER_NOTE = "ledger.note"
+
+
+def sealed_note(uow: UnitOfWork, note: str) -> dict[str, object]:
+    """The columns of a ledger entry that carry ``note``: none for an empty note; else the entry's
+    id (the note is sealed bound to it, so the row gets it now rather than from the insert), the
+    active data key and the sealed words."""
+    if not note:
+        return {}
+    entry_id = allocate_ids(uow.session, LedgerEntry, 1)[0]
+    key_id, cipher = uow.active_cipher()
+    return {"id": entry_id, "data_key_id": key_id,
+            "sealed_note": cipher.seal(LEDGER_NOTE, entry_id, note[:MAX_NOTE].encode())}
+
+
+def ledger_note(uow: UnitOfWork, entry: LedgerEntry) -> str:
+    """The note of a ledger entry: opened, or as written before notes were sealed."""
+    if entry.sealed_note is None or entry.data_key_id is None:
+        return entry.legacy_note
+    return uow.cipher(entry.data_key_id).open(LEDGER_NOTE, entry.id, entry.sealed_note).decode()
 
 
 def paid_for_answer(uow: UnitOfWork, answer_id: int) -> int:
@@ -86,6 +110,8 @@ class BonusService:
         """A manager's bonus to a person who worked on the project (a ledger entry like any other)."""
         if amount <= 0:
             raise InvalidInput("a bonus must be a positive amount in minor units", details={"field": "amount"})
+        if len(note) > MAX_NOTE:
+            raise InvalidInput(f"a bonus note has at most {MAX_NOTE} characters", details={"field": "note"})
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.manage(access_in(uow, actor))
             project = load_project(uow, project_id)

@@ -68,6 +68,7 @@ from labelvault.storage.models import (
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.files import ALLOWED_TYPES, FileService, new_file_id
 from labelvault.workflow.labeling import sealed_skip, skip_reason
+from labelvault.workflow.ledger import ledger_note, sealed_note
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.webhooks import parse_events, refresh_subscriptions, secret_bytes, secret_text
 
@@ -317,7 +318,7 @@ class OffboardingService:
                     "answer_id": e.answer_id,
                     "review_id": e.review_id,
                     "task_id": e.task_id,
-                    "note": e.note,
+                    "note": ledger_note(uow, e),
                     "created_at": e.created_at,
                 }
                 for e in uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id))
@@ -854,7 +855,7 @@ class BundleImporter:
                         user_id=ids[entry["user"]], kind=entry["kind"],
                         answer_id=new_answer_ids.get(entry["answer_id"]),
                         review_id=new_review_ids.get(entry.get("review_id")),
-                        task_id=new_task_ids.get(entry["task_id"]), note=entry["note"],
+                        task_id=new_task_ids.get(entry["task_id"]), **sealed_note(uow, entry["note"]),
                         created_at=datetime.fromisoformat(entry["created_at"]),
                     )
                     uow.add_spend(project.id, ids[entry["user"]], entry["amount"])

@@ -297,8 +297,7 @@ class ReviewService:
                     amount=-paid,
                     answer_id=answer.id,
                     task_id=task.id,
-                    note="answer rejected",
-                )
+                )  # no note: the kind says why, and the rejection's reason is sealed on the answer
         # Rejected answers stop counting: their slots go back to the queue for new labelers.
         uow.tasks.move_slots(task.id, open_slots=len(rejected), answers=-len(rejected))
         task.review_state = "none"
