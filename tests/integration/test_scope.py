@@ -215,3 +215,26 @@ def test_many_rows_are_inserted_for_the_scopes_client_only(world: World) -> None
         rows = uow.session.execute(select(Membership.client_id, Membership.role).where(Membership.user_id == user_id))
         assert sorted(rows.all()) == sorted([(world.client_a, "labeler"), (world.client_a, "reviewer"),
                                              (world.client_b, "labeler")])
+
+
+def test_a_paid_next_and_submit_run_every_statement_prepared(world: World) -> None:
+    """The queue's hot path never falls back to SQLAlchemy's regular statement path (an INSERT that
+    leaves a Python-side default out cannot be prepared, and silently took it: 0.4 ms per answer)."""
+    from tests.integration.queue_helpers import label_once, make_project
+
+    project_id = make_project(world, tasks=3, rate_per_answer=5)
+    labeler = world.actors["labeler_a"]
+    label_once(world, labeler, project_id)  # plans are made on first use
+    regular: list[str] = []
+
+    def on_regular_path(_conn: object, clause: object, *_: object) -> None:
+        regular.append(str(clause))
+
+    engine = world.services.engine
+    event.listen(engine, "before_execute", on_regular_path)
+    try:
+        label_once(world, labeler, project_id)
+    finally:
+        event.remove(engine, "before_execute", on_regular_path)
+    assert regular == []
+    assert world.services.projects.get(world.operator, world.client_a, project_id).spent == 10

@@ -653,9 +653,11 @@ class LedgerRepository(_Repository):
     """The append-only money ledger and the project's running total (moved in one transaction)."""
 
     def append(self, *, project_id: int, amount: int, currency: str, **entry: Any) -> None:
-        """The entry only: the caller adds ``amount`` to the project's total in the same transaction."""
+        """The entry only: the caller adds ``amount`` to the project's total in the same transaction.
+        Every column with a Python-side default is given a value (``legacy_note``, ``created_at``):
+        an INSERT that leaves one out cannot run as a prepared statement (prepared.py)."""
         self.sql.run(_LEDGER_INSERT, {"project_id": project_id, "amount": amount, "currency": currency,
-                                      "created_at": utcnow(), **entry}, defer=True)
+                                      "created_at": utcnow(), "legacy_note": "", **entry}, defer=True)
 
     def add_to_spent(self, project_id: int, user_id: int, amount: int) -> None:
         """Add to the project's total, in the stripe of the person paid (see ``ProjectSpend``)."""
