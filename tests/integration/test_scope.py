@@ -219,22 +219,30 @@ def test_many_rows_are_inserted_for_the_scopes_client_only(world: World) -> None
 
 def test_a_paid_next_and_submit_run_every_statement_prepared(world: World) -> None:
     """The queue's hot path never falls back to SQLAlchemy's regular statement path (an INSERT that
-    leaves a Python-side default out cannot be prepared, and silently took it: 0.4 ms per answer)."""
+    leaves a Python-side default out cannot be prepared, and silently took it: 0.4 ms per answer),
+    and reads the client's data key with the project's settings, not on its own."""
     from tests.integration.queue_helpers import label_once, make_project
 
     project_id = make_project(world, tasks=3, rate_per_answer=5)
     labeler = world.actors["labeler_a"]
     label_once(world, labeler, project_id)  # plans are made on first use
     regular: list[str] = []
+    sent: list[str] = []
 
     def on_regular_path(_conn: object, clause: object, *_: object) -> None:
         regular.append(str(clause))
 
+    def on_cursor(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
     engine = world.services.engine
     event.listen(engine, "before_execute", on_regular_path)
+    event.listen(engine, "before_cursor_execute", on_cursor)
     try:
         label_once(world, labeler, project_id)
     finally:
         event.remove(engine, "before_execute", on_regular_path)
+        event.remove(engine, "before_cursor_execute", on_cursor)
     assert regular == []
+    assert sent and not [s for s in sent if s.lstrip().startswith("SELECT data_keys.")]
     assert world.services.projects.get(world.operator, world.client_a, project_id).spent == 10

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -224,10 +224,16 @@ _ACTIVE_DATA_KEY = scoped(
 _project_spend = ProjectSpend.__table__
 _clients = Client.__table__
 _spent = spend_total().where(in_scope(_project_spend)).scalar_subquery().label("spent")
-# The queue reads the settings, the spend so far (the sum of the stripes), the client's currency
-# and the caller's roles in the client in one statement.
+# The client's active data key (as _ACTIVE_DATA_KEY), read with the settings: nearly every next and
+# submit then opens and seals with it, and need not read its row again (DataKeyRepository).
+_active_key = select(_data_keys).where(_data_keys.c.active.is_(True), in_scope(_data_keys)).order_by(
+    _data_keys.c.id.desc()).limit(1).subquery()
+_active_key_id = select(_active_key.c.id).scalar_subquery().label("active_key_id")
+_active_wrapped_key = select(_active_key.c.wrapped_key).scalar_subquery().label("active_wrapped_key")
+# The queue reads the settings, the spend so far (the sum of the stripes), the client's currency,
+# its active data key and the caller's roles in the client in one statement.
 _project_settings = (
-    select(_projects, _spent, _clients.c.currency)
+    select(_projects, _spent, _clients.c.currency, _active_key_id, _active_wrapped_key)
     .join(_clients, _clients.c.id == _projects.c.client_id)
     .where(_projects.c.id == bindparam("project_id"))
 )
@@ -407,6 +413,13 @@ class MembershipRepository(_Repository):
         self.session.flush()
 
 
+class ActiveKey(NamedTuple):
+    """The columns of a data key that the cipher needs."""
+
+    id: int
+    wrapped_key: bytes
+
+
 class DataKeyRepository(_Repository):
     """A client's data keys (wrapped). Rows read are remembered for the unit of work (or, in a write
     batch, for the batch's units of work of the same client: ``remember_in``): a submit seals the
@@ -417,12 +430,16 @@ class DataKeyRepository(_Repository):
 
     def __init__(self, session: Session) -> None:
         super().__init__(session)
-        self._read: dict[int | str, Row[Any]] = {}
+        self._read: dict[int | str, Row[Any] | ActiveKey] = {}
 
-    def remember_in(self, shared: dict[int | str, Row[Any]]) -> None:
+    def remember_in(self, shared: dict[int | str, Row[Any] | ActiveKey]) -> None:
         self._read = shared
 
-    def get(self, key_id: int) -> Row[Any] | None:
+    def remember_active(self, key: ActiveKey) -> None:
+        """The active key as read with other rows (the project's settings): its row need not be read."""
+        self._read[key.id] = self._read[self._ACTIVE] = key
+
+    def get(self, key_id: int) -> Row[Any] | ActiveKey | None:
         if (key := self._read.get(key_id)) is not None:
             return key
         key = self.sql.run(_DATA_KEY, {"key_id": key_id}).first()
@@ -430,7 +447,7 @@ class DataKeyRepository(_Repository):
             self._read[key_id] = key
         return key
 
-    def active(self) -> Row[Any] | None:
+    def active(self) -> Row[Any] | ActiveKey | None:
         if (key := self._read.get(self._ACTIVE)) is not None:
             return key
         key = self.sql.run(_ACTIVE_DATA_KEY).first()
@@ -455,8 +472,8 @@ class ProjectRepository(_Repository):
 
     def row_with_roles(self, project_id: int, user_id: int) -> Row[Any] | None:
         """The project's columns, read-only (the queue reads settings; it changes nothing on the row),
-        with ``spent``, the client's ``currency`` and ``roles``: the user's roles in the client,
-        comma-separated (or None)."""
+        with ``spent``, the client's ``currency``, its active data key (``active_key_id``,
+        ``active_wrapped_key``) and ``roles``: the user's roles in the client, comma-separated (or None)."""
         statement = _PROJECT_ROW_WITH_ROLES[self.session.get_bind().dialect.name]
         return self.sql.run(statement, {"project_id": project_id, "user_id": user_id}).first()
 

@@ -12,6 +12,7 @@ from labelvault.domain.access import Actor, ClientAccess, ProjectPolicy, Role
 from labelvault.domain.schema import ProjectSchema, parse_schema
 from labelvault.errors import Conflict, InvalidInput, NotFound
 from labelvault.storage.models import Project
+from labelvault.storage.repositories import ActiveKey
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.clients import check_slug
@@ -143,6 +144,8 @@ def load_project_settings(uow: UnitOfWork, project_id: int, actor: Actor) -> tup
     project = uow.projects.row_with_roles(project_id, actor.user_id)
     if project is None:
         raise NotFound(f"project {project_id} not found")
+    if project.active_key_id is not None:
+        uow.data_keys.remember_active(ActiveKey(project.active_key_id, project.active_wrapped_key))
     roles = frozenset(Role(role) for role in project.roles.split(",")) if project.roles else frozenset()
     return project, ClientAccess(actor=actor, client_id=uow.client_id, roles=roles)  # type: ignore[return-value]
 
