@@ -75,7 +75,7 @@ def instrument(services: Any) -> None:
     wrap(audit_log, "append", "audit append")
     wrap(labeling.ledger, "append", "ledger append")
     wrap(repositories.UserRepository, "lock", "users.lock")
-    for name in ("open_for", "of", "remove", "insert", "count_in_project", "expired"):
+    for name in ("open_for", "take", "remove", "insert", "count_in_project", "expired"):
         wrap(repositories.LeaseRepository, name, f"leases.{name}")
     for name in ("get", "next_for", "adjust_slots"):
         wrap(repositories.TaskRepository, name, f"tasks.{name}")

@@ -59,6 +59,12 @@ def test_submit_is_validated_and_names_the_question(api: Api, project: dict) -> 
     error = response.json()["error"]
     assert error["code"] == "answer_invalid"
     assert "sentiment" in error["message"]
+    # The refused submit changed nothing: the same lease is still held, and a valid answer takes it.
+    again = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/next").json()
+    assert (again["task_id"], again["lease_started_at"]) == (task["task_id"], task["lease_started_at"])
+    answered = api.post("labeler_a", f"/api/projects/{project['id']}/tasks/{task['task_id']}/answers",
+                        json={"answer": {"sentiment": "positive"}})
+    assert answered.status_code == 200 and answered.json()["created"] is True
 
 
 def test_a_repeated_submit_with_the_same_key_returns_the_first_result(api: Api, project: dict) -> None:

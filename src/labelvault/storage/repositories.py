@@ -190,8 +190,9 @@ _LEASE_OPEN_FOR = scoped(
     .order_by(_leases.c.id)
     .limit(1)
 )
-_LEASE_OF = scoped(
-    select(_leases).where(_leases.c.task_id == bindparam("task_id"), _leases.c.user_id == bindparam("user_id"))
+_LEASE_TAKE = scoped(
+    delete(_leases).where(_leases.c.task_id == bindparam("task_id"), _leases.c.user_id == bindparam("user_id"))
+    .returning(*_leases.c)
 )
 _LEASES_EXPIRED = scoped(
     select(_leases)
@@ -599,8 +600,11 @@ class LeaseRepository(_Repository):
     def open_for(self, user_id: int, project_id: int, now: datetime) -> Row[Any] | None:
         return self.sql.run(_LEASE_OPEN_FOR, {"user_id": user_id, "project_id": project_id, "now": now}).first()
 
-    def of(self, task_id: int, user_id: int) -> Row[Any] | None:
-        return self.sql.run(_LEASE_OF, {"task_id": task_id, "user_id": user_id}).first()
+    def take(self, task_id: int, user_id: int) -> Row[Any] | None:
+        """Delete the person's lease on the task and return it; None if they hold none (or another
+        transaction removed it first, so its slot moves once). One statement for a read and a delete:
+        a submit or skip refused later rolls back and the lease is there again."""
+        return self.sql.run(_LEASE_TAKE, {"task_id": task_id, "user_id": user_id}).first()
 
     def expired(self, now: datetime, limit: int) -> Sequence[Row[Any]]:
         return self.sql.run(_LEASES_EXPIRED, {"now": now, "limit": limit}).all()

@@ -294,7 +294,7 @@ class LabelingService:
             task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
-            lease = uow.leases.of(task_id, actor.user_id)
+            lease = uow.leases.take(task_id, actor.user_id)  # back if this submit is refused (rollback)
             # A lease is only ever given for a task the person has not answered, and the submit
             # that answers it deletes it: only without one can there be an earlier answer.
             if lease is None and uow.answers.exists_for(task_id, actor.user_id):
@@ -302,7 +302,7 @@ class LabelingService:
             key_id, cipher = uow.active_cipher()  # first: the task's key is most often this one (read once)
             payload, _ = open_task_content(uow, task)
             normalized = validate_answer(schema_of(project), payload, answer)
-            if lease is not None and uow.leases.remove(lease):
+            if lease is not None:
                 counts = uow.tasks.adjust_slots(task_id, answers=+1)  # the lease's slot becomes the answer
                 started = lease.started_at
             elif task.open_slots > 0 and not uow.skips.exists_for(task_id, actor.user_id):
@@ -363,8 +363,7 @@ class LabelingService:
             task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
-            lease = uow.leases.of(task_id, actor.user_id)
-            if lease is None or not uow.leases.remove(lease):
+            if uow.leases.take(task_id, actor.user_id) is None:
                 raise Conflict(f"you hold no lease on task {task_id}")
             uow.tasks.move_slots(task_id, open_slots=+1)
             uow.skips.add(sealed_skip(allocate_ids(uow.session, Skip, 1)[0], uow.active_cipher(),
