@@ -21,7 +21,7 @@ from labelvault.io.label_studio_import import LabelStudioImportService
 from labelvault.io.predictors import PredictorCallPolicy
 from labelvault.io.suggestions import SuggestionService
 from labelvault.quality.adaptive import extend_overlap_when_unsure
-from labelvault.quality.gold import GoldService, check_suspension, pick_gold_task, score_gold_answer
+from labelvault.quality.gold import GoldService, check_suspension, pick_gold_task, score_gold_answer, suspension_reads
 from labelvault.quality.qualification import QualificationService, check_qualification, pick_test_task
 from labelvault.quality.reports import QualityService
 from labelvault.settings import Settings
@@ -45,7 +45,7 @@ from labelvault.workflow.review import ReviewService
 from labelvault.workflow.sso import SsoService, build_accounts, build_sso
 from labelvault.workflow.status import StatusService
 from labelvault.workflow.trails import TrailService
-from labelvault.workflow.walls import WallService, queue_wall_check, queue_wall_record
+from labelvault.workflow.walls import WallService, queue_wall_check, queue_wall_reads, queue_wall_record
 from labelvault.workflow.web_sessions import WebSessionService
 from labelvault.workflow.webhooks import (
     WebhookConfig,
@@ -141,6 +141,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
     webhooks = WebhookService(uow_factory, webhook_config(settings))
     hooks = QueueHooks(
         eligibility=[queue_wall_check, check_suspension, check_qualification],
+        eligibility_reads=[queue_wall_reads, suspension_reads],
         pickers=[pick_test_task, pick_gold_task],
         on_grant=[queue_wall_record],
         on_submit=[score_gold_answer],

@@ -39,6 +39,7 @@ from labelvault.quality.scores import gold_accuracy
 from labelvault.quality.scoring import score_answer, value_at
 from labelvault.storage.ids import allocate_ids
 from labelvault.storage.models import Answer, Project, Suspension, Task, utcnow
+from labelvault.storage.scope import Read
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
 from labelvault.workflow.content import open_answer_values, open_task_content
@@ -71,6 +72,11 @@ def check_suspension(uow: UnitOfWork, actor: Actor, project: Project) -> None:
     """Eligibility: a suspended labeler gets nothing from this project until reinstated."""
     if uow.suspensions.is_suspended(project.id, actor.user_id):
         raise QueueRefused("suspended", f"you are suspended from project {project.slug}: ask a manager")
+
+
+def suspension_reads(uow: UnitOfWork, actor: Actor, project: Project) -> list[Read]:
+    """What ``check_suspension`` reads, for the queue to fetch ahead (``QueueHooks``)."""
+    return [uow.suspensions.is_suspended_read(project.id, actor.user_id)]
 
 
 def pick_gold_task(

@@ -7,11 +7,11 @@ from typing import Any
 from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from labelvault.storage.models import Answer, Review, Skip, Task, WebhookEndpoint
-from labelvault.storage.scope import ScopedSql, Unscoped
+from labelvault.storage.models import Answer, LedgerEntry, Review, Skip, Task, WebhookEndpoint
+from labelvault.storage.scope import Read, ScopedSql, Unscoped
 
 # Each of these tables is created with a BIGSERIAL id on PostgreSQL: its sequence is <table>_id_seq.
-SealedRow = type[Task] | type[Answer] | type[Review] | type[Skip] | type[WebhookEndpoint]
+SealedRow = type[Task] | type[Answer] | type[Review] | type[Skip] | type[WebhookEndpoint] | type[LedgerEntry]
 
 # One id (SQLite: the maximum so far, plus one; PostgreSQL: the sequence's next value), per table
 # and dialect, built on first use. The maximum is over all clients on purpose (ids are global).
@@ -28,6 +28,12 @@ def _one_id_query(model: type[Any], postgresql: bool) -> Unscoped:
     return query
 
 
+def one_id_read(session: Session, model: SealedRow) -> Read:
+    """The statement that ``allocate_ids(session, model, 1)`` runs, for ``ScopedSql.prefetch``: on
+    PostgreSQL a sequence's next value, which, dropped unused and run again, only leaves a gap."""
+    return _one_id_query(model, session.get_bind().dialect.name == "postgresql"), {}
+
+
 def allocate_ids(session: Session, model: SealedRow, count: int) -> list[int]:
     """Reserve ``count`` fresh ids for ``model``.
 
@@ -39,7 +45,7 @@ def allocate_ids(session: Session, model: SealedRow, count: int) -> list[int]:
     bind = session.get_bind()
     if count == 1:  # every submit: a prepared statement (see prepared.py)
         postgresql = bind.dialect.name == "postgresql"
-        value = ScopedSql.of(session).run(_one_id_query(model, postgresql)).scalar_one()
+        value = ScopedSql.of(session).run(*one_id_read(session, model)).scalar_one()
         return [int(value)] if postgresql else [int(value or 0) + 1]
     if bind.dialect.name == "postgresql":
         rows = session.execute(

@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 import re
 import select
+from collections import deque
 from typing import Any
 
 from psycopg import errors as pg_errors
@@ -88,7 +89,8 @@ class DirectConnection:
     and what waits to be sent (kept in the pool record's ``info``, which SQLAlchemy clears when it
     replaces the connection)."""
 
-    __slots__ = ("_begin", "_driver", "_names", "_pgconn", "_poll", "_prepared", "_transformer", "_waiting")
+    __slots__ = ("_ahead", "_begin", "_driver", "_names", "_pgconn", "_poll", "_prepared", "_transformer",
+                 "_waiting")
 
     def __init__(self, driver_connection: Any) -> None:
         self._driver = driver_connection
@@ -99,6 +101,7 @@ class DirectConnection:
         self._begin: list[bytes] | None = None  # BEGIN and the scope, until the first statement
         self._waiting: list[_Waiting] = []  # deferred writes, in order
         self._poll: Any = None
+        self._ahead: deque[tuple[bytes, list[Any], DirectResult]] = deque()  # see prefetch
 
     @staticmethod
     def enable(dialect: Any) -> None:
@@ -133,30 +136,70 @@ class DirectConnection:
     def execute(self, sql: bytes, parameters: list[Any], *, defer: bool = False) -> DirectResult:
         """Run a statement (prepared on this connection at its first use with these parameter types).
         With ``defer``, only queue it (it returns no rows): it is sent with the next statement or
-        the commit, and its error, if any, is raised then."""
-        transformer = self._transformer
-        values = transformer.dump_sequence(parameters, [PyFormat.AUTO] * len(parameters))
-        types = transformer.types
-        formats = transformer.formats
-        key = (sql, types)
-        name = self._prepared.get(key)
-        waiting = self._waiting
-        if name is None:
-            name = b"lv_%d" % next(self._names)
-            waiting.append((None, name, sql, types))  # prepared in the same round trip as its first use
-            self._prepared[key] = name  # forgotten again if the PREPARE fails
+        the commit, and its error, if any, is raised then. A result fetched ahead for exactly this
+        execution (``prefetch``) is handed out without asking the server."""
+        ahead = self._ahead
+        if ahead:
+            sql_ahead, parameters_ahead, result = ahead.popleft()
+            if sql_ahead == sql and parameters_ahead == parameters:
+                return _NO_ROWS if defer else result  # deferred: a row lock, which ran in its turn
+            ahead.clear()
+        name, values, formats = self._queue_prepared(sql, parameters)
         if defer:
-            waiting.append((name, values, list(formats)))
+            self._waiting.append((name, values, list(formats)))
             return _NO_ROWS
-        if self._begin is None and not waiting:
+        if self._begin is None and not self._waiting:
             result = self._pgconn.exec_prepared(name, values, formats)
             self._check(result)
         else:
-            waiting.append((name, values, formats))
-            result = self._send_waiting()
+            self._waiting.append((name, values, formats))
+            result = self._send_waiting()[-1]
+        return self._loaded(result)
+
+    def prefetch(self, statements: list[tuple[bytes, list[Any]]]) -> None:
+        """Run reads that a use case is about to run one after another, in one round trip with
+        what waits before them, and keep their results for those very executions (``execute``).
+
+        The server runs each statement after the one before it has finished, as if they had been
+        sent one by one. A kept result is handed out only to the next statement run on this
+        connection, and only if it is the same statement with the same values; anything else run
+        here (another statement, a deferred write, a Core or ORM statement, a commit or rollback)
+        drops the results still kept. So the caller sees exactly what running the same statements
+        one by one, in the same order with nothing in between, would have shown; the only
+        difference is that they ran sooner. Reads and row locks only (``ScopedSql.prefetch``): a
+        dropped one is run again when its turn comes, which must change nothing. An error is
+        raised here, once all have come back (the server skips the statements after a failed one)."""
+        positions = []
+        self._ahead.clear()
+        for sql, parameters in statements:
+            name, values, formats = self._queue_prepared(sql, parameters)
+            positions.append(len(self._begin or ()) + len(self._waiting))
+            self._waiting.append((name, values, list(formats)))
+        results = self._send_waiting()
+        self._ahead.extend(
+            (sql, parameters, self._loaded(results[position]))
+            for (sql, parameters), position in zip(statements, positions, strict=True)
+        )
+
+    def _queue_prepared(self, sql: bytes, parameters: list[Any]) -> tuple[bytes, list[Any], Any]:
+        """(the prepared statement's name, the values, their formats); a statement new to this
+        connection is queued to be prepared in the same round trip as its first use."""
+        transformer = self._transformer
+        values = transformer.dump_sequence(parameters, [PyFormat.AUTO] * len(parameters))
+        types = transformer.types
+        key = (sql, types)
+        name = self._prepared.get(key)
+        if name is None:
+            name = b"lv_%d" % next(self._names)
+            self._waiting.append((None, name, sql, types))
+            self._prepared[key] = name  # forgotten again if the PREPARE fails
+        return name, values, transformer.formats
+
+    def _loaded(self, result: Any) -> DirectResult:
         rowcount = -1 if result.command_tuples is None else result.command_tuples
         if result.status != pq.ExecStatus.TUPLES_OK:
             return DirectResult([], rowcount, [])
+        transformer = self._transformer
         transformer.set_pgresult(result)
         rows = transformer.load_rows(0, result.ntuples, tuple)
         return DirectResult(rows, rowcount, [result.ftype(i) for i in range(result.nfields)])
@@ -175,7 +218,9 @@ class DirectConnection:
         return True
 
     def send_waiting(self) -> None:
-        """Send what waits (a deferred BEGIN, deferred writes), before something else runs."""
+        """Send what waits (a deferred BEGIN, deferred writes), before something else runs; drop
+        the results fetched ahead, as something else runs before them."""
+        self._ahead.clear()
         if self._begin is not None or self._waiting:
             self._send_waiting()
 
@@ -186,6 +231,7 @@ class DirectConnection:
         If a statement fails, the transaction is rolled back here before the error is raised:
         SQLAlchemy counts a commit that raised as the transaction's end, and returns the
         connection to its pool without a rollback."""
+        self._ahead.clear()
         if not self._waiting:
             if self._begin is not None:
                 self._begin = None  # a transaction that ran nothing: there is nothing to begin or end
@@ -199,15 +245,16 @@ class DirectConnection:
 
     def discard(self) -> None:
         """Drop what was not sent: the transaction rolls back (a PREPARE not sent is forgotten)."""
+        self._ahead.clear()
         self._begin = None
         for item in self._waiting:
             if item[0] is None:
                 del self._prepared[item[2], item[3]]
         self._waiting.clear()
 
-    def _send_waiting(self, last: bytes | None = None) -> Any:
-        """Send the deferred BEGIN and writes, then ``last`` (or the last write), in one pipeline;
-        return the result of the last statement sent."""
+    def _send_waiting(self, last: bytes | None = None) -> list[Any]:
+        """Send the deferred BEGIN and what waits, then ``last``, in one pipeline; return the
+        result of each statement sent, in order (all succeeded, or this raised)."""
         pgconn = self._pgconn
         begin, waiting = self._begin, self._waiting
         self._begin, self._waiting = None, []
@@ -231,20 +278,21 @@ class DirectConnection:
                 pgconn.send_query_params(last, None)
                 sent.append(None)
             pgconn.pipeline_sync()
-            failure, result = self._read_until_sync(sent)
+            failure, results = self._read_until_sync(sent)
         finally:
             if pgconn.pipeline_status != 0:
                 pgconn.exit_pipeline_mode()
         if failure is not None:
             raise pg_errors.error_from_result(failure, encoding=self._driver.info.encoding)
-        return result
+        return results
 
-    def _read_until_sync(self, sent: list[tuple[bytes, tuple[int, ...]] | None]) -> tuple[Any, Any]:
-        """The pipeline's results up to its sync: (the first failure or None, the last result).
-        Once a statement fails the rest are skipped; a PREPARE that did not happen is forgotten, so
-        its statement is prepared again at its next use."""
+    def _read_until_sync(self, sent: list[tuple[bytes, tuple[int, ...]] | None]) -> tuple[Any, list[Any]]:
+        """The pipeline's results up to its sync: (the first failure or None, every statement's
+        result in order). Once a statement fails the rest are skipped; a PREPARE that did not happen
+        is forgotten, so its statement is prepared again at its next use."""
         pgconn = self._pgconn
-        failure = last = None
+        failure = None
+        results: list[Any] = []
         index = 0
         while True:
             while pgconn.is_busy():
@@ -255,10 +303,9 @@ class DirectConnection:
                 continue  # the end of one statement's results
             status = result.status
             if status == _SYNC:
-                return failure, last
-            if status in _OK:
-                last = result
-            else:
+                return failure, results
+            results.append(result)
+            if status not in _OK:
                 if failure is None and status != _ABORTED:
                     failure = result
                 prepared = sent[index]

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Delete, Executable, Insert, Select, Update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 
-from labelvault.storage.pg_direct import DirectConnection, numbered
+from labelvault.storage.pg_direct import DirectConnection, DirectResult, numbered
 
 # Each place's parameter name and its converter (None: the value goes as it is), in the places' order.
 _Binds = tuple[tuple[str, Callable[[Any], Any] | None], ...]
@@ -175,6 +175,9 @@ class Plan:
             raise as_sqlalchemy_error(connection, self.sql, error) from error
         if defer:
             return _DEFERRED
+        return self._direct_result(connection, result)
+
+    def _direct_result(self, connection: Connection, result: DirectResult) -> PreparedResult:
         if not self.processors_known and self.returns_rows:
             self._learn_processors(connection.dialect, [(None, oid) for oid in result.column_types])
         return self._result(result.rows, result.rowcount)
@@ -266,6 +269,21 @@ def as_sqlalchemy_error(connection: Connection, sql: str, error: Exception) -> s
                                       dialect=connection.dialect)
 
 
+def prefetch(connection: Connection, planned: list[tuple[Plan, dict[str, Any]]]) -> None:
+    """PostgreSQL: run these reads in one round trip, their results kept for the executions that
+    follow (``DirectConnection.prefetch``: only the very next ones, only if the same). Elsewhere
+    (SQLite, no transaction open) nothing happens: the statements run when their turn comes. The
+    cursor events are sent when a kept result is handed out, as for any statement."""
+    direct = DirectConnection.of(connection)
+    if direct is None or not direct.in_transaction() or any(plan.direct_sql is None for plan, _ in planned):
+        return
+    statements = [(plan.direct_sql, plan._bind_in_order(plan.direct_binds, parameters)) for plan, parameters in planned]
+    try:
+        direct.prefetch(statements)  # type: ignore[arg-type]
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise as_sqlalchemy_error(connection, "; ".join(plan.sql for plan, _ in planned), error) from error
+
+
 class NotPreparable(Exception):
     """This statement (with these columns) runs on the regular path."""
 
@@ -307,4 +325,5 @@ class PlanCache:
         return plan
 
 
-__all__ = ["BulkInsertPlan", "Plan", "PlanCache", "PreparedResult", "can_prepare", "cursor_events_observed"]
+__all__ = ["BulkInsertPlan", "Plan", "PlanCache", "PreparedResult", "can_prepare", "cursor_events_observed",
+           "prefetch"]

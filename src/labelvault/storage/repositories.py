@@ -59,7 +59,7 @@ from labelvault.storage.models import (
     utcnow,
 )
 from labelvault.storage.queue_cursors import QueuePosition
-from labelvault.storage.scope import Scoped, ScopedSql, Unscoped, in_scope, scoped
+from labelvault.storage.scope import Read, Scoped, ScopedSql, Unscoped, in_scope, scoped
 
 _tasks = Task.__table__
 _leases = Lease.__table__
@@ -368,7 +368,12 @@ class UserRepository(_Repository):
         lock (a deferred statement, see ``ScopedSql.run``).
         """
         if self.session.get_bind().dialect.name == "postgresql":
-            self.sql.run(_LOCK_USER, {"user_id": user_id}, defer=True)
+            self.sql.run(*self.lock_read(user_id), defer=True)
+
+    @staticmethod
+    def lock_read(user_id: int) -> Read:
+        """``lock``'s statement, for ``ScopedSql.prefetch`` (a row lock runs again harmlessly)."""
+        return _LOCK_USER, {"user_id": user_id}
 
     def operators_exist(self) -> bool:
         return bool(self.session.scalar(select(exists().where(User.is_operator.is_(True)))))
@@ -475,8 +480,11 @@ class ProjectRepository(_Repository):
         """The project's columns, read-only (the queue reads settings; it changes nothing on the row),
         with ``spent``, the client's ``currency``, its active data key (``active_key_id``,
         ``active_wrapped_key``) and ``roles``: the user's roles in the client, comma-separated (or None)."""
+        return self.sql.run(*self.row_with_roles_read(project_id, user_id)).first()
+
+    def row_with_roles_read(self, project_id: int, user_id: int) -> Read:
         statement = _PROJECT_ROW_WITH_ROLES[self.session.get_bind().dialect.name]
-        return self.sql.run(statement, {"project_id": project_id, "user_id": user_id}).first()
+        return statement, {"project_id": project_id, "user_id": user_id}
 
     def by_slug(self, slug: str) -> Project | None:
         return self.session.scalar(select(Project).where(Project.slug == slug))
@@ -499,7 +507,11 @@ class TaskRepository(_Repository):
 
     def row(self, task_id: int) -> Row[Any] | None:
         """The task's columns, read-only (``get`` for an object to change)."""
-        return self.sql.run(_TASK_ROW, {"task_id": task_id}).first()
+        return self.sql.run(*self.row_read(task_id)).first()
+
+    @staticmethod
+    def row_read(task_id: int) -> Read:
+        return _TASK_ROW, {"task_id": task_id}
 
     def existing_external_ids(self, project_id: int, external_ids: list[str]) -> set[str]:
         if not external_ids:
@@ -598,7 +610,11 @@ class TaskRepository(_Repository):
 
 class LeaseRepository(_Repository):
     def open_for(self, user_id: int, project_id: int, now: datetime) -> Row[Any] | None:
-        return self.sql.run(_LEASE_OPEN_FOR, {"user_id": user_id, "project_id": project_id, "now": now}).first()
+        return self.sql.run(*self.open_for_read(user_id, project_id, now)).first()
+
+    @staticmethod
+    def open_for_read(user_id: int, project_id: int, now: datetime) -> Read:
+        return _LEASE_OPEN_FOR, {"user_id": user_id, "project_id": project_id, "now": now}
 
     def take(self, task_id: int, user_id: int) -> Row[Any] | None:
         """Delete the person's lease on the task and return it; None if they hold none (or another
@@ -607,14 +623,22 @@ class LeaseRepository(_Repository):
         return self.sql.run(_LEASE_TAKE, {"task_id": task_id, "user_id": user_id}).first()
 
     def expired(self, now: datetime, limit: int) -> Sequence[Row[Any]]:
-        return self.sql.run(_LEASES_EXPIRED, {"now": now, "limit": limit}).all()
+        return self.sql.run(*self.expired_read(now, limit)).all()
+
+    @staticmethod
+    def expired_read(now: datetime, limit: int) -> Read:
+        return _LEASES_EXPIRED, {"now": now, "limit": limit}
 
     def remove(self, lease: Any) -> bool:
         """Delete the lease; False if another transaction removed it first (so slots move once)."""
         return bool(self.sql.run(_LEASE_DELETE, {"lease_id": lease.id}).rowcount)
 
     def count_in_project(self, project_id: int) -> int:
-        return int(self.sql.run(_LEASES_IN_PROJECT, {"project_id": project_id}).scalar_one())
+        return int(self.sql.run(*self.count_in_project_read(project_id)).scalar_one())
+
+    @staticmethod
+    def count_in_project_read(project_id: int) -> Read:
+        return _LEASES_IN_PROJECT, {"project_id": project_id}
 
     def insert(self, **values: Any) -> None:
         self.sql.run(_LEASE_INSERT, values, defer=True)
@@ -623,7 +647,11 @@ class LeaseRepository(_Repository):
 class AnswerRepository(_Repository):
     def by_idempotency_key(self, user_id: int, key: str) -> Row[Any] | None:
         """(id, task_id, created_at, time_spent_ms) of the user's answer sent with this key."""
-        return self.sql.run(_ANSWER_BY_KEY, {"user_id": user_id, "key": key}).first()
+        return self.sql.run(*self.by_idempotency_key_read(user_id, key)).first()
+
+    @staticmethod
+    def by_idempotency_key_read(user_id: int, key: str) -> Read:
+        return _ANSWER_BY_KEY, {"user_id": user_id, "key": key}
 
     def exists_for(self, task_id: int, user_id: int) -> bool:
         return self.sql.run(_ANSWER_EXISTS, {"task_id": task_id, "user_id": user_id}).first() is not None
@@ -813,7 +841,11 @@ class SuspensionRepository(_Repository):
 
     def is_suspended(self, project_id: int, user_id: int) -> bool:
         """The queue's check on every lease (``active`` for the object to lift)."""
-        return self.sql.run(_ACTIVE_SUSPENSION, {"project_id": project_id, "user_id": user_id}).first() is not None
+        return self.sql.run(*self.is_suspended_read(project_id, user_id)).first() is not None
+
+    @staticmethod
+    def is_suspended_read(project_id: int, user_id: int) -> Read:
+        return _ACTIVE_SUSPENSION, {"project_id": project_id, "user_id": user_id}
 
     def last_lifted_at(self, project_id: int, user_id: int) -> datetime | None:
         query = select(func.max(Suspension.lifted_at)).where(

@@ -44,7 +44,7 @@ from sqlalchemy.sql.util import find_tables
 from sqlalchemy.sql.visitors import iterate
 
 from labelvault.storage.models import Base, ClientOwned
-from labelvault.storage.prepared import PlanCache, PreparedResult, can_prepare, cursor_events_observed
+from labelvault.storage.prepared import PlanCache, PreparedResult, can_prepare, cursor_events_observed, prefetch
 
 SCOPE_PARAMETER = "scope_client_id"
 
@@ -205,6 +205,11 @@ def scoped(statement: Select[Any] | Update | Delete | Insert) -> Scoped:
     return Scoped(filtered, statement)
 
 
+# A statement and its parameters, as ScopedSql.run takes them: what a repository's ``*_read``
+# method returns for ``ScopedSql.prefetch``.
+Read = tuple[Scoped | Unscoped, dict[str, Any]]
+
+
 class ScopedSql:
     """Runs prebuilt Core statements in the session's transaction, in the session's scope."""
 
@@ -250,24 +255,62 @@ class ScopedSql:
         statement or its commit, in one round trip, and an error it meets raised there (see
         ``pg_direct``); the statements after it see what it wrote, as always."""
         connection = self._transaction_connection()
+        if parameters is not None and not isinstance(parameters, dict):
+            return self._run_many(connection, query, parameters)
+        statement, plans, bound = self._in_scope(query, parameters)
+        return self._execute(connection, statement, plans, bound, defer)
+
+    def _run_many(
+        self, connection: Connection, query: Scoped | Unscoped, parameters: Sequence[dict[str, Any]]
+    ) -> CursorResult[Any]:
         if type(query) is Unscoped:
-            return self._execute(connection, query.statement, query.plans, parameters, defer)
+            return connection.execute(query.statement, parameters)  # type: ignore[arg-type]
         if type(query) is not Scoped:
             raise ScopeViolation("only statements built by scoped() or marked Unscoped run here")
         scope: Scope = self._session.scope  # type: ignore[attr-defined]
         if scope.all_clients:
-            return self._execute(connection, query.unfiltered, query.unfiltered_plans, parameters, defer)
+            return connection.execute(query.unfiltered, parameters)  # type: ignore[arg-type]
         if scope.client_id is None:
             raise ScopeViolation("a client-scoped statement needs a unit of work opened for a client")
-        if parameters is None or isinstance(parameters, dict):
-            bound = {**(parameters or {}), SCOPE_PARAMETER: scope.client_id}
-            if "client_id" in bound:
-                raise ScopeViolation("client_id comes from the scope, not from the caller")
-            return self._execute(connection, query.statement, query.plans, bound, defer)
         rows = [{**row, SCOPE_PARAMETER: scope.client_id} for row in parameters]
         if any("client_id" in row for row in rows):
             raise ScopeViolation("client_id comes from the scope, not from the caller")
         return connection.execute(query.statement, rows)
+
+    def prefetch(self, *reads: Read) -> None:
+        """Reads (SELECTs, row locks included) that the caller is about to run one after another,
+        in this order, with these parameters and nothing in between: on PostgreSQL sent together in
+        one round trip, each result handed to its run (``DirectConnection.prefetch`` says why the
+        caller still sees what running them one by one shows, and what drops a result unused).
+        Elsewhere nothing happens. The caller then runs them as usual."""
+        connection = self._transaction_connection()
+        planned = []
+        for query, parameters in reads:
+            statement, plans, bound = self._in_scope(query, parameters)
+            if not isinstance(statement, Select):
+                raise ScopeViolation("only reads are fetched ahead: a write dropped unused would not run again")
+            plan = plans.plan(statement, connection.dialect, bound) if plans is not None else None
+            if plan is None:
+                return
+            planned.append((plan, bound))
+        prefetch(connection, planned)
+
+    def _in_scope(
+        self, query: Scoped | Unscoped, parameters: dict[str, Any] | None
+    ) -> tuple[Executable, PlanCache | None, dict[str, Any]]:
+        """The statement to run for the session's scope, its plans and its parameters."""
+        if type(query) is Unscoped:
+            return query.statement, query.plans, parameters or {}
+        if type(query) is not Scoped:
+            raise ScopeViolation("only statements built by scoped() or marked Unscoped run here")
+        scope: Scope = self._session.scope  # type: ignore[attr-defined]
+        if scope.all_clients:
+            return query.unfiltered, query.unfiltered_plans, parameters or {}
+        if scope.client_id is None:
+            raise ScopeViolation("a client-scoped statement needs a unit of work opened for a client")
+        if parameters is not None and "client_id" in parameters:
+            raise ScopeViolation("client_id comes from the scope, not from the caller")
+        return query.statement, query.plans, {**(parameters or {}), SCOPE_PARAMETER: scope.client_id}
 
     def insert_many(self, query: Scoped, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
         """Insert many rows of a client-owned table in the scope's client (imports): each row a tuple

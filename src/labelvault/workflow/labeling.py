@@ -28,8 +28,9 @@ from labelvault.crypto.cipher import DataCipher
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.domain.answers import validate_answer
 from labelvault.errors import Conflict, InvalidInput, NotFound, QueueRefused
-from labelvault.storage.ids import allocate_ids
+from labelvault.storage.ids import allocate_ids, one_id_read
 from labelvault.storage.models import Answer, Project, Skip, Task, utcnow
+from labelvault.storage.scope import Read
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow import ledger
 from labelvault.workflow.auditing import recording_denials
@@ -51,7 +52,10 @@ TaskPicker = Callable[[UnitOfWork, Actor, Project, Callable[[], bool]], Task | N
 class QueueHooks:
     """Extension points for quality (qualification, suspension, gold) and autonomy (walls).
 
-    ``eligibility`` checks raise ``QueueRefused`` with a reason; ``pickers`` may choose a task
+    ``eligibility`` checks raise ``QueueRefused`` with a reason; ``eligibility_reads`` name, in
+    the checks' order, the reads the checks will run first, so that the queue fetches them ahead in
+    one round trip (a wrong or missing one costs that round trip, never a wrong answer: see
+    ``ScopedSql.prefetch``); ``pickers`` may choose a task
     before the regular order (gold injection), and may ask whether regular work is left (the
     regular pick's walk, which that pick then reuses); ``on_grant`` runs when data is about to be shown;
     ``on_submit`` runs in the submit transaction after the answer is stored (gold scoring);
@@ -61,6 +65,7 @@ class QueueHooks:
     """
 
     eligibility: list[EligibilityCheck] = field(default_factory=list)
+    eligibility_reads: list[Callable[[UnitOfWork, Actor, Project], list[Read]]] = field(default_factory=list)
     pickers: list[TaskPicker] = field(default_factory=list)
     on_grant: list[Callable[[UnitOfWork, Actor, Project, Task], None]] = field(default_factory=list)
     on_submit: list[Callable[[UnitOfWork, Actor, Project, Task, int, dict[str, Any]], None]] = field(
@@ -125,6 +130,11 @@ def check_active(_uow: UnitOfWork, _actor: Actor, project: Project) -> None:
 CONCURRENT_NEXTS = 1000
 
 
+def budget_reads(uow: UnitOfWork, _actor: Actor, project: Project) -> list[Read]:
+    """What ``check_budget`` reads first, to fetch ahead."""
+    return [uow.leases.count_in_project_read(project.id)] if project.budget_cap is not None else []
+
+
 def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
     """Room for the open leases and one more answer, or ``budget_reached``. Near the cap the nexts
     of the project take turns on its row and count again, so that concurrent ones never lease
@@ -180,6 +190,13 @@ class LabelingService:
     def _next_task(self, actor: Actor, client_id: int, project_id: int) -> LeasedTask:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
+            # The reads below, up to the labeler's open lease, in one round trip (PostgreSQL).
+            uow.sql.prefetch(
+                uow.projects.row_with_roles_read(project_id, actor.user_id),
+                uow.users.lock_read(actor.user_id),
+                uow.leases.expired_read(now, EXPIRED_PER_CALL),
+                uow.leases.open_for_read(actor.user_id, project_id, now),
+            )
             project, access = load_project_settings(uow, project_id, actor)
             ProjectPolicy.label(access)
             uow.users.lock(actor.user_id)
@@ -192,6 +209,8 @@ class LabelingService:
                 assert task is not None
                 started, expires = lease.started_at, lease.expires_at
             else:
+                uow.sql.prefetch(*(read for reads in (*self.hooks.eligibility_reads, budget_reads)
+                                   for read in reads(uow, actor, project)))
                 for check in (check_active, *self.hooks.eligibility, check_budget):
                     check(uow, actor, project)
                 task = self._pick(uow, actor, project, walk_from_start=walk_from_start)
@@ -280,6 +299,15 @@ class LabelingService:
     ) -> SubmittedAnswer:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
+            # The reads below, up to the new answer's id, in one round trip (PostgreSQL).
+            uow.sql.prefetch(
+                uow.projects.row_with_roles_read(project_id, actor.user_id),
+                uow.users.lock_read(actor.user_id),
+                *([uow.answers.by_idempotency_key_read(actor.user_id, idempotency_key)]
+                  if idempotency_key is not None else []),
+                uow.tasks.row_read(task_id),
+                one_id_read(uow.session, Answer),
+            )
             project, access = load_project_settings(uow, project_id, actor)
             ProjectPolicy.label(access)
             uow.users.lock(actor.user_id)
@@ -294,6 +322,7 @@ class LabelingService:
             task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
+            answer_id = allocate_ids(uow.session, Answer, 1)[0]  # (a refused submit leaves a gap)
             lease = uow.leases.take(task_id, actor.user_id)  # back if this submit is refused (rollback)
             # A lease is only ever given for a task the person has not answered, and the submit
             # that answers it deletes it: only without one can there be an earlier answer.
@@ -310,7 +339,6 @@ class LabelingService:
                 started = now
             else:
                 raise Conflict(f"your lease on task {task_id} expired and the task has all its answers")
-            answer_id = allocate_ids(uow.session, Answer, 1)[0]
             spent = int(min(now - started, MAX_COUNTED_WORK).total_seconds() * 1000)
             uow.answers.insert(
                 id=answer_id,

@@ -31,7 +31,7 @@ from labelvault.storage.models import (
     Task,
     WallOverride,
 )
-from labelvault.storage.scope import Unscoped
+from labelvault.storage.scope import Read, Unscoped
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
@@ -63,10 +63,14 @@ def _touched(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
     known: set[tuple[int, int]] = uow.session.info.setdefault("touched", set())
     if (user_id, client_id) in known:
         return True
-    if uow.sql.run(_TOUCHED, {"user_id": user_id, "client_id": client_id}).first() is None:
+    if uow.sql.run(*_touched_read(user_id, client_id)).first() is None:
         return False
     known.add((user_id, client_id))
     return True
+
+
+def _touched_read(user_id: int, client_id: int) -> Read:
+    return _TOUCHED, {"user_id": user_id, "client_id": client_id}
 
 
 def may_see(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
@@ -94,6 +98,13 @@ def queue_wall_check(uow: UnitOfWork, actor: Actor, project: Project) -> None:
     if not may_see(uow, actor.user_id, project.client_id):
         raise QueueRefused("conflict_of_interest",
                            "conflict of interest: you have worked for a competitor of this client")
+
+
+def queue_wall_reads(uow: UnitOfWork, actor: Actor, project: Project) -> list[Read]:
+    """What ``queue_wall_check`` reads first, for the queue to fetch ahead (``QueueHooks``)."""
+    if (actor.user_id, project.client_id) in uow.session.info.get("touched", ()):
+        return []
+    return [_touched_read(actor.user_id, project.client_id)]
 
 
 def queue_wall_record(uow: UnitOfWork, actor: Actor, project: Project, _task: Task) -> None:
