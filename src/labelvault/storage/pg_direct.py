@@ -16,6 +16,9 @@ what need not wait for the server does not:
 * a transaction's ``BEGIN`` and its scope (``defer_begin``) go with its first statement;
 * a write whose result nobody reads (``execute(..., defer=True)``: an audit entry, a ledger row)
   goes with the next statement, or with the ``COMMIT`` (``commit``);
+* reads that a use case is about to run one after another, none needing the one before it
+  (``prefetch``: a queue step's settings, locks and checks), go together, their results kept
+  for the executions that follow;
 
 sent together in libpq's pipeline mode, in order, so every statement still sees what the ones
 before it wrote. A deferred statement's error is raised by whatever sends it: the next statement
