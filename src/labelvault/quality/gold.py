@@ -74,9 +74,9 @@ def check_suspension(uow: UnitOfWork, actor: Actor, project: Project) -> None:
         raise QueueRefused("suspended", f"you are suspended from project {project.slug}: ask a manager")
 
 
-def suspension_reads(uow: UnitOfWork, actor: Actor, project: Project) -> list[Read]:
+def suspension_reads(uow: UnitOfWork, actor: Actor, project_id: int) -> list[Read]:
     """What ``check_suspension`` reads, for the queue to fetch ahead (``QueueHooks``)."""
-    return [uow.suspensions.is_suspended_read(project.id, actor.user_id)]
+    return [uow.suspensions.is_suspended_read(project_id, actor.user_id)]
 
 
 def pick_gold_task(

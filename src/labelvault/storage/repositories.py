@@ -18,6 +18,7 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -240,20 +241,33 @@ _project_settings = (
 )
 
 
-def _with_roles(aggregate: Any) -> Scoped:
+# For a next: the project's open leases, counted only under a budget cap (the budget check's first
+# look, labeling.check_budget; both databases evaluate a CASE branch's subquery only when taken).
+_open_leases = case(
+    (_projects.c.budget_cap.is_(None), None),
+    else_=select(func.count()).select_from(_leases)
+    .where(_leases.c.project_id == _projects.c.id, in_scope(_leases)).scalar_subquery(),
+).label("open_leases")
+
+
+def _with_roles(aggregate: Any, *extra: Any) -> Scoped:
     return scoped(_project_settings.add_columns(
         select(aggregate)
         .where(_memberships.c.user_id == bindparam("user_id"), in_scope(_memberships))
         .scalar_subquery()
-        .label("roles")
+        .label("roles"),
+        *extra,
     ))
 
 
 # The separator written into the SQL (func.aggregate_strings binds it in a way prepared plans do not take).
-_PROJECT_ROW_WITH_ROLES = {
-    "sqlite": _with_roles(func.group_concat(_memberships.c.role, literal_column("','"))),
-    "postgresql": _with_roles(func.string_agg(_memberships.c.role, literal_column("','"))),
+_ROLES_AGGREGATE = {
+    "sqlite": lambda: func.group_concat(_memberships.c.role, literal_column("','")),
+    "postgresql": lambda: func.string_agg(_memberships.c.role, literal_column("','")),
 }
+_PROJECT_ROW_WITH_ROLES = {dialect: _with_roles(aggregate()) for dialect, aggregate in _ROLES_AGGREGATE.items()}
+_PROJECT_ROW_FOR_NEXT = {dialect: _with_roles(aggregate(), _open_leases)
+                         for dialect, aggregate in _ROLES_AGGREGATE.items()}
 # Near a budget cap the nexts of a project take turns on its row (see labeling.check_budget); NO KEY
 # UPDATE, so that inserts referencing the project (their foreign-key checks) do not wait for it.
 _LOCK_PROJECT = scoped(select(_projects.c.id).where(_projects.c.id == bindparam("project_id"))
@@ -482,9 +496,14 @@ class ProjectRepository(_Repository):
         ``active_wrapped_key``) and ``roles``: the user's roles in the client, comma-separated (or None)."""
         return self.sql.run(*self.row_with_roles_read(project_id, user_id)).first()
 
-    def row_with_roles_read(self, project_id: int, user_id: int) -> Read:
-        statement = _PROJECT_ROW_WITH_ROLES[self.session.get_bind().dialect.name]
-        return statement, {"project_id": project_id, "user_id": user_id}
+    def row_with_roles_read(self, project_id: int, user_id: int, *, open_leases: bool = False) -> Read:
+        """``open_leases``: also the project's open leases (``open_leases``), under a budget cap."""
+        statements = _PROJECT_ROW_FOR_NEXT if open_leases else _PROJECT_ROW_WITH_ROLES
+        return statements[self.session.get_bind().dialect.name], {"project_id": project_id, "user_id": user_id}
+
+    def row_for_next(self, project_id: int, user_id: int) -> Row[Any] | None:
+        """``row_with_roles`` with the project's open leases counted (None without a budget cap)."""
+        return self.sql.run(*self.row_with_roles_read(project_id, user_id, open_leases=True)).first()
 
     def by_slug(self, slug: str) -> Project | None:
         return self.session.scalar(select(Project).where(Project.slug == slug))
@@ -634,11 +653,7 @@ class LeaseRepository(_Repository):
         return bool(self.sql.run(_LEASE_DELETE, {"lease_id": lease.id}).rowcount)
 
     def count_in_project(self, project_id: int) -> int:
-        return int(self.sql.run(*self.count_in_project_read(project_id)).scalar_one())
-
-    @staticmethod
-    def count_in_project_read(project_id: int) -> Read:
-        return _LEASES_IN_PROJECT, {"project_id": project_id}
+        return int(self.sql.run(_LEASES_IN_PROJECT, {"project_id": project_id}).scalar_one())
 
     def insert(self, **values: Any) -> None:
         self.sql.run(_LEASE_INSERT, values, defer=True)

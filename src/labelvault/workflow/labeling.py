@@ -53,9 +53,9 @@ class QueueHooks:
     """Extension points for quality (qualification, suspension, gold) and autonomy (walls).
 
     ``eligibility`` checks raise ``QueueRefused`` with a reason; ``eligibility_reads`` name, in
-    the checks' order, the reads the checks will run first, so that the queue fetches them ahead in
-    one round trip (a wrong or missing one costs that round trip, never a wrong answer: see
-    ``ScopedSql.prefetch``); ``pickers`` may choose a task
+    the checks' order, the reads the checks will run first (given the project's id), so that a next
+    fetches them ahead with its other reads in one round trip (a wrong or missing one costs a round
+    trip, never a wrong answer: see ``ScopedSql.prefetch``); ``pickers`` may choose a task
     before the regular order (gold injection), and may ask whether regular work is left (the
     regular pick's walk, which that pick then reuses); ``on_grant`` runs when data is about to be shown;
     ``on_submit`` runs in the submit transaction after the answer is stored (gold scoring);
@@ -65,7 +65,7 @@ class QueueHooks:
     """
 
     eligibility: list[EligibilityCheck] = field(default_factory=list)
-    eligibility_reads: list[Callable[[UnitOfWork, Actor, Project], list[Read]]] = field(default_factory=list)
+    eligibility_reads: list[Callable[[UnitOfWork, Actor, int], list[Read]]] = field(default_factory=list)
     pickers: list[TaskPicker] = field(default_factory=list)
     on_grant: list[Callable[[UnitOfWork, Actor, Project, Task], None]] = field(default_factory=list)
     on_submit: list[Callable[[UnitOfWork, Actor, Project, Task, int, dict[str, Any]], None]] = field(
@@ -130,18 +130,17 @@ def check_active(_uow: UnitOfWork, _actor: Actor, project: Project) -> None:
 CONCURRENT_NEXTS = 1000
 
 
-def budget_reads(uow: UnitOfWork, _actor: Actor, project: Project) -> list[Read]:
-    """What ``check_budget`` reads first, to fetch ahead."""
-    return [uow.leases.count_in_project_read(project.id)] if project.budget_cap is not None else []
-
-
 def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
     """Room for the open leases and one more answer, or ``budget_reached``. Near the cap the nexts
     of the project take turns on its row and count again, so that concurrent ones never lease
     beyond the budget together."""
     if project.budget_cap is None:
         return  # no cap: no need to count the open leases
-    open_leases = uow.leases.count_in_project(project.id)
+    # Counted with the settings for a next (load_project_settings); a first look, so a count that
+    # is a moment old does: near the cap the count below is taken again under the project's lock.
+    open_leases = getattr(project, "open_leases", None)
+    if open_leases is None:
+        open_leases = uow.leases.count_in_project(project.id)
     if ledger.budget_left_for(project, open_leases + 1 + CONCURRENT_NEXTS):
         return
     spent = uow.projects.lock_and_read_spent(project.id)
@@ -190,14 +189,15 @@ class LabelingService:
     def _next_task(self, actor: Actor, client_id: int, project_id: int) -> LeasedTask:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
-            # The reads below, up to the labeler's open lease, in one round trip (PostgreSQL).
+            # The reads below, up to the eligibility checks', in one round trip (PostgreSQL).
             uow.sql.prefetch(
-                uow.projects.row_with_roles_read(project_id, actor.user_id),
+                uow.projects.row_with_roles_read(project_id, actor.user_id, open_leases=True),
                 uow.users.lock_read(actor.user_id),
                 uow.leases.expired_read(now, EXPIRED_PER_CALL),
                 uow.leases.open_for_read(actor.user_id, project_id, now),
+                *(read for reads in self.hooks.eligibility_reads for read in reads(uow, actor, project_id)),
             )
-            project, access = load_project_settings(uow, project_id, actor)
+            project, access = load_project_settings(uow, project_id, actor, open_leases=True)
             ProjectPolicy.label(access)
             uow.users.lock(actor.user_id)
             # Slots given back now are not in the epoch read with the settings: walk from the start.
@@ -209,8 +209,6 @@ class LabelingService:
                 assert task is not None
                 started, expires = lease.started_at, lease.expires_at
             else:
-                uow.sql.prefetch(*(read for reads in (*self.hooks.eligibility_reads, budget_reads)
-                                   for read in reads(uow, actor, project)))
                 for check in (check_active, *self.hooks.eligibility, check_budget):
                     check(uow, actor, project)
                 task = self._pick(uow, actor, project, walk_from_start=walk_from_start)

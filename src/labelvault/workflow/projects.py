@@ -137,11 +137,17 @@ def load_project(uow: UnitOfWork, project_id: int) -> Project:
     return project
 
 
-def load_project_settings(uow: UnitOfWork, project_id: int, actor: Actor) -> tuple[Project, ClientAccess]:
+def load_project_settings(
+    uow: UnitOfWork, project_id: int, actor: Actor, *, open_leases: bool = False
+) -> tuple[Project, ClientAccess]:
     """The project's columns as a read-only row, and the actor's access to its client, in one read:
     for use cases that read settings and change none (the queue: a tenth of the cost of loading the
-    object, and one statement for both). The row is typed as ``Project`` for its readers."""
-    project = uow.projects.row_with_roles(project_id, actor.user_id)
+    object, and one statement for both). The row is typed as ``Project`` for its readers; with
+    ``open_leases`` it also has ``open_leases`` (see ``ProjectRepository.row_for_next``)."""
+    if open_leases:
+        project = uow.projects.row_for_next(project_id, actor.user_id)
+    else:
+        project = uow.projects.row_with_roles(project_id, actor.user_id)
     if project is None:
         raise NotFound(f"project {project_id} not found")
     if project.active_key_id is not None:

@@ -100,11 +100,11 @@ def queue_wall_check(uow: UnitOfWork, actor: Actor, project: Project) -> None:
                            "conflict of interest: you have worked for a competitor of this client")
 
 
-def queue_wall_reads(uow: UnitOfWork, actor: Actor, project: Project) -> list[Read]:
+def queue_wall_reads(uow: UnitOfWork, actor: Actor, _project_id: int) -> list[Read]:
     """What ``queue_wall_check`` reads first, for the queue to fetch ahead (``QueueHooks``)."""
-    if (actor.user_id, project.client_id) in uow.session.info.get("touched", ()):
+    if (actor.user_id, uow.client_id) in uow.session.info.get("touched", ()):
         return []
-    return [_touched_read(actor.user_id, project.client_id)]
+    return [_touched_read(actor.user_id, uow.client_id)]
 
 
 def queue_wall_record(uow: UnitOfWork, actor: Actor, project: Project, _task: Task) -> None:
