@@ -177,6 +177,44 @@ def test_a_manager_reads_why_labelers_skipped_tasks(world: World, server: Server
         assert [s.id for s in project.iter_skips(after_id=skips[0].id)] == [s.id for s in skips[1:]]
 
 
+def test_a_labeler_script_works_the_queue_through_the_sdk(world: World, server: ServerProcess) -> None:
+    with sdk(server, world) as manager:
+        project = manager.create_project("acme", "Scripted reviews", typed_schema())
+        project.add_tasks([{"external_id": f"w{i}", "data": {"text": f"review {i} {'good' if i % 2 else 'bad'}"}}
+                           for i in range(5)])
+    with sdk(server, world, "labeler_a") as labeler:
+        mine = labeler.project(project.id)
+        first = mine.next_task()
+        assert isinstance(first, lv.sdk.LeasedTask) and first.data["text"].startswith("review")
+        assert mine.next_task().task_id == first.task_id  # the open lease again: no hoarding
+        receipt = mine.submit(first.task_id, {"sentiment": "positive"}, idempotency_key="first-answer")
+        again = mine.submit(first.task_id, {"sentiment": "positive"}, idempotency_key="first-answer")
+        assert receipt.created and not again.created and again.answer_id == receipt.answer_id
+
+        seen: list[str] = []
+
+        def answer_for(task: lv.sdk.LeasedTask) -> dict[str, str] | None:
+            seen.append(task.data["text"])
+            if "review 2" in task.data["text"]:
+                return None  # skipped, with the reason below
+            return {"sentiment": "positive" if "good" in task.data["text"] else "negative"}
+
+        assert mine.label(answer_for, limit=1) == lv.sdk.LabelingReport(1, 0, "limit")
+        report = mine.label(answer_for, skip_reason="cannot tell")
+        assert report == lv.sdk.LabelingReport(answered=2, skipped=1, stopped="no_tasks") and len(seen) == 4
+        with pytest.raises(sdk_errors.QueueRefusedError) as empty:
+            mine.next_task()
+        assert empty.value.reason == "no_tasks"
+        with pytest.raises(sdk_errors.ConflictError):  # a skip needs a lease
+            mine.skip(first.task_id, "too late")
+    with sdk(server, world) as manager:
+        answers = list(manager.project(project.id).iter_answers())
+        assert len(answers) == 4 and {a.labeler for a in answers} == {"labeler_a"}
+        by_text = {a.external_id: a.value["sentiment"] for a in answers}
+        assert by_text["w1"] == by_text["w3"] == "positive" and by_text["w4"] == "negative"
+        assert [(s.external_id, s.reason) for s in manager.project(project.id).iter_skips()] == [("w2", "cannot tell")]
+
+
 def test_api_errors_arrive_as_one_hierarchy_with_code_message_and_details(
     world: World, server: ServerProcess
 ) -> None:
@@ -339,6 +377,20 @@ def test_safe_requests_are_retried_with_backoff_and_unsafe_ones_are_not(
         proxy.fail("POST", f"/api/projects/{project.id}/suggestions", "503")
         assert project.add_suggestions([{"external_id": "r1", "model": "m", "answer": {"sentiment": "positive"}}]
                                        ).suggestions == 1
+
+        # A submit carries an idempotency key: answered, its response cut off, sent again, answered once.
+        with lv.Client(proxy.url, world.tokens["labeler_a"], progress=False, retries=3, backoff=0.01) as labeler:
+            mine = labeler.project(project.id)
+            task = mine.next_task()
+            answers = f"/api/projects/{project.id}/tasks/{task.task_id}/answers"
+            proxy.fail("POST", answers, "cut")
+            receipt = mine.submit(task.task_id, {"sentiment": "positive"})
+            assert proxy.seen[("POST", answers)] == 2 and not receipt.created  # the second send found the first
+            proxy.fail("POST", f"/api/projects/{project.id}/tasks/next", "503")
+            with pytest.raises(sdk_errors.QueueRefusedError):  # retried (a next is safe to repeat), then refused
+                mine.next_task()
+            assert proxy.seen[("POST", f"/api/projects/{project.id}/tasks/next")] == 3
+        assert len(list(project.iter_answers())) == 1
 
         # An export cut off halfway is downloaded again, from the start; no partial file is left.
         proxy.fail("GET", f"/api/projects/{project.id}/export", "cut")

@@ -7,8 +7,11 @@ from labelvault.sdk import errors, schema
 from labelvault.sdk.client import Client, Project, slugify
 from labelvault.sdk.models import (
     Answer,
+    AnswerReceipt,
     ClientInfo,
     ImportReport,
+    LabelingReport,
+    LeasedTask,
     Me,
     Progress,
     Skip,
@@ -18,9 +21,12 @@ from labelvault.sdk.models import (
 
 __all__ = [
     "Answer",
+    "AnswerReceipt",
     "Client",
     "ClientInfo",
     "ImportReport",
+    "LabelingReport",
+    "LeasedTask",
     "Me",
     "Progress",
     "Project",

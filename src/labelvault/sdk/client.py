@@ -24,8 +24,9 @@ import os
 import re
 import tempfile
 import time
+import uuid
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -39,12 +40,16 @@ from labelvault.sdk.errors import (
     ImportInvalidError,
     InvalidInputError,
     NotFoundError,
+    QueueRefusedError,
     TransportError,
 )
 from labelvault.sdk.models import (
     Answer,
+    AnswerReceipt,
     ClientInfo,
     ImportReport,
+    LabelingReport,
+    LeasedTask,
     Me,
     Progress,
     Skip,
@@ -347,6 +352,55 @@ class Project:
                 suggestions += data["suggestions"]
                 progress.advance(len(batch))
         return SuggestionsReport(tasks=tasks, suggestions=suggestions)
+
+    # -- labeling (a labeler's token: a script or a model working the queue like a person)
+
+    def next_task(self) -> LeasedTask:
+        """Lease the next task for the caller: the same one again while their lease is open, so a
+        retry is safe. Raises ``QueueRefusedError`` whose ``reason`` says why there is none
+        (``no_tasks``, ``budget_reached``, ``not_qualified``, ``suspended``, ``conflict_of_interest``...)."""
+        return LeasedTask.from_api(self._http.json("POST", f"/projects/{self.id}/tasks/next", idempotent=True))
+
+    def submit(
+        self, task_id: int, answer: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> AnswerReceipt:
+        """Answer a task leased to the caller. Sent with an idempotency key (a new random one unless
+        given), so a request whose response was lost is retried without answering twice."""
+        data = self._http.json("POST", f"/projects/{self.id}/tasks/{task_id}/answers", json={"answer": dict(answer)},
+                               headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})
+        return AnswerReceipt.from_api(data)
+
+    def skip(self, task_id: int, reason: str = "") -> None:
+        """Pass on a task leased to the caller, saying why (managers read the reason); it is not
+        offered to them again. Not retried: a skip that went through cannot be made twice."""
+        self._http.request("POST", f"/projects/{self.id}/tasks/{task_id}/skip", json={"reason": reason},
+                           idempotent=False)
+
+    def label(
+        self, answer_for: Callable[[LeasedTask], Mapping[str, Any] | None], *, skip_reason: str = "",
+        limit: int | None = None,
+    ) -> LabelingReport:
+        """Work the queue: lease a task, ask ``answer_for`` for its answer and submit it (None: skip
+        the task with ``skip_reason``), until the queue has nothing left for the caller or ``limit``
+        tasks are done. Any other refusal (budget reached, suspended, ...) is raised."""
+        answered = skipped = 0
+        with bar(self._client.progress, f"Labeling {self.slug}", total=limit, unit="tasks") as progress:
+            while limit is None or answered + skipped < limit:
+                try:
+                    task = self.next_task()
+                except QueueRefusedError as refused:
+                    if refused.reason == "no_tasks":
+                        return LabelingReport(answered, skipped, "no_tasks")
+                    raise
+                answer = answer_for(task)
+                if answer is None:
+                    self.skip(task.task_id, skip_reason)
+                    skipped += 1
+                else:
+                    self.submit(task.task_id, answer)
+                    answered += 1
+                progress.advance()
+        return LabelingReport(answered, skipped, "limit")
 
     # -- answers out
 

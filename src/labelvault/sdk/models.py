@@ -98,6 +98,43 @@ class Answer(_FromApi):
 
 
 @dataclass(frozen=True, slots=True)
+class LeasedTask(_FromApi):
+    """A task leased to the caller: its data, the models' suggestions and the lease's times."""
+
+    task_id: int
+    project_id: int
+    data: dict[str, Any]
+    suggestions: list[dict[str, Any]]
+    lease_started_at: datetime | None
+    lease_expires_at: datetime | None
+
+    _times = ("lease_started_at", "lease_expires_at")
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReceipt(_FromApi):
+    """The server's receipt for a submitted answer (``created`` False: the same submit again)."""
+
+    answer_id: int
+    task_id: int
+    created: bool
+    submitted_at: datetime | None
+    time_spent_ms: int
+
+    _times = ("submitted_at",)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelingReport:
+    """What ``Project.label`` did: answers submitted, tasks skipped, and why it stopped
+    (``no_tasks``: the queue has nothing left for this labeler; ``limit``: as many as asked)."""
+
+    answered: int
+    skipped: int
+    stopped: str
+
+
+@dataclass(frozen=True, slots=True)
 class Skip(_FromApi):
     """A labeler passed on a task, and said why (``reason`` may be empty)."""
 

@@ -269,11 +269,18 @@ def as_sqlalchemy_error(connection: Connection, sql: str, error: Exception) -> s
                                       dialect=connection.dialect)
 
 
+def fetches_ahead(connection: Connection) -> bool:
+    """Whether ``prefetch`` does anything here: PostgreSQL's direct path, in an open transaction."""
+    direct = DirectConnection.of(connection)
+    return direct is not None and direct.in_transaction()
+
+
 def prefetch(connection: Connection, planned: list[tuple[Plan, dict[str, Any]]]) -> None:
     """PostgreSQL: run these reads in one round trip, their results kept for the executions that
     follow (``DirectConnection.prefetch``: only the very next ones, only if the same). Elsewhere
-    (SQLite, no transaction open) nothing happens: the statements run when their turn comes. The
-    cursor events are sent when a kept result is handed out, as for any statement."""
+    (SQLite, no transaction open: see ``fetches_ahead``) nothing happens: the statements run when
+    their turn comes. The cursor events are sent when a kept result is handed out, as for any
+    statement."""
     direct = DirectConnection.of(connection)
     if direct is None or not direct.in_transaction() or any(plan.direct_sql is None for plan, _ in planned):
         return
@@ -326,4 +333,4 @@ class PlanCache:
 
 
 __all__ = ["BulkInsertPlan", "Plan", "PlanCache", "PreparedResult", "can_prepare", "cursor_events_observed",
-           "prefetch"]
+           "fetches_ahead", "prefetch"]

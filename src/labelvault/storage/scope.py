@@ -44,7 +44,14 @@ from sqlalchemy.sql.util import find_tables
 from sqlalchemy.sql.visitors import iterate
 
 from labelvault.storage.models import Base, ClientOwned
-from labelvault.storage.prepared import PlanCache, PreparedResult, can_prepare, cursor_events_observed, prefetch
+from labelvault.storage.prepared import (
+    PlanCache,
+    PreparedResult,
+    can_prepare,
+    cursor_events_observed,
+    fetches_ahead,
+    prefetch,
+)
 
 SCOPE_PARAMETER = "scope_client_id"
 
@@ -283,12 +290,14 @@ class ScopedSql:
         one round trip, each result handed to its run (``DirectConnection.prefetch`` says why the
         caller still sees what running them one by one shows, and what drops a result unused).
         Elsewhere nothing happens. The caller then runs them as usual."""
+        if not all(isinstance(query.statement, Select) for query, _ in reads):
+            raise ScopeViolation("only reads are fetched ahead: a write dropped unused would not run again")
         connection = self._transaction_connection()
+        if not fetches_ahead(connection):
+            return
         planned = []
         for query, parameters in reads:
             statement, plans, bound = self._in_scope(query, parameters)
-            if not isinstance(statement, Select):
-                raise ScopeViolation("only reads are fetched ahead: a write dropped unused would not run again")
             plan = plans.plan(statement, connection.dialect, bound) if plans is not None else None
             if plan is None:
                 return
