@@ -308,10 +308,23 @@ class OffboardingService:
                 .join(User, User.id == Membership.user_id)
                 .order_by(User.username, Membership.role)
             ).all()
-            ledger = [
+            usernames = dict(uow.session.execute(select(User.id, User.username)).all())
+            ciphers: dict[int, DataCipher] = {}
+
+            def cipher_of(key_id: int) -> DataCipher:
+                if key_id not in ciphers:
+                    ciphers[key_id] = uow.cipher(key_id)
+                return ciphers[key_id]
+
+            # The ledger (an entry per paid act) and the reviews, streamed like the tasks: a large
+            # client has millions of each. Notes and reasons opened, the person named.
+            entries = uow.session.scalars(
+                select(LedgerEntry).order_by(LedgerEntry.id).execution_options(yield_per=_STREAM_ROWS)
+            )
+            _write_jsonl(directory / "ledger.jsonl", (
                 {
                     "project_id": e.project_id,
-                    "user": e.user_id,
+                    "user": usernames.get(e.user_id),
                     "kind": e.kind,
                     "amount": e.amount,
                     "currency": e.currency,
@@ -321,39 +334,32 @@ class OffboardingService:
                     "note": ledger_note(uow, e),
                     "created_at": e.created_at,
                 }
-                for e in uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id))
-            ]
-            usernames = dict(uow.session.execute(select(User.id, User.username)).all())
-            ciphers: dict[int, DataCipher] = {}
-
-            def cipher_of(key_id: int) -> DataCipher:
-                if key_id not in ciphers:
-                    ciphers[key_id] = uow.cipher(key_id)
-                return ciphers[key_id]
-
-            reviews = []
-            for review in uow.session.scalars(select(Review).order_by(Review.id)):
-                cipher = cipher_of(review.data_key_id)
-                reviews.append(
-                    {
-                        "id": review.id,
-                        "project_id": review.project_id,
-                        "task_id": review.task_id,
-                        "reviewer": usernames.get(review.reviewer_id),
-                        "decision": review.decision,
-                        "corrected_answer": orjson.Fragment(
-                            cipher.open("review.correction", review.id, review.corrected_value)
-                        )
-                        if review.corrected_value
-                        else None,
-                        "reason": cipher.open("review.reason", review.id, review.reason).decode()
-                        if review.reason
-                        else "",
-                        "started_at": review.started_at,
-                        "created_at": review.created_at,
-                        "time_spent_ms": review.time_spent_ms,
-                    }
-                )
+                for e in entries
+            ))
+            reviews = uow.session.scalars(
+                select(Review).order_by(Review.id).execution_options(yield_per=_STREAM_ROWS)
+            )
+            _write_jsonl(directory / "reviews.jsonl", (
+                {
+                    "id": review.id,
+                    "project_id": review.project_id,
+                    "task_id": review.task_id,
+                    "reviewer": usernames.get(review.reviewer_id),
+                    "decision": review.decision,
+                    "corrected_answer": orjson.Fragment(
+                        cipher_of(review.data_key_id).open("review.correction", review.id, review.corrected_value)
+                    )
+                    if review.corrected_value
+                    else None,
+                    "reason": cipher_of(review.data_key_id).open("review.reason", review.id, review.reason).decode()
+                    if review.reason
+                    else "",
+                    "started_at": review.started_at,
+                    "created_at": review.created_at,
+                    "time_spent_ms": review.time_spent_ms,
+                }
+                for review in reviews
+            ))
             # Per task and per answer, streamed: a project may have a million of each.
             states = uow.session.execute(
                 select(Task.id, Task.review_state).where(Task.review_state != "none").order_by(Task.id)
@@ -420,12 +426,8 @@ class OffboardingService:
                 }
                 for p in projects
             ]
-        for row in ledger:
-            row["user"] = usernames.get(row["user"])
         _write_jsonl(directory / "projects.jsonl", project_rows)
         _write_jsonl(directory / "members.jsonl", ({"username": u, "role": r} for u, r in members))
-        _write_jsonl(directory / "ledger.jsonl", ledger)
-        _write_jsonl(directory / "reviews.jsonl", reviews)
         files += ["projects.jsonl", "members.jsonl", "ledger.jsonl", "reviews.jsonl", "review_states.jsonl",
                   "answer_reviews.jsonl", "gold.jsonl", "quality.jsonl"]
         for project in projects:
