@@ -205,6 +205,32 @@ def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp
         assert (bonus_note, legacy) == (BONUS_NOTE, "") and sealed and BONUS_NOTE.encode() not in sealed
 
 
+def test_each_projects_money_and_reviews_go_back_to_that_project(
+    world: World, tmp_path: Path, restore_batch: int
+) -> None:
+    """The ledger and the reviews are read per project from bundle-wide files."""
+    first = make_project(world, "first", tasks=2, rate_per_answer=100, review_policy="all")
+    second = make_project(world, "second", tasks=3, rate_per_answer=7)
+    labeler, reviewer = world.actors["labeler_a"], world.actors["reviewer_a"]
+    reviewed = label_once(world, labeler, first, "positive")
+    world.services.reviews.next_item(reviewer, world.client_a, first)
+    world.services.reviews.decide(reviewer, world.client_a, first, reviewed, decision="reject", reason="off topic")
+    for _ in range(3):
+        label_once(world, labeler, second, "negative")
+    world.services.bonuses.grant(world.operator, world.client_a, second, labeler.username, 40, BONUS_NOTE)
+    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+        assert result.reviews == 1
+        projects = {info.slug: info for info in other.projects.list(operator, result.client_id)[0]}
+        assert (projects["first"].spent, projects["second"].spent) == (0, 61)  # paid 100, reversed 100
+        with other.uow_factory.for_client(result.client_id) as uow:
+            entries = uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id)).all()
+            by_project = {(e.project_id, e.kind, e.amount) for e in entries}
+            reviews = uow.session.execute(select(Review.project_id, Review.decision)).all()
+        assert by_project == {(projects["first"].id, "answer", 100), (projects["first"].id, "reversal", -100),
+                              (projects["second"].id, "answer", 7), (projects["second"].id, "bonus", 40)}
+        assert len(entries) == 6 and reviews == [(projects["first"].id, "reject")]
+
+
 def test_every_table_of_client_rows_is_carried_by_the_bundle_or_left_out_for_a_named_reason() -> None:
     assert set(BUNDLE_CARRIES) | set(BUNDLE_LEAVES_OUT) == set(CLIENT_OWNED_TABLES)
     assert not set(BUNDLE_CARRIES) & set(BUNDLE_LEAVES_OUT)

@@ -525,8 +525,10 @@ class _CheckedBundle:
     directory: Path
     files: set[str]  # the manifest's
     projects: list[dict[str, Any]]
-    ledger: list[dict[str, Any]]
-    reviews: list[dict[str, Any]]
+    # The ledger and the reviews are read again per project when restored (a large client has
+    # millions of each): here only the people they name, checked.
+    paid_people: set[str]
+    reviewers: set[str]
     review_states: dict[int, str]  # by the bundle's task id
     answer_reviews: dict[int, dict[str, Any]]  # by the bundle's answer id
     gold: dict[int, dict[str, Any]]  # by the bundle's task id
@@ -550,6 +552,33 @@ class _RestoredTasks:
 def _restored_external_id(row: dict[str, Any]) -> str:
     """A restored task's external id: its own, or one made of its bundle id (the import needs one)."""
     return str(row["external_id"] or f"bundle-{row['id']}")
+
+
+def _streamed_lines(directory: Path, name: str, files: set[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of a bundle's JSONL file, read as the loop asks; none if the bundle
+    predates the file."""
+    if name not in files:
+        return
+    with (directory / name).open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            yield number, orjson.loads(line)
+
+
+def _named_people(directory: Path, name: str, files: set[str], key: str, what: str) -> set[str]:
+    """Everyone a bundle file's lines name under ``key``, each line checked to name someone."""
+    people = set()
+    for number, item in _streamed_lines(directory, name, files):
+        if not item.get(key):
+            raise InvalidInput(f"{name} line {number}: {what}", details={"line": number})
+        people.add(item[key])
+    return people
+
+
+def _of_project(directory: Path, name: str, files: set[str], project_id: int) -> Iterator[list[dict[str, Any]]]:
+    """The lines of a bundle file that belong to one of its projects, ``RESTORE_BATCH`` at a time."""
+    lines = (item for _, item in _streamed_lines(directory, name, files) if item["project_id"] == project_id)
+    while batch := list(itertools.islice(lines, RESTORE_BATCH)):
+        yield batch
 
 
 def _bundle_lines(directory: Path, name: str, files: set[str]) -> list[dict[str, Any]]:
@@ -769,15 +798,9 @@ class BundleImporter:
         client = orjson.loads((directory / "client.json").read_bytes())
         # Everything read and checked before anything is written: a bad line leaves no half-restored client.
         bundle_files = set(manifest["files"])
-        ledger = _bundle_lines(directory, "ledger.jsonl", bundle_files)
-        for number, entry in enumerate(ledger, start=1):
-            if not entry.get("user"):
-                raise InvalidInput(f"ledger.jsonl line {number}: the entry names no user", details={"line": number})
-        reviews = _bundle_lines(directory, "reviews.jsonl", bundle_files)
-        for number, review in enumerate(reviews, start=1):
-            if not review.get("reviewer"):
-                raise InvalidInput(f"reviews.jsonl line {number}: the review names no reviewer",
-                                   details={"line": number})
+        paid_people = _named_people(directory, "ledger.jsonl", bundle_files, "user", "the entry names no user")
+        reviewers = _named_people(directory, "reviews.jsonl", bundle_files, "reviewer",
+                                  "the review names no reviewer")
         states = _bundle_lines(directory, "review_states.jsonl", bundle_files)
         review_states = {state["task_id"]: state["review_state"] for state in states}
         answer_reviews = {a["answer_id"]: a for a in _bundle_lines(directory, "answer_reviews.jsonl", bundle_files)}
@@ -793,8 +816,8 @@ class BundleImporter:
         # then it gets a new one, and the tasks' references follow.
         renamed = {old_id: new_file_id() for old_id in self.files.taken({e["id"] for e in file_entries})}
         info = self.clients.create(actor, slug or client["slug"], client["name"], currency=client["currency"])
-        checked = _CheckedBundle(directory, bundle_files, old_projects, ledger, reviews, review_states, answer_reviews,
-                                 gold, quality_records, records, file_entries)
+        checked = _CheckedBundle(directory, bundle_files, old_projects, paid_people, reviewers, review_states,
+                                 answer_reviews, gold, quality_records, records, file_entries)
         try:
             return self._restore(actor, checked, info, renamed)
         except BaseException:
@@ -807,7 +830,7 @@ class BundleImporter:
     def _restore(self, actor: Actor, bundle: _CheckedBundle, info: Any, renamed: dict[str, str]) -> BundleImportResult:
         """Everything of a checked bundle into the client just created for it."""
         directory, records = bundle.directory, bundle.records
-        ledger, reviews, quality_records = bundle.ledger, bundle.reviews, bundle.quality_records
+        quality_records = bundle.quality_records
         project_files = {name for name in bundle.files if name.startswith("projects/")}
         referenced: dict[str, int] = {}  # file id -> the bundle's project whose tasks refer to it
         usernames: set[str] = set()
@@ -817,9 +840,10 @@ class BundleImporter:
             self.accounts.grant_role(actor, info.id, member["username"], member["role"])
             usernames.add(member["username"])
         tasks = answers = reviews_restored = 0
-        # People with records who are no longer members: their records stay theirs.
+        # People with records, paid or reviewing once, who are no longer members: their records stay theirs.
         self._ensure_users(actor, {r[key] for r in quality_records for key in ("user", "granted_by", "lifted_by")
-                                   if r.get(key)} | {s["user"] for s in records.skips}, usernames)
+                                   if r.get(key)} | {s["user"] for s in records.skips}
+                           | bundle.paid_people | bundle.reviewers, usernames)
         new_project_ids: dict[int, int] = {}
         for old in bundle.projects:
             project = self.projects.create(
@@ -839,28 +863,32 @@ class BundleImporter:
             tasks += restored.tasks
             answers += restored.answers
             new_task_ids, new_answer_ids = restored.task_ids, restored.answer_ids
-            paid = [entry for entry in ledger if entry["project_id"] == old["id"]]
-            reviewed = [review for review in reviews if review["project_id"] == old["id"]]
-            # Paid or reviewing once, no longer members.
-            self._ensure_users(actor, {entry["user"] for entry in paid} | {r["reviewer"] for r in reviewed}, usernames)
+            new_review_ids: dict[int, int] = {}
+            for reviewed in _of_project(directory, "reviews.jsonl", bundle.files, old["id"]):
+                with self.uow_factory.for_client(info.id, write=True) as uow:
+                    new_review_ids.update(self._restore_reviews(uow, project.id, reviewed, new_task_ids,
+                                                                _user_ids(uow, usernames)))
+                    uow.commit()
+            reviews_restored += len(new_review_ids)
+            for paid in _of_project(directory, "ledger.jsonl", bundle.files, old["id"]):
+                with self.uow_factory.for_client(info.id, write=True) as uow:
+                    ids = _user_ids(uow, usernames)
+                    for entry in paid:  # the money, with its original times, against the new ids
+                        uow.ledger.append(
+                            project_id=project.id, amount=entry["amount"], currency=entry["currency"],
+                            user_id=ids[entry["user"]], kind=entry["kind"],
+                            answer_id=new_answer_ids.get(entry["answer_id"]),
+                            review_id=new_review_ids.get(entry.get("review_id")),
+                            task_id=new_task_ids.get(entry["task_id"]), **sealed_note(uow, entry["note"]),
+                            created_at=datetime.fromisoformat(entry["created_at"]),
+                        )
+                        uow.add_spend(project.id, ids[entry["user"]], entry["amount"])
+                    uow.commit()
             with self.uow_factory.for_client(info.id, write=True) as uow:
                 ids = _user_ids(uow, usernames)
-                new_review_ids = self._restore_reviews(uow, project.id, reviewed, new_task_ids, ids)
-                reviews_restored += len(new_review_ids)
-                uow.flush()
                 of_project = [r for r in quality_records if r.get("project_id") == old["id"]]
                 _restore_project_quality(uow, project.id, of_project, ids, new_task_ids, new_answer_ids)
                 records.restore(uow, old["id"], project.id, ids, new_task_ids)
-                for entry in paid:  # the money, with its original times, against the new ids
-                    uow.ledger.append(
-                        project_id=project.id, amount=entry["amount"], currency=entry["currency"],
-                        user_id=ids[entry["user"]], kind=entry["kind"],
-                        answer_id=new_answer_ids.get(entry["answer_id"]),
-                        review_id=new_review_ids.get(entry.get("review_id")),
-                        task_id=new_task_ids.get(entry["task_id"]), **sealed_note(uow, entry["note"]),
-                        created_at=datetime.fromisoformat(entry["created_at"]),
-                    )
-                    uow.add_spend(project.id, ids[entry["user"]], entry["amount"])
                 audit_log.append(
                     uow,
                     "client.bundle_imported",
