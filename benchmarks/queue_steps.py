@@ -36,6 +36,7 @@ import bench_queue
 
 from labelvault.bootstrap import build_services
 from labelvault.settings import Settings
+from labelvault.storage.pg_direct import DirectConnection
 
 CPU: Counter[str] = Counter()
 WALL: Counter[str] = Counter()
@@ -164,7 +165,9 @@ def main() -> None:
             instrument(services)
             loop(50)  # warm caches (compiled SQL, schemas, keys)
             CPU.clear(), WALL.clear(), CALLS.clear(), statements.clear()
+            round_trips = DirectConnection.round_trips
             loop(args.answers)
+            round_trips = DirectConnection.round_trips - round_trips
         finally:
             services.close()
             if scratch is not None:
@@ -177,6 +180,8 @@ def main() -> None:
     for label in sorted(CPU, key=lambda k: -CPU[k]):
         print(f"  {1000 * CPU[label] / n:8.3f} {1000 * WALL[label] / n:8.3f}  {label} ({CALLS[label] / n:.1f})")
     print("SQL statements per answer: " + ", ".join(f"{k} {v / n:.1f}" for k, v in statements.most_common()))
+    if args.postgres_url:  # each a pipeline or a single statement on the direct path (pg_direct.py)
+        print(f"round trips per answer on PostgreSQL's direct path: {round_trips / n:.1f}")
 
 
 if __name__ == "__main__":

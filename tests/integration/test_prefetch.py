@@ -120,3 +120,22 @@ def test_reads_fetched_ahead_give_what_running_them_gives_on_either_database(wor
         uow.sql.prefetch(*[(_NAME, {"username": name}) for name in ("labeler_a", "labeler_b", "nobody")])
         fetched = [_name(uow, name) for name in ("labeler_a", "labeler_b", "nobody")]
     assert fetched == plain and plain[2] == "None"
+
+
+def test_a_warm_next_and_submit_on_postgresql_take_few_round_trips(world: World) -> None:
+    """What fetching ahead is for: a next's reads up to its pick go in one round trip, a submit's up
+    to the lease in one. Counted by the direct path's own tally of the round trips it made."""
+    from labelvault.storage.pg_direct import DirectConnection
+    from tests.integration.queue_helpers import label_once, make_project
+
+    _postgresql(world)
+    project_id = make_project(world, tasks=4, overlap=2, rate_per_answer=5, budget_cap=100_000)
+    labeler, labeling = world.actors["labeler_a"], world.services.labeling
+    label_once(world, labeler, project_id)  # plans prepared, the wall touched
+    before = DirectConnection.round_trips
+    task = labeling.next_task(labeler, world.client_a, project_id)
+    after_next = DirectConnection.round_trips
+    labeling.submit(labeler, world.client_a, project_id, task.task_id, {"sentiment": "positive"})
+    # next: settings to suspension; the pick; the commit with the lease, its slot and the audit entry.
+    # submit: settings to the answer's id; the lease taken; the slot; the commit with the writes.
+    assert (after_next - before, DirectConnection.round_trips - after_next) == (3, 4)
