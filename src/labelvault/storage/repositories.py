@@ -184,6 +184,21 @@ _MOVE_SLOTS = scoped(_MOVE_SLOTS_STATEMENT)
 _ADJUST_SLOTS = scoped(
     _MOVE_SLOTS_STATEMENT.returning(_tasks.c.open_slots, _tasks.c.answer_count, _tasks.c.required_answers)
 )
+# A submit's lease taken and its slot counted as the answer, in one statement (PostgreSQL: a
+# data-modifying CTE; SQLite has none, and runs _LEASE_TAKE and _ADJUST_SLOTS in turn).
+_taken_lease = (
+    delete(_leases)
+    .where(_leases.c.task_id == bindparam("task_id"), _leases.c.user_id == bindparam("user_id"), in_scope(_leases))
+    .returning(_leases.c.started_at)
+    .cte("taken")
+)
+_TAKE_INTO_ANSWER = scoped(
+    update(_tasks)
+    .where(_tasks.c.id == bindparam("task_id"), exists(select(_taken_lease.c.started_at)))
+    .values(answer_count=_tasks.c.answer_count + 1)
+    .returning(select(_taken_lease.c.started_at).scalar_subquery().label("started_at"),
+               _tasks.c.open_slots, _tasks.c.answer_count, _tasks.c.required_answers)
+)
 _LEASE_OPEN_FOR = scoped(
     select(_leases)
     .where(_leases.c.user_id == bindparam("user_id"), _leases.c.project_id == bindparam("project_id"),
@@ -433,6 +448,13 @@ class MembershipRepository(_Repository):
         self.session.flush()
 
 
+class _TakenLease(NamedTuple):
+    started_at: datetime
+    open_slots: int
+    answer_count: int
+    required_answers: int
+
+
 class ActiveKey(NamedTuple):
     """The columns of a data key that the cipher needs."""
 
@@ -634,6 +656,19 @@ class LeaseRepository(_Repository):
     @staticmethod
     def open_for_read(user_id: int, project_id: int, now: datetime) -> Read:
         return _LEASE_OPEN_FOR, {"user_id": user_id, "project_id": project_id, "now": now}
+
+    def take_into_answer(self, task_id: int, user_id: int) -> Any:
+        """Take the person's lease on the task (``take``) and count its slot as their answer: the
+        lease's ``started_at`` and the task's ``open_slots``, ``answer_count`` and
+        ``required_answers`` after; None (nothing changed) if they hold no lease on it."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            return self.sql.run(_TAKE_INTO_ANSWER, {"task_id": task_id, "user_id": user_id}).first()
+        lease = self.take(task_id, user_id)
+        if lease is None:
+            return None
+        counts = self.sql.run(_ADJUST_SLOTS, {"task_id": task_id, "open_delta": 0, "answer_delta": 1,
+                                              "required_delta": 0}).one()
+        return _TakenLease(lease.started_at, counts.open_slots, counts.answer_count, counts.required_answers)
 
     def take(self, task_id: int, user_id: int) -> Row[Any] | None:
         """Delete the person's lease on the task and return it; None if they hold none (or another

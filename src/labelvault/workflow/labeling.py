@@ -321,17 +321,17 @@ class LabelingService:
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
             answer_id = allocate_ids(uow.session, Answer, 1)[0]  # (a refused submit leaves a gap)
-            lease = uow.leases.take(task_id, actor.user_id)  # back if this submit is refused (rollback)
+            # The lease's slot becomes the answer; both back if this submit is refused (rollback).
+            taken = uow.leases.take_into_answer(task_id, actor.user_id)
             # A lease is only ever given for a task the person has not answered, and the submit
             # that answers it deletes it: only without one can there be an earlier answer.
-            if lease is None and uow.answers.exists_for(task_id, actor.user_id):
+            if taken is None and uow.answers.exists_for(task_id, actor.user_id):
                 raise Conflict(f"task {task_id} was answered by you already")
             key_id, cipher = uow.active_cipher()  # first: the task's key is most often this one (read once)
             payload, _ = open_task_content(uow, task)
             normalized = validate_answer(schema_of(project), payload, answer)
-            if lease is not None:
-                counts = uow.tasks.adjust_slots(task_id, answers=+1)  # the lease's slot becomes the answer
-                started = lease.started_at
+            if taken is not None:
+                counts, started = taken, taken.started_at
             elif task.open_slots > 0 and not uow.skips.exists_for(task_id, actor.user_id):
                 counts = uow.tasks.adjust_slots(task_id, open_slots=-1, answers=+1)  # lease lapsed; a slot is free
                 started = now
