@@ -23,10 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse.csgraph import connected_components
 
 from labelvault.errors import InvalidInput
 from labelvault.quality.agreement import MISSING, Answers, LabelCodec
@@ -205,6 +202,8 @@ def dawid_skene(
 
     # counts[r * K + l, i] = how often rater r answered l on item i (duplicates are summed). CSC makes
     # the M-step product column-wise; its transpose is a free CSR view for the E-step.
+    import scipy.sparse as sp  # imported here: SciPy is a fifth of every CLI command's start-up
+
     counts = sp.csc_matrix(
         (np.ones(n_total), (answers.raters * k + answers.values, answers.items)),
         shape=(n_raters * k, n_items),
@@ -717,6 +716,9 @@ def _check_strongly_connected(comps: Comparisons, n_items: int) -> None:
     wb = comps.weight * (1.0 - comps.outcome) > 0  # b won something: edge a -> b
     src = np.concatenate([comps.b[wa], comps.a[wb]])
     dst = np.concatenate([comps.a[wa], comps.b[wb]])
+    import scipy.sparse as sp  # imported here: SciPy is a fifth of every CLI command's start-up
+    from scipy.sparse.csgraph import connected_components
+
     graph = sp.csr_matrix((np.ones(src.size), (src, dst)), shape=(n_items, n_items))
     n_components, _ = connected_components(graph, directed=True, connection="strong")
     if n_components > 1:
@@ -949,6 +951,8 @@ def consolidate_boxes(answers: Sequence[BoxAnswer], *, iou_threshold: float = 0.
     nothing must still be passed (as ``[]``): they count in the denominator of ``confidence``. Clusters
     drawn by fewer than ``min_share`` of the raters are dropped.
     """
+    from scipy.optimize import linear_sum_assignment  # imported here: SciPy is a fifth of every CLI command's start-up
+
     if not 0.0 < iou_threshold <= 1.0:
         raise InvalidInput("iou_threshold must be within (0, 1]", details={"field": "iou_threshold"})
     if not 0.0 <= min_share <= 1.0:

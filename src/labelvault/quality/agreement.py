@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from labelvault.errors import InvalidInput
@@ -343,6 +342,8 @@ def coincidence_matrix(
     pairable values (Krippendorff 2011, "Computing Krippendorff's Alpha-Reliability", section C).
     Built as one sparse product, so it costs O(answers + V^2) for V distinct values.
     """
+    import scipy.sparse as sp  # imported here: SciPy is a fifth of every CLI command's start-up
+
     units, vals = _alpha_input(reliability_data, items, raters, values)
     domain, codes = np.unique(vals, return_inverse=True)
     n_units = int(units.max()) + 1 if units.size else 0

@@ -26,7 +26,6 @@ from itertools import combinations
 from typing import Any, Final
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from labelvault.domain.schema import ProjectSchema
 from labelvault.quality.aggregation import box_iou
@@ -106,6 +105,8 @@ def box_f1(gold: list[dict[str, Any]], value: list[dict[str, Any]]) -> float:
     iou = box_iou(_corners(gold), _corners(value))
     same = np.array([[g["label"] == v["label"] for v in value] for g in gold])
     score = np.where(same & (iou >= BOX_IOU), iou, 0.0)
+    from scipy.optimize import linear_sum_assignment  # imported here: SciPy is a fifth of every CLI command's start-up
+
     rows, cols = linear_sum_assignment(score, maximize=True)
     matches = int((score[rows, cols] > 0).sum())
     return 2.0 * matches / (len(gold) + len(value))
