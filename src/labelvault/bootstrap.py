@@ -169,7 +169,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         projects=projects,
         labeling=LabelingService(uow_factory, hooks, audit),
         reviews=ReviewService(uow_factory, audit, on_reject=[on_answers_rejected]),
-        reports=ReportService(uow_factory),
+        reports=ReportService(uow_factory, audit=audit),
         bonuses=BonusService(uow_factory),
         walls=WallService(uow_factory),
         audit=audit,

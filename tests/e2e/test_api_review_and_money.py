@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from labelvault.storage.models import AuditEntry
 from tests.e2e.conftest import Api, create_project
 
 
@@ -73,6 +76,32 @@ def test_a_manager_grants_a_bonus(api: Api) -> None:
     assert [(e["username"], e["amount"]) for e in earnings] == [("labeler_a", 500)]
     stranger = api.post("manager_a", f"/api/projects/{pid}/bonuses", json={"username": "labeler_b", "amount": 5})
     assert stranger.status_code == 404
+
+
+def test_the_ledger_comes_page_by_page_with_bonus_notes_for_managers_only(api: Api) -> None:
+    pid = setup_project(api, rate_per_answer=25)
+    label(api, pid)
+    label(api, pid)
+    assert api.post("manager_a", f"/api/projects/{pid}/bonuses",
+                    json={"username": "labeler_a", "amount": 500, "note": "thorough"}).status_code == 204
+    too_long = api.post("manager_a", f"/api/projects/{pid}/bonuses",
+                        json={"username": "labeler_a", "amount": 5, "note": "x" * 201})
+    assert too_long.status_code == 400 and "note" in too_long.text
+    first = api.get("manager_a", f"/api/projects/{pid}/ledger", params={"limit": 2})
+    assert first.status_code == 200, first.text
+    rest = api.get("manager_a", f"/api/projects/{pid}/ledger", params={"after_id": first.json()["next_after_id"]})
+    assert first.json()["total"] == 3 and rest.json()["next_after_id"] is None
+    entries = first.json()["items"] + rest.json()["items"]
+    assert [(e["kind"], e["amount"], e["note"], e["username"]) for e in entries] == [
+        ("answer", 25, "", "labeler_a"), ("answer", 25, "", "labeler_a"), ("bonus", 500, "thorough", "labeler_a")]
+    assert entries[0]["answer_id"] and entries[0]["currency"] == "USD" and entries[2]["answer_id"] is None
+    assert api.get("labeler_a", f"/api/projects/{pid}/ledger").status_code == 403
+    assert api.get("manager_b", f"/api/projects/{pid}/ledger").status_code == 404
+    api.world.services.audit.sequence()
+    with api.world.services.uow_factory.system() as uow:
+        reads = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "ledger.read")).all()
+    assert sorted((r.actor, r.outcome) for r in reads) == [
+        ("labeler_a", "denied"), ("manager_a", "ok"), ("manager_a", "ok"), ("manager_b", "denied")]
 
 
 def test_the_budget_stops_the_queue_with_its_reason(api: Api) -> None:

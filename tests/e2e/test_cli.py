@@ -200,6 +200,12 @@ def test_money_reports_payout_and_bonus_through_the_console_script(cli: Cli) -> 
     assert "spent 2.00 USD of 100.00" in costs and "1 accepted answers" in costs
     (row,) = json.loads(cli.ok("report", "throughput", "acme/reviews"))
     assert row["answers"] == 1
+    ledger = json.loads(cli.ok("report", "ledger", "acme/reviews"))
+    assert [(e["kind"], e["amount"], e["username"], e["note"]) for e in ledger] == [
+        ("answer", 125, "lena", ""), ("bonus", 75, "lena", "careful work")]
+    header, _, bonus = cli.ok("report", "ledger", "acme/reviews", "--csv").splitlines()
+    assert header.startswith("id,kind,amount,currency,user_id,username") and ",bonus,75,USD," in bonus
+    assert ",careful work," in bonus
     out = cli.files / "payout.csv"
     assert "1 payees written" in cli.ok("payout", "acme", "--since", "2020-01-01", "--until", "2100-01-01",
                                         "--out", out)

@@ -179,7 +179,7 @@ def test_a_manager_reads_why_labelers_skipped_tasks(world: World, server: Server
 
 def test_a_labeler_script_works_the_queue_through_the_sdk(world: World, server: ServerProcess) -> None:
     with sdk(server, world) as manager:
-        project = manager.create_project("acme", "Scripted reviews", typed_schema())
+        project = manager.create_project("acme", "Scripted reviews", typed_schema()).update(rate_per_answer=10)
         project.add_tasks([{"external_id": f"w{i}", "data": {"text": f"review {i} {'good' if i % 2 else 'bad'}"}}
                            for i in range(5)])
     with sdk(server, world, "labeler_a") as labeler:
@@ -213,6 +213,10 @@ def test_a_labeler_script_works_the_queue_through_the_sdk(world: World, server: 
         by_text = {a.external_id: a.value["sentiment"] for a in answers}
         assert by_text["w1"] == by_text["w3"] == "positive" and by_text["w4"] == "negative"
         assert [(s.external_id, s.reason) for s in manager.project(project.id).iter_skips()] == [("w2", "cannot tell")]
+        ledger = list(manager.project(project.id).iter_ledger(page_size=3))
+        assert all(isinstance(e, lv.sdk.LedgerEntry) for e in ledger) and ledger[0].created_at is not None
+        assert [(e.kind, e.amount, e.username) for e in ledger] == [("answer", 10, "labeler_a")] * 4
+        assert {e.answer_id for e in ledger} == {a.id for a in answers}
 
 
 def test_api_errors_arrive_as_one_hierarchy_with_code_message_and_details(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -128,6 +129,21 @@ def report_throughput(
         _emit(list(services.reports.throughput(local_operator(services, as_operator), client_id, project_id)), csv)
 
 
+@report_app.command("ledger")
+@cli_errors
+def report_ledger(
+    project: str,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")] = False,
+    as_operator: AsOperator = None,
+) -> None:
+    """Every money event of a project, bonus notes included (each page read is audited)."""
+    with open_services() as services:
+        client_id, project_id = services.projects.locate(project)
+        actor = local_operator(services, as_operator)
+        _emit(_every_page(lambda after_id: services.reports.ledger(actor, client_id, project_id, after_id=after_id,
+                                                                   limit=MAX_PAGE)), csv)
+
+
 @report_app.command("skips")
 @cli_errors
 def report_skips(
@@ -139,13 +155,19 @@ def report_skips(
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         actor = local_operator(services, as_operator)
-        rows: list[object] = []
-        after_id: int | None = 0
-        while after_id is not None:
-            page = services.answers.skips(actor, client_id, project_id, after_id=after_id, limit=MAX_PAGE)
-            rows.extend(page.items)
-            after_id = page.next_after_id
-        _emit(rows, csv)
+        _emit(_every_page(lambda after_id: services.answers.skips(actor, client_id, project_id, after_id=after_id,
+                                                                  limit=MAX_PAGE)), csv)
+
+
+def _every_page(read_page: Callable[[int], Any]) -> list[object]:
+    """The items of every page of a keyset-paged list (``after_id`` -> page with ``next_after_id``)."""
+    rows: list[object] = []
+    after_id: int | None = 0
+    while after_id is not None:
+        page = read_page(after_id)
+        rows.extend(page.items)
+        after_id = page.next_after_id
+    return rows
 
 
 @cli_errors

@@ -21,17 +21,14 @@ from typing import Any
 import orjson
 from sqlalchemy import func, select
 
-from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput
 from labelvault.storage.models import Answer, Skip, Task, User
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.access import access_in
-from labelvault.workflow.auditing import recording_denials
+from labelvault.workflow.auditing import witness_read
 from labelvault.workflow.labeling import skip_reason
-from labelvault.workflow.projects import load_project
-from labelvault.workflow.walls import check_and_record
 
 ANSWER_STATUSES = ("submitted", "accepted", "rejected", "corrected")
 MAX_PAGE = 1000
@@ -97,8 +94,8 @@ class AnswerService:
             raise InvalidInput(f"status must be one of {', '.join(ANSWER_STATUSES)}", details={"field": "status"})
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be from 1 to {MAX_PAGE}", details={"field": "limit"})
-        self._witness(actor, client_id, project_id, "answers.read",
-                      {"after_id": after_id, "offset": offset, "limit": limit, "status": status})
+        witness_read(self.uow_factory, self.audit, actor, client_id, project_id, "answers.read",
+                     {"after_id": after_id, "offset": offset, "limit": limit, "status": status})
         with self.uow_factory.for_client(client_id) as uow:
             ProjectPolicy.export(access_in(uow, actor))  # every unit of work asks (a role may go meanwhile)
             filters = [Answer.project_id == project_id]
@@ -133,8 +130,8 @@ class AnswerService:
         """The project's skips in id order, each with the labeler's reason (opened)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be from 1 to {MAX_PAGE}", details={"field": "limit"})
-        self._witness(actor, client_id, project_id, "skips.read", {"after_id": after_id, "offset": offset,
-                                                                     "limit": limit})
+        witness_read(self.uow_factory, self.audit, actor, client_id, project_id, "skips.read",
+                     {"after_id": after_id, "offset": offset, "limit": limit})
         with self.uow_factory.for_client(client_id) as uow:
             ProjectPolicy.export(access_in(uow, actor))
             total = uow.session.scalar(select(func.count()).select_from(Skip).where(Skip.project_id == project_id))
@@ -154,18 +151,3 @@ class AnswerService:
             ]
         return SkipPage(items, total or 0, items[-1].id if len(rows) > limit else None)
 
-    def _witness(self, actor: Actor, client_id: int, project_id: int, action: str, details: dict[str, Any]) -> None:
-        """Policy, wall and audit before a page of client content is read: a short write (the wall's
-        touch and the audit entry, as an export does), so SQLite's write lock is not held while a
-        page is read and opened."""
-        with (
-            recording_denials(self.audit, actor, client_id, action, "project", project_id),
-            self.uow_factory.for_client(client_id, write=True) as uow,
-        ):
-            ProjectPolicy.export(access_in(uow, actor))
-            load_project(uow, project_id)
-            uow.users.lock(actor.user_id)
-            check_and_record(uow, actor.user_id, client_id, "export")
-            audit_log.append(uow, action, actor=actor, client_id=client_id, object_kind="project",
-                             object_id=project_id, details=details)
-            uow.commit()

@@ -50,6 +50,7 @@ from labelvault.sdk.models import (
     ImportReport,
     LabelingReport,
     LeasedTask,
+    LedgerEntry,
     Me,
     Progress,
     Skip,
@@ -422,6 +423,12 @@ class Project:
         server records each page in the audit log). ``after_id`` resumes after a skip seen before."""
         for item in self._keyset_pages("skips", {"limit": page_size}, after_id):
             yield Skip.from_api(item)
+
+    def iter_ledger(self, *, after_id: int = 0, page_size: int = PAGE) -> Iterator[LedgerEntry]:
+        """Every money event of the project in id order, bonus notes included (a manager's token;
+        the server records each page in the audit log). ``after_id`` resumes after an entry seen before."""
+        for item in self._keyset_pages("ledger", {"limit": page_size}, after_id):
+            yield LedgerEntry.from_api(item)
 
     def _keyset_pages(self, what: str, params: dict[str, Any], after_id: int) -> Iterator[dict[str, Any]]:
         """The items of ``/projects/{id}/<what>``, walked by ``after_id`` as the loop asks for them."""

@@ -135,6 +135,26 @@ class LabelingReport:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerEntry(_FromApi):
+    """A money event of a project: ``amount`` in minor units (cents), negative for a reversal;
+    ``note`` is a manager's words on a bonus."""
+
+    id: int
+    kind: str
+    amount: int
+    currency: str
+    user_id: int
+    username: str
+    answer_id: int | None
+    review_id: int | None
+    task_id: int | None
+    note: str
+    created_at: datetime | None
+
+    _times = ("created_at",)
+
+
+@dataclass(frozen=True, slots=True)
 class Skip(_FromApi):
     """A labeler passed on a task, and said why (``reason`` may be empty)."""
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
-from labelvault.domain.access import Actor
+from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import NotFound, PermissionDenied, QueueRefused
+from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.workflow.access import access_in
+from labelvault.workflow.projects import load_project
+from labelvault.workflow.walls import check_and_record
 
 
 @contextmanager
@@ -24,3 +30,24 @@ def recording_denials(
             audit.record(action, actor=actor, client_id=client_id, object_kind=object_kind, object_id=object_id,
                          outcome="denied", details={"reason": reason})
         raise
+
+
+def witness_read(
+    uow_factory: UnitOfWorkFactory, audit: AuditService | None, actor: Actor, client_id: int, project_id: int,
+    action: str, details: dict[str, Any],
+) -> None:
+    """Policy, wall and audit before a page of a project's sealed content is read (answers, skip
+    reasons, ledger notes): a short write of its own (the wall's touch and the audit entry, as an
+    export does), so SQLite's write lock is not held while the page is read and opened. A refusal
+    is recorded too."""
+    with (
+        recording_denials(audit, actor, client_id, action, "project", project_id),
+        uow_factory.for_client(client_id, write=True) as uow,
+    ):
+        ProjectPolicy.export(access_in(uow, actor))
+        load_project(uow, project_id)
+        uow.users.lock(actor.user_id)
+        check_and_record(uow, actor.user_id, client_id, "export")
+        audit_log.append(uow, action, actor=actor, client_id=client_id, object_kind="project",
+                         object_id=project_id, details=details)
+        uow.commit()

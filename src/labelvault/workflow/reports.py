@@ -7,12 +7,17 @@ from datetime import date, datetime
 
 from sqlalchemy import String, case, cast, func, select
 
+from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ClientPolicy, ProjectPolicy
+from labelvault.errors import InvalidInput
 from labelvault.storage.models import Answer, LedgerEntry, Project, User
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.access import access_in
-from labelvault.workflow.ledger import currency_of
+from labelvault.workflow.auditing import witness_read
+from labelvault.workflow.ledger import currency_of, ledger_note
 from labelvault.workflow.projects import load_project
+
+MAX_LEDGER_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,30 @@ class ProjectCosts:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """One money event of a project, as the append-only ledger holds it (amounts in minor units)."""
+
+    id: int
+    kind: str  # answer | review | bonus | reversal
+    amount: int
+    currency: str
+    user_id: int
+    username: str
+    answer_id: int | None
+    review_id: int | None
+    task_id: int | None
+    note: str  # a manager's words on a bonus (opened); empty for the others
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPage:
+    items: list[LedgerRecord]
+    total: int
+    next_after_id: int | None  # None: this was the last page
+
+
+@dataclass(frozen=True, slots=True)
 class ThroughputRow:
     user_id: int
     username: str
@@ -63,8 +92,36 @@ def _period(query, column, since: datetime | None, until: datetime | None):  # t
 
 
 class ReportService:
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, audit: AuditService | None = None) -> None:
         self.uow_factory = uow_factory
+        self.audit = audit
+
+    def ledger(
+        self, actor: Actor, client_id: int, project_id: int, *, after_id: int = 0, limit: int = 100
+    ) -> LedgerPage:
+        """The project's money events in id order, bonus notes opened: each page is read like
+        client content (the export policy, the conflict wall, an audit entry ``ledger.read``)."""
+        if not 1 <= limit <= MAX_LEDGER_PAGE:
+            raise InvalidInput(f"limit must be from 1 to {MAX_LEDGER_PAGE}", details={"field": "limit"})
+        witness_read(self.uow_factory, self.audit, actor, client_id, project_id, "ledger.read",
+                     {"after_id": after_id, "limit": limit})
+        with self.uow_factory.for_client(client_id) as uow:
+            total = uow.session.scalar(
+                select(func.count()).select_from(LedgerEntry).where(LedgerEntry.project_id == project_id))
+            rows = uow.session.execute(
+                select(LedgerEntry, User.username)
+                .join(User, User.id == LedgerEntry.user_id)
+                .where(LedgerEntry.project_id == project_id, LedgerEntry.id > after_id)
+                .order_by(LedgerEntry.id)
+                .limit(limit + 1)
+            ).all()
+            items = [
+                LedgerRecord(id=e.id, kind=e.kind, amount=e.amount, currency=e.currency, user_id=e.user_id,
+                             username=username, answer_id=e.answer_id, review_id=e.review_id, task_id=e.task_id,
+                             note=ledger_note(uow, e), created_at=e.created_at)
+                for e, username in rows[:limit]
+            ]
+        return LedgerPage(items, total or 0, items[-1].id if len(rows) > limit else None)
 
     def spend(self, actor: Actor, client_id: int, *, by_day: bool = False, since: datetime | None = None,
               until: datetime | None = None) -> list[SpendRow]:

@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from labelvault.api.deps import ActorDep, ServicesDep
 from labelvault.api.routes.projects import ProjectRefDep
-from labelvault.api.schemas import BonusCreate, EarningsRead, ProjectCostsRead, SpendRead, ThroughputRead
+from labelvault.api.schemas import BonusCreate, EarningsRead, KeysetPage, ProjectCostsRead, SpendRead, ThroughputRead
 from labelvault.workflow.reports import rows_to_csv
 
 router = APIRouter(tags=["reports"])
@@ -54,6 +54,40 @@ def throughput(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep, forma
                since: Since = None, until: Until = None) -> object:
     rows = services.reports.throughput(actor, ref.client_id, ref.project_id, since=since, until=until)
     return _rows(list(rows), ThroughputRead, format, "throughput")
+
+
+class LedgerEntryRead(BaseModel):
+    id: int
+    kind: str = Field(description="answer, review, bonus or reversal")
+    amount: int = Field(description="Minor units of the currency (cents for USD); a reversal is negative.")
+    currency: str
+    user_id: int
+    username: str
+    answer_id: int | None
+    review_id: int | None
+    task_id: int | None
+    note: str = Field(description="The manager's note on a bonus (empty for the other kinds).")
+    created_at: datetime
+
+
+class LedgerPageRead(KeysetPage[LedgerEntryRead]):
+    pass
+
+
+@router.get("/projects/{project_id}/ledger", response_model=LedgerPageRead)
+def ledger(
+    ref: ProjectRefDep,
+    actor: ActorDep,
+    services: ServicesDep,
+    after_id: Annotated[int, Query(ge=0, description="Only entries with a larger id (keyset pagination).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Entries to return (at most 1000).")] = 100,
+) -> LedgerPageRead:
+    """The project's money events in id order, bonus notes opened (managers; each page audited)."""
+    found = services.reports.ledger(actor, ref.client_id, ref.project_id, after_id=after_id, limit=limit)
+    return LedgerPageRead(
+        items=[LedgerEntryRead.model_validate(e, from_attributes=True) for e in found.items], total=found.total,
+        offset=0, limit=limit, next_after_id=found.next_after_id,
+    )
 
 
 @router.post("/projects/{project_id}/bonuses", status_code=status.HTTP_204_NO_CONTENT)
