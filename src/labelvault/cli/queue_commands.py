@@ -16,7 +16,9 @@ from labelvault.io.answers import MAX_PAGE
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.reports import major_units, rows_to_csv
 
-report_app = typer.Typer(help="Spend, earnings, costs and throughput.", no_args_is_help=True)
+CsvOption = Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")]
+
+report_app = typer.Typer(help="Spend, earnings, costs, throughput, the ledger and skips.", no_args_is_help=True)
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -73,7 +75,7 @@ def report_spend(
     by_day: Annotated[bool, typer.Option(help="One row per project and day.")] = False,
     since: Annotated[str | None, typer.Option(help="Period start (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Period end, exclusive.")] = None,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")] = False,
+    csv: CsvOption = False,
     as_operator: AsOperator = None,
 ) -> None:
     """Spend of a client per project (and day)."""
@@ -89,7 +91,7 @@ def report_earnings(
     client: str,
     since: Annotated[str | None, typer.Option(help="Period start (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Period end, exclusive.")] = None,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")] = False,
+    csv: CsvOption = False,
     as_operator: AsOperator = None,
 ) -> None:
     """Earnings per person from a client."""
@@ -120,7 +122,7 @@ def report_costs(project: str, as_operator: AsOperator = None) -> None:
 @cli_errors
 def report_throughput(
     project: str,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")] = False,
+    csv: CsvOption = False,
     as_operator: AsOperator = None,
 ) -> None:
     """Answers and working time per labeler in a project."""
@@ -133,7 +135,7 @@ def report_throughput(
 @cli_errors
 def report_ledger(
     project: str,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")] = False,
+    csv: CsvOption = False,
     as_operator: AsOperator = None,
 ) -> None:
     """Every money event of a project, bonus notes included (each page read is audited)."""
@@ -148,7 +150,7 @@ def report_ledger(
 @cli_errors
 def report_skips(
     project: str,
-    csv: Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")] = False,
+    csv: CsvOption = False,
     as_operator: AsOperator = None,
 ) -> None:
     """Every skip of a project with the labeler's reason (each page read is audited)."""
