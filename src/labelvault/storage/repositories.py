@@ -277,11 +277,11 @@ def _with_roles(aggregate: Any, *extra: Any) -> Scoped:
 
 # The separator written into the SQL (func.aggregate_strings binds it in a way prepared plans do not take).
 _ROLES_AGGREGATE = {
-    "sqlite": lambda: func.group_concat(_memberships.c.role, literal_column("','")),
-    "postgresql": lambda: func.string_agg(_memberships.c.role, literal_column("','")),
+    "sqlite": func.group_concat(_memberships.c.role, literal_column("','")),
+    "postgresql": func.string_agg(_memberships.c.role, literal_column("','")),
 }
-_PROJECT_ROW_WITH_ROLES = {dialect: _with_roles(aggregate()) for dialect, aggregate in _ROLES_AGGREGATE.items()}
-_PROJECT_ROW_FOR_NEXT = {dialect: _with_roles(aggregate(), _open_leases)
+_PROJECT_ROW_WITH_ROLES = {dialect: _with_roles(aggregate) for dialect, aggregate in _ROLES_AGGREGATE.items()}
+_PROJECT_ROW_FOR_NEXT = {dialect: _with_roles(aggregate, _open_leases)
                          for dialect, aggregate in _ROLES_AGGREGATE.items()}
 # Near a budget cap the nexts of a project take turns on its row (see labeling.check_budget); NO KEY
 # UPDATE, so that inserts referencing the project (their foreign-key checks) do not wait for it.
@@ -512,20 +512,17 @@ class ProjectRepository(_Repository):
         self.sql.run(_LOCK_PROJECT, {"project_id": project_id})
         return int(self.sql.run(_PROJECT_SPENT, {"project_id": project_id}).scalar_one())
 
-    def row_with_roles(self, project_id: int, user_id: int) -> Row[Any] | None:
+    def row_with_roles(self, project_id: int, user_id: int, *, open_leases: bool = False) -> Row[Any] | None:
         """The project's columns, read-only (the queue reads settings; it changes nothing on the row),
         with ``spent``, the client's ``currency``, its active data key (``active_key_id``,
-        ``active_wrapped_key``) and ``roles``: the user's roles in the client, comma-separated (or None)."""
-        return self.sql.run(*self.row_with_roles_read(project_id, user_id)).first()
+        ``active_wrapped_key``) and ``roles``: the user's roles in the client, comma-separated (or None).
+        With ``open_leases`` (a next) also the project's open leases, counted under a budget cap
+        (None without one)."""
+        return self.sql.run(*self.row_with_roles_read(project_id, user_id, open_leases=open_leases)).first()
 
     def row_with_roles_read(self, project_id: int, user_id: int, *, open_leases: bool = False) -> Read:
-        """``open_leases``: also the project's open leases (``open_leases``), under a budget cap."""
         statements = _PROJECT_ROW_FOR_NEXT if open_leases else _PROJECT_ROW_WITH_ROLES
         return statements[self.session.get_bind().dialect.name], {"project_id": project_id, "user_id": user_id}
-
-    def row_for_next(self, project_id: int, user_id: int) -> Row[Any] | None:
-        """``row_with_roles`` with the project's open leases counted (None without a budget cap)."""
-        return self.sql.run(*self.row_with_roles_read(project_id, user_id, open_leases=True)).first()
 
     def by_slug(self, slug: str) -> Project | None:
         return self.session.scalar(select(Project).where(Project.slug == slug))

@@ -327,7 +327,7 @@ class LabelingService:
             # that answers it deletes it: only without one can there be an earlier answer.
             if taken is None and uow.answers.exists_for(task_id, actor.user_id):
                 raise Conflict(f"task {task_id} was answered by you already")
-            key_id, cipher = uow.active_cipher()  # first: the task's key is most often this one (read once)
+            key_id, cipher = uow.active_cipher()  # read with the settings; most often the task's key too
             payload, _ = open_task_content(uow, task)
             normalized = validate_answer(schema_of(project), payload, answer)
             if taken is not None:

@@ -583,9 +583,7 @@ def _of_project(directory: Path, name: str, files: set[str], project_id: int) ->
 
 def _bundle_lines(directory: Path, name: str, files: set[str]) -> list[dict[str, Any]]:
     """The lines of a bundle's JSONL file; none if the bundle predates the file (its manifest lacks it)."""
-    if name not in files:
-        return []
-    return [orjson.loads(line) for line in (directory / name).read_bytes().splitlines()]
+    return [item for _, item in _streamed_lines(directory, name, files)]
 
 
 def _user_ids(uow: UnitOfWork, usernames: set[str]) -> dict[str, int]:

@@ -143,11 +143,8 @@ def load_project_settings(
     """The project's columns as a read-only row, and the actor's access to its client, in one read:
     for use cases that read settings and change none (the queue: a tenth of the cost of loading the
     object, and one statement for both). The row is typed as ``Project`` for its readers; with
-    ``open_leases`` it also has ``open_leases`` (see ``ProjectRepository.row_for_next``)."""
-    if open_leases:
-        project = uow.projects.row_for_next(project_id, actor.user_id)
-    else:
-        project = uow.projects.row_with_roles(project_id, actor.user_id)
+    ``open_leases`` it also has ``open_leases`` (see ``ProjectRepository.row_with_roles``)."""
+    project = uow.projects.row_with_roles(project_id, actor.user_id, open_leases=open_leases)
     if project is None:
         raise NotFound(f"project {project_id} not found")
     if project.active_key_id is not None:

@@ -57,10 +57,15 @@ _TOUCHED = Unscoped(
 )
 
 
-def _touched(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
-    # Remembered for the unit of work once seen (a touch is never taken back within one): a lease
-    # asks twice, at the eligibility check and at the grant.
+def _touches_seen(uow: UnitOfWork) -> set[tuple[int, int]]:
+    """(person, client) touches seen in this unit of work: a touch is never taken back within one,
+    and a lease asks twice, at the eligibility check and at the grant."""
     known: set[tuple[int, int]] = uow.session.info.setdefault("touched", set())
+    return known
+
+
+def _touched(uow: UnitOfWork, user_id: int, client_id: int) -> bool:
+    known = _touches_seen(uow)
     if (user_id, client_id) in known:
         return True
     if uow.sql.run(*_touched_read(user_id, client_id)).first() is None:
@@ -102,7 +107,7 @@ def queue_wall_check(uow: UnitOfWork, actor: Actor, project: Project) -> None:
 
 def queue_wall_reads(uow: UnitOfWork, actor: Actor, _project_id: int) -> list[Read]:
     """What ``queue_wall_check`` reads first, for the queue to fetch ahead (``QueueHooks``)."""
-    if (actor.user_id, uow.client_id) in uow.session.info.get("touched", ()):
+    if (actor.user_id, uow.client_id) in _touches_seen(uow):
         return []
     return [_touched_read(actor.user_id, uow.client_id)]
 
