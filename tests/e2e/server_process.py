@@ -22,8 +22,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *, workers: int = 1) -> None:
         self.settings = settings
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -38,7 +39,8 @@ class ServerProcess:
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "labelvault.cli.main", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "labelvault.cli.main", "serve", "--port", str(self.port),
+             "--workers", str(self.workers)],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         # Generous: importing the app takes seconds on a busy machine; a healthy start is far quicker.

@@ -1,4 +1,5 @@
-"""Several stateless server processes over one PostgreSQL database behave as one install."""
+"""Several stateless server processes over one database behave as one install: on PostgreSQL, and
+on a SQLite file, whose writers take turns through its writer lock (storage/writer_lock.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import World, owner_url
 from tests.e2e.server_process import ServerProcess
@@ -19,15 +19,7 @@ TASKS = 60
 OVERLAP = 3
 
 
-@pytest.fixture
-def pg_world(world: World) -> World:
-    if world.services.engine.dialect.name != "postgresql":
-        pytest.skip("several servers share one PostgreSQL database")
-    return world
-
-
-def test_two_servers_share_the_queue_without_losing_or_doubling_anything(pg_world: World, tmp_path: Path) -> None:
-    world = pg_world
+def test_two_servers_share_the_queue_without_losing_or_doubling_anything(world: World, tmp_path: Path) -> None:
     project_id = make_project(world, "shared", tasks=TASKS, overlap=OVERLAP)
     labelers = make_labelers(world, LABELERS)
     tokens = [world.services.accounts.issue_token(world.operator, "t", for_username=a.username).token for a in labelers]
@@ -68,8 +60,7 @@ def test_two_servers_share_the_queue_without_losing_or_doubling_anything(pg_worl
     assert sorted(answer_id for _, answer_id in acknowledged) == sorted(a.id for a in answers)
 
 
-def test_the_login_limit_counts_failures_made_on_either_server(pg_world: World, tmp_path: Path) -> None:
-    world = pg_world
+def test_the_login_limit_counts_failures_made_on_either_server(world: World, tmp_path: Path) -> None:
     world.services.accounts.create_user(world.operator, "roaming", "the-right-password")
     servers = [ServerProcess(world.services.settings, tmp_path / f"s{i}.log").start() for i in range(2)]
     try:
@@ -84,3 +75,31 @@ def test_the_login_limit_counts_failures_made_on_either_server(pg_world: World, 
     finally:
         for server in servers:
             server.stop()
+
+
+def test_serve_with_two_workers_answers_every_labeler_once(world: World, tmp_path: Path) -> None:
+    """`labelvault serve --workers 2`: two processes behind one port, on either database."""
+    project_id = make_project(world, "workers", tasks=20, overlap=OVERLAP)
+    labelers = make_labelers(world, 10)
+    tokens = [world.services.accounts.issue_token(world.operator, "t", for_username=a.username).token for a in labelers]
+    server = ServerProcess(world.services.settings, tmp_path / "server.log", workers=2).start()
+    try:
+        acknowledged: list[tuple[int, int]] = []
+        failures: list[str] = []
+        threads = [threading.Thread(target=labeler_loop, args=(server.url, token, project_id, acknowledged, failures))
+                   for token in tokens]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert server.process is not None
+        workers = [line for line in server.log_path.read_text().splitlines() if "Started server process" in line]
+    finally:
+        server.stop()
+    assert failures == []
+    assert len(workers) == 2
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        answers = list(uow.answers.iterate(project_id))
+    assert Counter(a.task_id for a in answers) == {task_id: OVERLAP for task_id in {a.task_id for a in answers}}
+    assert len({a.task_id for a in answers}) == 20
+    assert sorted(answer_id for _, answer_id in acknowledged) == sorted(a.id for a in answers)

@@ -25,6 +25,7 @@ from labelvault.storage.models import Project
 from labelvault.storage.scope import scoped
 from tests.conftest import World
 from tests.event_loops import run_on_a_new_loop
+from tests.integration.test_writer_lock import held_by_another_process
 
 SCHEMA = {"fields": [{"name": "text", "kind": "text"}], "questions": [{"name": "q", "type": "text"}]}
 _RENAME = scoped(
@@ -264,6 +265,48 @@ def test_steps_wait_for_another_writer_of_the_process_and_then_run(world: World,
     run_on_a_new_loop(main)
     assert order == ["import committed", "by the import"]
 
+
+
+def test_steps_wait_for_another_process_in_a_thread_while_the_loop_runs_on(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    """A second server process on the same file (``serve --workers 2``) holds the writer lock: the
+    steps wait for it without blocking the loop, and run together in one batch once it lets go."""
+    factory = world.services.uow_factory
+    with held_by_another_process(factory.write_lock.path) as other:
+
+        async def main() -> tuple[list[str], int]:
+            group = GroupCommit.of(factory)
+            steps = [asyncio.ensure_future(group.run(rename, world, projects[i], f"after {i}")) for i in range(3)]
+            ticks = 0
+            while ticks < 20:  # the loop keeps turning while the steps wait
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not any(step.done() for step in steps)
+            assert names(other_connection, projects) == ["P0", "P1", "P2"]
+            await asyncio.to_thread(other.release)
+            return list(await asyncio.gather(*steps)), ticks
+
+        commits = count_commits(world)
+        results, ticks = run_on_a_new_loop(main)[0]
+    assert results == ["after 0", "after 1", "after 2"]
+    assert ticks == 20
+    assert len(commits) == 1  # the steps that waited share one batch
+    assert names(other_connection, projects) == ["after 0", "after 1", "after 2"]
+
+
+def test_a_step_gives_up_busy_when_another_process_writes_too_long(
+    world: World, projects: list[int], other_connection: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = world.services.uow_factory
+    monkeypatch.setattr(factory, "write_lock_timeout", 0.3)
+    with held_by_another_process(factory.write_lock.path) as other:
+        refused = run_together(world, [lambda: rename(world, projects[0], "too late")])[0]
+        assert isinstance(refused, DatabaseBusy) and "busy" in str(refused)
+        other.release()
+        # The thread that still waited for the file let go of what it got: the next step runs.
+        assert run_together(world, [lambda: rename(world, projects[0], "next")]) == ["next"]
+    assert names(other_connection, projects)[0] == "next"
 
 
 def record(world: World, object_id: str, *, then_fail: bool = False) -> None:

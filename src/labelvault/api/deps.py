@@ -63,10 +63,10 @@ async def run_queue_step(services: Services, function: Callable[..., T], *args: 
     CPU than the step itself (two thread wake-ups and GIL hand-overs, about 0.8 ms a request on
     the machine of docs/benchmarks.md), and steps in threads queue on the lock in no fair order.
     Steps that arrive together share one transaction and one commit (``group_commit.py``). While
-    another writer of this process holds the lock (an import, a background thread), the step
-    waits for it without blocking the loop. While another process writes to the database (a CLI
-    import), no batch can start: the step then runs in the thread pool, where it waits as long as
-    it must.
+    another writer holds the database's writer lock (an import, a background thread, another
+    server process), the step waits for it without blocking the loop. While a program that does
+    not take that lock writes to the database, no batch can start: the step then runs in the
+    thread pool, where SQLite makes it wait as long as it must.
 
     On PostgreSQL the step runs on the loop too, for the same reason (a thread hand-over cost a
     quarter of a request's CPU, and steps in threads took turns on the GIL at every round trip), but

@@ -88,14 +88,12 @@ def upgrade_command() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (LABELVAULT_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (LABELVAULT_PORT).")] = None,
-    workers: Annotated[int, typer.Option(help="Server processes (PostgreSQL; SQLite wants one).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (on SQLite they take turns to write).")] = 1,
 ) -> None:
     """Run the server."""
     from labelvault.server import run
 
     settings = load_settings()
-    if workers > 1 and settings.resolved_database_url.startswith("sqlite"):
-        raise fail("several workers need PostgreSQL: SQLite has one writer, and one process serves it best")
     run(settings, host=host or settings.host, port=port or settings.port, workers=workers)
 
 

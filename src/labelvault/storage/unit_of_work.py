@@ -12,7 +12,6 @@ nothing can reach client data without a scope. On PostgreSQL the scope is also s
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -49,6 +48,7 @@ from labelvault.storage.repositories import (
     WebSessionRepository,
 )
 from labelvault.storage.scope import Scope, ScopedSession, ScopedSql
+from labelvault.storage.writer_lock import WriterLock, lock_file_of
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -241,7 +241,7 @@ class WriteBatch:
     transaction as a savepoint: its ``commit()`` releases the savepoint, leaving without it rolls
     back only its own writes, and it sees what the steps before it wrote. Nothing a step did is
     durable before ``commit`` returns, so its result must not be reported before then. The batch
-    holds the process's write lock from ``begin_batch`` to ``commit`` or ``rollback``.
+    holds the database's writer lock (writer_lock.py) from ``begin_batch`` to ``commit`` or ``rollback``.
 
     Since nothing else writes while a batch is open, its units of work may note in ``memo`` what
     the next ones would otherwise read again: a value one of them wrote (the audit log's head), rows
@@ -249,9 +249,9 @@ class WriteBatch:
     collected). A unit of work that rolls back clears the memo, since what it noted may be void.
     """
 
-    def __init__(self, factory: UnitOfWorkFactory) -> None:
-        if not factory.write_lock.acquire(blocking=False):
-            raise DatabaseBusy("another writer of this process holds the database")
+    def __init__(self, factory: UnitOfWorkFactory, *, lock_held: bool = False) -> None:
+        if not lock_held and not factory.write_lock.acquire(blocking=False):
+            raise DatabaseBusy("another writer holds the database")
         try:
             connection = factory.write_engine_without_waiting.connect()
             try:
@@ -331,14 +331,15 @@ class UnitOfWorkFactory:
         self.write_engine_without_waiting = writer_without_waiting(engine)
         self.keyring = keyring
         self.serialize_writers = engine.dialect.name == "sqlite"
-        self.write_lock = threading.Lock()
-        self.write_lock_timeout = 60.0  # seconds a writer waits for the process's other writers
+        # SQLite: every writer of the database file queues here before BEGIN IMMEDIATE (writer_lock.py).
+        self.write_lock = WriterLock(lock_file_of(engine.url.database) if self.serialize_writers else None)
+        self.write_lock_timeout = 60.0  # seconds a writer waits for the other writers
         self.sessionmaker = sessionmaker(class_=ScopedSession, expire_on_commit=False, autoflush=False)
         self.queue_cursors = QueueCursors()  # where each labeler's next queue walk may start
 
     def can_write_at_once(self) -> bool:
-        """True when a writing unit of work would start without waiting for another writer of this
-        process (always false where writers are not serialised in the process, i.e. PostgreSQL)."""
+        """True when no writer of this process holds the database (a writer of another process is
+        not seen here; always false where writers are not serialised, i.e. PostgreSQL)."""
         return self.serialize_writers and not self.write_lock.locked()
 
     @contextmanager
@@ -353,12 +354,14 @@ class UnitOfWorkFactory:
         finally:
             _short_lock_waits.reset(token)
 
-    def begin_batch(self) -> WriteBatch:
+    def begin_batch(self, *, lock_held: bool = False) -> WriteBatch:
         """A write batch (group commit, see ``WriteBatch``); SQLite only. Raises ``DatabaseBusy`` at
-        once, without waiting, while another writer holds the database (in this process or another)."""
+        once, without waiting, while another writer holds the database (in this process or another).
+        ``lock_held``: the caller took ``write_lock`` already; the batch releases it when it ends
+        (on a refusal too)."""
         if not self.serialize_writers:
             raise RuntimeError("write batches are for SQLite, where writers take turns")
-        return WriteBatch(self)
+        return WriteBatch(self, lock_held=lock_held)
 
     def for_client(self, client_id: int, *, write: bool = False) -> UnitOfWork:
         return UnitOfWork(self, Scope(client_id=client_id), write=write)
