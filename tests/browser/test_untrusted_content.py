@@ -74,3 +74,26 @@ def test_markup_in_tasks_is_shown_as_text_and_runs_nothing(site: Site) -> None:
         assert tab.dialogs == [], tab.dialogs
         assert tab.errors == []
         assert tab.page.evaluate("() => window.__pwned") is None
+
+
+def test_a_bonus_note_and_a_reviewers_reason_on_the_earnings_page_are_text(site: Site) -> None:
+    world, services = site.world, site.world.services
+    pid = site.projects.ids["label"]
+    ann, rex = (services.accounts.actor_by_username(name) for name in ("ann", "rex"))
+    task = services.labeling.next_task(ann, world.client_a, pid)
+    services.labeling.submit(ann, world.client_a, pid, task.task_id, {"sentiment": "positive"})
+    services.reviews.next_item(rex, world.client_a, pid)
+    services.reviews.decide(rex, world.client_a, pid, task.task_id, decision="reject", reason=f"No: {IMAGE}")
+    note = f"Thanks {SCRIPT} {IMAGE}"
+    services.bonuses.grant(world.operator, world.client_a, pid, "ann", 500, note)
+
+    labeler = site.open_as("ann")
+    page = labeler.page
+    page.locator(f"a[href='/clients/{world.client_a}/earnings']").click()
+    page.locator("#money-events").wait_for()
+    assert page.locator(".ledger-note").inner_text() == note
+    assert page.locator(".ledger-reason").inner_text() == f"No: {IMAGE}"
+    assert page.locator("#money-events img, #money-events script").count() == 0
+    labeler.shot("earnings-labeler")
+    assert labeler.dialogs == [] and labeler.errors == [] and labeler.console_errors == []
+    assert page.evaluate("() => window.__pwned") is None

@@ -219,6 +219,29 @@ def test_a_labeler_script_works_the_queue_through_the_sdk(world: World, server: 
         assert {e.answer_id for e in ledger} == {a.id for a in answers}
 
 
+def test_a_labeler_reads_their_own_ledger_through_the_sdk(world: World, server: ServerProcess) -> None:
+    with sdk(server, world) as manager:
+        project = manager.create_project("acme", "Paid reviews", typed_schema()).update(rate_per_answer=10)
+        project.add_tasks([{"external_id": f"p{i}", "data": {"text": f"review {i}"}} for i in range(2)])
+    assert label_everything(server, world, project.id, "positive") == 2
+    bonuses = world.services.bonuses
+    bonuses.grant(world.operator, world.client_a, project.id, "labeler_a", 300, "steady <b>work</b>")
+    bonuses.grant(world.operator, world.client_a, project.id, "reviewer_a", 900, "not yours")
+    world.tokens["labeler_read"] = world.services.accounts.issue_token(
+        world.operator, "read", for_username="labeler_a", scopes=["read"]).token
+    with sdk(server, world, "labeler_read") as labeler:
+        mine = list(labeler.project(project.id).iter_my_ledger(page_size=2))
+        assert all(isinstance(e, lv.sdk.MyLedgerEntry) for e in mine) and mine[0].created_at is not None
+        assert [(e.kind, e.amount, e.currency, e.note) for e in mine] == [
+            ("answer", 10, "USD", ""), ("answer", 10, "USD", ""), ("bonus", 300, "USD", "steady <b>work</b>")]
+        across = list(labeler.iter_my_ledger("acme", page_size=1))
+        assert [e.id for e in across] == [e.id for e in mine] and {e.project for e in across} == {"Paid reviews"}
+        assert [e.id for e in labeler.iter_my_ledger("acme", project=project.id, after_id=mine[0].id)] == [
+            e.id for e in mine[1:]]
+    with sdk(server, world, "labeler_b") as stranger, pytest.raises(sdk_errors.NotFoundError):
+        list(stranger.iter_my_ledger(world.client_a))
+
+
 def test_api_errors_arrive_as_one_hierarchy_with_code_message_and_details(
     world: World, server: ServerProcess
 ) -> None:

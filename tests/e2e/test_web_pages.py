@@ -10,9 +10,11 @@ from collections.abc import Iterator
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from labelvault.errors import QueueRefused
 from labelvault.server import build_app
+from labelvault.storage.models import AuditEntry
 from labelvault.web.charts import Series, bar_chart, line_chart
 from tests.browser.web import Projects, add_people, add_projects, csrf_of, form_login
 from tests.conftest import OPERATOR_PASSWORD, World
@@ -73,8 +75,8 @@ def test_every_page_carries_the_content_security_policy_and_friends(client: Test
     as_(client, "max")
     pid = projects.ids["label"]
     for url in ("/", f"/projects/{pid}/dashboard", f"/projects/{pid}/label", f"/projects/{pid}/review",
-                f"/clients/{world.client_a}", f"/clients/{world.client_a}/audit", "/no-such-page",
-                "/static/js/label.js"):
+                f"/clients/{world.client_a}", f"/clients/{world.client_a}/audit",
+                f"/clients/{world.client_a}/earnings", "/no-such-page", "/static/js/label.js"):
         response = client.get(url)
         csp = response.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "default-src 'none'" in csp, url
@@ -92,7 +94,8 @@ def test_pages_have_no_inline_scripts_styles_or_event_handlers(client: TestClien
     answer_one(world, projects)
     pid = projects.ids["label"]
     for url in ("/", f"/projects/{pid}/dashboard", f"/projects/{pid}/label", f"/projects/{pid}/review",
-                f"/clients/{world.client_a}", f"/clients/{world.client_a}/audit", "/operator/clients",
+                f"/clients/{world.client_a}", f"/clients/{world.client_a}/audit",
+                f"/clients/{world.client_a}/earnings", "/operator/clients",
                 "/operator/walls", "/operator/users", "/no-such-page"):
         html = client.get(url).text
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), url
@@ -112,6 +115,48 @@ def test_a_labeler_sees_the_projects_of_their_clients_with_their_earnings(client
     assert 'data-earned="25"' in html and "$0.25" in html
     assert f'href="/projects/{projects.ids["label"]}/label"' in html
     assert "/dashboard" not in html  # not a manager
+
+
+MARKUP = "<script>alert('note')</script> & <img src=x onerror=alert(1)>"
+
+
+def test_a_labelers_earnings_page_lists_their_money_events_with_notes_as_text(client: TestClient, world: World,
+                                                                              projects: Projects) -> None:
+    services, pid = world.services, projects.ids["label"]
+    ann, rex = (services.accounts.actor_by_username(name) for name in ("ann", "rex"))
+    task = services.labeling.next_task(ann, world.client_a, pid)
+    services.labeling.submit(ann, world.client_a, pid, task.task_id, {"sentiment": "positive"})
+    services.reviews.next_item(rex, world.client_a, pid)
+    services.reviews.decide(rex, world.client_a, pid, task.task_id, decision="reject", reason=f"reason {MARKUP}")
+    services.bonuses.grant(world.operator, world.client_a, pid, "ann", 500, f"note {MARKUP}")
+    services.bonuses.grant(world.operator, world.client_a, pid, "rex", 700, "for rex only")
+
+    home = as_(client, "ann").get("/").text
+    assert f'href="/clients/{world.client_a}/earnings"' in home
+    response = client.get(f"/clients/{world.client_a}/earnings")
+    assert response.status_code == 200, response.text
+    html = response.text
+    assert re.findall(r'data-kind="(\w+)"', html) == ["bonus", "reversal", "answer"]  # newest first
+    assert re.findall(r'data-amount="(-?\d+)"', html) == ["500", "-25", "25"]
+    assert 'data-earned="500"' in html and "$5.00" in html and "-$0.25" in html
+    escaped = "&lt;script&gt;alert(&#39;note&#39;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;"
+    assert f"note {escaped}" in html and f"reason {escaped}" in html
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "for rex only" not in html and "$7.00" not in html
+    one_project = client.get(f"/clients/{world.client_a}/earnings", params={"project": pid, "after": 0}).text
+    assert re.findall(r'data-kind="(\w+)"', one_project) == ["bonus", "reversal", "answer"]
+    label_page = client.get(f"/projects/{pid}/label").text
+    assert f'href="/clients/{world.client_a}/earnings?project={pid}"' in label_page
+
+    bob = as_(client, "bob").get(f"/clients/{world.client_a}/earnings")
+    assert bob.status_code == 404 and "text/html" in bob.headers["content-type"] and "note" not in bob.text
+    bad = as_(client, "ann").get(f"/clients/{world.client_a}/earnings", params={"after": -1})
+    assert bad.status_code == 400 and "after" in bad.text
+    services.audit.sequence()
+    with services.uow_factory.system() as uow:
+        reads = uow.session.scalars(select(AuditEntry).where(AuditEntry.action == "ledger.read_own")
+                                    .order_by(AuditEntry.seq)).all()
+    assert [(r.actor, r.outcome) for r in reads] == [("ann", "ok"), ("ann", "ok"), ("bob", "denied")]
 
 
 @sqlite_only

@@ -85,6 +85,12 @@ class ClientPolicy:
         if not actor.is_operator:
             raise PermissionDenied("creating clients needs an operator")
 
+    @staticmethod
+    def read_own_earnings(access: ClientAccess) -> None:
+        # Anyone with a role may be paid (answers, reviews, bonuses), so anyone with a role may read
+        # their own money events; a read-only token is enough.
+        _require(access, "client", "reading your earnings", *Role)
+
 
 class ProjectPolicy:
     @staticmethod
@@ -102,6 +108,10 @@ class ProjectPolicy:
     @staticmethod
     def export(access: ClientAccess) -> None:
         _require(access, "project", "exporting the project", Role.MANAGER, scope=Scope.MANAGE)
+
+    @staticmethod
+    def read_own_earnings(access: ClientAccess) -> None:
+        _require(access, "project", "reading your earnings", *Role)
 
     @staticmethod
     def label(access: ClientAccess) -> None:

@@ -52,6 +52,7 @@ from labelvault.sdk.models import (
     LeasedTask,
     LedgerEntry,
     Me,
+    MyLedgerEntry,
     Progress,
     Skip,
     SuggestionsReport,
@@ -155,6 +156,23 @@ class Client:
             if info.slug == ref:
                 return info
         raise NotFoundError(f"client {ref!r} not found", status_code=404, code="not_found")
+
+    def iter_my_ledger(
+        self, client: ClientRef, *, project: int | None = None, after_id: int = 0, page_size: int = PAGE
+    ) -> Iterator[MyLedgerEntry]:
+        """The token owner's own money events with a client in id order (``project``: one project's
+        id only): answers paid, reversals with the reviewer's reason, bonuses with the manager's note.
+        Any member with a ``read`` token; the server records each page in the audit log."""
+        owner = self.client(client)
+        params: dict[str, Any] = {"limit": page_size}
+        if project is not None:
+            params["project_id"] = project
+        while True:
+            page = self._http.json("GET", f"/clients/{owner.id}/my-ledger", params={**params, "after_id": after_id})
+            yield from (MyLedgerEntry.from_api(item) for item in page["items"])
+            if page["next_after_id"] is None:
+                return
+            after_id = page["next_after_id"]
 
     # -- projects
 
@@ -429,6 +447,13 @@ class Project:
         the server records each page in the audit log). ``after_id`` resumes after an entry seen before."""
         for item in self._keyset_pages("ledger", {"limit": page_size}, after_id):
             yield LedgerEntry.from_api(item)
+
+    def iter_my_ledger(self, *, after_id: int = 0, page_size: int = PAGE) -> Iterator[MyLedgerEntry]:
+        """The token owner's own money events in this project in id order: answers paid, reversals
+        with the reviewer's reason, bonuses with the manager's note (a labeler's ``read`` token is
+        enough; the server records each page in the audit log)."""
+        for item in self._keyset_pages("my-ledger", {"limit": page_size}, after_id):
+            yield MyLedgerEntry.from_api(item)
 
     def _keyset_pages(self, what: str, params: dict[str, Any], after_id: int) -> Iterator[dict[str, Any]]:
         """The items of ``/projects/{id}/<what>``, walked by ``after_id`` as the loop asks for them."""

@@ -155,6 +155,27 @@ class LedgerEntry(_FromApi):
 
 
 @dataclass(frozen=True, slots=True)
+class MyLedgerEntry(_FromApi):
+    """One of the caller's own money events: ``amount`` in minor units (cents), negative for a
+    reversal; ``note`` is the manager's words on a bonus, ``reason`` the reviewer's on a reversal."""
+
+    id: int
+    project_id: int
+    project: str
+    kind: str
+    amount: int
+    currency: str
+    answer_id: int | None
+    review_id: int | None
+    task_id: int | None
+    note: str
+    reason: str
+    created_at: datetime | None
+
+    _times = ("created_at",)
+
+
+@dataclass(frozen=True, slots=True)
 class Skip(_FromApi):
     """A labeler passed on a task, and said why (``reason`` may be empty)."""
 

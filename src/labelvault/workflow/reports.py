@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import String, case, cast, func, select
+from sqlalchemy import String, and_, case, cast, func, select
 
 from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ClientPolicy, ProjectPolicy
@@ -74,6 +74,33 @@ class LedgerPage:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnLedgerRecord:
+    """One money event of the person reading it: what they were paid, or had taken back, and why."""
+
+    id: int
+    project_id: int
+    project: str  # the project's name
+    kind: str  # answer | review | bonus | reversal
+    amount: int  # minor units; a reversal is negative
+    currency: str
+    answer_id: int | None
+    review_id: int | None
+    task_id: int | None
+    note: str  # the manager's words on a bonus (opened); empty for the others
+    reason: str  # on a reversal, the reviewer's reason for rejecting the answer (opened), if one was given
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OwnLedgerPage:
+    items: list[OwnLedgerRecord]
+    total: int  # the person's entries in the listing (one project, or all of the client's)
+    earned: int  # their sum, in minor units of ``currency``
+    currency: str  # the client's
+    next_after_id: int | None  # None: this was the last page
+
+
+@dataclass(frozen=True, slots=True)
 class ThroughputRow:
     user_id: int
     username: str
@@ -122,6 +149,63 @@ class ReportService:
                 for e, username in rows[:limit]
             ]
         return LedgerPage(items, total or 0, items[-1].id if len(rows) > limit else None)
+
+    def own_ledger(
+        self, actor: Actor, client_id: int, *, project_id: int | None = None, after_id: int = 0, limit: int = 100,
+        newest_first: bool = False,
+    ) -> OwnLedgerPage:
+        """The caller's own money events with this client (or one of its projects) by id: the
+        answers paid, the reversals with the reviewer's reason, bonuses with the manager's note.
+        Notes and reasons are client content, so each page passes the conflict wall and is audited
+        (``ledger.read_own``), like the manager's ledger; any member may read their own.
+
+        ``after_id`` is the last id of the page before, in the order walked: with ``newest_first``
+        (a statement's order, for the web page) the page holds the entries older than it, and 0
+        starts at the newest."""
+        if after_id < 0:
+            raise InvalidInput("after_id must be 0 or more", details={"field": "after_id"})
+        if not 1 <= limit <= MAX_LEDGER_PAGE:
+            raise InvalidInput(f"limit must be from 1 to {MAX_LEDGER_PAGE}", details={"field": "limit"})
+        policy = ClientPolicy.read_own_earnings if project_id is None else ProjectPolicy.read_own_earnings
+        details: dict[str, object] = {"after_id": after_id, "limit": limit}
+        if newest_first:
+            details["newest_first"] = True
+        witness_read(self.uow_factory, self.audit, actor, client_id, project_id, "ledger.read_own", details,
+                     policy=policy, via="earnings")
+        # The person is the filter here; the client is the unit of work's scope, as everywhere.
+        mine = [LedgerEntry.user_id == actor.user_id]
+        if project_id is not None:
+            mine.append(LedgerEntry.project_id == project_id)
+        # Past the previous page, in the direction walked (newest first from 0: no bound at all).
+        walked = [LedgerEntry.id > after_id]
+        if newest_first:
+            walked = [LedgerEntry.id < after_id] if after_id else []
+        with self.uow_factory.for_client(client_id) as uow:
+            total, earned = uow.session.execute(
+                select(func.count(), func.coalesce(func.sum(LedgerEntry.amount), 0)).where(*mine)).one()
+            rows = uow.session.execute(
+                select(LedgerEntry, Project.name, Answer.data_key_id, Answer.review_note)
+                .join(Project, Project.id == LedgerEntry.project_id)
+                # A reversal's reason is sealed on the rejected answer (``ReviewService._reject``).
+                .outerjoin(Answer, and_(Answer.id == LedgerEntry.answer_id, LedgerEntry.kind == "reversal"))
+                .where(*mine, *walked)
+                .order_by(LedgerEntry.id.desc() if newest_first else LedgerEntry.id)
+                .limit(limit + 1)
+            ).all()
+            items = []
+            for entry, project, answer_key_id, review_note in rows[:limit]:
+                reason = ""
+                if review_note is not None and answer_key_id is not None:
+                    reason = uow.cipher(answer_key_id).open("answer.review_note", entry.answer_id,
+                                                            review_note).decode()
+                items.append(OwnLedgerRecord(
+                    id=entry.id, project_id=entry.project_id, project=project, kind=entry.kind,
+                    amount=entry.amount, currency=entry.currency, answer_id=entry.answer_id,
+                    review_id=entry.review_id, task_id=entry.task_id, note=ledger_note(uow, entry),
+                    reason=reason, created_at=entry.created_at))
+            currency = currency_of(uow, client_id)
+        return OwnLedgerPage(items, int(total or 0), int(earned or 0), currency,
+                             items[-1].id if len(rows) > limit else None)
 
     def spend(self, actor: Actor, client_id: int, *, by_day: bool = False, since: datetime | None = None,
               until: datetime | None = None) -> list[SpendRow]:

@@ -32,7 +32,7 @@ def label_page(request: Request, project_id: ProjectId, session: SessionDep, ser
     earned = services.reports.my_earnings(session.actor, client_id)
     client = next((c for c in services.web_sessions.memberships(session.actor) if c.client_id == client_id), None)
     return pages.render(request, "label.html", session=session, project=project, config=_screen_config(project),
-                        earned=earned, currency=client.currency if client else "USD")
+                        earned=earned, currency=client.currency if client else "USD", client_id=client_id)
 
 
 @router.get("/projects/{project_id}/review")
