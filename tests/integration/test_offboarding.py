@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,11 +24,14 @@ from labelvault.settings import Settings
 from labelvault.storage.models import (
     CLIENT_OWNED_TABLES,
     Answer,
+    Base,
     GoldScore,
     LedgerEntry,
     Project,
+    QualificationResult,
     Review,
     Skip,
+    Suspension,
     Task,
     TaskPrediction,
     User,
@@ -39,7 +43,7 @@ from labelvault.workflow.ledger import ledger_note
 from labelvault.workflow.offboarding import BUNDLE_CARRIES, BUNDLE_LEAVES_OUT, BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.webhooks import WebhookDispatcher, secret_text
-from tests.conftest import World, owner_url
+from tests.conftest import DatabaseUrls, World, owner_url
 from tests.integration.queue_helpers import LABEL_SCHEMA, label_once, make_labelers, make_project
 
 BONUS_NOTE = "for reading the contract draft twice"
@@ -82,7 +86,12 @@ def test_offboarding_exports_everything_with_a_signed_manifest_then_destroys_and
     assert len(tasks) == 4
     assert sum(len(t["answers"]) for t in tasks) == 2
     assert (bundle / "audit.jsonl").read_text().count("task.shown") >= 2
-    assert json.loads((bundle / "ledger.jsonl").read_text().splitlines()[0])["amount"] == 100
+    ledger = (bundle / f"projects/{labelled}-leaving/ledger.jsonl").read_text().splitlines()
+    assert json.loads(ledger[0])["amount"] == 100
+    # Each project's records in its own folder, each file in the signed manifest.
+    assert {name for name in manifest["files"] if name.startswith(f"projects/{labelled}-leaving/")} == {
+        f"projects/{labelled}-leaving/{kind}" for kind in offboarding.PROJECT_RECORDS}
+    assert manifest["bundle_version"] == 2 and not (bundle / "ledger.jsonl").exists()
 
     # Gone: rows, keys; the other client is untouched.
     assert count_client_rows(world, world.client_a) == 0
@@ -106,9 +115,9 @@ def test_offboarding_exports_everything_with_a_signed_manifest_then_destroys_and
 def test_a_tampered_bundle_is_refused(world: World, labelled: int, tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    with (bundle / "ledger.jsonl").open("a") as handle:
+    with (bundle / f"projects/{labelled}-leaving/ledger.jsonl").open("a") as handle:
         handle.write('{"amount": 1000000}\n')
-    with pytest.raises(InvalidInput, match=r"ledger\.jsonl"):
+    with pytest.raises(InvalidInput, match=rf"projects/{labelled}-leaving/ledger\.jsonl"):
         world.services.offboarding.verify_bundle(bundle)
     manifest = bundle / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"slug": "acme"', '"slug": "evil"'))
@@ -158,11 +167,13 @@ def restore_batch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
 
 @contextmanager
-def another_install(tmp_path: Path) -> Iterator[tuple[Services, Actor]]:
-    """A second install (SQLite), fresh, and its operator: where a bundle arrives."""
+def another_install(tmp_path: Path, urls: DatabaseUrls | None = None) -> Iterator[tuple[Services, Actor]]:
+    """A second install, fresh, and its operator: where a bundle arrives. On SQLite, or in the empty
+    database ``urls`` names (the test's backend)."""
     home = tmp_path / "other"
-    other = initialize(Settings(home=home, database_url=f"sqlite:///{tmp_path / 'other.db'}"), "op",
-                       "operator-password-2")
+    settings = (Settings(home=home, database_url=urls.app, migration_database_url=urls.owner) if urls
+                else Settings(home=home, database_url=f"sqlite:///{tmp_path / 'other.db'}"))
+    other = initialize(settings, "op", "operator-password-2")
     try:
         yield other, other.accounts.first_operator()
     finally:
@@ -171,12 +182,14 @@ def another_install(tmp_path: Path) -> Iterator[tuple[Services, Actor]]:
 
 
 @contextmanager
-def restored_elsewhere(world: World, tmp_path: Path) -> Iterator[tuple[Services, Actor, BundleImportResult]]:
+def restored_elsewhere(
+    world: World, tmp_path: Path, urls: DatabaseUrls | None = None
+) -> Iterator[tuple[Services, Actor, BundleImportResult]]:
     """Client A offboarded, and its bundle imported into another install: (that install, its
     operator, what the import reported)."""
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    with another_install(tmp_path) as (other, operator):
+    with another_install(tmp_path, urls) as (other, operator):
         yield other, operator, other.bundles.import_bundle(operator, bundle)
 
 
@@ -542,9 +555,10 @@ def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
     # project's tasks and answers were written.
     review = {"id": 1, "project_id": labelled, "task_id": 999_999, "reviewer": "labeler_a", "decision": "accept",
               "reason": "", "created_at": "2026-01-01T00:00:00"}
-    _rewrite_signed(world, bundle, "reviews.jsonl", json.dumps(review).encode() + b"\n")
+    reviews = f"projects/{labelled}-leaving/reviews.jsonl"
+    _rewrite_signed(world, bundle, reviews, json.dumps(review).encode() + b"\n")
     with another_install(tmp_path) as (other, operator):
-        with pytest.raises(InvalidInput, match=r"reviews\.jsonl: review 1 is of task 999999"):
+        with pytest.raises(InvalidInput, match=rf"{reviews} line 1: review 1 is of task 999999"):
             other.bundles.import_bundle(operator, bundle)
         assert other.clients.list(operator)[0] == []
         with other.uow_factory.all_clients() as uow:
@@ -554,5 +568,220 @@ def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
         # The undoing is on the record, and the same bundle, mended, restores afterwards.
         other.audit.sequence()
         assert "client.bundle_import_undone" in b"".join(other.audit.trail(1)).decode()
-        _rewrite_signed(world, bundle, "reviews.jsonl", b"")
+        _rewrite_signed(world, bundle, reviews, b"")
         assert other.bundles.import_bundle(operator, bundle).tasks == 4
+
+
+def _reviewed_project(world: World, slug: str, labelers: list[Actor], reason: str, value: str) -> int:
+    """A project of client A with every kind of per-project record: answers rejected with a reason
+    (a review note) and accepted, review states, a gold task answered (a gold score), a labeler
+    qualified and suspended. ``reason`` and ``value`` tell the projects apart."""
+    services, client = world.services, world.client_a
+    reviewer = world.actors["reviewer_a"]
+    project_id = make_project(world, slug, tasks=4, review_policy="all")
+    for labeler in labelers:
+        label_once(world, labeler, project_id, value)
+    for decision, extra in (("reject", {"reason": reason}), ("accept", {})):
+        item = services.reviews.next_item(reviewer, client, project_id)
+        services.reviews.decide(reviewer, client, project_id, item.task_id, decision=decision, **extra)
+    label_once(world, labelers[1], project_id, value)  # awaits review
+    services.gold.import_rows(world.operator, client, project_id, [
+        {"external_id": f"{slug}-gold", "data": {"text": f"gold of {slug}"}, "gold": {"sentiment": value}},
+    ])
+    services.gold.import_rows(world.operator, client, project_id, [
+        {"external_id": f"{slug}-test", "data": {"text": f"test of {slug}"}, "gold": {"sentiment": "neutral"}},
+    ], qualification=True)
+    services.projects.update(world.operator, client, project_id, ProjectSettings(
+        gold_rate=1.0, suspension_threshold=0.9, suspension_min_answers=1))
+    services.qualifications.set_qualified(world.operator, client, project_id, labelers[0].username, qualified=True)
+    task = services.labeling.next_task(labelers[0], client, project_id)  # the honeypot, at gold rate 1
+    wrong = "negative" if value == "positive" else "positive"
+    services.labeling.submit(labelers[0], client, project_id, task.task_id, {"sentiment": wrong})
+    return project_id
+
+
+def _project_records(services: Services, client_id: int, project_id: int) -> dict[str, object]:
+    """A project's review states, answers' reviews (with their notes opened), gold answers and quality
+    records, by task external id and username: comparable across installs."""
+    with services.uow_factory.for_client(client_id) as uow:
+        session = uow.session
+        names = dict(session.execute(select(Task.id, Task.external_id).where(Task.project_id == project_id)).all())
+        users = dict(session.execute(select(User.id, User.username)).all())
+        answers = {a.id: a for a in session.scalars(select(Answer).where(Answer.project_id == project_id))}
+        notes = {
+            (names[a.task_id], users[a.user_id]): (
+                a.reviewed_at,
+                uow.cipher(a.data_key_id).open("answer.review_note", a.id, a.review_note).decode()
+                if a.review_note else None,
+            )
+            for a in answers.values() if a.reviewed_at is not None
+        }
+        gold = {
+            names[t.id]: (json.loads(uow.cipher(t.data_key_id).open("task.gold", t.id, t.gold_answer)),
+                          t.in_qualification)
+            for t in session.scalars(select(Task).where(Task.project_id == project_id, Task.is_gold.is_(True)))
+        }
+        return {
+            "states": {names[t]: state for t, state in session.execute(
+                select(Task.id, Task.review_state).where(Task.project_id == project_id))},
+            "notes": notes,
+            "gold": gold,
+            "qualified": {(users[q.user_id], q.passed, users.get(q.granted_by)) for q in session.scalars(
+                select(QualificationResult).where(QualificationResult.project_id == project_id))},
+            "suspended": {(users[s.user_id], s.n, s.accuracy, s.reason) for s in session.scalars(
+                select(Suspension).where(Suspension.project_id == project_id))},
+            # Each score with the task and person of the answer it points at.
+            "scores": {(names[g.task_id], users[g.user_id], g.question, g.credit,
+                        names[answers[g.answer_id].task_id], users[answers[g.answer_id].user_id])
+                       for g in session.scalars(select(GoldScore).where(GoldScore.project_id == project_id))},
+        }
+
+
+def _sign(world: World, bundle: Path, manifest: dict[str, object]) -> None:
+    manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    (bundle / "manifest.json").write_bytes(manifest_bytes)
+    (bundle / "manifest.sig").write_text(base64.b64encode(world.services.audit.signer.sign_document(manifest_bytes))
+                                         .decode())
+
+
+# How version 1 ordered the client-wide files (the ledger by entry id, which its lines do not carry).
+_VERSION_1_ORDER = {"reviews.jsonl": "id", "review_states.jsonl": "task_id", "answer_reviews.jsonl": "answer_id",
+                    "gold.jsonl": "task_id"}
+
+
+def _as_version_1(world: World, bundle: Path) -> None:
+    """Rewrite a bundle as installs wrote it before projects had folders (bundle version 1): one
+    file of each kind of record for the whole client (quality.jsonl with the skills), review states
+    and review notes naming neither project nor task; signed again."""
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    projects = [json.loads(line) for line in (bundle / "projects.jsonl").read_text().splitlines()]
+    for kind in offboarding.PROJECT_RECORDS:
+        lines = []
+        for project in projects:
+            own = f"projects/{project['id']}-{project['slug']}/{kind}"
+            lines += [json.loads(line) for line in (bundle / own).read_text().splitlines()]
+            (bundle / own).unlink()
+            del manifest["files"][own]
+        if kind in ("review_states.jsonl", "answer_reviews.jsonl"):
+            lines = [{k: v for k, v in line.items() if k not in ("project_id", "task_id") or
+                      (kind, k) == ("review_states.jsonl", "task_id")} for line in lines]
+        if kind in _VERSION_1_ORDER:
+            lines.sort(key=lambda line: line[_VERSION_1_ORDER[kind]])
+        content = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        if kind == "quality.jsonl":
+            content = (bundle / kind).read_bytes() + content  # the skills first, as version 1 wrote them
+        (bundle / kind).write_bytes(content)
+        manifest["files"][kind] = hashlib.sha256(content).hexdigest()
+    for project in projects:
+        (bundle / f"projects/{project['id']}-{project['slug']}").rmdir()
+    manifest["bundle_version"] = 1
+    _sign(world, bundle, manifest)
+
+
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_each_projects_review_states_notes_gold_and_quality_go_back_to_that_project(
+    world: World, tmp_path: Path, restore_batch: int, database_urls: DatabaseUrls, layout: str
+) -> None:
+    """Two projects with the same kinds of records, restored from their own files (or, from a
+    version 1 bundle, from the client-wide ones): each record comes back on its own project, under
+    the new ids, whatever the batch size."""
+    a, b = make_labelers(world, 2)
+    made = {"first": _reviewed_project(world, "first", [a, b], "off topic in first", "positive"),
+            "second": _reviewed_project(world, "second", [b, a], "sarcasm missed in second", "negative")}
+    before = {slug: _project_records(world.services, world.client_a, project_id) for slug, project_id in made.items()}
+    for records in before.values():  # every kind is there to be lost
+        assert all(records.values()), records
+        assert set(records["states"].values()) >= {"pending", "done"}  # type: ignore[attr-defined]
+    assert before["first"]["notes"] != before["second"]["notes"]
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    if layout == "version-1":
+        _as_version_1(world, bundle)
+        assert not (bundle / "projects" / f"{made['first']}-first").exists()
+    with another_install(tmp_path, database_urls) as (other, operator):
+        result = other.bundles.import_bundle(operator, bundle)
+        assert result.projects == 2
+        restored = {info.slug: info.id for info in other.projects.list(operator, result.client_id)[0]}
+        after = {slug: _project_records(other, result.client_id, project_id) for slug, project_id in restored.items()}
+        assert after == before
+        skills = other.qualifications.skills(operator, result.client_id)
+        assert skills == []  # none granted: the skills line of quality.jsonl is not a project's record
+
+
+def _table_counts(services: Services) -> dict[str, int]:
+    with services.engine.connect() as connection:
+        return {table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in Base.metadata.sorted_tables if table.name not in CLIENT_OWNED_TABLES}
+
+
+@pytest.mark.parametrize(("kind", "bad", "message"), [
+    ("review_states.jsonl", {"task_id": 1, "review_state": "maybe"}, "review_state is not none, pending or done"),
+    ("answer_reviews.jsonl", {"answer_id": 1, "reviewed_at": "yesterday", "note": None}, "reviewed_at is not a time"),
+    ("gold.jsonl", {"task_id": 10**9, "gold": "positive", "qualification": False}, "gold is not an object"),
+    ("gold.jsonl", {"task_id": 1, "gold": {}, "qualification": False}, r"task 1 comes after task \d+ \(lines are in"),
+    ("quality.jsonl", {"kind": "gold_score", "user": "labeler_a", "task_id": 1, "gold_kind": "honeypot",
+                       "question": "sentiment", "credit": 1.0}, "answer_id is not an answer id"),
+    ("ledger.jsonl", {"user": "labeler_a", "kind": "bonus", "amount": "lots", "currency": "USD",
+                      "created_at": "2026-01-01T00:00:00"}, "amount is not a whole amount"),
+    ("reviews.jsonl", {"id": 1, "task_id": 1, "reviewer": "", "decision": "accept", "created_at": "2026-01-01"},
+     "reviewer is not a username"),
+])
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_a_bad_line_of_a_projects_records_is_refused_naming_file_and_line_before_anything_is_written(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, kind: str, bad: dict[str, object], message: str,
+    layout: str,
+) -> None:
+    a, b = make_labelers(world, 2)
+    project_id = _reviewed_project(world, "checked", [a, b], "off topic", "positive")
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    name = f"projects/{project_id}-checked/{kind}"
+    if layout == "version-1":
+        _as_version_1(world, bundle)
+        name = kind
+    lines = (bundle / name).read_bytes().splitlines(keepends=True)
+    assert lines or kind == "ledger.jsonl"  # a bad line after good ones: its number is counted right
+    named = {} if (layout, kind) in (("version-1", "review_states.jsonl"), ("version-1", "answer_reviews.jsonl")) \
+        else {"project_id": project_id}
+    _rewrite_signed(world, bundle, name, b"".join(lines) + json.dumps(named | bad).encode() + b"\n")
+    with another_install(tmp_path, database_urls) as (other, operator):
+        counts = _table_counts(other)
+        with pytest.raises(InvalidInput, match=rf"^{re.escape(name)} line {len(lines) + 1}: {message}") as refused:
+            other.bundles.import_bundle(operator, bundle)
+        assert refused.value.details["line"] == len(lines) + 1
+        assert other.clients.list(operator)[0] == []
+        assert _table_counts(other) == counts  # not even an account for someone the bundle names
+
+
+@pytest.mark.parametrize(("kind", "line", "message"), [
+    ("gold.jsonl", {"task_id": 999_999, "gold": {"sentiment": "positive"}, "qualification": False},
+     "task 999999 is not in its project's tasks file"),
+    ("review_states.jsonl", {"task_id": 999_999, "review_state": "done"}, "task 999999 is not in its project's"),
+    ("answer_reviews.jsonl", {"answer_id": 999_999, "reviewed_at": "2026-01-01T00:00:00", "note": "x"},
+     "answer 999999 is not in its project's tasks file"),
+])
+def test_a_projects_record_of_a_task_or_answer_it_lacks_undoes_the_import(
+    world: World, labelled: int, tmp_path: Path, kind: str, line: dict[str, object], message: str
+) -> None:
+    """Lines that check out alone but name a task or answer that is not the project's: found while
+    restoring it, and the whole import undone."""
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    name = f"projects/{labelled}-leaving/{kind}"
+    _rewrite_signed(world, bundle, name, json.dumps({"project_id": labelled} | line).encode() + b"\n")
+    with another_install(tmp_path) as (other, operator):
+        with pytest.raises(InvalidInput, match=rf"{re.escape(name)} line 1: {message}"):
+            other.bundles.import_bundle(operator, bundle)
+        assert other.clients.list(operator)[0] == []
+        with other.uow_factory.all_clients() as uow:
+            for table in CLIENT_OWNED_TABLES:
+                assert uow.session.scalar(select(func.count()).select_from(text(table))) == 0, table
+
+
+def test_a_bundle_of_a_newer_version_is_refused(world: World, labelled: int, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    _sign(world, bundle, manifest | {"bundle_version": offboarding.BUNDLE_VERSION + 1})
+    with another_install(tmp_path) as (other, operator), pytest.raises(InvalidInput, match="bundle version 3 is newer"):
+        other.bundles.import_bundle(operator, bundle)

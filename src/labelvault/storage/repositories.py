@@ -230,6 +230,12 @@ _ANSWER_EXISTS = scoped(
     select(_answers.c.id).where(_answers.c.task_id == bindparam("task_id"), _answers.c.user_id == bindparam("user_id"))
 )
 _ANSWER_INSERT = scoped(insert(_answers))
+# A restored answer's review (offboarding bundles): when, and the reviewer's note sealed under its new id.
+_RESTORE_ANSWER_REVIEW = scoped(
+    update(_answers).where(_answers.c.id == bindparam("answer_id"))
+    .values(reviewed_at=bindparam("at", type_=_answers.c.reviewed_at.type),
+            review_note=bindparam("note", type_=_answers.c.review_note.type))
+)
 _SKIP_EXISTS = scoped(
     select(_skips.c.id).where(_skips.c.task_id == bindparam("task_id"), _skips.c.user_id == bindparam("user_id"))
 )
@@ -706,6 +712,12 @@ class AnswerRepository(_Repository):
     def accept_submitted(self, task_id: int, reviewed_at: datetime) -> None:
         """Every answer of the task still ``submitted`` becomes ``accepted``."""
         self.sql.run(_ACCEPT_SUBMITTED, {"task_id": task_id, "reviewed_at": reviewed_at}, defer=True)
+
+    def restore_reviews(self, reviews: list[dict[str, Any]]) -> None:
+        """Restored answers' reviews, each ``{"answer_id", "at", "note"}`` (the note sealed), in one
+        executemany."""
+        if reviews:
+            self.sql.run(_RESTORE_ANSWER_REVIEW, reviews)
 
     def insert(self, **values: Any) -> None:
         """A new answer row (its id allocated before, as its ciphertext is bound to it). A deferred

@@ -72,7 +72,9 @@ from labelvault.workflow.ledger import ledger_note, sealed_note
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.webhooks import parse_events, refresh_subscriptions, secret_bytes, secret_text
 
-BUNDLE_VERSION = 1
+# 2: a project's ledger, reviews, review states, review notes, gold answers and quality records in
+# its own folder (``PROJECT_RECORDS``); 1: in one file of each kind for the whole client.
+BUNDLE_VERSION = 2
 Progress = Callable[[str], None]
 
 
@@ -91,15 +93,15 @@ _STREAM_ROWS = 10_000
 # holding client rows must be named here (tests/integration/test_offboarding.py checks it).
 BUNDLE_CARRIES = {
     "projects": "projects.jsonl",
-    "tasks": "projects/<id>-<slug>.jsonl, gold.jsonl, review_states.jsonl",
-    "answers": "projects/<id>-<slug>.jsonl, answer_reviews.jsonl",
+    "tasks": "projects/<id>-<slug>.jsonl, projects/<id>-<slug>/gold.jsonl, projects/<id>-<slug>/review_states.jsonl",
+    "answers": "projects/<id>-<slug>.jsonl, projects/<id>-<slug>/answer_reviews.jsonl",
     "memberships": "members.jsonl",
-    "ledger_entries": "ledger.jsonl",
-    "reviews": "reviews.jsonl",
+    "ledger_entries": "projects/<id>-<slug>/ledger.jsonl",
+    "reviews": "projects/<id>-<slug>/reviews.jsonl",
     "labeler_skills": "quality.jsonl",
-    "qualification_results": "quality.jsonl",
-    "suspensions": "quality.jsonl",
-    "gold_scores": "quality.jsonl",
+    "qualification_results": "projects/<id>-<slug>/quality.jsonl",
+    "suspensions": "projects/<id>-<slug>/quality.jsonl",
+    "gold_scores": "projects/<id>-<slug>/quality.jsonl",
     "skips": "skips.jsonl",
     "project_predictors": "predictors.jsonl",
     "task_predictions": "predictions.jsonl",
@@ -117,31 +119,143 @@ BUNDLE_LEAVES_OUT = {
 }
 
 
-def _quality_records(uow: UnitOfWork, usernames: dict[int, str]) -> Iterator[dict[str, Any]]:
-    """The client's labeler skills, and per project its qualification results, suspensions and gold
-    scores, people by username (ids are this install's)."""
+def _skills(uow: UnitOfWork, usernames: dict[int, str]) -> Iterator[dict[str, Any]]:
+    """The client's labeler skills (no project's: the bundle-wide ``quality.jsonl``), people by
+    username (ids are this install's)."""
+    for skill in uow.session.scalars(select(LabelerSkill).order_by(LabelerSkill.id)):
+        yield {"kind": "skill", "user": usernames.get(skill.user_id), "skill": skill.skill,
+               "granted_by": usernames.get(skill.granted_by) if skill.granted_by is not None else None,
+               "created_at": skill.created_at}
+
+
+def _project_quality(uow: UnitOfWork, project_id: int, usernames: dict[int, str]) -> Iterator[dict[str, Any]]:
+    """A project's qualification results, suspensions and gold scores, people by username."""
     def name(user_id: int | None) -> str | None:
         return usernames.get(user_id) if user_id is not None else None
 
-    for skill in uow.session.scalars(select(LabelerSkill).order_by(LabelerSkill.id)):
-        yield {"kind": "skill", "user": name(skill.user_id), "skill": skill.skill,
-               "granted_by": name(skill.granted_by), "created_at": skill.created_at}
-    for result in uow.session.scalars(select(QualificationResult).order_by(QualificationResult.id)):
+    results = select(QualificationResult).where(QualificationResult.project_id == project_id)
+    for result in uow.session.scalars(results.order_by(QualificationResult.id)):
         yield {"kind": "qualification", "project_id": result.project_id, "user": name(result.user_id),
                "passed": result.passed, "score": result.score, "n": result.n,
                "granted_by": name(result.granted_by), "created_at": result.created_at}
-    for suspension in uow.session.scalars(select(Suspension).order_by(Suspension.id)):
+    suspensions = select(Suspension).where(Suspension.project_id == project_id).order_by(Suspension.id)
+    for suspension in uow.session.scalars(suspensions):
         yield {"kind": "suspension", "project_id": suspension.project_id, "user": name(suspension.user_id),
                "reason": suspension.reason, "n": suspension.n, "accuracy": suspension.accuracy,
                "upper": suspension.upper, "created_at": suspension.created_at, "lifted_at": suspension.lifted_at,
                "lifted_by": name(suspension.lifted_by)}
     scores = uow.session.scalars(
-        select(GoldScore).order_by(GoldScore.id).execution_options(yield_per=_STREAM_ROWS)
+        select(GoldScore).where(GoldScore.project_id == project_id).order_by(GoldScore.id)
+        .execution_options(yield_per=_STREAM_ROWS)
     )
     for score in scores:
         yield {"kind": "gold_score", "project_id": score.project_id, "task_id": score.task_id,
                "answer_id": score.answer_id, "user": name(score.user_id), "gold_kind": score.kind,
                "question": score.question, "credit": score.credit, "created_at": score.created_at}
+
+
+# A project's records, a file of each kind in a folder beside its tasks file (bundle version 2), so
+# that a restore reads each project's own lines once. Version 1 bundles have one file of each kind
+# for the whole client instead; the import still reads those (``_ProjectRecords``).
+PROJECT_RECORDS = ("ledger.jsonl", "reviews.jsonl", "review_states.jsonl", "answer_reviews.jsonl", "gold.jsonl",
+                   "quality.jsonl")
+
+
+def project_folder(project_id: int, slug: str) -> str:
+    """Where a project's records are in a bundle; its tasks are in ``<folder>.jsonl``."""
+    return f"projects/{project_id}-{slug}"
+
+
+def _write_project_records(directory: Path, folder: str, uow: UnitOfWork, project_id: int,
+                           usernames: dict[int, str], cipher_of: Callable[[int], DataCipher]) -> list[str]:
+    """One project's ledger, reviews, review states, answers' review notes, gold answers and quality
+    records into its folder, each streamed (a project has millions of some); returns the files."""
+    session = uow.session
+    (directory / folder).mkdir()
+    # The ledger (an entry per paid act) and the reviews: notes and reasons opened, the person named.
+    entries = session.scalars(
+        select(LedgerEntry).where(LedgerEntry.project_id == project_id).order_by(LedgerEntry.id)
+        .execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / folder / "ledger.jsonl", (
+        {
+            "project_id": e.project_id,
+            "user": usernames.get(e.user_id),
+            "kind": e.kind,
+            "amount": e.amount,
+            "currency": e.currency,
+            "answer_id": e.answer_id,
+            "review_id": e.review_id,
+            "task_id": e.task_id,
+            "note": ledger_note(uow, e),
+            "created_at": e.created_at,
+        }
+        for e in entries
+    ))
+    reviews = session.scalars(
+        select(Review).where(Review.project_id == project_id).order_by(Review.id)
+        .execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / folder / "reviews.jsonl", (
+        {
+            "id": review.id,
+            "project_id": review.project_id,
+            "task_id": review.task_id,
+            "reviewer": usernames.get(review.reviewer_id),
+            "decision": review.decision,
+            "corrected_answer": orjson.Fragment(
+                cipher_of(review.data_key_id).open("review.correction", review.id, review.corrected_value)
+            )
+            if review.corrected_value
+            else None,
+            "reason": cipher_of(review.data_key_id).open("review.reason", review.id, review.reason).decode()
+            if review.reason
+            else "",
+            "started_at": review.started_at,
+            "created_at": review.created_at,
+            "time_spent_ms": review.time_spent_ms,
+        }
+        for review in reviews
+    ))
+    # In task order, as the tasks file: the import takes them in step with it (``_InTaskOrder``).
+    states = session.execute(
+        select(Task.id, Task.review_state).where(Task.project_id == project_id, Task.review_state != "none")
+        .order_by(Task.id).execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / folder / "review_states.jsonl", (
+        {"project_id": project_id, "task_id": task_id, "review_state": state} for task_id, state in states
+    ))
+    gold_tasks = session.execute(
+        select(Task.id, Task.data_key_id, Task.gold_answer, Task.in_qualification)
+        .where(Task.project_id == project_id, Task.is_gold.is_(True)).order_by(Task.id)
+        .execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / folder / "gold.jsonl", (
+        {
+            "task_id": task_id,
+            "project_id": project_id,
+            "gold": orjson.Fragment(cipher_of(key_id).open("task.gold", task_id, gold)) if gold else {},
+            "qualification": qualification,
+        }
+        for task_id, key_id, gold, qualification in gold_tasks
+    ))
+    reviewed = session.execute(
+        select(Answer.id, Answer.task_id, Answer.data_key_id, Answer.reviewed_at, Answer.review_note)
+        .where(Answer.project_id == project_id, Answer.reviewed_at.is_not(None)).order_by(Answer.id)
+        .execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / folder / "answer_reviews.jsonl", (
+        {
+            "project_id": project_id,
+            "answer_id": answer_id,
+            "task_id": task_id,
+            "reviewed_at": reviewed_at,
+            "note": cipher_of(key_id).open("answer.review_note", answer_id, note).decode() if note else None,
+        }
+        for answer_id, task_id, key_id, reviewed_at, note in reviewed
+    ))
+    _write_jsonl(directory / folder / "quality.jsonl", _project_quality(uow, project_id, usernames))
+    return [f"{folder}/{name}" for name in PROJECT_RECORDS]
 
 
 def _write_records(directory: Path, uow: UnitOfWork, usernames: dict[int, str],
@@ -316,85 +430,12 @@ class OffboardingService:
                     ciphers[key_id] = uow.cipher(key_id)
                 return ciphers[key_id]
 
-            # The ledger (an entry per paid act) and the reviews, streamed like the tasks: a large
-            # client has millions of each. Notes and reasons opened, the person named.
-            entries = uow.session.scalars(
-                select(LedgerEntry).order_by(LedgerEntry.id).execution_options(yield_per=_STREAM_ROWS)
-            )
-            _write_jsonl(directory / "ledger.jsonl", (
-                {
-                    "project_id": e.project_id,
-                    "user": usernames.get(e.user_id),
-                    "kind": e.kind,
-                    "amount": e.amount,
-                    "currency": e.currency,
-                    "answer_id": e.answer_id,
-                    "review_id": e.review_id,
-                    "task_id": e.task_id,
-                    "note": ledger_note(uow, e),
-                    "created_at": e.created_at,
-                }
-                for e in entries
-            ))
-            reviews = uow.session.scalars(
-                select(Review).order_by(Review.id).execution_options(yield_per=_STREAM_ROWS)
-            )
-            _write_jsonl(directory / "reviews.jsonl", (
-                {
-                    "id": review.id,
-                    "project_id": review.project_id,
-                    "task_id": review.task_id,
-                    "reviewer": usernames.get(review.reviewer_id),
-                    "decision": review.decision,
-                    "corrected_answer": orjson.Fragment(
-                        cipher_of(review.data_key_id).open("review.correction", review.id, review.corrected_value)
-                    )
-                    if review.corrected_value
-                    else None,
-                    "reason": cipher_of(review.data_key_id).open("review.reason", review.id, review.reason).decode()
-                    if review.reason
-                    else "",
-                    "started_at": review.started_at,
-                    "created_at": review.created_at,
-                    "time_spent_ms": review.time_spent_ms,
-                }
-                for review in reviews
-            ))
-            # Per task and per answer, streamed: a project may have a million of each.
-            states = uow.session.execute(
-                select(Task.id, Task.review_state).where(Task.review_state != "none").order_by(Task.id)
-                .execution_options(yield_per=_STREAM_ROWS)
-            )
-            _write_jsonl(directory / "review_states.jsonl",
-                         ({"task_id": task_id, "review_state": state} for task_id, state in states))
-            gold_tasks = uow.session.execute(
-                select(Task.id, Task.project_id, Task.data_key_id, Task.gold_answer, Task.in_qualification)
-                .where(Task.is_gold.is_(True)).order_by(Task.id)
-            )
-            _write_jsonl(directory / "gold.jsonl", (
-                {
-                    "task_id": task_id,
-                    "project_id": project_id,
-                    "gold": orjson.Fragment(cipher_of(key_id).open("task.gold", task_id, gold)) if gold else {},
-                    "qualification": qualification,
-                }
-                for task_id, project_id, key_id, gold, qualification in gold_tasks
-            ))
-            _write_jsonl(directory / "quality.jsonl", _quality_records(uow, usernames))
+            # Skills belong to no project; every other record is in its project's folder.
+            _write_jsonl(directory / "quality.jsonl", _skills(uow, usernames))
+            for project in projects:
+                files += _write_project_records(directory, project_folder(project.id, project.slug), uow,
+                                                project.id, usernames, cipher_of)
             files += _write_records(directory, uow, usernames, cipher_of)
-            reviewed = uow.session.execute(
-                select(Answer.id, Answer.data_key_id, Answer.reviewed_at, Answer.review_note)
-                .where(Answer.reviewed_at.is_not(None)).order_by(Answer.id)
-                .execution_options(yield_per=_STREAM_ROWS)
-            )
-            _write_jsonl(directory / "answer_reviews.jsonl", (
-                {
-                    "answer_id": answer_id,
-                    "reviewed_at": reviewed_at,
-                    "note": cipher_of(key_id).open("answer.review_note", answer_id, note).decode() if note else None,
-                }
-                for answer_id, key_id, reviewed_at, note in reviewed
-            ))
             project_rows = [
                 {
                     "id": p.id,
@@ -428,10 +469,9 @@ class OffboardingService:
             ]
         _write_jsonl(directory / "projects.jsonl", project_rows)
         _write_jsonl(directory / "members.jsonl", ({"username": u, "role": r} for u, r in members))
-        files += ["projects.jsonl", "members.jsonl", "ledger.jsonl", "reviews.jsonl", "review_states.jsonl",
-                  "answer_reviews.jsonl", "gold.jsonl", "quality.jsonl"]
+        files += ["projects.jsonl", "members.jsonl", "quality.jsonl"]
         for project in projects:
-            name = f"projects/{project.id}-{project.slug}.jsonl"
+            name = f"{project_folder(project.id, project.slug)}.jsonl"
             stream = self.exports.export(actor, client_id, project.id, format="jsonl", for_offboarding=True)
             with (directory / name).open("wb") as handle:
                 for chunk in stream.chunks:
@@ -520,19 +560,15 @@ class BundleImportResult:
 
 @dataclass(frozen=True, slots=True)
 class _CheckedBundle:
-    """A bundle's files, read and checked before anything of it is written."""
+    """A bundle, every line of its records checked before anything of it is written. What grows
+    with the client (tasks, answers, the projects' records) stays in the files and is read again
+    project by project when restored; kept here only what is small: the projects, the people the
+    records name, the carried records and the file index."""
 
     directory: Path
     files: set[str]  # the manifest's
     projects: list[dict[str, Any]]
-    # The ledger and the reviews are read again per project when restored (a large client has
-    # millions of each): here only the people they name, checked.
-    paid_people: set[str]
-    reviewers: set[str]
-    review_states: dict[int, str]  # by the bundle's task id
-    answer_reviews: dict[int, dict[str, Any]]  # by the bundle's answer id
-    gold: dict[int, dict[str, Any]]  # by the bundle's task id
-    quality_records: list[dict[str, Any]]
+    people: set[str]  # named by the ledger, the reviews and the quality records: each gets an account
     records: _BundleRecords
     file_entries: list[dict[str, Any]]
 
@@ -561,23 +597,19 @@ def _streamed_lines(directory: Path, name: str, files: set[str]) -> Iterator[tup
         return
     with (directory / name).open("rb") as handle:
         for number, line in enumerate(handle, start=1):
-            yield number, orjson.loads(line)
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                item = None
+            if not isinstance(item, dict):
+                raise InvalidInput(f"{name} line {number}: not a JSON object", details={"line": number})
+            yield number, item
 
 
-def _named_people(directory: Path, name: str, files: set[str], key: str, what: str) -> set[str]:
-    """Everyone a bundle file's lines name under ``key``, each line checked to name someone."""
-    people = set()
-    for number, item in _streamed_lines(directory, name, files):
-        if not item.get(key):
-            raise InvalidInput(f"{name} line {number}: {what}", details={"line": number})
-        people.add(item[key])
-    return people
-
-
-def _of_project(directory: Path, name: str, files: set[str], project_id: int) -> Iterator[list[dict[str, Any]]]:
-    """The lines of a bundle file that belong to one of its projects, ``RESTORE_BATCH`` at a time."""
-    lines = (item for _, item in _streamed_lines(directory, name, files) if item["project_id"] == project_id)
-    while batch := list(itertools.islice(lines, RESTORE_BATCH)):
+def _batches(lines: Iterable[Any]) -> Iterator[list[Any]]:
+    """``RESTORE_BATCH`` items at a time (read when called, so a test can make batches small)."""
+    items = iter(lines)
+    while batch := list(itertools.islice(items, RESTORE_BATCH)):
         yield batch
 
 
@@ -590,33 +622,221 @@ def _user_ids(uow: UnitOfWork, usernames: set[str]) -> dict[str, int]:
     return {u.username: u.id for u in uow.session.scalars(select(User).where(User.username.in_(usernames)))}
 
 
+Line = tuple[str, int, dict[str, Any]]  # (bundle file, line number, the line's object)
+
+# Kinds of a project's records whose lines in a version 1 bundle do not name their project: they
+# are matched to it by their task or answer.
+_UNNAMED = frozenset({"review_states.jsonl", "answer_reviews.jsonl"})
+
+
+@dataclass(frozen=True, slots=True)
+class _ProjectRecords:
+    """One project's records in a bundle: from its own files (``PROJECT_RECORDS``) or, in a version 1
+    bundle, from the client's file of each kind, whose lines of other projects are passed over (such
+    a bundle is read once per project, as before; a version 2 bundle's lines are read once)."""
+
+    directory: Path
+    files: set[str]
+    project_id: int  # the bundle's
+    folder: str
+
+    def own(self, kind: str) -> bool:
+        return f"{self.folder}/{kind}" in self.files
+
+    def exact(self, kind: str) -> bool:
+        """Whether every line ``lines(kind)`` gives is the project's: not so for the kinds whose
+        version 1 lines name no project (the caller passes over those of other projects)."""
+        return self.own(kind) or kind not in _UNNAMED
+
+    def lines(self, kind: str) -> Iterator[Line]:
+        own = f"{self.folder}/{kind}"
+        if own in self.files:
+            for number, item in _streamed_lines(self.directory, own, self.files):
+                yield own, number, item
+            return
+        for number, item in _streamed_lines(self.directory, kind, self.files):
+            named = item.get("project_id")
+            if named == self.project_id or (named is None and kind in _UNNAMED):
+                yield kind, number, item
+
+
+class _InTaskOrder:
+    """A project's review states or gold answers, taken batch by batch in step with its tasks file:
+    both are in ascending task order (the check pass and ``_restore_tasks`` hold them to it), so only
+    the lines of one batch are held at a time."""
+
+    def __init__(self, records: _ProjectRecords, kind: str) -> None:
+        self._lines = records.lines(kind)
+        self._exact = records.exact(kind)
+        self._next = next(self._lines, None)
+
+    def take(self, task_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The lines of these tasks (ascending ids, after every earlier call's), by task id."""
+        wanted, found = set(task_ids), {}
+        while self._next is not None and self._next[2]["task_id"] <= task_ids[-1]:
+            task_id = self._next[2]["task_id"]
+            if task_id in wanted:
+                found[task_id] = self._next[2]
+            elif self._exact:
+                raise self._refusal(self._next)
+            self._next = next(self._lines, None)  # else a version 1 line of another project's task
+        return found
+
+    def finish(self) -> None:
+        """Every line of the project's own was taken: one left names a task its tasks file lacks."""
+        if self._next is not None and self._exact:
+            raise self._refusal(self._next)
+
+    @staticmethod
+    def _refusal(line: Line) -> InvalidInput:
+        name, number, item = line
+        return InvalidInput(f"{name} line {number}: task {item['task_id']} is not in its project's tasks file",
+                           details={"line": number, "field": "task_id"})
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _maybe(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+Check = tuple[str, Callable[[Any], bool], str]  # (field, test, what the field must be)
+
+# What the restore reads of each line, checked before anything is written.
+_LINE_CHECKS: dict[str, tuple[Check, ...]] = {
+    "ledger.jsonl": (("user", _is_name, "a username"), ("kind", _is_name, "a kind"),
+                     ("amount", _is_id, "a whole amount"), ("currency", _is_name, "a currency"),
+                     ("answer_id", _maybe(_is_id), "an answer id"), ("review_id", _maybe(_is_id), "a review id"),
+                     ("task_id", _maybe(_is_id), "a task id"), ("note", _maybe(lambda v: isinstance(v, str)), "a text"),
+                     ("created_at", _is_time, "a time")),
+    "reviews.jsonl": (("id", _is_id, "an id"), ("task_id", _is_id, "a task id"), ("reviewer", _is_name, "a username"),
+                      ("decision", lambda v: v in ("accept", "reject", "correct"), "accept, reject or correct"),
+                      ("reason", _maybe(lambda v: isinstance(v, str)), "a text"), ("created_at", _is_time, "a time"),
+                      ("started_at", _maybe(_is_time), "a time")),
+    "review_states.jsonl": (("task_id", _is_id, "a task id"),
+                            ("review_state", lambda v: v in ("none", "pending", "done"), "none, pending or done")),
+    "answer_reviews.jsonl": (("answer_id", _is_id, "an answer id"), ("reviewed_at", _is_time, "a time"),
+                             ("note", _maybe(lambda v: isinstance(v, str)), "a text or null")),
+    "gold.jsonl": (("task_id", _is_id, "a task id"), ("gold", lambda v: isinstance(v, dict), "an object"),
+                   ("qualification", lambda v: isinstance(v, bool), "true or false")),
+    "quality.jsonl": (("kind", lambda v: v in _QUALITY_CHECKS, "skill, qualification, suspension or gold_score"),
+                      ("user", _is_name, "a username"), ("created_at", _maybe(_is_time), "a time"),
+                      ("granted_by", _maybe(_is_name), "a username"), ("lifted_by", _maybe(_is_name), "a username")),
+}
+_QUALITY_CHECKS: dict[str, tuple[Check, ...]] = {
+    "skill": (("skill", _is_name, "a skill"),),
+    "qualification": (("passed", lambda v: isinstance(v, bool), "true or false"), ("n", _is_id, "a count")),
+    "suspension": (("reason", lambda v: isinstance(v, str), "a text"), ("n", _is_id, "a count"),
+                   ("lifted_at", _maybe(_is_time), "a time")),
+    "gold_score": (("task_id", _is_id, "a task id"), ("answer_id", _is_id, "an answer id"),
+                   ("gold_kind", lambda v: v in ("honeypot", "qualification"), "honeypot or qualification"),
+                   ("question", _is_name, "a question"), ("credit", lambda v: isinstance(v, int | float), "a number")),
+}
+# People a line names, who get an account if this install lacks one.
+_PEOPLE = {"ledger.jsonl": ("user",), "reviews.jsonl": ("reviewer",),
+           "quality.jsonl": ("user", "granted_by", "lifted_by")}
+# Kinds the restore takes in step with the tasks file, which must therefore be in task order.
+_TASK_ORDERED = ("review_states.jsonl", "gold.jsonl")
+
+
+def _checked_project_records(directory: Path, files: set[str], projects: list[dict[str, Any]]) -> set[str]:
+    """Every line of the projects' records checked as a stream, nothing written and nothing kept but
+    the people they name (returned): each project's own files, and the client's files of a version 1
+    bundle (whose quality.jsonl also holds the skills, as a version 2 one's holds only those)."""
+    folders = {p["id"]: project_folder(p["id"], p["slug"]) for p in projects}
+    for old_id, folder in folders.items():
+        if f"{folder}.jsonl" not in files:
+            raise InvalidInput(f"project {old_id} has no tasks file {folder}.jsonl in the bundle",
+                               details={"file": f"{folder}.jsonl"})
+    people: set[str] = set()
+    for kind in PROJECT_RECORDS:
+        sources = [(f"{folder}/{kind}", old_id) for old_id, folder in folders.items() if f"{folder}/{kind}" in files]
+        for name, project_id in [*sources, (kind, None)]:
+            last_task = 0
+            for number, item in _streamed_lines(directory, name, files):
+                _check_line(name, number, kind, item, project_id, folders, files)
+                if kind in _TASK_ORDERED:
+                    if item["task_id"] <= last_task:
+                        raise InvalidInput(f"{name} line {number}: task {item['task_id']} comes after task "
+                                           f"{last_task} (lines are in task order)",
+                                           details={"line": number, "field": "task_id"})
+                    last_task = item["task_id"]
+                people.update(item[key] for key in _PEOPLE.get(kind, ()) if item.get(key))
+    return people
+
+
+def _check_line(name: str, number: int, kind: str, item: dict[str, Any], project_id: int | None,
+                folders: dict[int, str], files: set[str]) -> None:
+    """One line of a project's records: its fields, and the project it names (``project_id``: the
+    project whose own file it is; None: a client-wide file's line)."""
+    def refuse(field: str, message: str) -> InvalidInput:
+        return InvalidInput(f"{name} line {number}: {message}", details={"line": number, "field": field})
+
+    checks = _LINE_CHECKS[kind]
+    if kind == "quality.jsonl" and item.get("kind") in _QUALITY_CHECKS:
+        checks += _QUALITY_CHECKS[item["kind"]]
+    for field, test, wanted in checks:
+        if not test(item.get(field)):
+            raise refuse(field, f"{field} is not {wanted}")
+    named = item.get("project_id")
+    if project_id is not None:
+        if (named is not None and named != project_id) or item.get("kind") == "skill":
+            raise refuse("project_id", f"the line is not of project {project_id}, whose file this is")
+    elif item.get("kind") == "skill" or (named is None and kind in _UNNAMED):
+        return  # the client's skills; a version 1 review state or note, matched by its task or answer
+    elif named not in folders:
+        raise refuse("project_id", f"project {named} is not in the bundle")
+    elif f"{folders[named]}/{kind}" in files:
+        raise refuse("project_id", f"project {named} has its own {folders[named]}/{kind}")
+
+
 def _restore_project_quality(
-    uow: UnitOfWork, project_id: int, records: list[dict[str, Any]], user_ids: dict[str, int],
+    uow: UnitOfWork, project_id: int, records: list[Line], user_ids: dict[str, int],
     task_ids: dict[int, int], answer_ids: dict[int, int],
 ) -> None:
-    """A restored project's qualification results, suspensions and gold scores (their people,
-    tasks and answers under this install's new ids)."""
+    """A batch of a restored project's qualification results, suspensions and gold scores (their
+    people, tasks and answers under this install's new ids)."""
     def when(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value) if value else None
 
-    for record in records:
+    for name, number, record in records:
         user_id = user_ids[record["user"]]
         if record["kind"] == "qualification":
             uow.session.add(QualificationResult(
-                project_id=project_id, user_id=user_id, passed=record["passed"], score=record["score"],
-                n=record["n"], granted_by=user_ids.get(record["granted_by"]), created_at=when(record["created_at"]),
+                project_id=project_id, user_id=user_id, passed=record["passed"], score=record.get("score"),
+                n=record["n"], granted_by=user_ids.get(record.get("granted_by")),
+                created_at=when(record.get("created_at")),
             ))
         elif record["kind"] == "suspension":
             uow.session.add(Suspension(
                 project_id=project_id, user_id=user_id, reason=record["reason"], n=record["n"],
-                accuracy=record["accuracy"], upper=record["upper"], created_at=when(record["created_at"]),
-                lifted_at=when(record["lifted_at"]), lifted_by=user_ids.get(record["lifted_by"]),
+                accuracy=record.get("accuracy"), upper=record.get("upper"), created_at=when(record.get("created_at")),
+                lifted_at=when(record.get("lifted_at")), lifted_by=user_ids.get(record.get("lifted_by")),
             ))
         elif record["kind"] == "gold_score":
+            for field, old_id, new_ids in (("task_id", record["task_id"], task_ids),
+                                           ("answer_id", record["answer_id"], answer_ids)):
+                if old_id not in new_ids:
+                    raise InvalidInput(f"{name} line {number}: {field} {old_id} is not in its project's tasks file",
+                                       details={"line": number, "field": field})
             uow.session.add(GoldScore(
                 project_id=project_id, task_id=task_ids[record["task_id"]], answer_id=answer_ids[record["answer_id"]],
-                user_id=user_id, kind=record["gold_kind"], question=record["question"], credit=record["credit"],
-                created_at=when(record["created_at"]),
+                user_id=user_id, kind=record["gold_kind"], question=record["question"],
+                credit=record["credit"], created_at=when(record.get("created_at")),
             ))
 
 
@@ -793,29 +1013,23 @@ class BundleImporter:
     def import_bundle(self, actor: Actor, directory: Path, *, slug: str | None = None) -> BundleImportResult:
         UserPolicy.administer(actor)
         manifest = self.offboarding.verify_bundle(directory)
+        version = manifest.get("bundle_version", 1)
+        if not isinstance(version, int) or version > BUNDLE_VERSION:
+            raise InvalidInput(f"bundle version {version!r} is newer than this install reads (up to {BUNDLE_VERSION})",
+                               details={"file": "manifest.json", "field": "bundle_version"})
         client = orjson.loads((directory / "client.json").read_bytes())
-        # Everything read and checked before anything is written: a bad line leaves no half-restored client.
+        # Everything read and checked before anything is written: a bad line leaves no half-restored
+        # client. Checked as streams: a large client's records are read again when restored.
         bundle_files = set(manifest["files"])
-        paid_people = _named_people(directory, "ledger.jsonl", bundle_files, "user", "the entry names no user")
-        reviewers = _named_people(directory, "reviews.jsonl", bundle_files, "reviewer",
-                                  "the review names no reviewer")
-        states = _bundle_lines(directory, "review_states.jsonl", bundle_files)
-        review_states = {state["task_id"]: state["review_state"] for state in states}
-        answer_reviews = {a["answer_id"]: a for a in _bundle_lines(directory, "answer_reviews.jsonl", bundle_files)}
-        gold = {g["task_id"]: g for g in _bundle_lines(directory, "gold.jsonl", bundle_files)}
-        quality_records = _bundle_lines(directory, "quality.jsonl", bundle_files)
-        for number, record in enumerate(quality_records, start=1):
-            if not record.get("user"):
-                raise InvalidInput(f"quality.jsonl line {number}: the record names no user", details={"line": number})
-        old_projects = [orjson.loads(line) for line in (directory / "projects.jsonl").read_bytes().splitlines()]
+        old_projects = _bundle_lines(directory, "projects.jsonl", {"projects.jsonl"})
+        people = _checked_project_records(directory, bundle_files, old_projects)
         records = _checked_records(directory, bundle_files, {p["id"]: p["schema"] for p in old_projects})
         file_entries = _bundle_file_entries(directory, bundle_files, {p["id"] for p in old_projects})
         # A file keeps its id unless a file of this install has it (the bundle restored twice):
         # then it gets a new one, and the tasks' references follow.
         renamed = {old_id: new_file_id() for old_id in self.files.taken({e["id"] for e in file_entries})}
         info = self.clients.create(actor, slug or client["slug"], client["name"], currency=client["currency"])
-        checked = _CheckedBundle(directory, bundle_files, old_projects, paid_people, reviewers, review_states,
-                                 answer_reviews, gold, quality_records, records, file_entries)
+        checked = _CheckedBundle(directory, bundle_files, old_projects, people, records, file_entries)
         try:
             return self._restore(actor, checked, info, renamed)
         except BaseException:
@@ -826,10 +1040,10 @@ class BundleImporter:
             raise
 
     def _restore(self, actor: Actor, bundle: _CheckedBundle, info: Any, renamed: dict[str, str]) -> BundleImportResult:
-        """Everything of a checked bundle into the client just created for it."""
+        """Everything of a checked bundle into the client just created for it: project by project,
+        each read from its own files in batches of ``RESTORE_BATCH`` lines, each batch a transaction
+        (the caller undoes the whole on a failure)."""
         directory, records = bundle.directory, bundle.records
-        quality_records = bundle.quality_records
-        project_files = {name for name in bundle.files if name.startswith("projects/")}
         referenced: dict[str, int] = {}  # file id -> the bundle's project whose tasks refer to it
         usernames: set[str] = set()
         for line in (directory / "members.jsonl").read_bytes().splitlines():
@@ -839,9 +1053,7 @@ class BundleImporter:
             usernames.add(member["username"])
         tasks = answers = reviews_restored = 0
         # People with records, paid or reviewing once, who are no longer members: their records stay theirs.
-        self._ensure_users(actor, {r[key] for r in quality_records for key in ("user", "granted_by", "lifted_by")
-                                   if r.get(key)} | {s["user"] for s in records.skips}
-                           | bundle.paid_people | bundle.reviewers, usernames)
+        self._ensure_users(actor, bundle.people | {s["user"] for s in records.skips}, usernames)
         new_project_ids: dict[int, int] = {}
         for old in bundle.projects:
             project = self.projects.create(
@@ -854,39 +1066,42 @@ class BundleImporter:
                 lease_seconds=old["lease_seconds"],
             )
             new_project_ids[old["id"]] = project.id
-            name = f"projects/{old['id']}-{old['slug']}.jsonl"
-            assert name in project_files
-            restored = self._restore_tasks(actor, bundle, info.id, project.id, old["id"], directory / name, usernames,
-                                           renamed=renamed, referenced=referenced)
+            folder = project_folder(old["id"], old["slug"])
+            kept = _ProjectRecords(directory, bundle.files, old["id"], folder)
+            restored = self._restore_tasks(actor, kept, info.id, project.id, usernames, renamed=renamed,
+                                           referenced=referenced)
             tasks += restored.tasks
             answers += restored.answers
             new_task_ids, new_answer_ids = restored.task_ids, restored.answer_ids
+            self._restore_answer_reviews(info.id, kept, new_answer_ids)
             new_review_ids: dict[int, int] = {}
-            for reviewed in _of_project(directory, "reviews.jsonl", bundle.files, old["id"]):
+            for reviewed in _batches(kept.lines("reviews.jsonl")):
                 with self.uow_factory.for_client(info.id, write=True) as uow:
                     new_review_ids.update(self._restore_reviews(uow, project.id, reviewed, new_task_ids,
                                                                 _user_ids(uow, usernames)))
                     uow.commit()
             reviews_restored += len(new_review_ids)
-            for paid in _of_project(directory, "ledger.jsonl", bundle.files, old["id"]):
+            for paid in _batches(kept.lines("ledger.jsonl")):
                 with self.uow_factory.for_client(info.id, write=True) as uow:
                     ids = _user_ids(uow, usernames)
-                    for entry in paid:  # the money, with its original times, against the new ids
+                    for _, _, entry in paid:  # the money, with its original times, against the new ids
                         uow.ledger.append(
                             project_id=project.id, amount=entry["amount"], currency=entry["currency"],
                             user_id=ids[entry["user"]], kind=entry["kind"],
-                            answer_id=new_answer_ids.get(entry["answer_id"]),
+                            answer_id=new_answer_ids.get(entry.get("answer_id")),
                             review_id=new_review_ids.get(entry.get("review_id")),
-                            task_id=new_task_ids.get(entry["task_id"]), **sealed_note(uow, entry["note"]),
+                            task_id=new_task_ids.get(entry.get("task_id")), **sealed_note(uow, entry.get("note") or ""),
                             created_at=datetime.fromisoformat(entry["created_at"]),
                         )
                         uow.add_spend(project.id, ids[entry["user"]], entry["amount"])
                     uow.commit()
+            for scored in _batches(kept.lines("quality.jsonl")):
+                with self.uow_factory.for_client(info.id, write=True) as uow:
+                    _restore_project_quality(uow, project.id, scored, _user_ids(uow, usernames), new_task_ids,
+                                             new_answer_ids)
+                    uow.commit()
             with self.uow_factory.for_client(info.id, write=True) as uow:
-                ids = _user_ids(uow, usernames)
-                of_project = [r for r in quality_records if r.get("project_id") == old["id"]]
-                _restore_project_quality(uow, project.id, of_project, ids, new_task_ids, new_answer_ids)
-                records.restore(uow, old["id"], project.id, ids, new_task_ids)
+                records.restore(uow, old["id"], project.id, _user_ids(uow, usernames), new_task_ids)
                 audit_log.append(
                     uow,
                     "client.bundle_imported",
@@ -911,46 +1126,61 @@ class BundleImporter:
             ))
         placed = self._restore_files(actor, info.id, directory, bundle.file_entries, renamed, referenced,
                                      new_project_ids)
-        skills = [r for r in quality_records if r["kind"] == "skill"]
-        if skills:
+        # The client's skills: quality.jsonl's lines that name no project.
+        skills = (item for _, item in _streamed_lines(directory, "quality.jsonl", bundle.files)
+                  if item["kind"] == "skill")
+        for granted in _batches(skills):
             with self.uow_factory.for_client(info.id, write=True) as uow:
                 ids = _user_ids(uow, usernames)
-                for record in skills:
+                for record in granted:
                     uow.session.add(LabelerSkill(
                         user_id=ids[record["user"]], skill=record["skill"], granted_by=ids.get(record["granted_by"]),
                         created_at=datetime.fromisoformat(record["created_at"]),
                     ))
                 uow.commit()
-        return BundleImportResult(info.id, info.slug, len(project_files), tasks, answers, reviews_restored,
+        return BundleImportResult(info.id, info.slug, len(bundle.projects), tasks, answers, reviews_restored,
                                   placed, len(bundle.file_entries) - placed)
 
     def _restore_tasks(
-        self, actor: Actor, bundle: _CheckedBundle, client_id: int, project_id: int, old_project_id: int, path: Path,
-        usernames: set[str], *, renamed: dict[str, str], referenced: dict[str, int],
+        self, actor: Actor, kept: _ProjectRecords, client_id: int, project_id: int, usernames: set[str], *,
+        renamed: dict[str, str], referenced: dict[str, int],
     ) -> _RestoredTasks:
-        """A project's tasks (gold ones with their gold answers) and their answers, review notes and
-        review states, read from its bundle file ``RESTORE_BATCH`` lines at a time (a project may
-        hold a million tasks); notes which files its tasks refer to in ``referenced``."""
+        """A project's tasks (gold ones with their gold answers), their answers and review states,
+        read from its bundle file ``RESTORE_BATCH`` lines at a time (a project may hold a million
+        tasks), its gold answers and review states taken in step; notes which files its tasks refer
+        to in ``referenced``."""
         restored = _RestoredTasks({}, {}, 0, 0)
-        with path.open("rb") as handle:
+        name = f"{kept.folder}.jsonl"
+        gold, states = _InTaskOrder(kept, "gold.jsonl"), _InTaskOrder(kept, "review_states.jsonl")
+        last = 0
+        with (kept.directory / name).open("rb") as handle:
             while lines := list(itertools.islice(handle, RESTORE_BATCH)):
                 for line in lines:
                     for match in _FILE_REFERENCE.finditer(line):
-                        referenced.setdefault(match[1].decode(), old_project_id)
+                        referenced.setdefault(match[1].decode(), kept.project_id)
                 rows = [orjson.loads(line) for line in lines]
-                self._import_task_rows(actor, client_id, project_id, rows, bundle.gold, renamed)
+                for number, row in enumerate(rows, start=restored.tasks + 1):
+                    if not _is_id(row.get("id")) or row["id"] <= last:  # the gold and review states follow it
+                        raise InvalidInput(f"{name} line {number}: task {row.get('id')!r} is not after task {last}"
+                                           " (tasks are in id order)", details={"line": number, "field": "id"})
+                    last = row["id"]
+                task_ids = [row["id"] for row in rows]
+                self._import_task_rows(actor, client_id, project_id, rows, gold.take(task_ids), renamed)
                 restored.tasks += len(rows)
                 for username in {a["labeler"] for r in rows for a in r["answers"]} - usernames:
                     self._ensure_user(actor, username)
                     self.accounts.grant_role(actor, client_id, username, "labeler")
                     usernames.add(username)
                 with self.uow_factory.for_client(client_id, write=True) as uow:
-                    self._restore_answers(uow, bundle, project_id, rows, usernames, restored)
+                    self._restore_answers(uow, project_id, rows, usernames, restored, states.take(task_ids))
                     uow.commit()
+        gold.finish()
+        states.finish()
         return restored
 
     def _import_task_rows(self, actor: Actor, client_id: int, project_id: int, rows: list[dict[str, Any]],
                           gold: dict[int, dict[str, Any]], renamed: dict[str, str]) -> None:
+        """A batch of tasks; ``gold``: the gold answers of those of them that are gold, by task id."""
         task_rows = {
             r["id"]: {
                 "external_id": _restored_external_id(r),
@@ -972,8 +1202,8 @@ class BundleImporter:
                                       qualification=qualification)
 
     @staticmethod
-    def _restore_answers(uow: UnitOfWork, bundle: _CheckedBundle, project_id: int, rows: list[dict[str, Any]],
-                         usernames: set[str], restored: _RestoredTasks) -> None:
+    def _restore_answers(uow: UnitOfWork, project_id: int, rows: list[dict[str, Any]], usernames: set[str],
+                         restored: _RestoredTasks, review_states: dict[int, dict[str, Any]]) -> None:
         """The answers of a batch of restored tasks, sealed under the client's new key, the tasks'
         counters moved and their review states set; the new ids noted in ``restored``."""
         ids = _user_ids(uow, usernames)
@@ -994,8 +1224,6 @@ class BundleImporter:
             given = row["answers"]
             for answer, answer_id in zip(given, fresh_answer_ids, strict=False):
                 restored.answer_ids[answer["id"]] = answer_id
-                review = bundle.answer_reviews.get(answer["id"], {})
-                note = review.get("note")
                 uow.session.add(
                     Answer(
                         id=answer_id,
@@ -1008,16 +1236,40 @@ class BundleImporter:
                         started_at=datetime.fromisoformat(answer["started_at"]),
                         created_at=datetime.fromisoformat(answer["submitted_at"]),
                         time_spent_ms=answer["time_spent_ms"],
-                        reviewed_at=datetime.fromisoformat(review["reviewed_at"]) if review else None,
-                        review_note=cipher.seal("answer.review_note", answer_id, note.encode()) if note else None,
                     )
                 )
             counted = sum(1 for a in given if a["status"] != "rejected")
             if counted:
                 uow.tasks.move_slots(task_id, open_slots=-min(counted, required), answers=counted)
             restored.answers += len(given)
-            if row["id"] in bundle.review_states:
-                uow.tasks.set_review_state(task_id, bundle.review_states[row["id"]])
+            if row["id"] in review_states:
+                uow.tasks.set_review_state(task_id, review_states[row["id"]]["review_state"])
+
+    def _restore_answer_reviews(self, client_id: int, kept: _ProjectRecords, answer_ids: dict[int, int]) -> None:
+        """When each restored answer of the project was reviewed, and the reviewer's note, sealed
+        under its new id: after all its answers, since the notes are in answer order, not task order."""
+        exact = kept.exact("answer_reviews.jsonl")
+        for batch in _batches(kept.lines("answer_reviews.jsonl")):
+            mine = []
+            for name, number, review in batch:
+                if review["answer_id"] in answer_ids:
+                    mine.append((answer_ids[review["answer_id"]], review))
+                elif exact:
+                    raise InvalidInput(f"{name} line {number}: answer {review['answer_id']} is not in its project's "
+                                       "tasks file", details={"line": number, "field": "answer_id"})
+                # else a version 1 line of another project's answer
+            if not mine:
+                continue
+            with self.uow_factory.for_client(client_id, write=True) as uow:
+                # The client's one data key, which sealed its answers too (the client is new).
+                _, cipher = uow.active_cipher()
+                uow.answers.restore_reviews([
+                    {"answer_id": answer_id, "at": datetime.fromisoformat(review["reviewed_at"]),
+                     "note": cipher.seal("answer.review_note", answer_id, review["note"].encode())
+                     if review.get("note") else None}
+                    for answer_id, review in mine
+                ])
+                uow.commit()
 
     def _restore_files(
         self, actor: Actor, client_id: int, directory: Path, entries: list[dict[str, Any]], renamed: dict[str, str],
@@ -1043,16 +1295,18 @@ class BundleImporter:
         return placed
 
     @staticmethod
-    def _restore_reviews(uow: UnitOfWork, project_id: int, reviews: list[dict[str, Any]],
+    def _restore_reviews(uow: UnitOfWork, project_id: int, reviews: list[Line],
                          new_task_ids: dict[int, int], user_ids: dict[str, int]) -> dict[int, int]:
-        """The project's reviews under new ids, their reasons and corrections sealed under the
-        client's new key; returns old id -> new id (for the ledger's review pay)."""
+        """A batch of the project's reviews under new ids, their reasons and corrections sealed under
+        the client's new key; returns old id -> new id (for the ledger's review pay)."""
         key_id, cipher = uow.active_cipher()
         new_ids: dict[int, int] = {}
-        for review, review_id in zip(reviews, allocate_ids(uow.session, Review, len(reviews)), strict=True):
+        for (name, number, review), review_id in zip(reviews, allocate_ids(uow.session, Review, len(reviews)),
+                                                     strict=True):
             if review["task_id"] not in new_task_ids:
-                raise InvalidInput(f"reviews.jsonl: review {review['id']} is of task {review['task_id']}, which is "
-                                   f"not in its project's file", details={"field": "task_id"})
+                raise InvalidInput(f"{name} line {number}: review {review['id']} is of task {review['task_id']}, "
+                                   "which is not in its project's tasks file",
+                                   details={"line": number, "field": "task_id"})
             new_ids[review["id"]] = review_id
             created_at = datetime.fromisoformat(review["created_at"])
             corrected = review.get("corrected_answer")
@@ -1065,7 +1319,8 @@ class BundleImporter:
                 data_key_id=key_id,
                 corrected_value=cipher.seal("review.correction", review_id, orjson.dumps(corrected))
                 if corrected is not None else None,
-                reason=cipher.seal("review.reason", review_id, review["reason"].encode()) if review["reason"] else None,
+                reason=cipher.seal("review.reason", review_id, review["reason"].encode())
+                if review.get("reason") else None,
                 # Bundles written before these were carried: the decision's time, no time spent.
                 started_at=datetime.fromisoformat(review["started_at"]) if review.get("started_at") else created_at,
                 created_at=created_at,
