@@ -1017,7 +1017,7 @@ class BundleImporter:
                 uow.tasks.move_slots(task_id, open_slots=-min(counted, required), answers=counted)
             restored.answers += len(given)
             if row["id"] in bundle.review_states:
-                uow.tasks.set_review_state(task_id, bundle.review_states[row["id"]])
+                uow.tasks.set_review_state(task_id, bundle.review_states[row["id"]], project_id=project_id)
 
     def _restore_files(
         self, actor: Actor, client_id: int, directory: Path, entries: list[dict[str, Any]], renamed: dict[str, str],
