@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import create_engine, event, insert, text, update
+from sqlalchemy import create_engine, event, func, insert, text, update
 from sqlalchemy.pool import NullPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,8 +94,11 @@ def fill_project(services: Any, client_id: int, project_id: int, *, reviewer_id:
                 "value": cipher.seal("answer.value", answer_id, orjson.dumps({"sentiment": "positive"})),
             })
         uow.session.execute(insert(Answer), rows)
-        uow.session.execute(update(Task).where(Task.project_id == project_id)
-                            .values(answer_count=1, open_slots=0, review_state="pending"))
+        # Numbered as the submits would number them (review_seq): on PostgreSQL by this transaction.
+        postgresql = uow.session.get_bind().dialect.name == "postgresql"
+        uow.session.execute(update(Task).where(Task.project_id == project_id).values(
+            answer_count=1, open_slots=0, review_state="pending",
+            review_seq=func.txid_current() if postgresql else Task.id))
         if kind == "held":
             uow.session.execute(insert(ReviewLease), [
                 {"client_id": client_id, "project_id": project_id, "task_id": task_id, "user_id": holder,
@@ -107,8 +110,10 @@ def fill_project(services: Any, client_id: int, project_id: int, *, reviewer_id:
 
 def explain(services: Any, statement: str, parameters: Any) -> list[str]:
     engine = services.engine
-    if isinstance(parameters, list):  # PostgreSQL's direct path: values in the order of the places
+    if engine.dialect.name == "postgresql" and isinstance(parameters, list):  # the direct path's values
         parameters = dict(zip(numbered(statement)[1], parameters, strict=True))
+    elif isinstance(parameters, list):
+        parameters = tuple(parameters)
     prefix = "EXPLAIN (ANALYZE, BUFFERS) " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":

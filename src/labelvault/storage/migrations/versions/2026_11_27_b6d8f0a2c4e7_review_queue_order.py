@@ -4,8 +4,10 @@
 transaction that makes it pending, on SQLite the project's highest + 1 (its writers take turns).
 The reviewer queue is read in (review_seq, id) order from a partial index of pending tasks, so a
 task joining the queue lands behind every reviewer's remembered place (storage/queue_cursors.py,
-``ReviewRepository.next_for``). Tasks pending before this migration keep 0, and their id order.
-The index (project_id, review_state, id) it replaces served only the reviewer queue.
+``ReviewRepository.next_for``). Tasks pending before this migration keep 0 on PostgreSQL, and their
+id order.
+On SQLite they get their ids instead (see ``upgrade``). The index (project_id, review_state, id)
+it replaces served only the reviewer queue.
 
 Revision ID: b6d8f0a2c4e7
 Revises: a3c5e7f9b1d4
@@ -34,6 +36,10 @@ def upgrade() -> None:
                     sqlite_where=_PENDING, postgresql_where=_PENDING)
     if op.get_bind().dialect.name == "sqlite":
         op.create_index('ix_tasks_review_seq', 'tasks', ['project_id', 'review_seq'])
+        # SQLite's walk reads from a number and filters the ids of that number: tasks already
+        # pending get their ids (new ones get the project's highest + 1). PostgreSQL's walk is one
+        # row comparison, and its new numbers (transaction ids) may be lower than task ids: 0 there.
+        op.execute("UPDATE tasks SET review_seq = id WHERE review_state = 'pending'")
 
 
 def downgrade() -> None:
