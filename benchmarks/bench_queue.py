@@ -680,8 +680,6 @@ def parse_args() -> argparse.Namespace:
         parser.error("--phases takes single, paced and/or saturation")
     if args.workers is None:
         args.workers = 4 if args.database == "postgresql" else 1
-    if args.database == "sqlite" and args.workers != 1:
-        parser.error("SQLite is served by one process (labelvault serve refuses --workers > 1 on SQLite)")
     return args
 
 

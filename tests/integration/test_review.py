@@ -108,3 +108,132 @@ def test_sample_policy_reviews_about_the_share_asked_for(world: World) -> None:
         label_once(world, labeler, project_id)
     pending = world.services.reviews.pending(world.operator, world.client_a, project_id)
     assert 60 <= pending <= 140  # binomial(200, 0.5): far outside 6 sigma otherwise
+
+
+# --- The reviewer's walk: pending tasks ahead that they may not take (storage/queue_cursors.py).
+
+
+def _review_next(world: World, actor, project_id: int) -> int:  # type: ignore[no-untyped-def]
+    return world.services.reviews.next_item(actor, world.client_a, project_id).task_id
+
+
+def _accept(world: World, actor, project_id: int, task_id: int) -> None:  # type: ignore[no-untyped-def]
+    world.services.reviews.decide(actor, world.client_a, project_id, task_id, decision="accept")
+
+
+def _expire_review_lease(world: World, task_id: int) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from labelvault.storage.models import ReviewLease, utcnow
+
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        uow.session.execute(update(ReviewLease).where(ReviewLease.task_id == task_id)
+                            .values(expires_at=utcnow() - timedelta(seconds=1)))
+        uow.commit()
+
+
+def test_a_reviewer_gets_the_oldest_task_past_those_held_by_others_and_those_they_answered(world: World) -> None:
+    project_id = make_project(world, tasks=6, review_policy="all")
+    world.services.accounts.grant_role(world.operator, world.client_a, "reviewer_a", "labeler")
+    me, other = reviewer(world), world.actors["manager_a"]
+    labeler = world.actors["labeler_a"]
+    tasks = [label_once(world, labeler, project_id)]  # 0: held by the other reviewer below
+    tasks += [label_once(world, me, project_id) for _ in range(3)]  # 1-3: answered by me
+    tasks += [label_once(world, labeler, project_id) for _ in range(2)]  # 4, 5
+    assert _review_next(world, other, project_id) == tasks[0]
+    assert _review_next(world, me, project_id) == tasks[4]
+    assert _review_next(world, me, project_id) == tasks[4]  # asking again: my open lease
+    _accept(world, me, project_id, tasks[4])
+    assert _review_next(world, me, project_id) == tasks[5]
+    _accept(world, me, project_id, tasks[5])
+    # My walk starts past my own answers now, but not past a task someone else held: once its
+    # lease expires it is mine, although my place in the queue is past the tasks I answered.
+    _expire_review_lease(world, tasks[0])
+    assert _review_next(world, me, project_id) == tasks[0]
+    _accept(world, me, project_id, tasks[0])
+    with pytest.raises(QueueRefused):  # what is left is mine: for other reviewers
+        world.services.reviews.next_item(me, world.client_a, project_id)
+    assert _review_next(world, other, project_id) == tasks[1]
+    assert world.services.reviews.pending(world.operator, world.client_a, project_id) == 3
+
+
+def test_a_task_that_joins_the_review_queue_again_reaches_a_reviewer_whose_walk_passed_it(world: World) -> None:
+    """The review queue is in the order tasks became pending: a task rejected and answered anew
+    joins it at the end, behind the place a reviewer's walk remembers, though its id is lower."""
+    project_id = make_project(world, tasks=4, review_policy="all")
+    world.services.accounts.grant_role(world.operator, world.client_a, "reviewer_a", "labeler")
+    me = reviewer(world)
+    first_labeler, second_labeler = make_labelers(world, 2)
+    rejected = label_once(world, first_labeler, project_id)
+    mine = label_once(world, me, project_id)
+    later = label_once(world, first_labeler, project_id)
+    assert _review_next(world, me, project_id) == rejected
+    world.services.reviews.decide(me, world.client_a, project_id, rejected, decision="reject", reason="wrong")
+    assert _review_next(world, me, project_id) == later  # past `mine`: my place is after it now
+    _accept(world, me, project_id, later)
+    with pytest.raises(QueueRefused):
+        world.services.reviews.next_item(me, world.client_a, project_id)
+    assert label_once(world, second_labeler, project_id) == rejected  # pending again
+    assert rejected < mine  # a lower id than the task my walk passed
+    assert _review_next(world, me, project_id) == rejected
+
+
+def test_reviewers_places_do_not_leak_between_projects_or_reviewers(world: World) -> None:
+    first = make_project(world, "first", tasks=3, review_policy="all")
+    second = make_project(world, "second", tasks=3, review_policy="all")
+    world.services.accounts.grant_role(world.operator, world.client_a, "reviewer_a", "labeler")
+    me, other = reviewer(world), world.actors["manager_a"]
+    labeler = world.actors["labeler_a"]
+    answered = [label_once(world, me, first) for _ in range(2)]
+    left = label_once(world, labeler, first)
+    shown = [label_once(world, labeler, second) for _ in range(2)]
+    assert _review_next(world, me, first) == left
+    _accept(world, me, first, left)
+    assert _review_next(world, me, second) == shown[0]  # from the start of this project's queue
+    assert _review_next(world, other, first) == answered[0]  # from the start for another reviewer
+
+
+def test_a_review_decision_and_next_run_every_statement_prepared(world: World) -> None:
+    """The reviewer's next and accept stay on the prepared path (see test_scope.py for the queue's)."""
+    from sqlalchemy import event
+
+    project_id = make_project(world, tasks=4, review_policy="all", rate_per_answer=5, rate_per_review=3)
+    labeler, me = world.actors["labeler_a"], reviewer(world)
+    for _ in range(4):
+        label_once(world, labeler, project_id)
+    _accept(world, me, project_id, _review_next(world, me, project_id))  # plans made on first use
+    regular: list[str] = []
+
+    def on_regular_path(_conn: object, clause: object, *_: object) -> None:
+        regular.append(str(clause))
+
+    engine = world.services.engine
+    event.listen(engine, "before_execute", on_regular_path)
+    try:
+        _accept(world, me, project_id, _review_next(world, me, project_id))
+    finally:
+        event.remove(engine, "before_execute", on_regular_path)
+    assert regular == []
+    assert world.services.projects.get(world.operator, world.client_a, project_id).spent == 4 * 5 + 2 * 3
+
+
+def test_a_warm_review_next_and_decision_on_postgresql_take_few_round_trips(world: World) -> None:
+    """next: the settings, lock, wall, open lease, the walk's place and the pick in one round trip,
+    then the answers (with the lease's writes), then the commit (with the audit entry). accept: the
+    settings, lock, task, lease, answers and the review's id in one, then the commit with every write."""
+    from labelvault.storage.pg_direct import DirectConnection
+
+    if world.services.engine.dialect.name != "postgresql":
+        pytest.skip("round trips are counted on PostgreSQL's direct path")
+    project_id = make_project(world, tasks=3, review_policy="all", rate_per_review=3)
+    labeler, me = world.actors["labeler_a"], reviewer(world)
+    for _ in range(3):
+        label_once(world, labeler, project_id)
+    _accept(world, me, project_id, _review_next(world, me, project_id))  # plans prepared, the wall touched
+    before = DirectConnection.round_trips
+    task_id = _review_next(world, me, project_id)
+    after_next = DirectConnection.round_trips
+    _accept(world, me, project_id, task_id)
+    assert (after_next - before, DirectConnection.round_trips - after_next) == (3, 2)

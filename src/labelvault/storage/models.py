@@ -184,7 +184,8 @@ class Project(ClientOwned, Base):
 # the models with the other (storage/migrations/env.py): the queue's index on each, and on PostgreSQL
 # the generated columns that its index holds, which the model leaves out so that nothing else
 # reads or writes them.
-ONE_DATABASE_ONLY = {"ix_tasks_queue": "sqlite", "ix_tasks_queue_rank": "postgresql"}
+ONE_DATABASE_ONLY = {"ix_tasks_queue": "sqlite", "ix_tasks_queue_rank": "postgresql",
+                     "ix_tasks_review_seq": "sqlite"}
 NOT_IN_THE_MODEL = frozenset({("tasks", "queue_rank_priority"), ("tasks", "queue_rank_uncertainty")})
 
 
@@ -218,6 +219,10 @@ class Task(ClientOwned, Base):
     open_slots: Mapped[int] = mapped_column(Integer)
     # none: not (yet) for review; pending: in the reviewer queue; done: reviewed or not sampled.
     review_state: Mapped[str] = mapped_column(String(10), default="none")
+    # When the task last became pending, as a number that only grows (PostgreSQL: the id of the
+    # transaction that made it pending; SQLite: the project's highest + 1): the reviewer queue's
+    # order, so that tasks joining it land behind every reviewer's place (review_cursors).
+    review_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     data_key_id: Mapped[int] = mapped_column(Id, ForeignKey("data_keys.id"))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     metadata_blob: Mapped[bytes | None] = mapped_column("metadata", LargeBinary, nullable=True)
@@ -374,7 +379,11 @@ Project.currency = column_property(
 )
 
 
-Index("ix_tasks_review_queue", Task.project_id, Task.review_state, Task.id)
+# The reviewer queue: pending tasks in the order they became pending (migration b6d8f0a2c4e7).
+Index("ix_tasks_review_pending", Task.project_id, Task.review_seq, Task.id,
+      sqlite_where=text("review_state = 'pending'"), postgresql_where=text("review_state = 'pending'"))
+# SQLite's source of the next review_seq (the project's highest, pending or not, so it never goes down).
+Index("ix_tasks_review_seq", Task.project_id, Task.review_seq).ddl_if(dialect="sqlite")
 Index("ix_answers_user_created", Answer.user_id, Answer.created_at)
 
 

@@ -17,11 +17,18 @@ anywhere in the project, sends every labeler's next walk back to the start once.
 The positions are hints held in the process's memory: a position lost (another process, a restart,
 ``forget_all``) only costs one walk from the start. A write batch that fails forgets them all, since
 its steps may have walked past tasks whose rolled-back writes had filled them.
+
+A reviewer's walk of the review queue (``ReviewRepository.next_for``) is kept the same way, in a
+``QueueCursors`` of its own, with a ``ReviewPosition``. It passes over pending tasks the reviewer
+answered, which stay so; tasks join the review queue behind every place (their ``review_seq`` only
+grows, and on PostgreSQL a place never passes the oldest transaction still running, whose tasks the
+walk may not see yet), so a place needs no epoch: only the project's ``created_at``, as a new
+project may get a deleted one's id on SQLite.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 
 class QueuePosition(NamedTuple):
@@ -32,21 +39,37 @@ class QueuePosition(NamedTuple):
     task_id: int
 
 
-class QueueCursors:
+class ReviewPosition(NamedTuple):
+    """A pending task's place in the review queue (the order it became pending in, then id)."""
+
+    review_seq: int
+    task_id: int
+
+
+P = TypeVar("P", QueuePosition, ReviewPosition)
+
+
+class QueueCursors(Generic[P]):
     """The positions of (project, labeler) walks, each with the queue epoch it is valid for."""
 
     def __init__(self, capacity: int = 100_000) -> None:
         self._capacity = capacity
-        self._positions: dict[tuple[int, int], tuple[int, QueuePosition]] = {}
+        self._positions: dict[tuple[int, int], tuple[int, P]] = {}
 
-    def start(self, project_id: int, user_id: int, epoch: int) -> QueuePosition | None:
+    def start(self, project_id: int, user_id: int, epoch: int) -> P | None:
         """Where this labeler's walk may start, or None (from the beginning)."""
         kept = self._positions.get((project_id, user_id))
         if kept is None or kept[0] != epoch:
             return None
         return kept[1]
 
-    def advance(self, project_id: int, user_id: int, epoch: int, position: QueuePosition) -> None:
+    def known(self, project_id: int, user_id: int) -> P | None:
+        """The position kept, whatever its epoch: what a step may fetch ahead before it has read
+        the epoch (``start`` then decides; a wrong guess costs a round trip, see ``prefetch``)."""
+        kept = self._positions.get((project_id, user_id))
+        return None if kept is None else kept[1]
+
+    def advance(self, project_id: int, user_id: int, epoch: int, position: P) -> None:
         if len(self._positions) >= self._capacity:
             # All at once rather than the least recently used: hints, and a dict's single steps are
             # safe across the server's threads without a lock.

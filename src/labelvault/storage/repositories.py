@@ -59,7 +59,7 @@ from labelvault.storage.models import (
     stripe_of,
     utcnow,
 )
-from labelvault.storage.queue_cursors import QueuePosition
+from labelvault.storage.queue_cursors import QueuePosition, ReviewPosition
 from labelvault.storage.scope import Read, Scoped, ScopedSql, Unscoped, in_scope, scoped
 
 _tasks = Task.__table__
@@ -312,6 +312,19 @@ _BUMP_QUALITY_VERSION = scoped(
 _SET_REVIEW_STATE = scoped(
     update(_tasks).where(_tasks.c.id == bindparam("task_id")).values(review_state=bindparam("state"))
 )
+# A task joins the review queue at its end (review_seq, see ReviewRepository.next_for): on PostgreSQL
+# numbered by its transaction's id, which the reviewers' places never pass while it runs; on SQLite,
+# whose writers take turns, by the project's highest number + 1 (ix_tasks_review_seq).
+_numbered = _tasks.alias("numbered")
+_MARK_PENDING = {
+    "sqlite": scoped(update(_tasks).where(_tasks.c.id == bindparam("task_id")).values(
+        review_state="pending",
+        review_seq=select(func.coalesce(func.max(_numbered.c.review_seq), 0) + 1)
+        .where(_numbered.c.project_id == bindparam("project_id"), in_scope(_numbered))
+        .scalar_subquery())),
+    "postgresql": scoped(update(_tasks).where(_tasks.c.id == bindparam("task_id"))
+                         .values(review_state="pending", review_seq=func.txid_current())),
+}
 _ACCEPT_SUBMITTED = scoped(
     update(_answers)
     .where(_answers.c.task_id == bindparam("task_id"), _answers.c.status == "submitted")
@@ -350,6 +363,106 @@ _TOKEN_OWNER = Unscoped(
     .where(_tokens.c.token_hash == bindparam("token_hash"))
 )
 _LOCK_USER = Unscoped(select(_users.c.id).where(_users.c.id == bindparam("user_id")).with_for_update())
+
+# --- The reviewer queue (ReviewRepository): pending tasks in (review_seq, id) order, the oldest in
+# the queue first, from ix_tasks_review_pending.
+_review_leases = ReviewLease.__table__
+_reviews = Review.__table__
+_review_order = (_tasks.c.review_seq, _tasks.c.id)
+
+
+def _review_pending_from(dialect: str) -> tuple[Any, ...]:
+    """Pending tasks of the project from a place (from_seq, from_id). PostgreSQL answers the row
+    comparison with one index range; SQLite reads the range from from_seq and filters the rest
+    of its own number (one task, but every task pending before migration b6d8f0a2c4e7 has 0)."""
+    seq, task_id = bindparam("from_seq", type_=BigInteger()), bindparam("from_id", type_=_tasks.c.id.type)
+    after = (tuple_(*_review_order) >= tuple_(seq, task_id),) if dialect == "postgresql" else (
+        _tasks.c.review_seq >= seq, or_(_tasks.c.review_seq > seq, _tasks.c.id >= task_id))
+    # A literal 'pending', as for the queue's open_slots: a generic plan then proves the partial index.
+    return (_tasks.c.project_id == bindparam("project_id"), _tasks.c.review_state == literal_column("'pending'"),
+            *after)
+
+
+# Fenced with OFFSET 0 (see _unseen): a probe of uq_answers_task_user per task walked.
+_not_answered_by_reviewer = ~(select(literal_column("1"))
+                              .where(_answers.c.task_id == _tasks.c.id, _answers.c.user_id == bindparam("user_id"),
+                                     in_scope(_answers))
+                              .offset(literal_column("0")).exists())
+_not_held = ~(select(literal_column("1"))
+              .where(_review_leases.c.task_id == _tasks.c.id,
+                     _review_leases.c.expires_at > bindparam("now", type_=_review_leases.c.expires_at.type),
+                     in_scope(_review_leases))
+              .exists())
+
+
+def _review_pick(dialect: str) -> Scoped:
+    """The oldest pending task from a place that nobody holds and the reviewer did not answer (on
+    PostgreSQL locked, skipping what another transaction holds)."""
+    query = (select(_tasks).where(*_review_pending_from(dialect), _not_held, _not_answered_by_reviewer)
+             .order_by(*_review_order).limit(literal_column("1")))
+    if dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=_tasks)
+    return scoped(query)
+
+
+def _review_place(dialect: str) -> Scoped:
+    """Where the reviewer's next walk may start: the first pending task from a place that they did
+    not answer, held or not (``first_seq``, ``first_id``: None if there is none), and the number
+    below which every task that is pending or will be is in sight (``in_sight_below``): on
+    PostgreSQL the oldest transaction still running when the statement's snapshot was taken (a
+    task it makes pending is not seen yet), on SQLite the project's highest number + 1."""
+    first = (select(*_review_order).where(*_review_pending_from(dialect), _not_answered_by_reviewer,
+                                          in_scope(_tasks))
+             .order_by(*_review_order).limit(literal_column("1")).subquery("first_unanswered"))
+    if dialect == "postgresql":
+        in_sight: Any = func.txid_snapshot_xmin(func.txid_current_snapshot())
+    else:
+        in_sight = (select(func.coalesce(func.max(_numbered.c.review_seq), 0) + 1)
+                    .where(_numbered.c.project_id == bindparam("project_id"), in_scope(_numbered))
+                    .scalar_subquery())
+    return scoped(select(select(first.c.review_seq).scalar_subquery().label("first_seq"),
+                         select(first.c.id).scalar_subquery().label("first_id"),
+                         in_sight.label("in_sight_below")))
+
+
+_REVIEW_PICK = {dialect: _review_pick(dialect) for dialect in ("sqlite", "postgresql")}
+_REVIEW_PLACE = {dialect: _review_place(dialect) for dialect in ("sqlite", "postgresql")}
+_REVIEW_START = ReviewPosition(-(2**62), 0)
+_REVIEW_LEASE_OF_REVIEWER = scoped(
+    select(_review_leases)
+    .where(_review_leases.c.user_id == bindparam("user_id"), _review_leases.c.project_id == bindparam("project_id"),
+           _review_leases.c.expires_at > bindparam("now", type_=_review_leases.c.expires_at.type))
+    .order_by(_review_leases.c.id)
+    .limit(1)
+)
+_REVIEW_LEASE_ON = scoped(select(_review_leases).where(_review_leases.c.task_id == bindparam("task_id")))
+_REVIEW_LEASE_DROP = scoped(delete(_review_leases).where(_review_leases.c.task_id == bindparam("task_id")))
+_REVIEW_LEASE_INSERT = scoped(insert(_review_leases))
+_REVIEW_INSERT = scoped(insert(_reviews))
+# The answers a reviewer decides on, with their labelers' names (users is no client's table).
+_ANSWERS_FOR_REVIEW = scoped(
+    select(_answers.c.id, _answers.c.task_id, _answers.c.user_id, _answers.c.data_key_id, _answers.c.value,
+           _answers.c.status, _answers.c.created_at, _answers.c.time_spent_ms, _users.c.username)
+    .join(_users, _users.c.id == _answers.c.user_id)
+    .where(_answers.c.task_id == bindparam("task_id"), _answers.c.status != "rejected")
+    .order_by(_answers.c.id)
+)
+_SET_COUNTED_STATUS = scoped(
+    update(_answers)
+    .where(_answers.c.task_id == bindparam("task_id"), _answers.c.status != "rejected")
+    .values(status=bindparam("status"), reviewed_at=bindparam("reviewed_at", type_=_answers.c.reviewed_at.type))
+)
+_REJECT_ANSWER = scoped(
+    update(_answers)
+    .where(_answers.c.id == bindparam("answer_id"))
+    .values(status="rejected", reviewed_at=bindparam("reviewed_at", type_=_answers.c.reviewed_at.type),
+            review_note=bindparam("review_note"))
+)
+
+
+def _review_walk(project_id: int, reviewer_id: int, start: ReviewPosition | None) -> dict[str, Any]:
+    start = start or _REVIEW_START
+    return {"project_id": project_id, "user_id": reviewer_id, "from_seq": start.review_seq, "from_id": start.task_id}
 
 
 class _Repository:
@@ -639,7 +752,15 @@ class TaskRepository(_Repository):
         parameters = {"task_id": task_id, "open_delta": open_slots, "answer_delta": answers, "required_delta": 0}
         self.sql.run(_MOVE_SLOTS, parameters, defer=True)
 
-    def set_review_state(self, task_id: int, state: str) -> None:
+    def set_review_state(self, task_id: int, state: str, *, project_id: int | None = None) -> None:
+        """A deferred write. ``pending`` (with the task's ``project_id``) puts the task at the end of
+        the review queue (``review_seq``)."""
+        if state == "pending":
+            if project_id is None:
+                raise ValueError("a task joins the review queue of its project: project_id is needed")
+            statement = _MARK_PENDING[self.session.get_bind().dialect.name]
+            self.sql.run(statement, {"task_id": task_id, "project_id": project_id}, defer=True)
+            return
         self.sql.run(_SET_REVIEW_STATE, {"task_id": task_id, "state": state}, defer=True)
 
     def progress(self, project_id: int) -> tuple[int, int, int]:
@@ -782,35 +903,86 @@ class SkipRepository(_Repository):
 
 
 class ReviewRepository(_Repository):
-    def next_for(self, project_id: int, reviewer_id: int, now: datetime) -> Task | None:
-        """Oldest task awaiting review that nobody holds and the reviewer did not answer."""
-        held = exists().where(ReviewLease.task_id == Task.id, ReviewLease.expires_at > now)
-        answered = exists().where(Answer.task_id == Task.id, Answer.user_id == reviewer_id)
-        query = (
-            select(Task)
-            .where(Task.project_id == project_id, Task.review_state == "pending", ~held, ~answered)
-            .order_by(Task.id)
-            .limit(1)
-        )
-        if self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=Task)
-        return self.session.scalar(query)
+    """The reviewer queue, its leases and the decisions. The queue's statements are prebuilt and
+    run prepared; the ``*_read`` methods give them to ``ScopedSql.prefetch``."""
 
-    def lease_of_reviewer(self, reviewer_id: int, project_id: int, now: datetime) -> ReviewLease | None:
-        query = select(ReviewLease).where(
-            ReviewLease.user_id == reviewer_id, ReviewLease.project_id == project_id, ReviewLease.expires_at > now
-        )
-        return self.session.scalar(query.limit(1))
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
 
-    def lease_on(self, task_id: int) -> ReviewLease | None:
-        return self.session.scalar(select(ReviewLease).where(ReviewLease.task_id == task_id))
+    def next_for(self, project_id: int, reviewer_id: int, now: datetime,
+                 start: ReviewPosition | None = None) -> tuple[Row[Any] | None, ReviewPosition]:
+        """The oldest task in the review queue that nobody holds and the reviewer did not answer,
+        looked for from ``start`` (None: the queue's start; see queue_cursors.py), and the place the
+        reviewer's next walk may start from. Before ``start`` every task that is or will be
+        pending is one the reviewer answered; the place returned keeps that true: it is the first
+        pending task they did not answer (held or not: a lease may expire), and never past a task
+        that may still join the queue unseen (``_review_place``). So a reviewer who answered many
+        tasks awaiting review walks past them once, not at every next."""
+        dialect = self._dialect()
+        place = self.sql.run(*self.place_read(project_id, reviewer_id, start)).one()
+        task = self.sql.run(*self.pick_read(project_id, reviewer_id, now, start)).first()
+        in_sight = ReviewPosition(place.in_sight_below, 0)
+        if place.first_seq is None:
+            return task, in_sight
+        first = ReviewPosition(place.first_seq, place.first_id)
+        return task, min(first, in_sight) if dialect == "postgresql" else first
 
-    def drop_lease(self, lease: ReviewLease) -> None:
-        self.session.execute(delete(ReviewLease).where(ReviewLease.id == lease.id))
+    def place_read(self, project_id: int, reviewer_id: int, start: ReviewPosition | None) -> Read:
+        return _REVIEW_PLACE[self._dialect()], _review_walk(project_id, reviewer_id, start)
+
+    def pick_read(self, project_id: int, reviewer_id: int, now: datetime, start: ReviewPosition | None) -> Read:
+        """The pick's statement (a row lock on PostgreSQL: fetched ahead, and dropped unused, it
+        only keeps a task from other reviewers until this transaction ends)."""
+        return _REVIEW_PICK[self._dialect()], {**_review_walk(project_id, reviewer_id, start), "now": now}
+
+    def lease_of_reviewer(self, reviewer_id: int, project_id: int, now: datetime) -> Row[Any] | None:
+        return self.sql.run(*self.lease_of_reviewer_read(reviewer_id, project_id, now)).first()
+
+    @staticmethod
+    def lease_of_reviewer_read(reviewer_id: int, project_id: int, now: datetime) -> Read:
+        return _REVIEW_LEASE_OF_REVIEWER, {"user_id": reviewer_id, "project_id": project_id, "now": now}
+
+    def lease_on(self, task_id: int) -> Row[Any] | None:
+        return self.sql.run(*self.lease_on_read(task_id)).first()
+
+    @staticmethod
+    def lease_on_read(task_id: int) -> Read:
+        return _REVIEW_LEASE_ON, {"task_id": task_id}
+
+    def take_over(self, **lease: Any) -> None:
+        """Lease the task to the reviewer, in place of any lease on it (an expired one: the pick
+        passes held tasks). Deferred writes."""
+        self.sql.run(_REVIEW_LEASE_DROP, {"task_id": lease["task_id"]}, defer=True)
+        self.sql.run(_REVIEW_LEASE_INSERT, lease, defer=True)
+
+    def drop_lease_on(self, task_id: int) -> None:
+        self.sql.run(_REVIEW_LEASE_DROP, {"task_id": task_id}, defer=True)
+
+    def answers(self, task_id: int) -> Sequence[Row[Any]]:
+        """The answers that count towards the task (not rejected), with their labelers' ``username``."""
+        return self.sql.run(*self.answers_read(task_id)).all()
+
+    @staticmethod
+    def answers_read(task_id: int) -> Read:
+        return _ANSWERS_FOR_REVIEW, {"task_id": task_id}
+
+    def set_counted_status(self, task_id: int, status: str, reviewed_at: datetime) -> None:
+        """Every answer of the task that counts (not rejected) gets ``status``. A deferred write."""
+        self.sql.run(_SET_COUNTED_STATUS, {"task_id": task_id, "status": status, "reviewed_at": reviewed_at},
+                     defer=True)
+
+    def reject_answer(self, answer_id: int, reviewed_at: datetime, review_note: bytes) -> None:
+        self.sql.run(_REJECT_ANSWER, {"answer_id": answer_id, "reviewed_at": reviewed_at,
+                                      "review_note": review_note}, defer=True)
+
+    def insert(self, **review: Any) -> None:
+        """A decision's row (its id allocated before: its sealed reason is bound to it). Deferred."""
+        self.sql.run(_REVIEW_INSERT, review, defer=True)
 
     def pending_count(self, project_id: int) -> int:
+        # A literal 'pending', so that SQLite proves the partial ix_tasks_review_pending applies.
         query = select(func.count()).select_from(Task).where(
-            Task.project_id == project_id, Task.review_state == "pending"
+            Task.project_id == project_id, Task.review_state == literal_column("'pending'")
         )
         return self.session.scalar(query) or 0
 

@@ -26,7 +26,7 @@ from labelvault.crypto.keyring import DataCipher, Keyring
 from labelvault.errors import CryptoError, DatabaseBusy, LockWaitTooLong, WriteLost
 from labelvault.storage.engine import is_busy, writer, writer_without_waiting
 from labelvault.storage.pg_direct import DirectConnection
-from labelvault.storage.queue_cursors import QueueCursors
+from labelvault.storage.queue_cursors import QueueCursors, QueuePosition, ReviewPosition
 from labelvault.storage.repositories import (
     AnswerRepository,
     ClientRepository,
@@ -302,11 +302,13 @@ class WriteBatch:
         finally:
             if not committed:
                 self._factory.queue_cursors.forget_all()
+                self._factory.review_cursors.forget_all()
             self._close()
 
     def rollback(self) -> None:
         # Its steps' queue walks may have passed tasks that its writes filled (queue_cursors.py).
         self._factory.queue_cursors.forget_all()
+        self._factory.review_cursors.forget_all()
         self._close()  # closing the connection rolls its transaction back
 
     def _close(self) -> None:
@@ -335,7 +337,8 @@ class UnitOfWorkFactory:
         self.write_lock = WriterLock(lock_file_of(engine.url.database) if self.serialize_writers else None)
         self.write_lock_timeout = 60.0  # seconds a writer waits for the other writers
         self.sessionmaker = sessionmaker(class_=ScopedSession, expire_on_commit=False, autoflush=False)
-        self.queue_cursors = QueueCursors()  # where each labeler's next queue walk may start
+        self.queue_cursors = QueueCursors[QueuePosition]()  # where each labeler's next queue walk may start
+        self.review_cursors = QueueCursors[ReviewPosition]()  # and each reviewer's next review walk
 
     def can_write_at_once(self) -> bool:
         """True when no writer of this process holds the database (a writer of another process is

@@ -1243,7 +1243,7 @@ class BundleImporter:
                 uow.tasks.move_slots(task_id, open_slots=-min(counted, required), answers=counted)
             restored.answers += len(given)
             if row["id"] in review_states:
-                uow.tasks.set_review_state(task_id, review_states[row["id"]]["review_state"])
+                uow.tasks.set_review_state(task_id, review_states[row["id"]]["review_state"], project_id=project_id)
 
     def _restore_answer_reviews(self, client_id: int, kept: _ProjectRecords, answer_ids: dict[int, int]) -> None:
         """When each restored answer of the project was reviewed, and the reviewer's note, sealed

@@ -18,19 +18,19 @@ import orjson
 
 from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
-from labelvault.domain.access import Actor, Role, Scope
+from labelvault.domain.access import Actor, ClientAccess, Role, Scope
 from labelvault.domain.answers import validate_answer
 from labelvault.errors import Conflict, InvalidInput, NotFound, PermissionDenied, QueueRefused
-from labelvault.storage.ids import allocate_ids
-from labelvault.storage.models import Answer, Project, Review, ReviewLease, Task, User, utcnow
+from labelvault.storage.ids import allocate_ids, one_id_read
+from labelvault.storage.models import Answer, Project, Review, Task, utcnow
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow import ledger
 from labelvault.workflow.access import access_in
 from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.completion import CompletedTask
 from labelvault.workflow.content import open_answer_values, open_task_content
-from labelvault.workflow.projects import load_project, schema_of
-from labelvault.workflow.walls import check_and_record
+from labelvault.workflow.projects import load_project, load_project_settings, schema_of
+from labelvault.workflow.walls import check_and_record, wall_reads
 
 REVIEW_POLICIES = ("none", "sample", "all", "disagreement")
 _random = random.SystemRandom()
@@ -73,7 +73,7 @@ def on_task_complete(uow: UnitOfWork, project: Project, task: CompletedTask) -> 
     One submit in k runs this: the state and the acceptance are single statements on the rows
     (the task object is not changed, nor flushed)."""
     if needs_review(uow, project, task):
-        uow.tasks.set_review_state(task.id, "pending")
+        uow.tasks.set_review_state(task.id, "pending", project_id=project.id)
         return
     uow.tasks.set_review_state(task.id, "done")
     if project.pay_on == "accept":  # each answer is paid by its own rate: the answers are read
@@ -111,13 +111,17 @@ class RejectionFeedback:
     reviewed_at: datetime | None
 
 
-def _require_reviewer(uow: UnitOfWork, actor: Actor) -> None:
-    access = access_in(uow, actor)
+def _require_reviewer(access: ClientAccess) -> None:
     if not access.is_member:
         raise NotFound("project not found")
-    actor.require_scope(Scope.LABEL)
+    access.actor.require_scope(Scope.LABEL)
     if not (Role.REVIEWER in access.roles or Role.MANAGER in access.roles):
         raise PermissionDenied("reviewing needs the role reviewer or manager in this client")
+
+
+def _created(project: Project) -> int:
+    """What tells a project from a deleted one whose id SQLite gave again: its creation, in µs."""
+    return int(project.created_at.timestamp() * 1_000_000)
 
 
 class ReviewService:
@@ -139,42 +143,47 @@ class ReviewService:
 
     def _next_item(self, actor: Actor, client_id: int, project_id: int) -> ReviewItem:
         now = utcnow()
+        reviewer = actor.user_id
         with self.uow_factory.for_client(client_id, write=True) as uow:
-            _require_reviewer(uow, actor)
-            project = load_project(uow, project_id)
-            uow.users.lock(actor.user_id)
-            check_and_record(uow, actor.user_id, client_id, "review")
-            lease = uow.reviews.lease_of_reviewer(actor.user_id, project_id, now)
-            if lease is not None:
-                task = uow.tasks.get(lease.task_id)
+            # The walk starts at this reviewer's place (queue_cursors.py), once the project's
+            # creation read with the settings says it is the same project.
+            cursors = self.uow_factory.review_cursors
+            known = cursors.known(project_id, reviewer)
+            # The reads up to the pick, in one round trip (PostgreSQL); with a place not yet known
+            # to be this project's (or none), from the start.
+            uow.sql.prefetch(
+                uow.projects.row_with_roles_read(project_id, reviewer),
+                uow.users.lock_read(reviewer),
+                *wall_reads(uow, reviewer),
+                uow.reviews.lease_of_reviewer_read(reviewer, project_id, now),
+                uow.reviews.place_read(project_id, reviewer, known),
+                uow.reviews.pick_read(project_id, reviewer, now, known),
+            )
+            project, access = load_project_settings(uow, project_id, actor)
+            _require_reviewer(access)
+            uow.users.lock(reviewer)
+            check_and_record(uow, reviewer, client_id, "review")
+            lease = uow.reviews.lease_of_reviewer(reviewer, project_id, now)
+            if lease is not None:  # asking again returns the open lease
+                task = uow.tasks.row(lease.task_id)
                 assert task is not None
+                expires = lease.expires_at
             else:
-                task = uow.reviews.next_for(project_id, actor.user_id, now)
+                start = cursors.start(project_id, reviewer, _created(project))
+                task, place = uow.reviews.next_for(project_id, reviewer, now, start)
+                cursors.advance(project_id, reviewer, _created(project), place)
                 if task is None:
                     raise QueueRefused("no_tasks", "nothing awaits review in this project")
-                stale = uow.reviews.lease_on(task.id)
-                if stale is not None:
-                    uow.reviews.drop_lease(stale)
-                lease = ReviewLease(
-                    project_id=project_id,
-                    task_id=task.id,
-                    user_id=actor.user_id,
-                    started_at=now,
-                    expires_at=now + timedelta(seconds=project.lease_seconds),
-                )
-                uow.session.add(lease)
-                uow.flush()
+                expires = now + timedelta(seconds=project.lease_seconds)
+                uow.reviews.take_over(project_id=project_id, task_id=task.id, user_id=reviewer, started_at=now,
+                                      expires_at=expires)
             payload, _ = open_task_content(uow, task)
-            answers = list(uow.answers.counted_for_task(task.id))
-            values = open_answer_values(uow, answers)
-            names = {
-                u.id: u.username for u in uow.session.query(User).filter(User.id.in_([a.user_id for a in answers]))
-            }
+            answers = uow.reviews.answers(task.id)
+            values = open_answer_values(uow, list(answers))  # type: ignore[arg-type]
             items = [
-                AnswerForReview(a.id, a.user_id, names.get(a.user_id, ""), v, a.created_at, a.time_spent_ms)
+                AnswerForReview(a.id, a.user_id, a.username, v, a.created_at, a.time_spent_ms)
                 for a, v in zip(answers, values, strict=True)
             ]
-            expires = lease.expires_at
             audit_log.append(
                 uow,
                 "task.shown_for_review",
@@ -207,24 +216,34 @@ class ReviewService:
         if decision == "correct" and correction is None:
             raise InvalidInput("a correction needs the corrected answer", details={"field": "answer"})
         now = utcnow()
+        reviewer = actor.user_id
         with self.uow_factory.for_client(client_id, write=True) as uow:
-            _require_reviewer(uow, actor)
-            project = load_project(uow, project_id)
-            uow.users.lock(actor.user_id)
-            task = uow.tasks.get(task_id)
+            # The reads up to the review's id, in one round trip (PostgreSQL).
+            uow.sql.prefetch(
+                uow.projects.row_with_roles_read(project_id, reviewer),
+                uow.users.lock_read(reviewer),
+                uow.tasks.row_read(task_id),
+                uow.reviews.lease_on_read(task_id),
+                uow.reviews.answers_read(task_id),
+                one_id_read(uow.session, Review),
+            )
+            project, access = load_project_settings(uow, project_id, actor)
+            _require_reviewer(access)
+            uow.users.lock(reviewer)
+            task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
             lease = uow.reviews.lease_on(task_id)
-            if task.review_state != "pending" or lease is None or lease.user_id != actor.user_id:
+            if task.review_state != "pending" or lease is None or lease.user_id != reviewer:
                 raise Conflict(f"task {task_id} is not under review by you; ask for the next review item")
-            answers = list(uow.answers.counted_for_task(task_id))
+            answers = list(uow.reviews.answers(task_id))
             review_id = allocate_ids(uow.session, Review, 1)[0]
-            key_id, cipher = uow.active_cipher()
+            key_id, cipher = uow.active_cipher()  # read with the settings
             sealed_reason = cipher.seal("review.reason", review_id, reason.encode()) if reason else None
             corrected = None
             if decision == "accept":
-                accept_answers(uow, project, answers, now)
-                task.review_state = "done"
+                self._accept(uow, project, task_id, answers, now)
+                uow.tasks.set_review_state(task_id, "done")
             elif decision == "reject":
                 chosen = set(reject_answer_ids or [a.id for a in answers])
                 unknown = chosen - {a.id for a in answers}
@@ -235,38 +254,36 @@ class ReviewService:
                     )
                 rejected = [a for a in answers if a.id in chosen]
                 self._reject(uow, project, task, rejected, reason, now)
-                accept_answers(uow, project, [a for a in answers if a.id not in chosen], now)
+                self._accept(uow, project, task_id, [a for a in answers if a.id not in chosen], now)
             else:
                 payload, _ = open_task_content(uow, task)
                 value = validate_answer(schema_of(project), payload, correction or {})
                 corrected = cipher.seal("review.correction", review_id, orjson.dumps(value))
-                uow.answers.set_status([a.id for a in answers], "corrected", reviewed_at=now)
-                task.review_state = "done"
-            uow.session.add(
-                Review(
-                    id=review_id,
-                    project_id=project_id,
-                    task_id=task_id,
-                    reviewer_id=actor.user_id,
-                    decision=decision,
-                    data_key_id=key_id,
-                    corrected_value=corrected,
-                    reason=sealed_reason,
-                    started_at=lease.started_at,
-                    created_at=now,
-                    time_spent_ms=int((now - lease.started_at).total_seconds() * 1000),
-                )
+                uow.reviews.set_counted_status(task_id, "corrected", now)
+                uow.tasks.set_review_state(task_id, "done")
+            uow.reviews.insert(
+                id=review_id,
+                project_id=project_id,
+                task_id=task_id,
+                reviewer_id=reviewer,
+                decision=decision,
+                data_key_id=key_id,
+                corrected_value=corrected,
+                reason=sealed_reason,
+                started_at=lease.started_at,
+                created_at=now,
+                time_spent_ms=int((now - lease.started_at).total_seconds() * 1000),
             )
             ledger.append(
                 uow,
                 project,
-                user_id=actor.user_id,
+                user_id=reviewer,
                 kind="review",
                 amount=project.rate_per_review,
                 review_id=review_id,
                 task_id=task_id,
             )
-            uow.reviews.drop_lease(lease)
+            uow.reviews.drop_lease_on(task_id)
             audit_log.append(
                 uow,
                 f"review.{decision}",
@@ -279,14 +296,24 @@ class ReviewService:
             uow.commit()
             return review_id
 
+    @staticmethod
+    def _accept(uow: UnitOfWork, project: Project, task_id: int, answers: list[Any], now: datetime) -> None:
+        """The answers of the task that still count are accepted (after a rejection: the others);
+        paid now under pay_on ``accept``, each by its own rate."""
+        uow.reviews.set_counted_status(task_id, "accepted", now)
+        if project.pay_on == "accept":
+            for answer, value in zip(answers, open_answer_values(uow, answers), strict=True):
+                ledger.append(uow, project, user_id=answer.user_id, kind="answer",
+                              amount=ledger.answer_rate(project, list(value)), answer_id=answer.id,
+                              task_id=answer.task_id)
+
     def _reject(
-        self, uow: UnitOfWork, project: Project, task: Task, rejected: list[Answer], reason: str, now: datetime
+        self, uow: UnitOfWork, project: Project, task: Task, rejected: list[Any], reason: str, now: datetime
     ) -> None:
         for answer in rejected:
-            answer.status = "rejected"
-            answer.reviewed_at = now
             # Sealed under the answer's own key and id, so it stays with the answer.
-            answer.review_note = uow.cipher(answer.data_key_id).seal("answer.review_note", answer.id, reason.encode())
+            note = uow.cipher(answer.data_key_id).seal("answer.review_note", answer.id, reason.encode())
+            uow.reviews.reject_answer(answer.id, now, note)
             paid = ledger.paid_for_answer(uow, answer.id)
             if paid:
                 ledger.append(
@@ -300,7 +327,7 @@ class ReviewService:
                 )  # no note: the kind says why, and the rejection's reason is sealed on the answer
         # Rejected answers stop counting: their slots go back to the queue for new labelers.
         uow.tasks.move_slots(task.id, open_slots=len(rejected), answers=-len(rejected))
-        task.review_state = "none"
+        uow.tasks.set_review_state(task.id, "none")
         for hook in self.on_reject:
             hook(uow, project, task, rejected)
 

@@ -107,9 +107,15 @@ def queue_wall_check(uow: UnitOfWork, actor: Actor, project: Project) -> None:
 
 def queue_wall_reads(uow: UnitOfWork, actor: Actor, _project_id: int) -> list[Read]:
     """What ``queue_wall_check`` reads first, for the queue to fetch ahead (``QueueHooks``)."""
-    if (actor.user_id, uow.client_id) in _touches_seen(uow):
+    return wall_reads(uow, actor.user_id)
+
+
+def wall_reads(uow: UnitOfWork, user_id: int) -> list[Read]:
+    """What ``check_and_record`` and ``may_see`` read first for this person in the unit of work's
+    client, for ``ScopedSql.prefetch`` (nothing once the touch is known)."""
+    if (user_id, uow.client_id) in _touches_seen(uow):
         return []
-    return [_touched_read(actor.user_id, uow.client_id)]
+    return [_touched_read(user_id, uow.client_id)]
 
 
 def queue_wall_record(uow: UnitOfWork, actor: Actor, project: Project, _task: Task) -> None:
