@@ -61,6 +61,30 @@ def test_with_pay_on_accept_labelers_earn_only_when_accepted(world: World) -> No
     assert ledger(world) == [("answer", 300, labeler.user_id)]
 
 
+def test_an_answer_accepted_beside_a_rejection_is_not_paid_again_when_the_task_is_reviewed_again(
+    world: World,
+) -> None:
+    """Pay on accept, two answers per task: the reviewer rejects one and so accepts (and pays) the
+    other; a new labeler answers in the rejected one's place, and the task is reviewed again. Its
+    acceptance pays the new answer only."""
+    project_id = make_project(world, tasks=1, overlap=2, rate_per_answer=300, review_policy="all",
+                              pay_on="accept")
+    first, second, third = make_labelers(world, 3, prefix="paid")
+    reviewer = world.actors["reviewer_a"]
+    reviews = world.services.reviews
+    task_id = label_once(world, first, project_id)
+    label_once(world, second, project_id)
+    item = reviews.next_item(reviewer, world.client_a, project_id)
+    wrong = next(a.answer_id for a in item.answers if a.labeler_id == first.user_id)
+    reviews.decide(reviewer, world.client_a, project_id, task_id, decision="reject", reason="wrong",
+                   reject_answer_ids=[wrong])
+    assert label_once(world, third, project_id) == task_id
+    reviews.next_item(reviewer, world.client_a, project_id)
+    reviews.decide(reviewer, world.client_a, project_id, task_id, decision="accept")
+    paid = [(kind, amount, user) for kind, amount, user in ledger(world) if kind == "answer"]
+    assert sorted(paid) == sorted([("answer", 300, second.user_id), ("answer", 300, third.user_id)])
+
+
 def test_the_queue_stops_before_the_budget_would_be_exceeded(world: World) -> None:
     project_id = make_project(world, tasks=10, rate_per_answer=100, budget_cap=250)
     workers = make_labelers(world, 3)

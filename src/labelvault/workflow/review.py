@@ -299,10 +299,12 @@ class ReviewService:
     @staticmethod
     def _accept(uow: UnitOfWork, project: Project, task_id: int, answers: list[Any], now: datetime) -> None:
         """The answers of the task that still count are accepted (after a rejection: the others);
-        paid now under pay_on ``accept``, each by its own rate."""
+        paid now under pay_on ``accept``, each by its own rate, unless accepted (and paid) already:
+        an answer accepted beside a rejection counts on when the task is reviewed again."""
         uow.reviews.set_counted_status(task_id, "accepted", now)
         if project.pay_on == "accept":
-            for answer, value in zip(answers, open_answer_values(uow, answers), strict=True):
+            unpaid = [answer for answer in answers if answer.status == "submitted"]
+            for answer, value in zip(unpaid, open_answer_values(uow, unpaid), strict=True):
                 ledger.append(uow, project, user_id=answer.user_id, kind="answer",
                               amount=ledger.answer_rate(project, list(value)), answer_id=answer.id,
                               task_id=answer.task_id)
