@@ -91,7 +91,8 @@ def test_offboarding_exports_everything_with_a_signed_manifest_then_destroys_and
     # Each project's records in its own folder, each file in the signed manifest.
     assert {name for name in manifest["files"] if name.startswith(f"projects/{labelled}-leaving/")} == {
         f"projects/{labelled}-leaving/{kind}" for kind in offboarding.PROJECT_RECORDS}
-    assert manifest["bundle_version"] == 2 and not (bundle / "ledger.jsonl").exists()
+    assert manifest["bundle_version"] == 2
+    assert not any((bundle / kind).exists() for kind in ("ledger.jsonl", "skips.jsonl", "predictions.jsonl"))
 
     # Gone: rows, keys; the other client is untouched.
     assert count_client_rows(world, world.client_a) == 0
@@ -249,7 +250,10 @@ def test_every_table_of_client_rows_is_carried_by_the_bundle_or_left_out_for_a_n
     assert not set(BUNDLE_CARRIES) & set(BUNDLE_LEAVES_OUT)
 
 
-def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(
+    world: World, tmp_path: Path, layout: str
+) -> None:
     services = world.services
     hooked = build_services(services.settings.model_copy(
         update={"webhook_allowed_hosts": "127.0.0.1", "webhook_allow_private": True}))
@@ -277,8 +281,16 @@ def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(wor
     finally:
         hooked.close()
 
-    with restored_elsewhere(world, tmp_path) as (other, operator, result):
-        bundle = tmp_path / "bundle"
+    bundle = tmp_path / "bundle"
+    services.offboarding.offboard(world.operator, world.client_a, bundle)
+    own = f"projects/{project_id}-integrated"
+    (skipped_line,) = [json.loads(line) for line in (bundle / own / "skips.jsonl").read_text().splitlines()]
+    assert (skipped_line["user"], skipped_line["reason"]) == ("labeler_a", "the scan is unreadable")
+    assert len((bundle / own / "predictions.jsonl").read_text().splitlines()) == len(versions)
+    if layout == "version-1":  # skips and predictions in the client's files, as before projects had folders
+        _as_version_1(world, bundle)
+    with another_install(tmp_path) as (other, operator):
+        result = other.bundles.import_bundle(operator, bundle)
         (delivery,) = [json.loads(line) for line in (bundle / "webhook_deliveries.jsonl").read_text().splitlines()]
         assert (delivery["endpoint_id"], delivery["event_type"]) == (created.webhook.id, "task.completed")
         assert delivery["body"]["type"] == "task.completed"
@@ -525,6 +537,7 @@ def test_a_bundle_whose_file_index_names_a_missing_file_is_refused_before_anythi
 
 
 @pytest.mark.parametrize(("name", "line", "message"), [
+    # A version 1 bundle's skips, in the client's file (a version 2 one's are in the projects' folders).
     ("skips.jsonl", {"project_id": 0, "task_id": 1, "user": "labeler_a", "reason": "", "created_at": "2026-01-01"},
      r"skips\.jsonl line 1: project 0 is not in the bundle"),
     ("predictors.jsonl", {"kind": "entry_point", "target": "m:f", "question": "no such question"},
@@ -538,6 +551,8 @@ def test_a_bad_line_of_the_carried_records_is_refused_before_anything_is_written
 ) -> None:
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    if name == "skips.jsonl":
+        _as_version_1(world, bundle)
     content = json.dumps({"project_id": labelled} | line).encode() + b"\n"
     _rewrite_signed(world, bundle, name, content)
     with another_install(tmp_path) as (other, operator):
@@ -573,9 +588,9 @@ def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
 
 
 def _reviewed_project(world: World, slug: str, labelers: list[Actor], reason: str, value: str) -> int:
-    """A project of client A with every kind of per-project record: answers rejected with a reason
-    (a review note) and accepted, review states, a gold task answered (a gold score), a labeler
-    qualified and suspended. ``reason`` and ``value`` tell the projects apart."""
+    """A project of client A with every kind of per-project record but predictions: answers rejected
+    with a reason (a review note) and accepted, review states, a gold task answered (a gold score), a
+    labeler qualified and suspended, a task skipped. ``reason`` and ``value`` tell the projects apart."""
     services, client = world.services, world.client_a
     reviewer = world.actors["reviewer_a"]
     project_id = make_project(world, slug, tasks=4, review_policy="all")
@@ -597,12 +612,14 @@ def _reviewed_project(world: World, slug: str, labelers: list[Actor], reason: st
     task = services.labeling.next_task(labelers[0], client, project_id)  # the honeypot, at gold rate 1
     wrong = "negative" if value == "positive" else "positive"
     services.labeling.submit(labelers[0], client, project_id, task.task_id, {"sentiment": wrong})
+    task = services.labeling.next_task(labelers[1], client, project_id)
+    services.labeling.skip(labelers[1], client, project_id, task.task_id, f"{reason}, skipped")
     return project_id
 
 
 def _project_records(services: Services, client_id: int, project_id: int) -> dict[str, object]:
-    """A project's review states, answers' reviews (with their notes opened), gold answers and quality
-    records, by task external id and username: comparable across installs."""
+    """A project's review states, answers' reviews (with their notes opened), gold answers, quality
+    records and skips, by task external id and username: comparable across installs."""
     with services.uow_factory.for_client(client_id) as uow:
         session = uow.session
         names = dict(session.execute(select(Task.id, Task.external_id).where(Task.project_id == project_id)).all())
@@ -634,6 +651,8 @@ def _project_records(services: Services, client_id: int, project_id: int) -> dic
             "scores": {(names[g.task_id], users[g.user_id], g.question, g.credit,
                         names[answers[g.answer_id].task_id], users[answers[g.answer_id].user_id])
                        for g in session.scalars(select(GoldScore).where(GoldScore.project_id == project_id))},
+            "skipped": {(names[s.task_id], users[s.user_id], skip_reason(uow, s), s.created_at)
+                        for s in session.scalars(select(Skip).where(Skip.project_id == project_id))},
         }
 
 
@@ -725,6 +744,9 @@ def _table_counts(services: Services) -> dict[str, int]:
                       "created_at": "2026-01-01T00:00:00"}, "amount is not a whole amount"),
     ("reviews.jsonl", {"id": 1, "task_id": 1, "reviewer": "", "decision": "accept", "created_at": "2026-01-01"},
      "reviewer is not a username"),
+    ("skips.jsonl", {"task_id": 1, "user": "worker0", "reason": ["no"], "created_at": "2026-01-01"},
+     "reason is not a text"),
+    ("predictions.jsonl", {"task_id": 1, "model_version": "7", "predicted_at": "soon"}, "predicted_at is not a time"),
 ])
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_a_bad_line_of_a_projects_records_is_refused_naming_file_and_line_before_anything_is_written(
@@ -740,7 +762,7 @@ def test_a_bad_line_of_a_projects_records_is_refused_naming_file_and_line_before
         _as_version_1(world, bundle)
         name = kind
     lines = (bundle / name).read_bytes().splitlines(keepends=True)
-    assert lines or kind == "ledger.jsonl"  # a bad line after good ones: its number is counted right
+    assert lines or kind in ("ledger.jsonl", "predictions.jsonl")  # a bad line after good ones: numbered right
     named = {} if (layout, kind) in (("version-1", "review_states.jsonl"), ("version-1", "answer_reviews.jsonl")) \
         else {"project_id": project_id}
     _rewrite_signed(world, bundle, name, b"".join(lines) + json.dumps(named | bad).encode() + b"\n")
@@ -759,6 +781,10 @@ def test_a_bad_line_of_a_projects_records_is_refused_naming_file_and_line_before
     ("review_states.jsonl", {"task_id": 999_999, "review_state": "done"}, "task 999999 is not in its project's"),
     ("answer_reviews.jsonl", {"answer_id": 999_999, "reviewed_at": "2026-01-01T00:00:00", "note": "x"},
      "answer 999999 is not in its project's tasks file"),
+    ("skips.jsonl", {"task_id": 999_999, "user": "labeler_a", "reason": "", "created_at": "2026-01-01T00:00:00"},
+     "task 999999 is not in its project's tasks file"),
+    ("predictions.jsonl", {"task_id": 999_999, "model_version": "7", "predicted_at": "2026-01-01T00:00:00"},
+     "task 999999 is not in its project's tasks file"),
 ])
 def test_a_projects_record_of_a_task_or_answer_it_lacks_undoes_the_import(
     world: World, labelled: int, tmp_path: Path, kind: str, line: dict[str, object], message: str

@@ -72,8 +72,10 @@ from labelvault.workflow.ledger import ledger_note, sealed_note
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.webhooks import parse_events, refresh_subscriptions, secret_bytes, secret_text
 
-# 2: a project's ledger, reviews, review states, review notes, gold answers and quality records in
-# its own folder (``PROJECT_RECORDS``); 1: in one file of each kind for the whole client.
+# 2: a project's ledger, reviews, review states, review notes, gold answers, quality records, skips
+# and prediction versions in its own folder (``PROJECT_RECORDS``); 1: in one file of each kind for the
+# whole client. (Version 2 bundles written before skips and predictions had their folder keep them in
+# the client's files, as version 1 did: the import reads either.)
 BUNDLE_VERSION = 2
 Progress = Callable[[str], None]
 
@@ -102,9 +104,9 @@ BUNDLE_CARRIES = {
     "qualification_results": "projects/<id>-<slug>/quality.jsonl",
     "suspensions": "projects/<id>-<slug>/quality.jsonl",
     "gold_scores": "projects/<id>-<slug>/quality.jsonl",
-    "skips": "skips.jsonl",
+    "skips": "projects/<id>-<slug>/skips.jsonl",
     "project_predictors": "predictors.jsonl",
-    "task_predictions": "predictions.jsonl",
+    "task_predictions": "projects/<id>-<slug>/predictions.jsonl",
     "webhook_endpoints": "webhooks.jsonl",
     "webhook_deliveries": "webhook_deliveries.jsonl",
     "webhook_attempts": "webhook_deliveries.jsonl",
@@ -158,7 +160,7 @@ def _project_quality(uow: UnitOfWork, project_id: int, usernames: dict[int, str]
 # that a restore reads each project's own lines once. Version 1 bundles have one file of each kind
 # for the whole client instead; the import still reads those (``_ProjectRecords``).
 PROJECT_RECORDS = ("ledger.jsonl", "reviews.jsonl", "review_states.jsonl", "answer_reviews.jsonl", "gold.jsonl",
-                   "quality.jsonl")
+                   "quality.jsonl", "skips.jsonl", "predictions.jsonl")
 
 
 def project_folder(project_id: int, slug: str) -> str:
@@ -168,8 +170,9 @@ def project_folder(project_id: int, slug: str) -> str:
 
 def _write_project_records(directory: Path, folder: str, uow: UnitOfWork, project_id: int,
                            usernames: dict[int, str], cipher_of: Callable[[int], DataCipher]) -> list[str]:
-    """One project's ledger, reviews, review states, answers' review notes, gold answers and quality
-    records into its folder, each streamed (a project has millions of some); returns the files."""
+    """One project's ledger, reviews, review states, answers' review notes, gold answers, quality
+    records, skips (with their reasons) and the model version that last scored each task into its
+    folder, each streamed (a project has millions of some); returns the files."""
     session = uow.session
     (directory / folder).mkdir()
     # The ledger (an entry per paid act) and the reviews: notes and reasons opened, the person named.
@@ -255,20 +258,31 @@ def _write_project_records(directory: Path, folder: str, uow: UnitOfWork, projec
         for answer_id, task_id, key_id, reviewed_at, note in reviewed
     ))
     _write_jsonl(directory / folder / "quality.jsonl", _project_quality(uow, project_id, usernames))
-    return [f"{folder}/{name}" for name in PROJECT_RECORDS]
-
-
-def _write_records(directory: Path, uow: UnitOfWork, usernames: dict[int, str],
-                   cipher_of: Callable[[int], DataCipher]) -> list[str]:
-    """The client's skips (with their reasons), predictors, the model version that last scored each
-    task, and webhook endpoints (their secrets opened) with their delivery log; returns the files."""
-    session = uow.session
-    skips = session.scalars(select(Skip).order_by(Skip.id).execution_options(yield_per=_STREAM_ROWS))
-    _write_jsonl(directory / "skips.jsonl", (
+    skips = session.scalars(
+        select(Skip).where(Skip.project_id == project_id).order_by(Skip.id).execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / folder / "skips.jsonl", (
         {"project_id": s.project_id, "task_id": s.task_id, "user": usernames.get(s.user_id),
          "reason": skip_reason(uow, s), "created_at": s.created_at}
         for s in skips
     ))
+    predictions = session.execute(
+        select(TaskPrediction.task_id, TaskPrediction.model_version, TaskPrediction.predicted_at)
+        .where(TaskPrediction.project_id == project_id)
+        .order_by(TaskPrediction.task_id).execution_options(yield_per=_STREAM_ROWS)
+    )
+    _write_jsonl(directory / folder / "predictions.jsonl", (
+        {"task_id": task_id, "project_id": project_id, "model_version": version, "predicted_at": at}
+        for task_id, version, at in predictions
+    ))
+    return [f"{folder}/{name}" for name in PROJECT_RECORDS]
+
+
+def _write_records(directory: Path, uow: UnitOfWork, cipher_of: Callable[[int], DataCipher]) -> list[str]:
+    """The client's predictors and webhook endpoints (their secrets opened) with their delivery log
+    (a line per project, endpoint or delivery: skips and predictions, a line per task, are in the
+    projects' folders); returns the files."""
+    session = uow.session
     _write_jsonl(directory / "predictors.jsonl", (
         {"project_id": p.project_id, "kind": p.kind, "target": p.target, "question": p.question,
          "model_name": p.model_name, "model_version": p.model_version, "batch_size": p.batch_size,
@@ -277,15 +291,6 @@ def _write_records(directory: Path, uow: UnitOfWork, usernames: dict[int, str],
          "updated_at": p.updated_at}
         for p in session.scalars(select(ProjectPredictor).order_by(ProjectPredictor.id))
     ))
-    predictions = session.execute(
-        select(TaskPrediction.task_id, TaskPrediction.project_id, TaskPrediction.model_version,
-               TaskPrediction.predicted_at)
-        .order_by(TaskPrediction.task_id).execution_options(yield_per=_STREAM_ROWS)
-    )
-    _write_jsonl(directory / "predictions.jsonl", (
-        {"task_id": task_id, "project_id": project_id, "model_version": version, "predicted_at": at}
-        for task_id, project_id, version, at in predictions
-    ))
     _write_jsonl(directory / "webhooks.jsonl", (
         {"id": e.id, "project_id": e.project_id, "url": e.url, "events": e.events.split(), "active": e.active,
          "secret": secret_text(cipher_of(e.data_key_id).open("webhook.secret", e.id, e.secret)),
@@ -293,7 +298,7 @@ def _write_records(directory: Path, uow: UnitOfWork, usernames: dict[int, str],
         for e in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))
     ))
     _write_jsonl(directory / "webhook_deliveries.jsonl", _deliveries_with_attempts(uow))
-    return ["skips.jsonl", "predictors.jsonl", "predictions.jsonl", "webhooks.jsonl", "webhook_deliveries.jsonl"]
+    return ["predictors.jsonl", "webhooks.jsonl", "webhook_deliveries.jsonl"]
 
 
 def _deliveries_with_attempts(uow: UnitOfWork) -> Iterator[dict[str, Any]]:
@@ -435,7 +440,7 @@ class OffboardingService:
             for project in projects:
                 files += _write_project_records(directory, project_folder(project.id, project.slug), uow,
                                                 project.id, usernames, cipher_of)
-            files += _write_records(directory, uow, usernames, cipher_of)
+            files += _write_records(directory, uow, cipher_of)
             project_rows = [
                 {
                     "id": p.id,
@@ -568,7 +573,7 @@ class _CheckedBundle:
     directory: Path
     files: set[str]  # the manifest's
     projects: list[dict[str, Any]]
-    people: set[str]  # named by the ledger, the reviews and the quality records: each gets an account
+    people: set[str]  # named by the ledger, reviews, quality records and skips: each gets an account
     records: _BundleRecords
     file_entries: list[dict[str, Any]]
 
@@ -633,7 +638,8 @@ _UNNAMED = frozenset({"review_states.jsonl", "answer_reviews.jsonl"})
 class _ProjectRecords:
     """One project's records in a bundle: from its own files (``PROJECT_RECORDS``) or, in a version 1
     bundle, from the client's file of each kind, whose lines of other projects are passed over (such
-    a bundle is read once per project, as before; a version 2 bundle's lines are read once)."""
+    a bundle is read once per project, as before; a version 2 bundle's lines are read once; the
+    first version 2 bundles kept skips and predictions in the client's files, read as version 1's)."""
 
     directory: Path
     files: set[str]
@@ -736,6 +742,11 @@ _LINE_CHECKS: dict[str, tuple[Check, ...]] = {
     "quality.jsonl": (("kind", lambda v: v in _QUALITY_CHECKS, "skill, qualification, suspension or gold_score"),
                       ("user", _is_name, "a username"), ("created_at", _maybe(_is_time), "a time"),
                       ("granted_by", _maybe(_is_name), "a username"), ("lifted_by", _maybe(_is_name), "a username")),
+    "skips.jsonl": (("task_id", _is_id, "a task id"), ("user", _is_name, "a username"),
+                    ("reason", _maybe(lambda v: isinstance(v, str)), "a text"), ("created_at", _is_time, "a time")),
+    "predictions.jsonl": (("task_id", _is_id, "a task id"),
+                          ("model_version", lambda v: isinstance(v, str), "a model version"),
+                          ("predicted_at", _is_time, "a time")),
 }
 _QUALITY_CHECKS: dict[str, tuple[Check, ...]] = {
     "skill": (("skill", _is_name, "a skill"),),
@@ -748,7 +759,7 @@ _QUALITY_CHECKS: dict[str, tuple[Check, ...]] = {
 }
 # People a line names, who get an account if this install lacks one.
 _PEOPLE = {"ledger.jsonl": ("user",), "reviews.jsonl": ("reviewer",),
-           "quality.jsonl": ("user", "granted_by", "lifted_by")}
+           "quality.jsonl": ("user", "granted_by", "lifted_by"), "skips.jsonl": ("user",)}
 # Kinds the restore takes in step with the tasks file, which must therefore be in task order.
 _TASK_ORDERED = ("review_states.jsonl", "gold.jsonl")
 
@@ -840,36 +851,47 @@ def _restore_project_quality(
             ))
 
 
+def _restored_task(line: Line, task_ids: dict[int, int]) -> int:
+    """This install's id of the task a line names, which must be in its project's tasks file."""
+    name, number, item = line
+    if item["task_id"] not in task_ids:
+        raise InvalidInput(f"{name} line {number}: task {item['task_id']} is not in its project's tasks file",
+                           details={"line": number, "field": "task_id"})
+    return task_ids[item["task_id"]]
+
+
+def _restore_skips(uow: UnitOfWork, project_id: int, skips: list[Line], user_ids: dict[str, int],
+                   task_ids: dict[int, int]) -> None:
+    """A batch of a restored project's skips, their reasons sealed under the client's new key (a
+    labeler still never gets a task they skipped)."""
+    key = uow.active_cipher()
+    for line, skip_id in zip(skips, allocate_ids(uow.session, Skip, len(skips)), strict=True):
+        skip = line[2]
+        uow.session.add(sealed_skip(skip_id, key, project_id=project_id, task_id=_restored_task(line, task_ids),
+                                    user_id=user_ids[skip["user"]], reason=skip.get("reason") or "",
+                                    created_at=datetime.fromisoformat(skip["created_at"])))
+
+
+def _restore_predictions(uow: UnitOfWork, project_id: int, predictions: list[Line], task_ids: dict[int, int]) -> None:
+    """A batch of the model versions that last scored the restored project's tasks (so a predictor
+    run does not score them again)."""
+    for line in predictions:
+        uow.session.add(TaskPrediction(task_id=_restored_task(line, task_ids), project_id=project_id,
+                                       model_version=line[2]["model_version"],
+                                       predicted_at=datetime.fromisoformat(line[2]["predicted_at"])))
+
+
 @dataclass(frozen=True, slots=True)
 class _BundleRecords:
-    """A bundle's skips, predictors, prediction versions and webhook endpoints, checked (webhook
-    delivery logs stay in the bundle: a new install does not send an old install's events again)."""
+    """A bundle's predictors and webhook endpoints, checked: a line per project or endpoint, small
+    enough to hold (webhook delivery logs stay in the bundle: a new install does not send an old
+    install's events again)."""
 
-    skips: list[dict[str, Any]]
     predictors: dict[int, PredictorConfig]  # by the bundle's project id
-    predictions: list[dict[str, Any]]
     webhooks: list[dict[str, Any]]
 
-    def restore(self, uow: UnitOfWork, old_project_id: int, project_id: int, user_ids: dict[str, int],
-                task_ids: dict[int, int]) -> None:
-        """One restored project's records, under this install's ids and the client's new key."""
-        def when(value: str) -> datetime:
-            return datetime.fromisoformat(value)
-
-        def task(old_task_id: int, name: str) -> int:
-            if old_task_id not in task_ids:
-                raise InvalidInput(f"{name}: task {old_task_id} is not in project {old_project_id} of the bundle",
-                                   details={"field": "task_id"})
-            return task_ids[old_task_id]
-
-        skips = [s for s in self.skips if s["project_id"] == old_project_id]
-        if skips:
-            key = uow.active_cipher()
-            for skip, skip_id in zip(skips, allocate_ids(uow.session, Skip, len(skips)), strict=True):
-                uow.session.add(sealed_skip(skip_id, key, project_id=project_id,
-                                            task_id=task(skip["task_id"], "skips.jsonl"),
-                                            user_id=user_ids[skip["user"]], reason=skip["reason"],
-                                            created_at=when(skip["created_at"])))
+    def restore(self, uow: UnitOfWork, old_project_id: int, project_id: int) -> None:
+        """One restored project's predictor and webhook endpoints, the secrets under the client's new key."""
         config = self.predictors.get(old_project_id)
         if config is not None:
             uow.session.add(ProjectPredictor(
@@ -878,10 +900,6 @@ class _BundleRecords:
                 timeout_seconds=config.timeout_seconds, auth_header=config.auth_header,
                 auth_secret=config.auth_secret, options_json=json.dumps(config.options) if config.options else None,
             ))
-        for prediction in (r for r in self.predictions if r["project_id"] == old_project_id):
-            uow.session.add(TaskPrediction(task_id=task(prediction["task_id"], "predictions.jsonl"),
-                                           project_id=project_id, model_version=prediction["model_version"],
-                                           predicted_at=when(prediction["predicted_at"])))
         endpoints = [e for e in self.webhooks if e["project_id"] == old_project_id]
         if endpoints:
             key_id, cipher = uow.active_cipher()
@@ -889,7 +907,8 @@ class _BundleRecords:
                                              strict=True):
                 uow.session.add(WebhookEndpoint(
                     id=endpoint_id, project_id=project_id, url=endpoint["url"], events=" ".join(endpoint["events"]),
-                    data_key_id=key_id, active=endpoint["active"], created_at=when(endpoint["created_at"]),
+                    data_key_id=key_id, active=endpoint["active"],
+                    created_at=datetime.fromisoformat(endpoint["created_at"]),
                     secret=cipher.seal("webhook.secret", endpoint_id, secret_bytes(endpoint["secret"])),
                 ))
             uow.flush()
@@ -897,8 +916,8 @@ class _BundleRecords:
 
 
 def _checked_records(directory: Path, bundle_files: set[str], schemas: dict[int, Any]) -> _BundleRecords:
-    """skips.jsonl, predictors.jsonl, predictions.jsonl and webhooks.jsonl, every line checked
-    (none of them in a bundle written before they were carried)."""
+    """predictors.jsonl and webhooks.jsonl, every line checked (none of them in a bundle written
+    before they were carried)."""
     def refuse(name: str, number: int, message: str, field: str) -> InvalidInput:
         return InvalidInput(f"{name} line {number}: {message}", details={"line": number, "field": field})
 
@@ -906,11 +925,6 @@ def _checked_records(directory: Path, bundle_files: set[str], schemas: dict[int,
         if record.get("project_id") not in schemas:
             raise refuse(name, number, f"project {record.get('project_id')} is not in the bundle", "project_id")
 
-    skips = _bundle_lines(directory, "skips.jsonl", bundle_files)
-    for number, skip in enumerate(skips, start=1):
-        in_bundle("skips.jsonl", number, skip)
-        if not skip.get("user"):
-            raise refuse("skips.jsonl", number, "the skip names no user", "user")
     predictors: dict[int, PredictorConfig] = {}
     for number, row in enumerate(_bundle_lines(directory, "predictors.jsonl", bundle_files), start=1):
         in_bundle("predictors.jsonl", number, row)
@@ -922,9 +936,6 @@ def _checked_records(directory: Path, bundle_files: set[str], schemas: dict[int,
                                                             parse_schema(schemas[row["project_id"]]))
         except (InvalidInput, TypeError) as error:
             raise refuse("predictors.jsonl", number, str(error), "predictor") from None
-    predictions = _bundle_lines(directory, "predictions.jsonl", bundle_files)
-    for number, prediction in enumerate(predictions, start=1):
-        in_bundle("predictions.jsonl", number, prediction)
     webhooks = _bundle_lines(directory, "webhooks.jsonl", bundle_files)
     for number, endpoint in enumerate(webhooks, start=1):
         in_bundle("webhooks.jsonl", number, endpoint)
@@ -933,7 +944,7 @@ def _checked_records(directory: Path, bundle_files: set[str], schemas: dict[int,
             secret_bytes(endpoint["secret"])
         except (InvalidInput, KeyError, TypeError, ValueError) as error:
             raise refuse("webhooks.jsonl", number, f"not a webhook endpoint ({error})", "events") from None
-    return _BundleRecords(skips, predictors, predictions, webhooks)
+    return _BundleRecords(predictors, webhooks)
 
 
 _FILE_ID = re.compile(r"[0-9a-f]{32}")
@@ -1052,8 +1063,9 @@ class BundleImporter:
             self.accounts.grant_role(actor, info.id, member["username"], member["role"])
             usernames.add(member["username"])
         tasks = answers = reviews_restored = 0
-        # People with records, paid or reviewing once, who are no longer members: their records stay theirs.
-        self._ensure_users(actor, bundle.people | {s["user"] for s in records.skips}, usernames)
+        # People with records, paid, reviewing or skipping once, who are no longer members: their
+        # records stay theirs.
+        self._ensure_users(actor, bundle.people, usernames)
         new_project_ids: dict[int, int] = {}
         for old in bundle.projects:
             project = self.projects.create(
@@ -1100,8 +1112,16 @@ class BundleImporter:
                     _restore_project_quality(uow, project.id, scored, _user_ids(uow, usernames), new_task_ids,
                                              new_answer_ids)
                     uow.commit()
+            for skipped in _batches(kept.lines("skips.jsonl")):
+                with self.uow_factory.for_client(info.id, write=True) as uow:
+                    _restore_skips(uow, project.id, skipped, _user_ids(uow, usernames), new_task_ids)
+                    uow.commit()
+            for predicted in _batches(kept.lines("predictions.jsonl")):
+                with self.uow_factory.for_client(info.id, write=True) as uow:
+                    _restore_predictions(uow, project.id, predicted, new_task_ids)
+                    uow.commit()
             with self.uow_factory.for_client(info.id, write=True) as uow:
-                records.restore(uow, old["id"], project.id, _user_ids(uow, usernames), new_task_ids)
+                records.restore(uow, old["id"], project.id)
                 audit_log.append(
                     uow,
                     "client.bundle_imported",
