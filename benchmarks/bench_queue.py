@@ -11,7 +11,8 @@ accounts, projects, ``imports.import_rows`` in batches of 100,000 rows): one cli
 classification project (overlap 3, a rate per answer and a budget cap, so the ledger and the budget
 check run as in production), and ``--labelers`` labelers, each with their own API token. It then
 starts ``labelvault serve`` in a subprocess on a free loopback port (``--workers`` processes) and
-runs three load phases against it, each ``--warmup`` + ``--seconds`` long:
+runs three load phases against it, each ``--warmup`` + ``--seconds`` long (a size with fewer than
+a million answer slots gets a new install and server per phase, so that no phase runs out of work):
 
 - single: one labeler, no pause: the time a request takes when nothing else is queued;
 - paced: every labeler loops next -> think (a random 0.5 to 1.5 s) -> submit, like a person;
@@ -683,7 +684,23 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+# Answer slots (tasks x overlap) below which every phase gets an install of its own: a phase may
+# answer tens of thousands of tasks (at 650 answers/s, 23,000 in 35 s), and the 10,000-task
+# project (30,000 slots) ran out of work in the phases after the first on the machine of 2026-11-27.
+FRESH_INSTALL_BELOW_SLOTS = 1_000_000
+
+
 def run_size(args: argparse.Namespace, tasks: int, directory: Path) -> list[Result]:
+    if tasks * args.overlap >= FRESH_INSTALL_BELOW_SLOTS:
+        return run_phases(args, tasks, directory, args.phase_list)
+    results = []
+    for number, mode in enumerate(args.phase_list):
+        results.extend(run_phases(args, tasks, directory / f"{number}-{mode}", [mode]))
+    return results
+
+
+def run_phases(args: argparse.Namespace, tasks: int, directory: Path, phases: list[str]) -> list[Result]:
+    directory.mkdir(parents=True, exist_ok=True)
     scratch = PostgresScratch(args.postgres_url) if args.database == "postgresql" else None
     server: Server | None = None
     try:
@@ -698,7 +715,7 @@ def run_size(args: argparse.Namespace, tasks: int, directory: Path) -> list[Resu
         server = Server(install, args.workers, directory / "server.log", args.sqlite_synchronous, args.launcher)
         server.start()
         results = []
-        for mode in args.phase_list:
+        for mode in phases:
             result = run_phase(server, install, args, args.database, mode, tasks)
             print(describe(result), flush=True)
             results.append(result)
