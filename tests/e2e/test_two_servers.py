@@ -19,6 +19,17 @@ TASKS = 60
 OVERLAP = 3
 
 
+def work_the_queue(urls: list[str], tokens: list[str], project_id: int, acknowledged: list[tuple[int, int]],
+                   failures: list[str]) -> None:
+    """Each labeler (one token) loops next and submit against its server until no task is left."""
+    threads = [threading.Thread(target=labeler_loop, args=(url, token, project_id, acknowledged, failures))
+               for url, token in zip(urls, tokens, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+
+
 def test_two_servers_share_the_queue_without_losing_or_doubling_anything(world: World, tmp_path: Path) -> None:
     project_id = make_project(world, "shared", tasks=TASKS, overlap=OVERLAP)
     labelers = make_labelers(world, LABELERS)
@@ -38,13 +49,7 @@ def test_two_servers_share_the_queue_without_losing_or_doubling_anything(world: 
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        threads = [threading.Thread(target=labeler_loop,
-                                    args=(servers[i % 2].url, token, project_id, acknowledged, failures))
-                   for i, token in enumerate(tokens)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
+        work_the_queue([servers[i % 2].url for i in range(len(tokens))], tokens, project_id, acknowledged, failures)
         done.set()
         watcher.join()
     finally:
@@ -86,13 +91,7 @@ def test_serve_with_two_workers_answers_every_labeler_once(world: World, tmp_pat
     try:
         acknowledged: list[tuple[int, int]] = []
         failures: list[str] = []
-        threads = [threading.Thread(target=labeler_loop, args=(server.url, token, project_id, acknowledged, failures))
-                   for token in tokens]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
-        assert server.process is not None
+        work_the_queue([server.url] * len(tokens), tokens, project_id, acknowledged, failures)
         workers = [line for line in server.log_path.read_text().splitlines() if "Started server process" in line]
     finally:
         server.stop()
