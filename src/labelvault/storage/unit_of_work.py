@@ -106,7 +106,7 @@ class UnitOfWork:
         batch = self._batch = _current_batch.get()
         if batch is not None:
             # In a write batch (group commit): a savepoint of the batch's transaction, which holds
-            # the process's write lock already.
+            # the writer lock already.
             batch.check_transaction()
             self._holds_write_lock = False
             self.session = self._factory.sessionmaker(bind=batch.connection, join_transaction_mode="create_savepoint")
