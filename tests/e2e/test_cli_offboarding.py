@@ -180,15 +180,21 @@ def test_a_tampered_bundle_or_a_bad_line_fails_the_import_naming_the_file_and_le
     bundle = tmp_path / "bundle"
     leaving.cli.ok("client", "offboard", "acme", "--to", bundle, "--yes")
     skips = f"projects/{project_id}-reviews/skips.jsonl"
-    tampered, bad_line = tmp_path / "tampered", tmp_path / "bad-line"
-    shutil.copytree(bundle, tampered)
-    shutil.copytree(bundle, bad_line)
+    tasks = f"projects/{project_id}-reviews.jsonl"
+    tampered, bad_line, bad_task = tmp_path / "tampered", tmp_path / "bad-line", tmp_path / "bad-task"
+    for copy in (tampered, bad_line, bad_task):
+        shutil.copytree(bundle, copy)
     with (tampered / skips).open("ab") as handle:  # a skip added after the manifest was signed
         handle.write(b'{"project_id": %d, "task_id": 1, "user": "mallory"}\n' % project_id)
     good = (bundle / skips).read_bytes()
     skip = json.loads(good)
     _resigned(bad_line, skips, good + json.dumps(skip | {"created_at": "last tuesday"}).encode() + b"\n",
               leaving.settings)
+    # A task of the tasks file without its answers: refused by the check, before the restore reads it.
+    first, second, *rest = (bundle / tasks).read_bytes().splitlines(keepends=True)
+    task = json.loads(second)
+    del task["answers"]
+    _resigned(bad_task, tasks, b"".join([first, json.dumps(task).encode() + b"\n", *rest]), leaving.settings)
     before = _row_counts(arriving.settings), _client_keys(arriving.settings)
 
     result = arriving.cli("client", "import-bundle", tampered)
@@ -197,4 +203,7 @@ def test_a_tampered_bundle_or_a_bad_line_fails_the_import_naming_the_file_and_le
     result = arriving.cli("client", "import-bundle", bad_line)
     assert result.code == 1
     assert f"{skips} line 2: created_at is not a time" in result.error_line
+    result = arriving.cli("client", "import-bundle", bad_task)
+    assert result.code == 1
+    assert f"{tasks} line 2: answers is missing" in result.error_line  # one line: no traceback
     assert (_row_counts(arriving.settings), _client_keys(arriving.settings)) == before  # no client, key or account

@@ -775,6 +775,77 @@ def test_a_bad_line_of_a_projects_records_is_refused_naming_file_and_line_before
         assert _table_counts(other) == counts  # not even an account for someone the bundle names
 
 
+def _without(line: bytes, *path: str | int) -> bytes:
+    """A JSON line with the field at ``path`` (keys and list indexes) taken out."""
+    item = json.loads(line)
+    *parents, last = path
+    inner = item
+    for step in parents:
+        inner = inner[step]
+    del inner[last]
+    return json.dumps(item).encode()
+
+
+def _with(line: bytes, **fields: object) -> bytes:
+    return json.dumps(json.loads(line) | fields).encode()
+
+
+def _first_answered(lines: list[bytes]) -> int:
+    return next(index for index, line in enumerate(lines) if json.loads(line)["answers"])
+
+
+# (file, the index of the line made bad, how, what the refusal says, the field it names). "tasks":
+# the project's tasks file; the tasks and projects lines are the restore's own, the members' too.
+_BAD_LINES = {
+    "task-not-json": ("tasks", lambda lines: 1, lambda line: line[:-3], "not a JSON object", None),
+    "task-without-answers": ("tasks", lambda lines: 1, lambda line: _without(line, "answers"),
+                             "answers is missing", "answers"),
+    "answer-without-labeler": ("tasks", _first_answered, lambda line: _without(line, "answers", 0, "labeler"),
+                               r"answers\[0\]\.labeler is missing", "answers[0].labeler"),
+    "task-without-data": ("tasks", lambda lines: 2, lambda line: _without(line, "data"), "data is missing", "data"),
+    "task-data-unlike-the-schema": ("tasks", lambda lines: 3, lambda line: _with(line, data={"text": 7}),
+                                    'field "text": expected text, got number', "text"),
+    "task-out-of-order": ("tasks", lambda lines: 2, lambda line: _with(line, id=1),
+                          r"task 1 is not after task \d+ \(tasks are in id order\)", "id"),
+    "member-role": ("members.jsonl", lambda lines: len(lines) - 1, lambda line: _with(line, role="owner"),
+                    "role is not manager, reviewer, labeler or viewer", "role"),
+    "member-without-username": ("members.jsonl", lambda lines: 0, lambda line: _without(line, "username"),
+                                "username is missing", "username"),
+    "project-overlap": ("projects.jsonl", lambda lines: 0, lambda line: _with(line, overlap="two"),
+                        "overlap is not a whole number", "overlap"),
+    "project-without-budget-cap": ("projects.jsonl", lambda lines: 0, lambda line: _without(line, "budget_cap"),
+                                   "budget_cap is missing", "budget_cap"),
+    "project-schema": ("projects.jsonl", lambda lines: 0, lambda line: _with(line, schema={"fields": []}),
+                       "schema: ", "schema"),
+}
+
+
+@pytest.mark.parametrize("case", list(_BAD_LINES))
+def test_a_bad_line_of_a_tasks_file_members_or_projects_is_refused_naming_file_and_line_before_anything_is_written(
+    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls, case: str
+) -> None:
+    """The tasks files (a line per task, with its answers), members.jsonl and projects.jsonl are
+    checked line by line with the projects' records: a bad line is refused naming its file, line and
+    field, and the install is left as it was."""
+    kind, pick, spoil, message, field = _BAD_LINES[case]
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    name = f"projects/{labelled}-leaving.jsonl" if kind == "tasks" else kind
+    lines = (bundle / name).read_bytes().splitlines()
+    index = pick(lines)
+    lines[index] = spoil(lines[index])
+    _rewrite_signed(world, bundle, name, b"".join(line + b"\n" for line in lines))
+    with another_install(tmp_path, database_urls) as (other, operator):
+        counts = _table_counts(other)
+        with pytest.raises(InvalidInput, match=rf"^{re.escape(name)} line {index + 1}: .*{message}") as refused:
+            other.bundles.import_bundle(operator, bundle)
+        assert refused.value.details["line"] == index + 1
+        assert refused.value.details.get("field") == field
+        assert other.clients.list(operator)[0] == []
+        assert _table_counts(other) == counts  # not even an account for someone the bundle names
+        assert not other.keyring.has_client_key(1)  # no client was made, nor its key
+
+
 @pytest.mark.parametrize(("kind", "line", "message"), [
     ("gold.jsonl", {"task_id": 999_999, "gold": {"sentiment": "positive"}, "qualification": False},
      "task 999999 is not in its project's tasks file"),

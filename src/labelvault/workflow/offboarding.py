@@ -36,11 +36,13 @@ from labelvault.audit import log as audit_log
 from labelvault.audit.checkpoint import verify_document
 from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import DataCipher
-from labelvault.domain.access import Actor, UserPolicy
+from labelvault.domain.access import Actor, Role, UserPolicy
 from labelvault.domain.predictors import PredictorConfig, check_predictor
 from labelvault.domain.schema import parse_schema
 from labelvault.errors import Conflict, CryptoError, InvalidInput, NotFound
+from labelvault.io.answers import ANSWER_STATUSES
 from labelvault.io.exporter import ExportService
+from labelvault.io.rows import RowInvalid, RowParser
 from labelvault.quality.gold import MAX_GOLD_ROWS
 from labelvault.storage.ids import allocate_ids
 from labelvault.storage.models import (
@@ -66,10 +68,12 @@ from labelvault.storage.models import (
     WebhookEndpoint,
 )
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from labelvault.workflow.clients import SLUG
 from labelvault.workflow.files import ALLOWED_TYPES, FileService, new_file_id
 from labelvault.workflow.labeling import sealed_skip, skip_reason
 from labelvault.workflow.ledger import ledger_note, sealed_note
-from labelvault.workflow.projects import ProjectSettings
+from labelvault.workflow.projects import PROJECT_STATUSES, ProjectSettings
+from labelvault.workflow.review import REVIEW_POLICIES
 from labelvault.workflow.webhooks import parse_events, refresh_subscriptions, secret_bytes, secret_text
 
 # 2: a project's ledger, reviews, review states, review notes, gold answers, quality records, skips
@@ -567,12 +571,13 @@ class BundleImportResult:
 class _CheckedBundle:
     """A bundle, every line of its records checked before anything of it is written. What grows
     with the client (tasks, answers, the projects' records) stays in the files and is read again
-    project by project when restored; kept here only what is small: the projects, the people the
-    records name, the carried records and the file index."""
+    project by project when restored; kept here only what is small: the projects, the members, the
+    people the records name, the carried records and the file index."""
 
     directory: Path
     files: set[str]  # the manifest's
     projects: list[dict[str, Any]]
+    members: list[dict[str, Any]]
     people: set[str]  # named by the ledger, reviews, quality records and skips: each gets an account
     records: _BundleRecords
     file_entries: list[dict[str, Any]]
@@ -815,6 +820,158 @@ def _check_line(name: str, number: int, kind: str, item: dict[str, Any], project
         raise refuse("project_id", f"project {named} has its own {folders[named]}/{kind}")
 
 
+_ABSENT: Any = object()  # a field the line lacks (where null is a value the restore takes)
+
+
+def _given(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """The field must be on the line (the restore reads it as ``line[field]``), null allowed."""
+    return lambda value: value is not _ABSENT and (value is None or check(value))
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """The field may be left out or null (the restore reads it as ``line.get(field)``)."""
+    return lambda value: value is _ABSENT or value is None or check(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_username(value: Any) -> bool:
+    # As an account is made (workflow/accounts.py): the restore grants roles by the name as written.
+    return _is_name(value) and value == value.strip() and len(value) <= 100
+
+
+def _is_object(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _one_of(values: Iterable[str]) -> str:
+    *others, last = values
+    return f"{', '.join(others)} or {last}"
+
+
+def _refusal(name: str, number: int, field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{name} line {number}: {message}", details={"line": number, "field": field})
+
+
+def _check_fields(name: str, number: int, item: dict[str, Any], checks: Iterable[Check], prefix: str = "") -> None:
+    """Each of ``checks`` on the line's fields, a field it lacks given as ``_ABSENT``."""
+    for field, test, wanted in checks:
+        value = item.get(field, _ABSENT)
+        if not test(value):
+            problem = "is missing" if value is _ABSENT else f"is not {wanted}"
+            raise _refusal(name, number, f"{prefix}{field}", f"{prefix}{field} {problem}")
+
+
+# The quality settings a project line may carry, passed on to ``ProjectSettings`` by name (null:
+# the default, or none), their ranges checked there.
+_QUALITY_CHECKS_OF_PROJECT: tuple[Check, ...] = (
+    ("gold_rate", _optional(_is_number), "a number"),
+    ("show_gold_feedback", _optional(lambda v: isinstance(v, bool)), "true or false"),
+    ("qualification_required", _optional(lambda v: isinstance(v, bool)), "true or false"),
+    ("qualification_pass_mark", _optional(_is_number), "a number"),
+    ("required_skills", _optional(lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v)),
+     "a list of skills"),
+    ("suspension_threshold", _optional(_is_number), "a number"),
+    ("suspension_min_answers", _optional(_is_id), "a whole number"),
+    ("max_overlap", _optional(_is_id), "a whole number"),
+    ("confidence_threshold", _optional(_is_number), "a number"),
+)
+_QUALITY_SETTINGS = frozenset(field for field, _, _ in _QUALITY_CHECKS_OF_PROJECT)
+# What the restore reads of a line of projects.jsonl; the values are checked again by the project
+# use cases, as for any project.
+_PROJECT_CHECKS: tuple[Check, ...] = (
+    ("id", _is_id, "a project id"),
+    ("slug", lambda v: isinstance(v, str) and bool(SLUG.match(v)), "1 to 63 lowercase letters, digits or dashes"),
+    ("name", lambda v: isinstance(v, str), "a text"), ("schema", _is_object, "a schema object"),
+    ("overlap", _is_id, "a whole number"), ("lease_seconds", _is_id, "a whole number"),
+    ("status", lambda v: v in PROJECT_STATUSES, _one_of(PROJECT_STATUSES)),
+    ("review_policy", lambda v: v in REVIEW_POLICIES, _one_of(REVIEW_POLICIES)),
+    ("review_sample_rate", _is_number, "a number"), ("pay_on", lambda v: v in ("submit", "accept"), "submit or accept"),
+    ("rate_per_answer", _is_id, "a whole amount"), ("rate_per_review", _is_id, "a whole amount"),
+    ("budget_cap", _given(_is_id), "a whole amount or null"),
+    ("question_rates", _optional(lambda v: _is_object(v) and all(_is_id(rate) for rate in v.values())),
+     "an object of whole amounts"),
+    ("quality", _optional(lambda v: _is_object(v) and v.keys() <= _QUALITY_SETTINGS), "an object of quality settings"),
+)
+_MEMBER_CHECKS: tuple[Check, ...] = (
+    ("username", _is_username, "a username"),
+    ("role", lambda v: v in {role.value for role in Role}, _one_of(role.value for role in Role)),
+)
+
+
+def _checked_projects(directory: Path) -> list[dict[str, Any]]:
+    """projects.jsonl, every line checked (a line per project: kept), each schema parsed."""
+    name = "projects.jsonl"
+    projects: list[dict[str, Any]] = []
+    ids: set[int] = set()
+    slugs: set[str] = set()
+    for number, project in _streamed_lines(directory, name, {name}):
+        _check_fields(name, number, project, _PROJECT_CHECKS)
+        _check_fields(name, number, project.get("quality") or {}, _QUALITY_CHECKS_OF_PROJECT, prefix="quality.")
+        if project["id"] in ids:
+            raise _refusal(name, number, "id", f"project {project['id']} is in the file twice")
+        if project["slug"] in slugs:
+            raise _refusal(name, number, "slug", f"slug {project['slug']} is in the file twice")
+        try:
+            parse_schema(project["schema"])
+        except InvalidInput as error:
+            raise _refusal(name, number, "schema", f"schema: {error}") from None
+        ids.add(project["id"])
+        slugs.add(project["slug"])
+        projects.append(project)
+    return projects
+
+
+def _checked_members(directory: Path) -> list[dict[str, Any]]:
+    """members.jsonl, every line checked (a line per member and role: kept)."""
+    name = "members.jsonl"
+    members = list(_streamed_lines(directory, name, {name}))
+    for number, member in members:
+        _check_fields(name, number, member, _MEMBER_CHECKS)
+    return [member for _, member in members]
+
+
+# What the restore reads of a task's answer (``_restore_answers``), each field checked.
+_ANSWER_CHECKS: tuple[Check, ...] = (
+    ("id", _is_id, "an answer id"), ("labeler", _is_username, "a username"), ("value", _is_object, "an object"),
+    ("status", lambda v: v in ANSWER_STATUSES, _one_of(ANSWER_STATUSES)),
+    ("started_at", _is_time, "a time"), ("submitted_at", _is_time, "a time"),
+    ("time_spent_ms", _is_id, "a whole number"),
+)
+# What the import of the task itself reads (``_import_task_rows``): present here, their values
+# checked by the import's own row parser.
+_TASK_FIELDS = ("external_id", "priority", "data", "metadata", "suggestions")
+
+
+def _check_tasks_file(directory: Path, name: str, project: dict[str, Any]) -> None:
+    """A project's tasks file, every line checked as a stream (a project may hold a million tasks:
+    nothing of a line is kept), as the restore will read it: the task's fields against the project's
+    schema, as its import does, and its answers."""
+    parse = RowParser(parse_schema(project["schema"]), default_overlap=project["overlap"])
+    last = 0
+    for number, row in _streamed_lines(directory, name, {name}):
+        if not _is_id(row.get("id")) or row["id"] <= last:  # the gold answers and review states follow it
+            raise _refusal(name, number, "id",
+                           f"task {row.get('id')!r} is not after task {last} (tasks are in id order)")
+        last = row["id"]
+        for field in _TASK_FIELDS:
+            if field not in row:
+                raise _refusal(name, number, field, f"{field} is missing")
+        if not _is_object(row["data"]):
+            raise _refusal(name, number, "data", "data is not an object")
+        try:
+            parse({field: row[field] for field in _TASK_FIELDS} | {"external_id": _restored_external_id(row)})
+        except RowInvalid as error:
+            raise _refusal(name, number, error.field or "data", error.message) from None
+        _check_fields(name, number, row, (("answers", lambda v: isinstance(v, list), "a list of answers"),))
+        for index, answer in enumerate(row["answers"]):
+            if not _is_object(answer):
+                raise _refusal(name, number, f"answers[{index}]", f"answers[{index}] is not an object")
+            _check_fields(name, number, answer, _ANSWER_CHECKS, prefix=f"answers[{index}].")
+
+
 def _restore_project_quality(
     uow: UnitOfWork, project_id: int, records: list[Line], user_ids: dict[str, int],
     task_ids: dict[int, int], answer_ids: dict[int, int],
@@ -1032,15 +1189,18 @@ class BundleImporter:
         # Everything read and checked before anything is written: a bad line leaves no half-restored
         # client. Checked as streams: a large client's records are read again when restored.
         bundle_files = set(manifest["files"])
-        old_projects = _bundle_lines(directory, "projects.jsonl", {"projects.jsonl"})
+        old_projects = _checked_projects(directory)
+        members = _checked_members(directory)
         people = _checked_project_records(directory, bundle_files, old_projects)
+        for project in old_projects:  # each project has its tasks file (checked just above)
+            _check_tasks_file(directory, f"{project_folder(project['id'], project['slug'])}.jsonl", project)
         records = _checked_records(directory, bundle_files, {p["id"]: p["schema"] for p in old_projects})
         file_entries = _bundle_file_entries(directory, bundle_files, {p["id"] for p in old_projects})
         # A file keeps its id unless a file of this install has it (the bundle restored twice):
         # then it gets a new one, and the tasks' references follow.
         renamed = {old_id: new_file_id() for old_id in self.files.taken({e["id"] for e in file_entries})}
         info = self.clients.create(actor, slug or client["slug"], client["name"], currency=client["currency"])
-        checked = _CheckedBundle(directory, bundle_files, old_projects, people, records, file_entries)
+        checked = _CheckedBundle(directory, bundle_files, old_projects, members, people, records, file_entries)
         try:
             return self._restore(actor, checked, info, renamed)
         except BaseException:
@@ -1057,8 +1217,7 @@ class BundleImporter:
         directory, records = bundle.directory, bundle.records
         referenced: dict[str, int] = {}  # file id -> the bundle's project whose tasks refer to it
         usernames: set[str] = set()
-        for line in (directory / "members.jsonl").read_bytes().splitlines():
-            member = orjson.loads(line)
+        for member in bundle.members:
             self._ensure_user(actor, member["username"])
             self.accounts.grant_role(actor, info.id, member["username"], member["role"])
             usernames.add(member["username"])
