@@ -217,7 +217,7 @@ def test_a_postgresql_step_waiting_long_for_a_row_lock_runs_again_in_a_thread_an
 ) -> None:
     services = api.world.services
     if services.uow_factory.serialize_writers:
-        pytest.skip("SQLite: writers take turns on the process's lock (the tests around this one)")
+        pytest.skip("SQLite: writers take turns on the database's writer lock (the tests around this one)")
     world = api.world
     labeler = world.actors["labeler_a"]
     leased = services.labeling.next_task(labeler, project["client_id"], project["id"])
@@ -311,7 +311,7 @@ def test_while_another_process_writes_a_queue_step_waits_in_a_thread_and_the_loo
         with pytest.raises(DatabaseBusy):
             factory.begin_batch()  # what a queue step on the loop starts with
         assert time.monotonic() - started < 5  # at once, not after SQLite's busy timeout
-        assert factory.can_write_at_once()  # the refused batch let go of the process's write lock
+        assert factory.can_write_at_once()  # the refused batch let go of the writer lock
 
         async def step_while_the_other_writes() -> tuple[int, int]:
             step = asyncio.ensure_future(run_queue_step(services, services.labeling.next_task, *arguments))

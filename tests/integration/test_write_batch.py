@@ -82,7 +82,7 @@ def test_units_of_work_of_a_batch_are_written_together_by_its_commit(
 ) -> None:
     factory = world.services.uow_factory
     batch = factory.begin_batch()
-    assert not factory.can_write_at_once()  # the batch holds the process's write lock
+    assert not factory.can_write_at_once()  # the batch holds the writer lock
     assert batch.run(rename, world, projects[0], "first") == "first"
     assert batch.run(rename, world, projects[1], "second") == "second"
     assert batch.run(name_seen_inside, world, projects[0]) == "first"  # later steps see earlier ones
@@ -144,7 +144,7 @@ def test_no_batch_starts_while_another_process_writes(world: World, projects: li
     try:
         with pytest.raises(DatabaseBusy, match="another process"):
             factory.begin_batch()
-        assert factory.can_write_at_once()  # the refused batch let go of the process's lock
+        assert factory.can_write_at_once()  # the refused batch let go of the writer lock
     finally:
         other.execute("ROLLBACK")
         other.close()
@@ -246,7 +246,7 @@ def test_steps_wait_for_another_writer_of_the_process_and_then_run(world: World,
     factory = world.services.uow_factory
     held, order = threading.Event(), []
 
-    def other_writer() -> None:  # an import in a thread: holds the process's write lock
+    def other_writer() -> None:  # an import in a thread: holds the writer lock
         with factory.for_client(world.client_a, write=True) as uow:
             held.set()
             uow.sql.run(_RENAME, {"project_id": projects[2], "name": "by the import"})
