@@ -794,6 +794,12 @@ def _first_answered(lines: list[bytes]) -> int:
     return next(index for index, line in enumerate(lines) if json.loads(line)["answers"])
 
 
+def _same_id(answers: list[dict[str, object]]) -> list[dict[str, object]]:
+    """A task's two answers (two labelers', overlap 2), the second under the first's id."""
+    first, second = answers
+    return [first, second | {"id": first["id"]}]
+
+
 # (file, the index of the line made bad, how, what the refusal says, the field it names). "tasks":
 # the project's tasks file; the tasks and projects lines are the restore's own, the members' too.
 _BAD_LINES = {
@@ -817,6 +823,33 @@ _BAD_LINES = {
                                    "budget_cap is missing", "budget_cap"),
     "project-schema": ("projects.jsonl", lambda lines: 0, lambda line: _with(line, schema={"fields": []}),
                        "schema: ", "schema"),
+    # The settings' ranges, by the project service's own rules (found before the client is made).
+    "project-review-sample-rate": ("projects.jsonl", lambda lines: 0, lambda line: _with(line, review_sample_rate=1.5),
+                                   "review_sample_rate must be between 0 and 1", "review_sample_rate"),
+    "project-lease": ("projects.jsonl", lambda lines: 0, lambda line: _with(line, lease_seconds=5),
+                      "lease_seconds must be between 10 and 604800", "lease_seconds"),
+    "project-overlap-range": ("projects.jsonl", lambda lines: 0, lambda line: _with(line, overlap=101),
+                              "overlap must be between 1 and 100", "overlap"),
+    "project-budget-cap": ("projects.jsonl", lambda lines: 0, lambda line: _with(line, budget_cap=-1),
+                           "budget_cap must be zero or more", "budget_cap"),
+    "project-question-rate": ("projects.jsonl", lambda lines: 0,
+                              lambda line: _with(line, question_rates={"no_such_question": 5}),
+                              "question_rates: no question 'no_such_question'", "question_rates.no_such_question"),
+    "project-gold-rate": ("projects.jsonl", lambda lines: 0,
+                          lambda line: _with(line, quality=json.loads(line)["quality"] | {"gold_rate": 2.0}),
+                          "gold_rate must be between 0 and 1", "quality.gold_rate"),
+    "project-max-overlap": ("projects.jsonl", lambda lines: 0,  # below the project's overlap of 2
+                            lambda line: _with(line, quality=json.loads(line)["quality"] | {"max_overlap": 1}),
+                            r"max_overlap must be between overlap \(2", "quality.max_overlap"),
+    "project-skill": ("projects.jsonl", lambda lines: 0,
+                      lambda line: _with(line, quality=json.loads(line)["quality"] | {"required_skills": ["No Tag"]}),
+                      "skill 'No Tag' must look like", "quality.required_skills"),
+    # The same task or answer twice: the restore would put the second over the first.
+    "task-external-id-twice": ("tasks", lambda lines: 2, lambda line: _with(line, external_id="leaving-0"),
+                               "external_id 'leaving-0' is in the file twice", "external_id"),
+    "answer-id-twice": ("tasks", _first_answered,
+                        lambda line: _with(line, answers=_same_id(json.loads(line)["answers"])),
+                        r"answer \d+ is in the file twice", "answers[1].id"),
 }
 
 
@@ -846,9 +879,48 @@ def test_a_bad_line_of_a_tasks_file_members_or_projects_is_refused_naming_file_a
         assert not other.keyring.has_client_key(1)  # no client was made, nor its key
 
 
+@pytest.mark.parametrize(("gold", "message"), [
+    ({"sentiment": "furious"}, "gold: "),
+    ({"no_such_question": "positive"}, "gold: "),
+    ({}, "a gold task needs its answer"),
+    (None, r"task 999999 is not in its project's tasks file"),  # None: a gold line of a task the file lacks
+])
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_a_gold_answer_unlike_its_projects_schema_is_refused_naming_file_and_line_before_anything_is_written(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, gold: dict[str, object] | None, message: str,
+    layout: str,
+) -> None:
+    """A gold answer is checked against its project's schema and its task's data as the gold import
+    checks it, in step with the tasks file, before the client is made."""
+    a, b = make_labelers(world, 2)
+    project_id = _reviewed_project(world, "checked", [a, b], "off topic", "positive")
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    name = f"projects/{project_id}-checked/gold.jsonl"
+    if layout == "version-1":
+        _as_version_1(world, bundle)
+        name = "gold.jsonl"
+    lines = (bundle / name).read_bytes().splitlines()
+    assert len(lines) == 2  # the honeypot, then the qualification test's task
+    if gold is None:
+        lines.append(json.dumps({"project_id": project_id, "task_id": 999_999, "gold": {"sentiment": "positive"},
+                                 "qualification": False}).encode())
+        index, field = 2, "task_id"
+    else:
+        lines[1] = _with(lines[1], gold=gold)
+        index, field = 1, "gold"
+    _rewrite_signed(world, bundle, name, b"".join(line + b"\n" for line in lines))
+    with another_install(tmp_path, database_urls) as (other, operator):
+        counts = _table_counts(other)
+        with pytest.raises(InvalidInput, match=rf"^{re.escape(name)} line {index + 1}: .*{message}") as refused:
+            other.bundles.import_bundle(operator, bundle)
+        assert refused.value.details == {"line": index + 1, "field": field}
+        assert other.clients.list(operator)[0] == []
+        assert _table_counts(other) == counts
+        assert not other.keyring.has_client_key(1)  # no client was made, nor its key
+
+
 @pytest.mark.parametrize(("kind", "line", "message"), [
-    ("gold.jsonl", {"task_id": 999_999, "gold": {"sentiment": "positive"}, "qualification": False},
-     "task 999999 is not in its project's tasks file"),
     ("review_states.jsonl", {"task_id": 999_999, "review_state": "done"}, "task 999999 is not in its project's"),
     ("answer_reviews.jsonl", {"answer_id": 999_999, "reviewed_at": "2026-01-01T00:00:00", "note": "x"},
      "answer 999999 is not in its project's tasks file"),

@@ -31,6 +31,7 @@ import orjson
 from labelvault.audit import log as audit_log
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.domain.answers import validate_answer
+from labelvault.domain.schema import ProjectSchema
 from labelvault.errors import Conflict, ImportInvalid, InvalidInput, NotFound, PermissionDenied, QueueRefused
 from labelvault.io.readers import Unreadable, infer_format, open_reader
 from labelvault.io.rows import RowInvalid, RowParser
@@ -227,9 +228,19 @@ def _split_gold(record: Any) -> tuple[dict[str, Any], Any]:
             gold = orjson.loads(gold)
         except orjson.JSONDecodeError:
             raise RowInvalid(GOLD_KEY, "field \"gold\": not valid JSON") from None
+    return row, gold
+
+
+def check_gold_answer(schema: ProjectSchema, data: dict[str, Any], gold: Any) -> dict[str, Any]:
+    """A gold answer as every gold import takes it (a bundle's import checks its own with this
+    before writing anything): an object of question names to values, valid for the schema and the
+    task's data (parsed); returns it normalized, or raises RowInvalid naming ``gold``."""
     if not isinstance(gold, dict) or not gold:
         raise RowInvalid(GOLD_KEY, 'field "gold": a gold task needs its answer (question names to values)')
-    return row, gold
+    try:
+        return validate_answer(schema, data, gold, partial=True)
+    except InvalidInput as exc:
+        raise RowInvalid(GOLD_KEY, f"gold: {exc.message}") from None
 
 
 def _set_gold(task: Task, *, qualification: bool) -> None:
@@ -291,14 +302,10 @@ class GoldService:
                         raise RowInvalid(None, record.reason)
                     row, gold = _split_gold(record)
                     task_row = _Row(*parse(row))
-                    value = validate_answer(schema, task_row.data, gold, partial=True)
-                    parsed.append((task_row, value))
+                    parsed.append((task_row, check_gold_answer(schema, task_row.data, gold)))
                 except RowInvalid as exc:
                     report.errors.append({unit: position, "field": exc.field,
                                           "message": f"{unit} {position}: {exc.message}"})
-                except InvalidInput as exc:
-                    report.errors.append({unit: position, "field": GOLD_KEY,
-                                          "message": f"{unit} {position}: gold: {exc.message}"})
             if report.errors:
                 raise ImportInvalid(f"gold import rejected, nothing was written: {report.errors[0]['message']}",
                                     details={"errors": report.errors[:100], "invalid": len(report.errors)})

@@ -43,7 +43,7 @@ from labelvault.errors import Conflict, CryptoError, InvalidInput, NotFound
 from labelvault.io.answers import ANSWER_STATUSES
 from labelvault.io.exporter import ExportService
 from labelvault.io.rows import RowInvalid, RowParser
-from labelvault.quality.gold import MAX_GOLD_ROWS
+from labelvault.quality.gold import MAX_GOLD_ROWS, check_gold_answer
 from labelvault.storage.ids import allocate_ids
 from labelvault.storage.models import (
     CLIENT_OWNED_TABLES,
@@ -683,11 +683,15 @@ class _InTaskOrder:
 
     def take(self, task_ids: list[int]) -> dict[int, dict[str, Any]]:
         """The lines of these tasks (ascending ids, after every earlier call's), by task id."""
+        return {task_id: item for task_id, (_, _, item) in self.take_lines(task_ids).items()}
+
+    def take_lines(self, task_ids: list[int]) -> dict[int, Line]:
+        """As ``take``, each line with its file and number."""
         wanted, found = set(task_ids), {}
         while self._next is not None and self._next[2]["task_id"] <= task_ids[-1]:
             task_id = self._next[2]["task_id"]
             if task_id in wanted:
-                found[task_id] = self._next[2]
+                found[task_id] = self._next
             elif self._exact:
                 raise self._refusal(self._next)
             self._next = next(self._lines, None)  # else a version 1 line of another project's task
@@ -879,8 +883,8 @@ _QUALITY_CHECKS_OF_PROJECT: tuple[Check, ...] = (
     ("confidence_threshold", _optional(_is_number), "a number"),
 )
 _QUALITY_SETTINGS = frozenset(field for field, _, _ in _QUALITY_CHECKS_OF_PROJECT)
-# What the restore reads of a line of projects.jsonl; the values are checked again by the project
-# use cases, as for any project.
+# What the restore reads of a line of projects.jsonl; the values' ranges are the project service's
+# to check (``ProjectService.check``, in the check pass, then again as the project is made).
 _PROJECT_CHECKS: tuple[Check, ...] = (
     ("id", _is_id, "a project id"),
     ("slug", lambda v: isinstance(v, str) and bool(SLUG.match(v)), "1 to 63 lowercase letters, digits or dashes"),
@@ -901,8 +905,26 @@ _MEMBER_CHECKS: tuple[Check, ...] = (
 )
 
 
-def _checked_projects(directory: Path) -> list[dict[str, Any]]:
-    """projects.jsonl, every line checked (a line per project: kept), each schema parsed."""
+def _restored_settings(old: dict[str, Any]) -> ProjectSettings:
+    """A bundle's project's queue, review, money and quality settings, as the restore sets them
+    (and the check pass checks them). Bundles written before the quality settings were carried keep
+    the defaults."""
+    quality = old.get("quality") or {}
+    return ProjectSettings(
+        status=old["status"], review_policy=old["review_policy"],
+        review_sample_rate=old["review_sample_rate"], pay_on=old["pay_on"],
+        rate_per_answer=old["rate_per_answer"], rate_per_review=old["rate_per_review"],
+        question_rates=old.get("question_rates"), budget_cap=old["budget_cap"],
+        **{name: value for name, value in quality.items() if value is not None},
+        clear_suspension_threshold=quality.get("suspension_threshold", 0) is None,
+        clear_max_overlap=quality.get("max_overlap", 0) is None,
+    )
+
+
+def _checked_projects(directory: Path, check_settings: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    """projects.jsonl, every line checked (a line per project: kept), each schema parsed and its
+    settings' ranges checked by ``check_settings`` (the project service's rules: InvalidInput
+    naming the field)."""
     name = "projects.jsonl"
     projects: list[dict[str, Any]] = []
     ids: set[int] = set()
@@ -918,6 +940,14 @@ def _checked_projects(directory: Path) -> list[dict[str, Any]]:
             parse_schema(project["schema"])
         except InvalidInput as error:
             raise _refusal(name, number, "schema", f"schema: {error}") from None
+        try:
+            check_settings(project)
+        except InvalidInput as error:
+            field = (error.details.get("field") if isinstance(error.details, dict) else None) or "project"
+            field = "required_skills" if field == "skill" else field  # check_skill names one skill
+            # The quality settings are under "quality" on the line.
+            raise _refusal(name, number, f"quality.{field}" if field in _QUALITY_SETTINGS else field,
+                           error.message) from None
         ids.add(project["id"])
         slugs.add(project["slug"])
         projects.append(project)
@@ -945,11 +975,20 @@ _ANSWER_CHECKS: tuple[Check, ...] = (
 _TASK_FIELDS = ("external_id", "priority", "data", "metadata", "suggestions")
 
 
-def _check_tasks_file(directory: Path, name: str, project: dict[str, Any]) -> None:
+def _check_tasks_file(directory: Path, records: _ProjectRecords, project: dict[str, Any]) -> None:
     """A project's tasks file, every line checked as a stream (a project may hold a million tasks:
-    nothing of a line is kept), as the restore will read it: the task's fields against the project's
-    schema, as its import does, and its answers."""
-    parse = RowParser(parse_schema(project["schema"]), default_overlap=project["overlap"])
+    nothing of a line is kept but its ids), as the restore will read it: the task's fields against
+    the project's schema, as its import does, its gold answer (taken in step from gold.jsonl, whose
+    lines were checked alone already) as the gold import checks it, and its answers; no external id
+    or answer id twice (the restore would put the second over the first)."""
+    name = f"{records.folder}.jsonl"
+    schema = parse_schema(project["schema"])
+    parse = RowParser(schema, default_overlap=project["overlap"])
+    gold = _InTaskOrder(records, "gold.jsonl")
+    # The ids seen in this file only, freed when it is checked: as large as the id map the restore
+    # keeps of the project anyway.
+    external_ids: set[str] = set()
+    answer_ids: set[int] = set()
     last = 0
     for number, row in _streamed_lines(directory, name, {name}):
         if not _is_id(row.get("id")) or row["id"] <= last:  # the gold answers and review states follow it
@@ -961,15 +1000,29 @@ def _check_tasks_file(directory: Path, name: str, project: dict[str, Any]) -> No
                 raise _refusal(name, number, field, f"{field} is missing")
         if not _is_object(row["data"]):
             raise _refusal(name, number, "data", "data is not an object")
+        external_id = _restored_external_id(row)
         try:
-            parse({field: row[field] for field in _TASK_FIELDS} | {"external_id": _restored_external_id(row)})
+            parsed = parse({field: row[field] for field in _TASK_FIELDS} | {"external_id": external_id})
         except RowInvalid as error:
             raise _refusal(name, number, error.field or "data", error.message) from None
+        if external_id in external_ids:
+            raise _refusal(name, number, "external_id", f"external_id {external_id!r} is in the file twice")
+        external_ids.add(external_id)
+        if (golden := gold.take_lines([row["id"]]).get(row["id"])) is not None:
+            gold_name, gold_number, item = golden
+            try:
+                check_gold_answer(schema, parsed[3], item["gold"])  # parsed[3]: the task's data, parsed
+            except RowInvalid as error:
+                raise _refusal(gold_name, gold_number, "gold", error.message) from None
         _check_fields(name, number, row, (("answers", lambda v: isinstance(v, list), "a list of answers"),))
         for index, answer in enumerate(row["answers"]):
             if not _is_object(answer):
                 raise _refusal(name, number, f"answers[{index}]", f"answers[{index}] is not an object")
             _check_fields(name, number, answer, _ANSWER_CHECKS, prefix=f"answers[{index}].")
+            if answer["id"] in answer_ids:
+                raise _refusal(name, number, f"answers[{index}].id", f"answer {answer['id']} is in the file twice")
+            answer_ids.add(answer["id"])
+    gold.finish()  # a gold answer of a task the file lacks
 
 
 def _restore_project_quality(
@@ -1189,11 +1242,12 @@ class BundleImporter:
         # Everything read and checked before anything is written: a bad line leaves no half-restored
         # client. Checked as streams: a large client's records are read again when restored.
         bundle_files = set(manifest["files"])
-        old_projects = _checked_projects(directory)
+        old_projects = _checked_projects(directory, self._check_project_settings)
         members = _checked_members(directory)
         people = _checked_project_records(directory, bundle_files, old_projects)
         for project in old_projects:  # each project has its tasks file (checked just above)
-            _check_tasks_file(directory, f"{project_folder(project['id'], project['slug'])}.jsonl", project)
+            _check_tasks_file(directory, _ProjectRecords(directory, bundle_files, project["id"],
+                                                         project_folder(project["id"], project["slug"])), project)
         records = _checked_records(directory, bundle_files, {p["id"]: p["schema"] for p in old_projects})
         file_entries = _bundle_file_entries(directory, bundle_files, {p["id"] for p in old_projects})
         # A file keeps its id unless a file of this install has it (the bundle restored twice):
@@ -1209,6 +1263,11 @@ class BundleImporter:
             self.uow_factory.keyring.destroy_client_key(info.id)
             self.files.delete_client(info.id)
             raise
+
+    def _check_project_settings(self, old: dict[str, Any]) -> None:
+        """What creating the bundle's project and setting its settings will check (``_restore``)."""
+        self.projects.check(slug=old["slug"], schema=old["schema"], overlap=old["overlap"],
+                            lease_seconds=old["lease_seconds"], changes=_restored_settings(old))
 
     def _restore(self, actor: Actor, bundle: _CheckedBundle, info: Any, renamed: dict[str, str]) -> BundleImportResult:
         """Everything of a checked bundle into the client just created for it: project by project,
@@ -1292,17 +1351,8 @@ class BundleImporter:
                 )
                 uow.commit()
             # The queue, review, money and quality settings last: a paused or archived project takes
-            # no import. (Bundles written before the quality settings were carried keep the defaults.)
-            quality = old.get("quality") or {}
-            self.projects.update(actor, info.id, project.id, ProjectSettings(
-                status=old["status"], review_policy=old["review_policy"],
-                review_sample_rate=old["review_sample_rate"], pay_on=old["pay_on"],
-                rate_per_answer=old["rate_per_answer"], rate_per_review=old["rate_per_review"],
-                question_rates=old.get("question_rates"), budget_cap=old["budget_cap"],
-                **{name: value for name, value in quality.items() if value is not None},
-                clear_suspension_threshold=quality.get("suspension_threshold", 0) is None,
-                clear_max_overlap=quality.get("max_overlap", 0) is None,
-            ))
+            # no import.
+            self.projects.update(actor, info.id, project.id, _restored_settings(old))
         placed = self._restore_files(actor, info.id, directory, bundle.file_entries, renamed, referenced,
                                      new_project_ids)
         # The client's skills: quality.jsonl's lines that name no project.

@@ -207,6 +207,28 @@ def _apply_review_and_money(project: Project, changes: ProjectSettings) -> None:
         project.budget_cap = None
 
 
+def _apply_settings(project: Project, changes: ProjectSettings) -> None:
+    """``changes`` checked and set on the project (stored or not: ``ProjectService.check``)."""
+    if changes.name is not None:
+        project.name = changes.name
+    if changes.overlap is not None:
+        _check_overlap(changes.overlap)
+        project.overlap = changes.overlap
+    if changes.lease_seconds is not None:
+        _check_lease(changes.lease_seconds)
+        project.lease_seconds = changes.lease_seconds
+    if changes.status is not None:
+        if changes.status not in PROJECT_STATUSES:
+            raise InvalidInput(
+                f"status must be one of {', '.join(PROJECT_STATUSES)}", details={"field": "status"}
+            )
+        project.status = changes.status
+    _apply_review_and_money(project, changes)
+    from labelvault.quality.settings import apply_quality_settings
+
+    apply_quality_settings(project, changes)
+
+
 # Directory entries (project id -> client id) kept per process; a few MB at most.
 _MAX_LOCATED = 100_000
 
@@ -261,11 +283,7 @@ class ProjectService:
         overlap: int = 1,
         lease_seconds: int | None = None,
     ) -> ProjectInfo:
-        check_slug(slug, "project")
-        parsed = parse_schema(schema)
-        _check_overlap(overlap)
-        lease_seconds = lease_seconds or self.default_lease_seconds
-        _check_lease(lease_seconds)
+        parsed, lease_seconds = self._checked_new(slug, schema, overlap, lease_seconds)
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.manage(access_in(uow, actor))
             if uow.projects.by_slug(slug) is not None:
@@ -278,6 +296,29 @@ class ProjectService:
                              object_id=project.id)
             uow.commit()
             return project_info(project)
+
+    def check(
+        self, *, slug: str, schema: str | bytes | dict[str, Any], overlap: int, lease_seconds: int | None,
+        changes: ProjectSettings,
+    ) -> None:
+        """Raise what ``create`` with these arguments, then ``update`` with ``changes``, would raise
+        (InvalidInput naming the field), nothing read or written: for a caller that must refuse bad
+        settings before it writes anything (a bundle's import). The slug is not looked up."""
+        parsed, lease_seconds = self._checked_new(slug, schema, overlap, lease_seconds)
+        # A project never stored: the same rules run on it as on a loaded one.
+        _apply_settings(Project(slug=slug, name=slug, schema_json=json.dumps(parsed.to_dict()), overlap=overlap,
+                                lease_seconds=lease_seconds), changes)
+
+    def _checked_new(
+        self, slug: str, schema: str | bytes | dict[str, Any], overlap: int, lease_seconds: int | None
+    ) -> tuple[ProjectSchema, int]:
+        """The checks of a new project: its parsed schema and its lease (the default if none)."""
+        check_slug(slug, "project")
+        parsed = parse_schema(schema)
+        _check_overlap(overlap)
+        lease_seconds = lease_seconds or self.default_lease_seconds
+        _check_lease(lease_seconds)
+        return parsed, lease_seconds
 
     def get(self, actor: Actor, client_id: int, project_id: int) -> ProjectInfo:
         with self.uow_factory.for_client(client_id) as uow:
@@ -296,24 +337,7 @@ class ProjectService:
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.manage(access_in(uow, actor))
             project = load_project(uow, project_id)
-            if changes.name is not None:
-                project.name = changes.name
-            if changes.overlap is not None:
-                _check_overlap(changes.overlap)
-                project.overlap = changes.overlap
-            if changes.lease_seconds is not None:
-                _check_lease(changes.lease_seconds)
-                project.lease_seconds = changes.lease_seconds
-            if changes.status is not None:
-                if changes.status not in PROJECT_STATUSES:
-                    raise InvalidInput(
-                        f"status must be one of {', '.join(PROJECT_STATUSES)}", details={"field": "status"}
-                    )
-                project.status = changes.status
-            _apply_review_and_money(project, changes)
-            from labelvault.quality.settings import apply_quality_settings
-
-            apply_quality_settings(project, changes)
+            _apply_settings(project, changes)
             changed = sorted(k for k, v in vars_of(changes).items() if v not in (None, False))
             audit_log.append(uow, "project.updated", actor=actor, client_id=client_id, object_kind="project",
                              object_id=project.id, details={"changed": changed})
