@@ -775,6 +775,31 @@ def test_a_bad_line_of_a_projects_records_is_refused_naming_file_and_line_before
         assert _table_counts(other) == counts  # not even an account for someone the bundle names
 
 
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_a_review_written_twice_is_refused_before_anything_is_written(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, layout: str
+) -> None:
+    """Its second copy would have taken the first's place in the id map that the review pay uses."""
+    a, b = make_labelers(world, 2)
+    project_id = _reviewed_project(world, "twice", [a, b], "off topic", "positive")
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    name = f"projects/{project_id}-twice/reviews.jsonl"
+    if layout == "version-1":
+        _as_version_1(world, bundle)
+        name = "reviews.jsonl"
+    lines = (bundle / name).read_bytes().splitlines(keepends=True)
+    repeated = json.loads(lines[-1])["id"]
+    _rewrite_signed(world, bundle, name, b"".join(lines) + lines[-1])
+    with another_install(tmp_path, database_urls) as (other, operator):
+        counts = _table_counts(other)
+        with pytest.raises(InvalidInput, match=rf"^{re.escape(name)} line {len(lines) + 1}: review {repeated} "
+                                               rf"comes after review {repeated} \(lines are in review order"):
+            other.bundles.import_bundle(operator, bundle)
+        assert other.clients.list(operator)[0] == []
+        assert _table_counts(other) == counts
+
+
 def _without(line: bytes, *path: str | int) -> bytes:
     """A JSON line with the field at ``path`` (keys and list indexes) taken out."""
     item = json.loads(line)

@@ -769,8 +769,12 @@ _QUALITY_CHECKS: dict[str, tuple[Check, ...]] = {
 # People a line names, who get an account if this install lacks one.
 _PEOPLE = {"ledger.jsonl": ("user",), "reviews.jsonl": ("reviewer",),
            "quality.jsonl": ("user", "granted_by", "lifted_by"), "skips.jsonl": ("user",)}
-# Kinds the restore takes in step with the tasks file, which must therefore be in task order.
-_TASK_ORDERED = ("review_states.jsonl", "gold.jsonl")
+# Kinds whose lines come in the order of a field, each value once: the restore takes review states
+# and gold in step with the tasks file (task order); reviews were always written in id order, so a
+# repeated review id (which would overwrite the first in the id map that review pay uses) is
+# refused without keeping the ids.
+_ORDERED_BY = {"review_states.jsonl": ("task_id", "task"), "gold.jsonl": ("task_id", "task"),
+               "reviews.jsonl": ("id", "review")}
 
 
 def _checked_project_records(directory: Path, files: set[str], projects: list[dict[str, Any]]) -> set[str]:
@@ -786,15 +790,16 @@ def _checked_project_records(directory: Path, files: set[str], projects: list[di
     for kind in PROJECT_RECORDS:
         sources = [(f"{folder}/{kind}", old_id) for old_id, folder in folders.items() if f"{folder}/{kind}" in files]
         for name, project_id in [*sources, (kind, None)]:
-            last_task = 0
+            ordered_by, last = _ORDERED_BY.get(kind), 0
             for number, item in _streamed_lines(directory, name, files):
                 _check_line(name, number, kind, item, project_id, folders, files)
-                if kind in _TASK_ORDERED:
-                    if item["task_id"] <= last_task:
-                        raise InvalidInput(f"{name} line {number}: task {item['task_id']} comes after task "
-                                           f"{last_task} (lines are in task order)",
-                                           details={"line": number, "field": "task_id"})
-                    last_task = item["task_id"]
+                if ordered_by is not None:
+                    field, what = ordered_by
+                    if item[field] <= last:
+                        raise InvalidInput(f"{name} line {number}: {what} {item[field]} comes after {what} "
+                                           f"{last} (lines are in {what} order, each {what} once)",
+                                           details={"line": number, "field": field})
+                    last = item[field]
                 people.update(item[key] for key in _PEOPLE.get(kind, ()) if item.get(key))
     return people
 
