@@ -733,6 +733,32 @@ def _table_counts(services: Services) -> dict[str, int]:
                 for table in Base.metadata.sorted_tables if table.name not in CLIENT_OWNED_TABLES}
 
 
+def _reviewed_bundle(world: World, tmp_path: Path, slug: str, kind: str, layout: str) -> tuple[int, Path, str]:
+    """Client A offboarded with one ``_reviewed_project`` into a bundle of ``layout`` (per-project or
+    version-1): the project's id, the bundle and the name of its ``kind`` records file in it."""
+    a, b = make_labelers(world, 2)
+    project_id = _reviewed_project(world, slug, [a, b], "off topic", "positive")
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    if layout == "version-1":
+        _as_version_1(world, bundle)
+        return project_id, bundle, kind
+    return project_id, bundle, f"projects/{project_id}-{slug}/{kind}"
+
+
+def _refused_leaving_nothing(tmp_path: Path, database_urls: DatabaseUrls, bundle: Path, pattern: str) -> InvalidInput:
+    """Import ``bundle`` into another install: refused with a message matching ``pattern``, and that
+    install left as it was (no client, nor its key; not even an account for someone the bundle names)."""
+    with another_install(tmp_path, database_urls) as (other, operator):
+        counts = _table_counts(other)
+        with pytest.raises(InvalidInput, match=pattern) as refused:
+            other.bundles.import_bundle(operator, bundle)
+        assert other.clients.list(operator)[0] == []
+        assert _table_counts(other) == counts
+        assert not other.keyring.has_client_key(1)
+    return refused.value
+
+
 @pytest.mark.parametrize(("kind", "bad", "message"), [
     ("review_states.jsonl", {"task_id": 1, "review_state": "maybe"}, "review_state is not none, pending or done"),
     ("answer_reviews.jsonl", {"answer_id": 1, "reviewed_at": "yesterday", "note": None}, "reviewed_at is not a time"),
@@ -753,26 +779,15 @@ def test_a_bad_line_of_a_projects_records_is_refused_naming_file_and_line_before
     world: World, tmp_path: Path, database_urls: DatabaseUrls, kind: str, bad: dict[str, object], message: str,
     layout: str,
 ) -> None:
-    a, b = make_labelers(world, 2)
-    project_id = _reviewed_project(world, "checked", [a, b], "off topic", "positive")
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    name = f"projects/{project_id}-checked/{kind}"
-    if layout == "version-1":
-        _as_version_1(world, bundle)
-        name = kind
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "checked", kind, layout)
     lines = (bundle / name).read_bytes().splitlines(keepends=True)
     assert lines or kind in ("ledger.jsonl", "predictions.jsonl")  # a bad line after good ones: numbered right
     named = {} if (layout, kind) in (("version-1", "review_states.jsonl"), ("version-1", "answer_reviews.jsonl")) \
         else {"project_id": project_id}
     _rewrite_signed(world, bundle, name, b"".join(lines) + json.dumps(named | bad).encode() + b"\n")
-    with another_install(tmp_path, database_urls) as (other, operator):
-        counts = _table_counts(other)
-        with pytest.raises(InvalidInput, match=rf"^{re.escape(name)} line {len(lines) + 1}: {message}") as refused:
-            other.bundles.import_bundle(operator, bundle)
-        assert refused.value.details["line"] == len(lines) + 1
-        assert other.clients.list(operator)[0] == []
-        assert _table_counts(other) == counts  # not even an account for someone the bundle names
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle,
+                                       rf"^{re.escape(name)} line {len(lines) + 1}: {message}")
+    assert refused.details["line"] == len(lines) + 1
 
 
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
@@ -780,24 +795,13 @@ def test_a_review_written_twice_is_refused_before_anything_is_written(
     world: World, tmp_path: Path, database_urls: DatabaseUrls, layout: str
 ) -> None:
     """Its second copy would have taken the first's place in the id map that the review pay uses."""
-    a, b = make_labelers(world, 2)
-    project_id = _reviewed_project(world, "twice", [a, b], "off topic", "positive")
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    name = f"projects/{project_id}-twice/reviews.jsonl"
-    if layout == "version-1":
-        _as_version_1(world, bundle)
-        name = "reviews.jsonl"
+    _, bundle, name = _reviewed_bundle(world, tmp_path, "twice", "reviews.jsonl", layout)
     lines = (bundle / name).read_bytes().splitlines(keepends=True)
     repeated = json.loads(lines[-1])["id"]
     _rewrite_signed(world, bundle, name, b"".join(lines) + lines[-1])
-    with another_install(tmp_path, database_urls) as (other, operator):
-        counts = _table_counts(other)
-        with pytest.raises(InvalidInput, match=rf"^{re.escape(name)} line {len(lines) + 1}: review {repeated} "
-                                               rf"comes after review {repeated} \(lines are in review order"):
-            other.bundles.import_bundle(operator, bundle)
-        assert other.clients.list(operator)[0] == []
-        assert _table_counts(other) == counts
+    _refused_leaving_nothing(tmp_path, database_urls, bundle,
+                             rf"^{re.escape(name)} line {len(lines) + 1}: review {repeated} "
+                             rf"comes after review {repeated} \(lines are in review order")
 
 
 def _without(line: bytes, *path: str | int) -> bytes:
@@ -893,15 +897,10 @@ def test_a_bad_line_of_a_tasks_file_members_or_projects_is_refused_naming_file_a
     index = pick(lines)
     lines[index] = spoil(lines[index])
     _rewrite_signed(world, bundle, name, b"".join(line + b"\n" for line in lines))
-    with another_install(tmp_path, database_urls) as (other, operator):
-        counts = _table_counts(other)
-        with pytest.raises(InvalidInput, match=rf"^{re.escape(name)} line {index + 1}: .*{message}") as refused:
-            other.bundles.import_bundle(operator, bundle)
-        assert refused.value.details["line"] == index + 1
-        assert refused.value.details.get("field") == field
-        assert other.clients.list(operator)[0] == []
-        assert _table_counts(other) == counts  # not even an account for someone the bundle names
-        assert not other.keyring.has_client_key(1)  # no client was made, nor its key
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle,
+                                       rf"^{re.escape(name)} line {index + 1}: .*{message}")
+    assert refused.details["line"] == index + 1
+    assert refused.details.get("field") == field
 
 
 @pytest.mark.parametrize(("gold", "message"), [
@@ -917,14 +916,7 @@ def test_a_gold_answer_unlike_its_projects_schema_is_refused_naming_file_and_lin
 ) -> None:
     """A gold answer is checked against its project's schema and its task's data as the gold import
     checks it, in step with the tasks file, before the client is made."""
-    a, b = make_labelers(world, 2)
-    project_id = _reviewed_project(world, "checked", [a, b], "off topic", "positive")
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    name = f"projects/{project_id}-checked/gold.jsonl"
-    if layout == "version-1":
-        _as_version_1(world, bundle)
-        name = "gold.jsonl"
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "checked", "gold.jsonl", layout)
     lines = (bundle / name).read_bytes().splitlines()
     assert len(lines) == 2  # the honeypot, then the qualification test's task
     if gold is None:
@@ -935,14 +927,9 @@ def test_a_gold_answer_unlike_its_projects_schema_is_refused_naming_file_and_lin
         lines[1] = _with(lines[1], gold=gold)
         index, field = 1, "gold"
     _rewrite_signed(world, bundle, name, b"".join(line + b"\n" for line in lines))
-    with another_install(tmp_path, database_urls) as (other, operator):
-        counts = _table_counts(other)
-        with pytest.raises(InvalidInput, match=rf"^{re.escape(name)} line {index + 1}: .*{message}") as refused:
-            other.bundles.import_bundle(operator, bundle)
-        assert refused.value.details == {"line": index + 1, "field": field}
-        assert other.clients.list(operator)[0] == []
-        assert _table_counts(other) == counts
-        assert not other.keyring.has_client_key(1)  # no client was made, nor its key
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle,
+                                       rf"^{re.escape(name)} line {index + 1}: .*{message}")
+    assert refused.details == {"line": index + 1, "field": field}
 
 
 @pytest.mark.parametrize(("kind", "line", "message"), [

@@ -56,6 +56,10 @@ def throughput(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep, forma
     return _rows(list(rows), ThroughputRead, format, "throughput")
 
 
+AfterId = Annotated[int, Query(ge=0, description="Only entries with a larger id (keyset pagination).")]
+LedgerLimit = Annotated[int, Query(ge=1, le=1000, description="Entries to return (at most 1000).")]
+
+
 class LedgerEntryRead(BaseModel):
     id: int
     kind: str = Field(description="answer, review, bonus or reversal")
@@ -79,8 +83,8 @@ def ledger(
     ref: ProjectRefDep,
     actor: ActorDep,
     services: ServicesDep,
-    after_id: Annotated[int, Query(ge=0, description="Only entries with a larger id (keyset pagination).")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000, description="Entries to return (at most 1000).")] = 100,
+    after_id: AfterId = 0,
+    limit: LedgerLimit = 100,
 ) -> LedgerPageRead:
     """The project's money events in id order, bonus notes opened (managers; each page audited)."""
     found = services.reports.ledger(actor, ref.client_id, ref.project_id, after_id=after_id, limit=limit)
@@ -108,10 +112,6 @@ class OwnLedgerEntryRead(BaseModel):
 class OwnLedgerPageRead(KeysetPage[OwnLedgerEntryRead]):
     earned: int = Field(description="The sum of all the caller's entries listed here (every page), in minor units.")
     currency: str = Field(description="The client's currency.")
-
-
-AfterId = Annotated[int, Query(ge=0, description="Only entries with a larger id (keyset pagination).")]
-LedgerLimit = Annotated[int, Query(ge=1, le=1000, description="Entries to return (at most 1000).")]
 
 
 def _own_page(found: OwnLedgerPage, limit: int) -> OwnLedgerPageRead:
