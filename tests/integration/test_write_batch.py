@@ -117,6 +117,49 @@ def test_a_rolled_back_batch_writes_nothing(
     assert factory.can_write_at_once()
 
 
+def rename_twice(world: World, project_id: int, other_id: int, name: str, *, then_fail: bool = False) -> None:
+    """One project renamed by a prepared statement, another through the ORM session (which a unit
+    of work of a batch makes only on first use), in one unit of work."""
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        uow.sql.run(_RENAME, {"project_id": project_id, "name": name})
+        project = uow.projects.get(other_id)
+        assert project is not None
+        project.name = name + " (orm)"
+        uow.flush()
+        if then_fail:
+            raise Failed(name)
+        uow.commit()
+
+
+def test_prepared_and_orm_writes_of_a_step_are_kept_or_lost_together(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    batch = world.services.uow_factory.begin_batch()
+    with pytest.raises(Failed):
+        batch.run(rename_twice, world, projects[0], projects[1], "lost", then_fail=True)
+    batch.run(rename_twice, world, projects[1], projects[2], "kept")
+    batch.commit()
+    assert names(other_connection, projects) == ["P0", "kept", "kept (orm)"]
+
+
+def rename_then_more(world: World, project_id: int, other_id: int) -> None:
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        uow.sql.run(_RENAME, {"project_id": project_id, "name": "committed"})
+        uow.commit()
+        uow.sql.run(_RENAME, {"project_id": other_id, "name": "after the commit, never committed"})
+
+
+def test_what_a_step_writes_after_its_commit_is_rolled_back_when_it_leaves(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    """As outside a batch: leaving a unit of work rolls back what was not committed."""
+    batch = world.services.uow_factory.begin_batch()
+    batch.run(rename_then_more, world, projects[0], projects[1])
+    batch.run(rename, world, projects[2], "next step")
+    batch.commit()
+    assert names(other_connection, projects) == ["committed", "P1", "next step"]
+
+
 def drop_the_transaction(world: World) -> None:
     """What SQLite does by itself on some errors (disk full, I/O error): the whole transaction goes."""
     with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
@@ -318,19 +361,20 @@ def record(world: World, object_id: str, *, then_fail: bool = False) -> None:
         uow.commit()
 
 
-def test_audit_entries_of_a_batch_reuse_the_head_and_a_rolled_back_one_leaves_no_gap(
+def test_audit_entries_of_a_batch_share_one_head_and_a_rolled_back_one_leaves_no_gap(
     world: World, projects: list[int]
 ) -> None:
-    """The batch notes the log's head for its next append (one read of it per batch); a unit of
-    work that rolls back its entry voids the note, so the next entry takes its place, not a gap."""
+    """The batch keeps the log's head in its memo: read once, written once, at its commit; a unit
+    of work that rolls back its entry puts the memo back as it found it, so the next entry takes
+    its place, not a gap."""
     services = world.services
-    heads_read: list[str] = []
+    head_statements: list[str] = []
 
-    def count_head_reads(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM audit_head" in statement:
-            heads_read.append(statement)
+    def count_head_statements(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "audit_head" in statement:
+            head_statements.append(statement.lstrip().split(None, 1)[0].upper())
 
-    event.listen(services.engine, "before_cursor_execute", count_head_reads)
+    event.listen(services.engine, "before_cursor_execute", count_head_statements)
     try:
         batch = services.uow_factory.begin_batch()
         batch.run(record, world, "first")
@@ -338,10 +382,30 @@ def test_audit_entries_of_a_batch_reuse_the_head_and_a_rolled_back_one_leaves_no
         with pytest.raises(Failed):
             batch.run(record, world, "rolled back", then_fail=True)
         batch.run(record, world, "third")
+        assert head_statements == ["SELECT"]  # nothing written before the commit
         batch.commit()
     finally:
-        event.remove(services.engine, "before_cursor_execute", count_head_reads)
-    assert len(heads_read) == 2  # the first append, and the one after the rollback voided the note
+        event.remove(services.engine, "before_cursor_execute", count_head_statements)
+    assert head_statements == ["SELECT", "UPDATE"]
     entries = [line for line in services.audit.trail(world.client_a) if b"test.batched" in line]
     assert [orjson.loads(line)["object_id"] for line in entries] == ["first", "second", "third"]
     assert services.audit.verify().ok  # contiguous, every running root right
+
+
+def test_a_batch_whose_every_entry_rolled_back_leaves_the_head_as_it_was(world: World, projects: list[int]) -> None:
+    services = world.services
+    services.audit.record("test.before", actor=None)  # a head to leave alone
+    before = services.audit.verify()
+    batch = services.uow_factory.begin_batch()
+    for name in ("lost", "lost too"):
+        with pytest.raises(Failed):
+            batch.run(record, world, name, then_fail=True)
+    batch.commit()
+    assert services.audit.verify().size == before.size
+    batch = services.uow_factory.begin_batch()
+    batch.run(record, world, "after")
+    batch.commit()
+    after = services.audit.verify()
+    assert after.ok and after.size == before.size + 1
+    entries = [orjson.loads(line) for line in services.audit.trail(world.client_a) if b"test.batched" in line]
+    assert [(entry["object_id"], entry["seq"]) for entry in entries] == [("after", before.size)]

@@ -23,7 +23,7 @@ the newest entries after the last checkpoint a verifier holds can always be drop
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from labelvault.audit.checkpoint import verify_log as verify_entries
 from labelvault.audit.merkle import HASH_SIZE, MerkleTree, decode_entry, encode_entry
 from labelvault.domain.access import Actor
 from labelvault.storage.models import AuditCheckpoint, AuditEntry, AuditHead, AuditPending, utcnow
-from labelvault.storage.scope import Unscoped
+from labelvault.storage.scope import ScopedSql, Unscoped
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 HEAD_ID = 1
@@ -110,31 +110,46 @@ def append(
     columns = {"created_at": now, "actor_id": actor.user_id if actor else None, "actor": fields["actor"],
                "action": action, "client_id": client_id, "object_kind": object_kind,
                "object_id": str(object_id), "outcome": outcome}
-    if uow.session.get_bind().dialect.name == "postgresql":
+    if uow.sql.dialect_name == "postgresql":
         # Canonical bytes now, so a bad entry fails its act, not the sequencer.
         uow.sql.run(_INSERT_PENDING, {**columns, "fields": encode_entry({**fields, "seq": 0})}, defer=True)
         return None
     # This transaction's own writes first (ORM changes, the project's spend), then the head.
     uow.write_spend()
-    uow.session.flush()
-    memo = uow.batch_memo  # in a write batch: the head as the previous append of the batch wrote it
-    noted = memo.get("audit_head") if memo is not None else None
+    uow.flush()
+    # In a write batch the head is kept in the batch's memo, as the batch's last append left it,
+    # and written once, just before the batch commits (nothing else reads or writes it meanwhile:
+    # the batch holds the writer lock).
+    memo = uow.batch_memo
+    noted = memo.get(_NOTED_HEAD) if memo is not None else None
     if noted is not None:
-        size, packed = noted
+        tree = MerkleTree.from_frontier(*noted)
     elif (head := uow.sql.run(_READ_HEAD).first()) is None:
         uow.sql.run(_CREATE_HEAD)
-        size, packed = 0, b""
+        tree = MerkleTree()
     else:
-        size, packed = head.size, bytes(head.frontier)
-    tree = _resume(size, packed)
+        tree = _resume(head.size, bytes(head.frontier))
     record = append_record(tree, fields)
     uow.sql.run(_INSERT_ENTRY, {**columns, "seq": record.seq, "entry": record.entry,
                                 "leaf_hash": record.leaf_hash, "root": record.root})
-    frontier = b"".join(tree.frontier)
-    uow.sql.run(_WRITE_HEAD, {"new_size": tree.size, "new_frontier": frontier})
-    if memo is not None:
-        memo["audit_head"] = (tree.size, frontier)
+    if memo is None:
+        uow.sql.run(_WRITE_HEAD, {"new_size": tree.size, "new_frontier": b"".join(tree.frontier)})
+    else:
+        memo[_NOTED_HEAD] = (tree.size, tree.frontier)
+        uow.before_batch_commit(_NOTED_HEAD, _write_noted_head)
     return record.seq
+
+
+_NOTED_HEAD = "audit_head"
+
+
+def _write_noted_head(sql: ScopedSql, memo: Mapping[Hashable, Any]) -> None:
+    """At a write batch's commit: the head as its last append left it (none if every append of the
+    batch was rolled back)."""
+    noted = memo.get(_NOTED_HEAD)
+    if noted is not None:
+        size, frontier = noted
+        sql.run(_WRITE_HEAD, {"new_size": size, "new_frontier": b"".join(frontier)})
 
 
 def _resume(size: int, packed: bytes) -> MerkleTree:

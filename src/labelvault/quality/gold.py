@@ -320,7 +320,7 @@ class GoldService:
                     seen.add(r.external_id)
                 fresh.append((r, v))
             report.already_present = len(parsed) - len(fresh)
-            ids = allocate_ids(uow.session, Task, len(fresh))
+            ids = allocate_ids(uow.sql, Task, len(fresh))
             key_id, cipher = uow.active_cipher()
             for task_id, (r, value) in zip(ids, fresh, strict=True):
                 uow.session.add(Task(

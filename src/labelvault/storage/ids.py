@@ -28,32 +28,35 @@ def _one_id_query(model: type[Any], postgresql: bool) -> Unscoped:
     return query
 
 
-def one_id_read(session: Session, model: SealedRow) -> Read:
-    """The statement that ``allocate_ids(session, model, 1)`` runs, for ``ScopedSql.prefetch``: on
+def one_id_read(source: Session | ScopedSql, model: SealedRow) -> Read:
+    """The statement that ``allocate_ids(source, model, 1)`` runs, for ``ScopedSql.prefetch``: on
     PostgreSQL a sequence's next value, which, dropped unused and run again, only leaves a gap."""
-    return _one_id_query(model, session.get_bind().dialect.name == "postgresql"), {}
+    return _one_id_query(model, _runner(source).dialect_name == "postgresql"), {}
 
 
-def allocate_ids(session: Session, model: SealedRow, count: int) -> list[int]:
-    """Reserve ``count`` fresh ids for ``model``.
+def allocate_ids(source: Session | ScopedSql, model: SealedRow, count: int) -> list[int]:
+    """Reserve ``count`` fresh ids for ``model``, in the transaction of ``source`` (a unit of work's
+    session, or its statement runner ``uow.sql``, which needs no ORM session).
 
     PostgreSQL: the table's sequence (never handed out twice, even across servers). SQLite: the
     caller holds the database's single write lock (BEGIN IMMEDIATE), so max(id) cannot move under us.
     """
     if count <= 0:
         return []
-    bind = session.get_bind()
+    sql = _runner(source)
+    postgresql = sql.dialect_name == "postgresql"
     if count == 1:  # every submit: a prepared statement (see prepared.py)
-        postgresql = bind.dialect.name == "postgresql"
-        value = ScopedSql.of(session).run(*one_id_read(session, model)).scalar_one()
+        value = sql.run(*one_id_read(sql, model)).scalar_one()
         return [int(value)] if postgresql else [int(value or 0) + 1]
-    if bind.dialect.name == "postgresql":
-        rows = session.execute(
-            text(f"SELECT nextval('{model.__tablename__}_id_seq') FROM generate_series(1, :n)"), {"n": count}
-        )
+    if postgresql:
+        rows = sql.run(Unscoped(text(f"SELECT nextval('{model.__tablename__}_id_seq') FROM generate_series(1, :n)")),
+                       {"n": count})
         return [row[0] for row in rows]
-    # Ids are global, so the maximum is over all clients; plain SQL on purpose, as the scoped ORM
-    # would only see this client's rows. It reads one integer, no content.
-    table = model.__tablename__
-    start = session.execute(text(f"SELECT max(id) FROM {table}")).scalar() or 0
+    # Ids are global, so the maximum is over all clients (an unscoped statement on purpose: a
+    # client's scope would only see its own rows). It reads one integer, no content.
+    start = int(sql.run(*one_id_read(sql, model)).scalar_one() or 0)
     return list(range(start + 1, start + 1 + count))
+
+
+def _runner(source: Session | ScopedSql) -> ScopedSql:
+    return source if isinstance(source, ScopedSql) else ScopedSql.of(source)

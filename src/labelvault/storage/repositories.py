@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -465,10 +465,34 @@ def _review_walk(project_id: int, reviewer_id: int, start: ReviewPosition | None
     return {"project_id": project_id, "user_id": reviewer_id, "from_seq": start.review_seq, "from_id": start.task_id}
 
 
+class SessionOwner(Protocol):
+    """What a repository is made from (a unit of work): its statement runner now, and its ORM
+    session only when a method needs one (a unit of work of a write batch makes it on first use)."""
+
+    @property
+    def sql(self) -> ScopedSql: ...
+
+    @property
+    def session(self) -> Session: ...
+
+
 class _Repository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.sql = ScopedSql.of(session)
+    def __init__(self, owner: Session | SessionOwner) -> None:
+        if isinstance(owner, Session):
+            self._session: Session | None = owner
+            self._owner: SessionOwner | None = None
+            self.sql = ScopedSql.of(owner)
+        else:
+            self._session = None
+            self._owner = owner
+            self.sql = owner.sql
+
+    @property
+    def session(self) -> Session:
+        session = self._session
+        if session is None:
+            session = self._session = self._owner.session  # type: ignore[union-attr]
+        return session
 
     def add(self, obj: Any) -> Any:
         self.session.add(obj)
@@ -515,7 +539,7 @@ class UserRepository(_Repository):
         the row: the statement goes with the transaction's next one, which runs once it holds the
         lock (a deferred statement, see ``ScopedSql.run``).
         """
-        if self.session.get_bind().dialect.name == "postgresql":
+        if self.sql.dialect_name == "postgresql":
             self.sql.run(*self.lock_read(user_id), defer=True)
 
     @staticmethod
@@ -589,8 +613,8 @@ class DataKeyRepository(_Repository):
 
     _ACTIVE = "active"
 
-    def __init__(self, session: Session) -> None:
-        super().__init__(session)
+    def __init__(self, owner: Session | SessionOwner) -> None:
+        super().__init__(owner)
         self._read: dict[int | str, Row[Any] | ActiveKey] = {}
 
     def remember_in(self, shared: dict[int | str, Row[Any] | ActiveKey]) -> None:
@@ -641,7 +665,7 @@ class ProjectRepository(_Repository):
 
     def row_with_roles_read(self, project_id: int, user_id: int, *, open_leases: bool = False) -> Read:
         statements = _PROJECT_ROW_FOR_NEXT if open_leases else _PROJECT_ROW_WITH_ROLES
-        return statements[self.session.get_bind().dialect.name], {"project_id": project_id, "user_id": user_id}
+        return statements[self.sql.dialect_name], {"project_id": project_id, "user_id": user_id}
 
     def by_slug(self, slug: str) -> Project | None:
         return self.session.scalar(select(Project).where(Project.slug == slug))
@@ -713,7 +737,7 @@ class TaskRepository(_Repository):
         self, project_id: int, user_id: int, start: QueuePosition | None
     ) -> tuple[Row[Any] | None, QueuePosition | None]:
         parameters: dict[str, Any] = {"project_id": project_id, "user_id": user_id}
-        if self.session.get_bind().dialect.name == "postgresql":
+        if self.sql.dialect_name == "postgresql":
             if start is None:
                 parameters.update(_QUEUE_START)
             else:
@@ -738,7 +762,7 @@ class TaskRepository(_Repository):
         """New tasks were added to the project's queue: labelers' walks start from the beginning
         again (queue_cursors.py). Writers of new tasks call it; changes to tasks need not (a trigger
         on tasks moves the epoch)."""
-        statement = _NEW_QUEUE_EPOCH[self.session.get_bind().dialect.name]
+        statement = _NEW_QUEUE_EPOCH[self.sql.dialect_name]
         self.sql.run(statement, {"project_id": project_id}, defer=True)
 
     def adjust_slots(self, task_id: int, *, open_slots: int = 0, answers: int = 0, required: int = 0) -> Row[Any]:
@@ -758,7 +782,7 @@ class TaskRepository(_Repository):
         if state == "pending":
             if project_id is None:
                 raise ValueError("a task joins the review queue of its project: project_id is needed")
-            statement = _MARK_PENDING[self.session.get_bind().dialect.name]
+            statement = _MARK_PENDING[self.sql.dialect_name]
             self.sql.run(statement, {"task_id": task_id, "project_id": project_id}, defer=True)
             return
         self.sql.run(_SET_REVIEW_STATE, {"task_id": task_id, "state": state}, defer=True)
@@ -785,7 +809,7 @@ class LeaseRepository(_Repository):
         """Take the person's lease on the task (``take``) and count its slot as their answer: the
         lease's ``started_at`` and the task's ``open_slots``, ``answer_count`` and
         ``required_answers`` after; None (nothing changed) if they hold no lease on it."""
-        if self.session.get_bind().dialect.name == "postgresql":
+        if self.sql.dialect_name == "postgresql":
             return self.sql.run(_TAKE_INTO_ANSWER, {"task_id": task_id, "user_id": user_id}).first()
         lease = self.take(task_id, user_id)
         if lease is None:
@@ -890,7 +914,7 @@ class LedgerRepository(_Repository):
 
     def add_to_spent(self, project_id: int, user_id: int, amount: int) -> None:
         """Add to the project's total, in the stripe of the person paid (see ``ProjectSpend``)."""
-        statement = _ADD_SPENT[self.session.get_bind().dialect.name]
+        statement = _ADD_SPENT[self.sql.dialect_name]
         self.sql.run(statement, {"project_id": project_id, "stripe": stripe_of(user_id), "amount": amount}, defer=True)
 
     def currency_of(self, client_id: int) -> str:
@@ -907,7 +931,7 @@ class ReviewRepository(_Repository):
     run prepared; the ``*_read`` methods give them to ``ScopedSql.prefetch``."""
 
     def _dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+        return self.sql.dialect_name
 
     def next_for(self, project_id: int, reviewer_id: int, now: datetime,
                  start: ReviewPosition | None = None) -> tuple[Row[Any] | None, ReviewPosition]:

@@ -220,13 +220,34 @@ Read = tuple[Scoped | Unscoped, dict[str, Any]]
 class ScopedSql:
     """Runs prebuilt Core statements in the session's transaction, in the session's scope."""
 
-    __slots__ = ("_connection", "_observed", "_session", "_transaction")
+    __slots__ = ("_connection", "_fixed_scope", "_observed", "_session", "_transaction")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session | None, *, connection: Connection | None = None,
+                 scope: Scope | None = None, observed: bool = False) -> None:
         self._session = session
         self._transaction: Any = None
-        self._connection: Connection | None = None
-        self._observed = False
+        self._connection = connection
+        self._fixed_scope = scope
+        self._observed = observed
+
+    @classmethod
+    def on_connection(cls, connection: Connection, scope: Scope, *, observed: bool) -> ScopedSql:
+        """A runner with no session: every statement on ``connection``, in whatever transaction or
+        savepoint it is in (a unit of work of a write batch, which opens its savepoint itself).
+        ``observed``: ``cursor_events_observed(connection)``, which the caller asked once."""
+        return cls(None, connection=connection, scope=scope, observed=observed)
+
+    @property
+    def dialect_name(self) -> str:
+        if self._session is None:
+            return self._connection.dialect.name  # type: ignore[union-attr]
+        return self._session.get_bind().dialect.name
+
+    @property
+    def scope(self) -> Scope:
+        if self._fixed_scope is not None:
+            return self._fixed_scope
+        return self._session.scope  # type: ignore[union-attr]
 
     @classmethod
     def of(cls, session: Session) -> ScopedSql:
@@ -242,7 +263,10 @@ class ScopedSql:
         # because asking the session on every statement cost more than the statement itself. So is
         # whether anything listens to the cursor events (statement counters, tracing): asking
         # SQLAlchemy's joined event lists cost 35 µs per statement.
-        transaction = self._session.get_transaction()
+        session = self._session
+        if session is None:
+            return self._connection  # type: ignore[return-value]
+        transaction = session.get_transaction()
         if transaction is None or transaction is not self._transaction:
             connection = self._connection = self._session.connection()
             self._transaction = self._session.get_transaction()
@@ -274,7 +298,7 @@ class ScopedSql:
             return connection.execute(query.statement, parameters)  # type: ignore[arg-type]
         if type(query) is not Scoped:
             raise ScopeViolation("only statements built by scoped() or marked Unscoped run here")
-        scope: Scope = self._session.scope  # type: ignore[attr-defined]
+        scope = self.scope
         if scope.all_clients:
             return connection.execute(query.unfiltered, parameters)  # type: ignore[arg-type]
         if scope.client_id is None:
@@ -312,7 +336,7 @@ class ScopedSql:
             return query.statement, query.plans, parameters or {}
         if type(query) is not Scoped:
             raise ScopeViolation("only statements built by scoped() or marked Unscoped run here")
-        scope: Scope = self._session.scope  # type: ignore[attr-defined]
+        scope = self.scope
         if scope.all_clients:
             return query.unfiltered, query.unfiltered_plans, parameters or {}
         if scope.client_id is None:
@@ -329,7 +353,7 @@ class ScopedSql:
             raise ScopeViolation("insert_many runs INSERTs built by scoped()")
         if "client_id" in columns:
             raise ScopeViolation("client_id comes from the scope, not from the caller")
-        client_id = self._session.scope.client_id  # type: ignore[attr-defined]
+        client_id = self.scope.client_id
         if client_id is None:
             raise ScopeViolation("rows of a client are inserted in a unit of work opened for that client")
         connection = self._transaction_connection()

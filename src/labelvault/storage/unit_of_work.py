@@ -26,6 +26,7 @@ from labelvault.crypto.keyring import DataCipher, Keyring
 from labelvault.errors import CryptoError, DatabaseBusy, LockWaitTooLong, WriteLost
 from labelvault.storage.engine import is_busy, writer, writer_without_waiting
 from labelvault.storage.pg_direct import DirectConnection
+from labelvault.storage.prepared import as_sqlalchemy_error, cursor_events_observed
 from labelvault.storage.queue_cursors import QueueCursors, QueuePosition, ReviewPosition
 from labelvault.storage.repositories import (
     AnswerRepository,
@@ -68,7 +69,7 @@ class _RepositoryOnFirstUse(Generic[R]):
     def __get__(self, uow: UnitOfWork | None, owner: type) -> R:
         if uow is None:
             return self  # type: ignore[return-value]
-        repository = self._make(uow.session)
+        repository = self._make(uow)
         uow.__dict__[self._name] = repository  # the instance's own attribute from now on
         return repository
 
@@ -101,31 +102,49 @@ class UnitOfWork:
         self._write = write
         self._committed = False
         self._spend: dict[tuple[int, int], int] = {}
+        self._session: Session | None = None
+        self.info: dict[str, Any] = {}  # what the use cases note for the rest of this unit of work
 
     def __enter__(self) -> Self:
         batch = self._batch = _current_batch.get()
         if batch is not None:
             # In a write batch (group commit): a savepoint of the batch's transaction, which holds
-            # the writer lock already.
-            batch.check_transaction()
+            # the writer lock already. The statements run on the batch's connection, and the ORM
+            # session is made only if something asks for it: SQLAlchemy's session and savepoint
+            # machinery cost 60 µs per unit of work, more than a queue step's Python and SQL.
             self._holds_write_lock = False
-            self.session = self._factory.sessionmaker(bind=batch.connection, join_transaction_mode="create_savepoint")
-        else:
-            bind = self._factory.write_engine if self._write else self._factory.engine
-            self._holds_write_lock = self._write and self._factory.serialize_writers
-            # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
-            # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
-            factory = self._factory
-            if self._holds_write_lock and not factory.write_lock.acquire(timeout=factory.write_lock_timeout):
-                raise DatabaseBusy("the database is busy; try again")
-            self.session = self._factory.sessionmaker(bind=bind)
-        self.session.info["scope"] = self.scope
-        session = self.session
+            batch.check_transaction()
+            self.sql = ScopedSql.on_connection(batch.connection, self.scope, observed=batch.observed)
+            self._savepoint = batch.open_savepoint()
+            self._memo_at_savepoint = dict(batch.memo)
+            if self.scope.client_id is not None:
+                # No queue step writes a data key: the batch's units of work of one client share the rows.
+                self.data_keys.remember_in(batch.memo.setdefault(("data_keys", self.scope.client_id), {}))
+            return self
+        bind = self._factory.write_engine if self._write else self._factory.engine
+        self._holds_write_lock = self._write and self._factory.serialize_writers
+        # SQLite has one writer at a time. Queueing our own writers on a lock is fair and
+        # cheap; leaving it to SQLite's busy handler (sleep and retry) starves some threads.
+        factory = self._factory
+        if self._holds_write_lock and not factory.write_lock.acquire(timeout=factory.write_lock_timeout):
+            raise DatabaseBusy("the database is busy; try again")
+        session = self._session = self._factory.sessionmaker(bind=bind)
+        session.info["scope"] = self.scope
         self.sql = ScopedSql.of(session)
-        if batch is not None and self.scope.client_id is not None:
-            # No queue step writes a data key: the batch's units of work of one client share the rows.
-            self.data_keys.remember_in(batch.memo.setdefault(("data_keys", self.scope.client_id), {}))
         return self
+
+    @property
+    def session(self) -> Session:
+        """The ORM session of this unit of work (in a write batch made on first use, as a savepoint
+        inside the unit of work's own, sharing its statement runner)."""
+        session = self._session
+        if session is None:
+            assert self._batch is not None
+            session = self._session = self._factory.sessionmaker(
+                bind=self._batch.connection, join_transaction_mode="create_savepoint")
+            session.info["scope"] = self.scope
+            session.info["scoped_sql"] = self.sql
+        return session
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -133,20 +152,37 @@ class UnitOfWork:
         # close() rolls back whatever was not committed; unlike rollback() it leaves loaded objects
         # readable (detached), so use cases can return what they read.
         try:
-            if self._batch is not None and self.session.in_transaction():
-                self._batch.memo.clear()  # this savepoint rolls back: what was noted of it is void
-            self.session.close()
+            if self._session is not None:
+                self._session.close()
         finally:
+            if self._batch is not None:
+                self._leave_savepoint(self._batch)
             if self._holds_write_lock:
                 self._factory.write_lock.release()
         if exc is not None and _short_lock_waits.get() and _is_lock_timeout(exc):
             raise LockWaitTooLong("a row this step needs is held by another transaction; nothing was written") from exc
+
+    def _leave_savepoint(self, batch: WriteBatch) -> None:
+        """Roll back what was written since the last commit (as the session's close does) and what
+        was noted of it in the batch's memo."""
+        memo = batch.memo
+        if memo != self._memo_at_savepoint:
+            memo.clear()
+            memo.update(self._memo_at_savepoint)
+        batch.end_savepoint(self._savepoint)
 
     @property
     def batch_memo(self) -> dict[Hashable, Any] | None:
         """In a write batch, what its units of work noted for the next ones (see ``WriteBatch``);
         None outside one."""
         return self._batch.memo if self._batch is not None else None
+
+    def before_batch_commit(self, key: Hashable, write: Callable[[ScopedSql, dict[Hashable, Any]], None]) -> None:
+        """In a write batch: have ``write(sql, memo)`` run just before the batch commits (once per
+        ``key``), to write what the batch's units of work noted in the memo (see ``WriteBatch``)."""
+        if self._batch is None:
+            raise RuntimeError("not in a write batch")
+        self._batch.before_commit[key] = write
 
     @property
     def client_id(self) -> int:
@@ -156,7 +192,16 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self.write_spend()
-        self.session.commit()
+        batch = self._batch
+        if batch is None:
+            self.session.commit()
+        else:
+            if self._session is not None:
+                self._session.commit()  # its savepoint, inside this unit of work's
+            batch.release_savepoint(self._savepoint)
+            # What this unit of work does after its commit is in a savepoint of its own again.
+            self._savepoint = batch.open_savepoint()
+            self._memo_at_savepoint = dict(batch.memo)
         self._committed = True
 
     def add_spend(self, project_id: int, user_id: int, amount: int) -> None:
@@ -177,7 +222,8 @@ class UnitOfWork:
         self._spend.clear()
 
     def flush(self) -> None:
-        self.session.flush()
+        if self._session is not None:  # (none yet in a write batch: no ORM change to write)
+            self._session.flush()
 
     # Encryption: the client's data keys are rows of this client, wrapped by its key outside the DB.
     def cipher(self, data_key_id: int) -> DataCipher:
@@ -244,9 +290,15 @@ class WriteBatch:
     holds the database's writer lock (writer_lock.py) from ``begin_batch`` to ``commit`` or ``rollback``.
 
     Since nothing else writes while a batch is open, its units of work may note in ``memo`` what
-    the next ones would otherwise read again: a value one of them wrote (the audit log's head), rows
+    the next ones would otherwise read again, or write only once for the whole batch: a value one
+    of them wrote (the audit log's head, written by ``before_commit``), the last id given out, rows
     no step writes (a client's data keys), work done for the whole batch (expired leases
-    collected). A unit of work that rolls back clears the memo, since what it noted may be void.
+    collected). A unit of work that rolls back puts the memo back as it was when its savepoint
+    opened (values noted must therefore not be changed in place, only replaced).
+
+    A unit of work in a batch runs its statements on the batch's connection, in a savepoint it
+    opens itself on the driver's connection (``open_savepoint``), and makes an ORM session only if
+    something asks for one (see ``UnitOfWork``).
     """
 
     def __init__(self, factory: UnitOfWorkFactory, *, lock_held: bool = False) -> None:
@@ -267,9 +319,38 @@ class WriteBatch:
             raise
         self._factory = factory
         self.connection = connection
+        self._driver = connection.connection.driver_connection
+        self.observed = cursor_events_observed(connection)  # asked once: costly (prepared.py)
         self.steps = 0
         self.open = True
         self.memo: dict[Hashable, Any] = {}
+        # Writes for the whole batch, made just before its commit from what the memo holds then
+        # (one per key, added again by each step that needs it: the last one added runs).
+        self.before_commit: dict[Hashable, Callable[[ScopedSql, dict[Hashable, Any]], None]] = {}
+        self._savepoints = 0
+
+    def open_savepoint(self) -> str:
+        self._savepoints += 1
+        name = f"lv{self._savepoints}"
+        self._savepoint_statement("SAVEPOINT", name)
+        return name
+
+    def release_savepoint(self, name: str) -> None:
+        self._savepoint_statement("RELEASE", name)
+
+    def end_savepoint(self, name: str) -> None:
+        """Roll back what was written since savepoint ``name`` opened, and close it. Nothing is
+        done if the database dropped the batch's transaction (``check_transaction`` says so)."""
+        if self._driver.in_transaction:
+            self._savepoint_statement("ROLLBACK TO", name)
+            self._savepoint_statement("RELEASE", name)
+
+    def _savepoint_statement(self, statement: str, name: str) -> None:
+        sql = f"{statement} {name}"
+        try:
+            self._driver.execute(sql)
+        except self.connection.dialect.loaded_dbapi.Error as error:  # raised as SQLAlchemy would
+            raise as_sqlalchemy_error(self.connection, sql, error) from error
 
     def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``function`` with its units of work in this batch's transaction."""
@@ -289,7 +370,7 @@ class WriteBatch:
         SQLite rolls a whole transaction back on some errors (disk full, I/O error). Without this
         check the driver's commit would then do nothing and say nothing, and a later step's
         SAVEPOINT would open a transaction of its own that its RELEASE commits, alone."""
-        if not self.connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        if not self._driver.in_transaction:
             raise WriteLost("the database rolled these writes back; nothing of them was written")
 
     def commit(self) -> None:
@@ -297,6 +378,10 @@ class WriteBatch:
         committed = False
         try:
             self.check_transaction()
+            if self.before_commit:
+                sql = ScopedSql.on_connection(self.connection, Scope(), observed=self.observed)
+                for write in self.before_commit.values():
+                    write(sql, self.memo)
             self.connection.commit()
             committed = True
         finally:

@@ -304,7 +304,7 @@ class LabelingService:
                 *([uow.answers.by_idempotency_key_read(actor.user_id, idempotency_key)]
                   if idempotency_key is not None else []),
                 uow.tasks.row_read(task_id),
-                one_id_read(uow.session, Answer),
+                one_id_read(uow.sql, Answer),
             )
             project, access = load_project_settings(uow, project_id, actor)
             ProjectPolicy.label(access)
@@ -320,7 +320,7 @@ class LabelingService:
             task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
-            answer_id = allocate_ids(uow.session, Answer, 1)[0]  # (a refused submit leaves a gap)
+            answer_id = allocate_ids(uow.sql, Answer, 1)[0]  # (a refused submit leaves a gap)
             # The lease's slot becomes the answer; both back if this submit is refused (rollback).
             taken = uow.leases.take_into_answer(task_id, actor.user_id)
             # A lease is only ever given for a task the person has not answered, and the submit
@@ -392,7 +392,7 @@ class LabelingService:
             if uow.leases.take(task_id, actor.user_id) is None:
                 raise Conflict(f"you hold no lease on task {task_id}")
             uow.tasks.move_slots(task_id, open_slots=+1)
-            uow.skips.add(sealed_skip(allocate_ids(uow.session, Skip, 1)[0], uow.active_cipher(),
+            uow.skips.add(sealed_skip(allocate_ids(uow.sql, Skip, 1)[0], uow.active_cipher(),
                                       project_id=project_id, task_id=task_id, user_id=actor.user_id,
                                       reason=reason[:MAX_SKIP_REASON], created_at=utcnow()))
             audit_log.append(

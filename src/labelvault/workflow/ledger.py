@@ -69,7 +69,7 @@ def sealed_note(uow: UnitOfWork, note: str) -> dict[str, object]:
     active data key and the sealed words."""
     if not note:
         return {}
-    entry_id = allocate_ids(uow.session, LedgerEntry, 1)[0]
+    entry_id = allocate_ids(uow.sql, LedgerEntry, 1)[0]
     key_id, cipher = uow.active_cipher()
     return {"id": entry_id, "data_key_id": key_id,
             "sealed_note": cipher.seal(LEDGER_NOTE, entry_id, note[:MAX_NOTE].encode())}

@@ -225,7 +225,7 @@ class ReviewService:
                 uow.tasks.row_read(task_id),
                 uow.reviews.lease_on_read(task_id),
                 uow.reviews.answers_read(task_id),
-                one_id_read(uow.session, Review),
+                one_id_read(uow.sql, Review),
             )
             project, access = load_project_settings(uow, project_id, actor)
             _require_reviewer(access)
@@ -237,7 +237,7 @@ class ReviewService:
             if task.review_state != "pending" or lease is None or lease.user_id != reviewer:
                 raise Conflict(f"task {task_id} is not under review by you; ask for the next review item")
             answers = list(uow.reviews.answers(task_id))
-            review_id = allocate_ids(uow.session, Review, 1)[0]
+            review_id = allocate_ids(uow.sql, Review, 1)[0]
             key_id, cipher = uow.active_cipher()  # read with the settings
             sealed_reason = cipher.seal("review.reason", review_id, reason.encode()) if reason else None
             corrected = None

@@ -60,7 +60,7 @@ _TOUCHED = Unscoped(
 def _touches_seen(uow: UnitOfWork) -> set[tuple[int, int]]:
     """(person, client) touches seen in this unit of work: a touch is never taken back within one,
     and a lease asks twice, at the eligibility check and at the grant."""
-    known: set[tuple[int, int]] = uow.session.info.setdefault("touched", set())
+    known: set[tuple[int, int]] = uow.info.setdefault("touched", set())
     return known
 
 
