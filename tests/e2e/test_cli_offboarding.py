@@ -207,3 +207,33 @@ def test_a_tampered_bundle_or_a_bad_line_fails_the_import_naming_the_file_and_le
     assert result.code == 1
     assert f"{tasks} line 2: answers is missing" in result.error_line  # one line: no traceback
     assert (_row_counts(arriving.settings), _client_keys(arriving.settings)) == before  # no client, key or account
+
+
+def test_a_bad_client_json_or_a_record_of_a_missing_answer_fails_the_import_before_anything_is_written(
+    installs: tuple[Install, Install], tmp_path: Path
+) -> None:
+    """Found by the check pass, naming the file and the field or the missing id: not a traceback,
+    nor the ledger restored with pay for no answer."""
+    leaving, arriving = installs
+    project_id = _client_with_work(leaving.settings)
+    bundle = tmp_path / "bundle"
+    leaving.cli.ok("client", "offboard", "acme", "--to", bundle, "--yes")
+    ledger = f"projects/{project_id}-reviews/ledger.jsonl"
+    bad_client, bad_ledger = tmp_path / "bad-client", tmp_path / "bad-ledger"
+    for copy in (bad_client, bad_ledger):
+        shutil.copytree(bundle, copy)
+    client = json.loads((bundle / "client.json").read_bytes())
+    _resigned(bad_client, "client.json", json.dumps(client | {"currency": "dollars"}).encode(), leaving.settings)
+    good = (bundle / ledger).read_bytes()
+    paid = json.loads(good.splitlines()[0])
+    reversal = paid | {"kind": "reversal", "amount": -paid["amount"], "answer_id": 999_999}
+    _resigned(bad_ledger, ledger, good + json.dumps(reversal).encode() + b"\n", leaving.settings)
+    before = _row_counts(arriving.settings), _client_keys(arriving.settings)
+
+    result = arriving.cli("client", "import-bundle", bad_client)
+    assert result.code == 1
+    assert "client.json: currency must be an ISO 4217 code such as USD" in result.error_line
+    result = arriving.cli("client", "import-bundle", bad_ledger)
+    assert result.code == 1
+    assert f"{ledger} line 3: answer 999999 is not in its project's tasks file" in result.error_line
+    assert (_row_counts(arriving.settings), _client_keys(arriving.settings)) == before  # no client, key or account

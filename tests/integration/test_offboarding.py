@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -562,19 +562,20 @@ def test_a_bad_line_of_the_carried_records_is_refused_before_anything_is_written
 
 
 def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
-    world: World, labelled: int, tmp_path: Path
+    world: World, labelled: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    # Lines that check out alone, but the review's task is not in its project: found only after the
-    # project's tasks and answers were written.
-    review = {"id": 1, "project_id": labelled, "task_id": 999_999, "reviewer": "labeler_a", "decision": "accept",
-              "reason": "", "created_at": "2026-01-01T00:00:00"}
-    reviews = f"projects/{labelled}-leaving/reviews.jsonl"
-    _rewrite_signed(world, bundle, reviews, json.dumps(review).encode() + b"\n")
     with another_install(tmp_path) as (other, operator):
-        with pytest.raises(InvalidInput, match=rf"{reviews} line 1: review 1 is of task 999999"):
-            other.bundles.import_bundle(operator, bundle)
+        # A bundle the check passes fails after the project's tasks and answers were written (the
+        # disk filled up, say).
+        def full_disk(*args: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(other.bundles, "_restore_answer_reviews", full_disk)
+            with pytest.raises(OSError, match="No space left"):
+                other.bundles.import_bundle(operator, bundle)
         assert other.clients.list(operator)[0] == []
         with other.uow_factory.all_clients() as uow:
             for table in CLIENT_OWNED_TABLES:
@@ -583,8 +584,7 @@ def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
         # The undoing is on the record, and the same bundle, mended, restores afterwards.
         other.audit.sequence()
         assert "client.bundle_import_undone" in b"".join(other.audit.trail(1)).decode()
-        _rewrite_signed(world, bundle, reviews, b"")
-        assert other.bundles.import_bundle(operator, bundle).tasks == 4
+        assert other.bundles.import_bundle(operator, bundle).tasks == 4  # the disk has room again
 
 
 def _reviewed_project(world: World, slug: str, labelers: list[Actor], reason: str, value: str) -> int:
@@ -932,31 +932,84 @@ def test_a_gold_answer_unlike_its_projects_schema_is_refused_naming_file_and_lin
     assert refused.details == {"line": index + 1, "field": field}
 
 
-@pytest.mark.parametrize(("kind", "line", "message"), [
-    ("review_states.jsonl", {"task_id": 999_999, "review_state": "done"}, "task 999999 is not in its project's"),
-    ("answer_reviews.jsonl", {"answer_id": 999_999, "reviewed_at": "2026-01-01T00:00:00", "note": "x"},
-     "answer 999999 is not in its project's tasks file"),
-    ("skips.jsonl", {"task_id": 999_999, "user": "labeler_a", "reason": "", "created_at": "2026-01-01T00:00:00"},
-     "task 999999 is not in its project's tasks file"),
-    ("predictions.jsonl", {"task_id": 999_999, "model_version": "7", "predicted_at": "2026-01-01T00:00:00"},
-     "task 999999 is not in its project's tasks file"),
+_AT = "2026-01-01T00:00:00"
+
+
+# A line of each kind of a project's records that checks out alone, naming a task or answer the
+# bundle lacks (gold answers: see the test above); the field it names.
+@pytest.mark.parametrize(("kind", "line", "field"), [
+    ("ledger.jsonl", {"user": "labeler_a", "kind": "review", "amount": 5, "currency": "USD", "review_id": None,
+                      "answer_id": None, "task_id": 999_999, "note": None, "created_at": _AT}, "task_id"),
+    ("ledger.jsonl", {"user": "labeler_a", "kind": "reversal", "amount": -5, "currency": "USD", "review_id": None,
+                      "answer_id": 999_999, "task_id": None, "note": None, "created_at": _AT}, "answer_id"),
+    ("reviews.jsonl", {"id": 10**9, "task_id": 999_999, "reviewer": "reviewer_a", "decision": "accept",
+                       "reason": "", "created_at": _AT}, "task_id"),
+    ("review_states.jsonl", {"task_id": 999_999, "review_state": "done"}, "task_id"),
+    ("answer_reviews.jsonl", {"answer_id": 999_999, "reviewed_at": _AT, "note": "x"}, "answer_id"),
+    ("quality.jsonl", {"kind": "gold_score", "user": "labeler_a", "task_id": 999_999, "answer_id": 999_999,
+                       "gold_kind": "honeypot", "question": "sentiment", "credit": 1.0, "created_at": _AT}, "task_id"),
+    ("skips.jsonl", {"task_id": 999_999, "user": "labeler_a", "reason": "", "created_at": _AT}, "task_id"),
+    ("predictions.jsonl", {"task_id": 999_999, "model_version": "7", "predicted_at": _AT}, "task_id"),
 ])
-def test_a_projects_record_of_a_task_or_answer_it_lacks_undoes_the_import(
-    world: World, labelled: int, tmp_path: Path, kind: str, line: dict[str, object], message: str
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_a_projects_record_of_a_task_or_answer_the_bundle_lacks_is_refused_before_anything_is_written(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, kind: str, line: dict[str, object], field: str,
+    layout: str,
 ) -> None:
-    """Lines that check out alone but name a task or answer that is not the project's: found while
-    restoring it, and the whole import undone."""
+    """Found by the check, naming the file, line and missing id, not halfway through the restore
+    (nor, for the ledger, restored as pay for no task or answer)."""
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "lacking", kind, layout)
+    lines = (bundle / name).read_bytes().splitlines(keepends=True)
+    # A version 1 review state or note names no project: it is any project's.
+    unnamed = (layout, kind) in (("version-1", "review_states.jsonl"), ("version-1", "answer_reviews.jsonl"))
+    named = {} if unnamed else {"project_id": project_id}
+    _rewrite_signed(world, bundle, name, b"".join(lines) + json.dumps(named | line).encode() + b"\n")
+    whose = "any project's" if unnamed else "its project's"
+    refused = _refused_leaving_nothing(
+        tmp_path, database_urls, bundle,
+        rf"^{re.escape(name)} line {len(lines) + 1}: {field[:-3]} 999999 is not in {whose} tasks file$")
+    assert refused.details == {"line": len(lines) + 1, "field": field}
+
+
+def test_a_record_naming_another_projects_task_is_refused_before_anything_is_written(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    """Ids are the bundle's, each project's records restored against its own tasks."""
+    other_project = make_project(world, "other", tasks=1)
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "lacking", "skips.jsonl", "per-project")
+    tasks = (bundle / f"projects/{other_project}-other.jsonl").read_bytes().splitlines()
+    foreign = json.loads(tasks[0])["id"]
+    lines = (bundle / name).read_bytes().splitlines(keepends=True)
+    skip = {"project_id": project_id, "task_id": foreign, "user": "labeler_a", "reason": "", "created_at": _AT}
+    _rewrite_signed(world, bundle, name, b"".join(lines) + json.dumps(skip).encode() + b"\n")
+    _refused_leaving_nothing(tmp_path, database_urls, bundle,
+                             rf"^{re.escape(name)} line {len(lines) + 1}: task {foreign} is not in its project's")
+
+
+# client.json spoiled (None: not JSON), what the refusal says and the field it names.
+@pytest.mark.parametrize(("spoil", "message", "field"), [
+    (None, "not a JSON object", None),
+    (lambda client: [client], "not a JSON object", None),
+    (lambda client: {k: v for k, v in client.items() if k != "currency"}, "currency is missing", "currency"),
+    (lambda client: client | {"currency": 840}, "currency is not a text", "currency"),
+    (lambda client: client | {"currency": "usd"}, "currency must be an ISO 4217 code such as USD", "currency"),
+    (lambda client: client | {"currency": "DOLLARS"}, "currency must be an ISO 4217 code", "currency"),
+    (lambda client: {k: v for k, v in client.items() if k != "name"}, "name is missing", "name"),
+    (lambda client: client | {"name": ["Acme"]}, "name is not a text", "name"),
+    (lambda client: {k: v for k, v in client.items() if k != "slug"}, "slug is missing", "slug"),
+    (lambda client: client | {"slug": "Not A Slug"}, "client slug 'Not A Slug' must be 1 to 63", "slug"),
+])
+def test_a_bad_client_json_is_refused_naming_it_and_the_field_before_anything_is_written(
+    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls,
+    spoil: Callable[[object], object] | None, message: str, field: str | None,
+) -> None:
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    name = f"projects/{labelled}-leaving/{kind}"
-    _rewrite_signed(world, bundle, name, json.dumps({"project_id": labelled} | line).encode() + b"\n")
-    with another_install(tmp_path) as (other, operator):
-        with pytest.raises(InvalidInput, match=rf"{re.escape(name)} line 1: {message}"):
-            other.bundles.import_bundle(operator, bundle)
-        assert other.clients.list(operator)[0] == []
-        with other.uow_factory.all_clients() as uow:
-            for table in CLIENT_OWNED_TABLES:
-                assert uow.session.scalar(select(func.count()).select_from(text(table))) == 0, table
+    client = json.loads((bundle / "client.json").read_bytes())
+    _rewrite_signed(world, bundle, "client.json",
+                    b'{"slug": "acme",' if spoil is None else json.dumps(spoil(client)).encode())
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, rf"^client\.json: {message}")
+    assert refused.details == {"file": "client.json", "field": field}
 
 
 def test_a_bundle_of_a_newer_version_is_refused(world: World, labelled: int, tmp_path: Path) -> None:

@@ -25,6 +25,16 @@ def check_slug(slug: str, what: str) -> str:
     return slug
 
 
+CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def check_currency(currency: str) -> str:
+    """A client's currency: an ISO 4217 code (amounts are whole numbers of its minor unit)."""
+    if not CURRENCY.fullmatch(currency):
+        raise InvalidInput("currency must be an ISO 4217 code such as USD", details={"field": "currency"})
+    return currency
+
+
 @dataclass(frozen=True, slots=True)
 class ClientInfo:
     id: int
@@ -46,8 +56,7 @@ class ClientService:
     def create(self, actor: Actor, slug: str, name: str, *, currency: str = "USD") -> ClientInfo:
         ClientPolicy.create(actor)
         check_slug(slug, "client")
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            raise InvalidInput("currency must be an ISO 4217 code such as USD", details={"field": "currency"})
+        check_currency(currency)
         with self.uow_factory.system(write=True) as uow:
             if uow.clients.by_slug(slug) is not None:
                 raise Conflict(f"client {slug!r} exists already", details={"field": "slug"})

@@ -68,7 +68,7 @@ from labelvault.storage.models import (
     WebhookEndpoint,
 )
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from labelvault.workflow.clients import SLUG
+from labelvault.workflow.clients import SLUG, check_currency, check_slug
 from labelvault.workflow.files import ALLOWED_TYPES, FileService, new_file_id
 from labelvault.workflow.labeling import sealed_skip, skip_reason
 from labelvault.workflow.ledger import ledger_note, sealed_note
@@ -777,31 +777,91 @@ _ORDERED_BY = {"review_states.jsonl": ("task_id", "task"), "gold.jsonl": ("task_
                "reviews.jsonl": ("id", "review")}
 
 
+# The tasks and answers a record names, by the kind of its file (a quality line's: by its own kind),
+# which the restore finds under their new ids: each must be in its project's tasks file. Gold answers
+# are matched to their tasks in step with the tasks file (``_check_tasks_file``).
+_REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "ledger.jsonl": (("task_id", "task"), ("answer_id", "answer")),  # either may be null (a bonus)
+    "reviews.jsonl": (("task_id", "task"),), "review_states.jsonl": (("task_id", "task"),),
+    "answer_reviews.jsonl": (("answer_id", "answer"),), "skips.jsonl": (("task_id", "task"),),
+    "predictions.jsonl": (("task_id", "task"),), "gold_score": (("task_id", "task"), ("answer_id", "answer")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskFileIds:
+    """The task and answer ids of one project's tasks file."""
+
+    tasks: set[int]
+    answers: set[int]
+
+    def has(self, what: str, value: int) -> bool:
+        return value in (self.tasks if what == "task" else self.answers)
+
+
 def _checked_project_records(directory: Path, files: set[str], projects: list[dict[str, Any]]) -> set[str]:
-    """Every line of the projects' records checked as a stream, nothing written and nothing kept but
-    the people they name (returned): each project's own files, and the client's files of a version 1
-    bundle (whose quality.jsonl also holds the skills, as a version 2 one's holds only those)."""
+    """Every line of the projects' tasks files and records checked as a stream, nothing written and
+    nothing kept but the people the records name (returned) and, until the records are checked, the
+    ids of the tasks and answers they may name: each project's own files, and the client's files of
+    a version 1 bundle (whose quality.jsonl also holds the skills, as a version 2 one's holds only
+    those)."""
     folders = {p["id"]: project_folder(p["id"], p["slug"]) for p in projects}
     for old_id, folder in folders.items():
         if f"{folder}.jsonl" not in files:
             raise InvalidInput(f"project {old_id} has no tasks file {folder}.jsonl in the bundle",
                                details={"file": f"{folder}.jsonl"})
+    # The gold answers first: a tasks file's check takes them in step with its tasks.
+    _check_records_of_kind(directory, files, folders, "gold.jsonl", None)
+    # Every project's task and answer ids, held while its records are checked: a set costs ~60 bytes
+    # an id, ~60 MB for a million tasks and as much again per million answers (the restore's id
+    # maps of one project, old id -> new id, cost more).
+    ids = {p["id"]: _check_tasks_file(directory, _ProjectRecords(directory, files, p["id"], folders[p["id"]]), p)
+           for p in projects}
     people: set[str] = set()
     for kind in PROJECT_RECORDS:
-        sources = [(f"{folder}/{kind}", old_id) for old_id, folder in folders.items() if f"{folder}/{kind}" in files]
-        for name, project_id in [*sources, (kind, None)]:
-            ordered_by, last = _ORDERED_BY.get(kind), 0
-            for number, item in _streamed_lines(directory, name, files):
-                _check_line(name, number, kind, item, project_id, folders, files)
-                if ordered_by is not None:
-                    field, what = ordered_by
-                    if item[field] <= last:
-                        raise InvalidInput(f"{name} line {number}: {what} {item[field]} comes after {what} "
-                                           f"{last} (lines are in {what} order, each {what} once)",
-                                           details={"line": number, "field": field})
-                    last = item[field]
-                people.update(item[key] for key in _PEOPLE.get(kind, ()) if item.get(key))
+        if kind != "gold.jsonl":
+            people |= _check_records_of_kind(directory, files, folders, kind, ids)
     return people
+
+
+def _check_records_of_kind(directory: Path, files: set[str], folders: dict[int, str], kind: str,
+                           ids: dict[int, _TaskFileIds] | None) -> set[str]:
+    """Every line of one kind of the projects' records, each project's own file then the client's
+    (a version 1 bundle's), the tasks and answers it names found in ``ids`` (by the bundle's project
+    id; None: not looked up here); returns the people the lines name."""
+    people: set[str] = set()
+    sources = [(f"{folder}/{kind}", old_id) for old_id, folder in folders.items() if f"{folder}/{kind}" in files]
+    for name, project_id in [*sources, (kind, None)]:
+        ordered_by, last = _ORDERED_BY.get(kind), 0
+        for number, item in _streamed_lines(directory, name, files):
+            _check_line(name, number, kind, item, project_id, folders, files)
+            if ordered_by is not None:
+                field, what = ordered_by
+                if item[field] <= last:
+                    raise InvalidInput(f"{name} line {number}: {what} {item[field]} comes after {what} "
+                                       f"{last} (lines are in {what} order, each {what} once)",
+                                       details={"line": number, "field": field})
+                last = item[field]
+            if ids is not None:
+                _check_references(name, number, kind, item,
+                                  project_id if project_id is not None else item.get("project_id"), ids)
+            people.update(item[key] for key in _PEOPLE.get(kind, ()) if item.get(key))
+    return people
+
+
+def _check_references(name: str, number: int, kind: str, item: dict[str, Any], project_id: int | None,
+                      ids: dict[int, _TaskFileIds]) -> None:
+    """The tasks and answers a checked line names, each in its project's tasks file (``project_id``
+    None: a version 1 review state or note, which names no project: in any project's)."""
+    for field, what in _REFERENCES.get(item["kind"] if kind == "quality.jsonl" else kind, ()):
+        value = item.get(field)
+        if value is None:
+            continue
+        if project_id is None:
+            if not any(found.has(what, value) for found in ids.values()):
+                raise _refusal(name, number, field, f"{what} {value} is not in any project's tasks file")
+        elif not ids[project_id].has(what, value):
+            raise _refusal(name, number, field, f"{what} {value} is not in its project's tasks file")
 
 
 def _check_line(name: str, number: int, kind: str, item: dict[str, Any], project_id: int | None,
@@ -959,6 +1019,35 @@ def _checked_projects(directory: Path, check_settings: Callable[[dict[str, Any]]
     return projects
 
 
+def _checked_client(directory: Path, files: set[str]) -> dict[str, Any]:
+    """client.json, checked: what the client is made with (its slug, unless the operator gives
+    another, its name and its currency), by the client service's own rules."""
+    name = "client.json"
+
+    def refuse(field: str | None, message: str) -> InvalidInput:
+        return InvalidInput(f"{name}: {message}", details={"file": name, "field": field})
+
+    if name not in files:  # the manifest's: its hash checked with the others
+        raise InvalidInput(f"the bundle has no {name}", details={"file": name})
+    try:
+        client = orjson.loads((directory / name).read_bytes())
+    except orjson.JSONDecodeError:
+        client = None
+    if not isinstance(client, dict):
+        raise refuse(None, "not a JSON object")
+    for field in ("slug", "name", "currency"):
+        if field not in client:
+            raise refuse(field, f"{field} is missing")
+        if not isinstance(client[field], str):
+            raise refuse(field, f"{field} is not a text")
+    try:
+        check_slug(client["slug"], "client")
+        check_currency(client["currency"])
+    except InvalidInput as error:
+        raise refuse(error.details["field"], error.message) from None
+    return client
+
+
 def _checked_members(directory: Path) -> list[dict[str, Any]]:
     """members.jsonl, every line checked (a line per member and role: kept)."""
     name = "members.jsonl"
@@ -980,19 +1069,21 @@ _ANSWER_CHECKS: tuple[Check, ...] = (
 _TASK_FIELDS = ("external_id", "priority", "data", "metadata", "suggestions")
 
 
-def _check_tasks_file(directory: Path, records: _ProjectRecords, project: dict[str, Any]) -> None:
+def _check_tasks_file(directory: Path, records: _ProjectRecords, project: dict[str, Any]) -> _TaskFileIds:
     """A project's tasks file, every line checked as a stream (a project may hold a million tasks:
     nothing of a line is kept but its ids), as the restore will read it: the task's fields against
     the project's schema, as its import does, its gold answer (taken in step from gold.jsonl, whose
     lines were checked alone already) as the gold import checks it, and its answers; no external id
-    or answer id twice (the restore would put the second over the first)."""
+    or answer id twice (the restore would put the second over the first). Returns its task and
+    answer ids."""
     name = f"{records.folder}.jsonl"
     schema = parse_schema(project["schema"])
     parse = RowParser(schema, default_overlap=project["overlap"])
     gold = _InTaskOrder(records, "gold.jsonl")
-    # The ids seen in this file only, freed when it is checked: as large as the id map the restore
-    # keeps of the project anyway.
+    # The ids seen in this file: the external ids freed when it is checked, the task and answer ids
+    # returned (the records of the project are checked against them).
     external_ids: set[str] = set()
+    task_ids: set[int] = set()
     answer_ids: set[int] = set()
     last = 0
     for number, row in _streamed_lines(directory, name, {name}):
@@ -1000,6 +1091,7 @@ def _check_tasks_file(directory: Path, records: _ProjectRecords, project: dict[s
             raise _refusal(name, number, "id",
                            f"task {row.get('id')!r} is not after task {last} (tasks are in id order)")
         last = row["id"]
+        task_ids.add(last)
         for field in _TASK_FIELDS:
             if field not in row:
                 raise _refusal(name, number, field, f"{field} is missing")
@@ -1028,6 +1120,7 @@ def _check_tasks_file(directory: Path, records: _ProjectRecords, project: dict[s
                 raise _refusal(name, number, f"answers[{index}].id", f"answer {answer['id']} is in the file twice")
             answer_ids.add(answer["id"])
     gold.finish()  # a gold answer of a task the file lacks
+    return _TaskFileIds(task_ids, answer_ids)
 
 
 def _restore_project_quality(
@@ -1243,16 +1336,13 @@ class BundleImporter:
         if not isinstance(version, int) or version > BUNDLE_VERSION:
             raise InvalidInput(f"bundle version {version!r} is newer than this install reads (up to {BUNDLE_VERSION})",
                                details={"file": "manifest.json", "field": "bundle_version"})
-        client = orjson.loads((directory / "client.json").read_bytes())
         # Everything read and checked before anything is written: a bad line leaves no half-restored
         # client. Checked as streams: a large client's records are read again when restored.
         bundle_files = set(manifest["files"])
+        client = _checked_client(directory, bundle_files)
         old_projects = _checked_projects(directory, self._check_project_settings)
         members = _checked_members(directory)
         people = _checked_project_records(directory, bundle_files, old_projects)
-        for project in old_projects:  # each project has its tasks file (checked just above)
-            _check_tasks_file(directory, _ProjectRecords(directory, bundle_files, project["id"],
-                                                         project_folder(project["id"], project["slug"])), project)
         records = _checked_records(directory, bundle_files, {p["id"]: p["schema"] for p in old_projects})
         file_entries = _bundle_file_entries(directory, bundle_files, {p["id"] for p in old_projects})
         # A file keeps its id unless a file of this install has it (the bundle restored twice):
