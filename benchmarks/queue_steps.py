@@ -122,6 +122,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=0,
                         help="Run the steps in write batches of this many (group commit, as the server on SQLite).")
     args = parser.parse_args()
+    if args.batch > args.labelers:
+        # A labeler's second next in one batch would return the lease of the first (no hoarding),
+        # and the second submit of that task would be refused.
+        parser.error(f"--batch {args.batch} needs at least as many --labelers (each takes one task per batch)")
 
     with tempfile.TemporaryDirectory(prefix="lv-queue-steps-") as directory:
         for mode in ("FULL", "NORMAL"):

@@ -90,6 +90,37 @@ def test_a_scoped_core_statement_sees_and_changes_only_its_clients_rows(
         uow.sql.run(_ALL_PROJECT_NAMES)  # no client in scope: refused, not "every row"
 
 
+def test_in_a_write_batch_a_unit_of_work_keeps_its_scope_on_both_paths(
+    world: World, two_projects: tuple[int, int]
+) -> None:
+    """A unit of work of a write batch (SQLite's group commit) runs its statements on the batch's
+    connection and makes its ORM session only on first use: the scope holds on both paths."""
+    factory = world.services.uow_factory
+    if not factory.serialize_writers:
+        pytest.skip("write batches are SQLite's")
+    a_id, b_id = two_projects
+
+    def as_client_a() -> None:
+        with factory.for_client(world.client_a, write=True) as uow:
+            assert [row.id for row in uow.sql.run(_ALL_PROJECT_NAMES)] == [a_id]
+            assert uow.sql.run(_RENAME_EVERY_PROJECT, {"new_name": "renamed"}).rowcount == 1
+            assert uow.session.get(Project, b_id) is None  # the session, made now, is scoped too
+            assert [p.id for p in uow.session.scalars(select(Project))] == [a_id]
+            uow.session.add(Project(client_id=world.client_b, slug="x", name="x", schema_json=json.dumps(SCHEMA)))
+            with pytest.raises(ScopeViolation):
+                uow.flush()
+        with factory.system() as uow:
+            with pytest.raises(ScopeViolation):
+                uow.sql.run(_ALL_PROJECT_NAMES)
+            assert uow.session.scalars(select(Project)).all() == []
+
+    batch = factory.begin_batch()
+    batch.run(as_client_a)
+    batch.commit()
+    with factory.all_clients() as uow:  # the unit of work left without a commit: nothing renamed
+        assert {row.id: row.name for row in uow.sql.run(_ALL_PROJECT_NAMES)} == {a_id: "Alpha", b_id: "Beta"}
+
+
 def test_a_scoped_insert_takes_the_client_from_the_scope_and_refuses_another(world: World) -> None:
     insert_project = scoped(insert(_projects_table))
     with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
