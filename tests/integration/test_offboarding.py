@@ -1012,6 +1012,54 @@ def test_a_bad_client_json_is_refused_naming_it_and_the_field_before_anything_is
     assert refused.details == {"file": "client.json", "field": field}
 
 
+def _without_key(document: dict[str, object], key: str) -> dict[str, object]:
+    return {k: v for k, v in document.items() if k != key}
+
+
+def _with_file(document: dict[str, object], name: str, digest: object) -> dict[str, object]:
+    return document | {"files": dict(document["files"]) | {name: digest}}  # type: ignore[call-overload]
+
+
+# manifest.json spoiled (None: not JSON), signed again; what the refusal says and the field it names.
+@pytest.mark.parametrize(("spoil", "message", "field"), [
+    (None, "not a JSON object", None),
+    (lambda manifest: [manifest], "not a JSON object", None),
+    (lambda manifest: _without_key(manifest, "public_key_pem"), "public_key_pem is missing", "public_key_pem"),
+    (lambda manifest: manifest | {"public_key_pem": 7}, "public_key_pem is not a text", "public_key_pem"),
+    (lambda manifest: manifest | {"public_key_pem": "a key"}, "public_key_pem: public key is neither PEM",
+     "public_key_pem"),
+    (lambda manifest: _without_key(manifest, "files"), "files is missing", "files"),
+    (lambda manifest: manifest | {"files": sorted(manifest["files"])}, "files is not an object", "files"),
+    (lambda manifest: _with_file(manifest, "../outside.json", "0" * 64),
+     "files: '../outside.json' is not a path inside the bundle", "files"),
+    (lambda manifest: _with_file(manifest, "client.json", 7), "files: the hash of client.json is not a SHA-256",
+     "files.client.json"),
+    (lambda manifest: manifest | {"bundle_version": "2"}, "bundle_version is not a whole number", "bundle_version"),
+])
+def test_a_bad_manifest_is_refused_naming_it_and_the_field_before_anything_is_written(
+    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls,
+    spoil: Callable[[dict[str, object]], object] | None, message: str, field: str | None,
+) -> None:
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    spoiled = b'{"files": {' if spoil is None else json.dumps(spoil(manifest), indent=2, sort_keys=True).encode()
+    (bundle / "manifest.json").write_bytes(spoiled)
+    (bundle / "manifest.sig").write_text(base64.b64encode(world.services.audit.signer.sign_document(spoiled)).decode())
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, rf"^manifest\.json: {message}")
+    assert refused.details == {"file": "manifest.json", "field": field}
+
+
+def test_a_manifest_signature_that_is_not_base64_is_refused_naming_it(
+    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    (bundle / "manifest.sig").write_text("not base64!")
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, r"^manifest\.sig: not a base64 signature")
+    assert refused.details == {"file": "manifest.sig"}
+
+
 def test_a_bundle_of_a_newer_version_is_refused(world: World, labelled: int, tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)

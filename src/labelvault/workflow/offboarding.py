@@ -19,6 +19,7 @@ the log stays verifiable, and who saw the client's data stays recorded for the c
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import itertools
 import json
@@ -33,7 +34,7 @@ import orjson
 from sqlalchemy import delete, func, select
 
 from labelvault.audit import log as audit_log
-from labelvault.audit.checkpoint import verify_document
+from labelvault.audit.checkpoint import load_public_key, verify_document
 from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import DataCipher
 from labelvault.domain.access import Actor, Role, UserPolicy
@@ -536,13 +537,18 @@ class OffboardingService:
     # -- arriving ----------------------------------------------------------------------------
 
     def verify_bundle(self, directory: Path) -> dict[str, Any]:
-        """Check the manifest's signature and every file's hash; returns the manifest."""
+        """Check the manifest (``_checked_manifest``), its signature and every file's hash; returns
+        the manifest."""
         try:
             manifest_bytes = (directory / "manifest.json").read_bytes()
-            signature = base64.b64decode((directory / "manifest.sig").read_text())
+            signature_text = (directory / "manifest.sig").read_text()
         except FileNotFoundError as missing:
             raise InvalidInput(f"not an offboarding bundle: {missing.filename} is missing") from None
-        manifest = json.loads(manifest_bytes)
+        try:
+            signature = base64.b64decode(signature_text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("manifest.sig: not a base64 signature", details={"file": "manifest.sig"}) from None
+        manifest = _checked_manifest(manifest_bytes)
         verify_document(manifest["public_key_pem"], manifest_bytes, signature)
         for name, expected in manifest["files"].items():
             path = directory / name
@@ -551,6 +557,49 @@ class OffboardingService:
                     f"bundle file {name} is missing or does not match its hash in the manifest", details={"file": name}
                 )
         return manifest
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_bundle_path(name: str) -> bool:
+    """A file name of the manifest: a relative path inside the bundle (read as ``directory / name``)."""
+    parts = name.split("/")
+    return bool(name) and "\\" not in name and ":" not in parts[0] and all(p not in ("", ".", "..") for p in parts)
+
+
+def _checked_manifest(manifest_bytes: bytes) -> dict[str, Any]:
+    """manifest.json, checked for what is read of it (the key, the file index, the version) before
+    its signature and hashes are: a malformed one is refused naming the file and the field."""
+    name = "manifest.json"
+
+    def refuse(field: str | None, message: str) -> InvalidInput:
+        return InvalidInput(f"{name}: {message}", details={"file": name, "field": field})
+
+    try:
+        manifest = orjson.loads(manifest_bytes)
+    except orjson.JSONDecodeError:
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise refuse(None, "not a JSON object")
+    for field, wanted in (("public_key_pem", str), ("files", dict)):
+        if field not in manifest:
+            raise refuse(field, f"{field} is missing")
+        if not isinstance(manifest[field], wanted):
+            raise refuse(field, f"{field} is not {'a text' if wanted is str else 'an object'}")
+    try:
+        load_public_key(manifest["public_key_pem"])
+    except InvalidInput as error:
+        raise refuse("public_key_pem", f"public_key_pem: {error.message}") from None
+    for file_name, digest in manifest["files"].items():
+        if not _is_bundle_path(file_name):
+            raise refuse("files", f"files: {file_name!r} is not a path inside the bundle")
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise refuse(f"files.{file_name}", f"files: the hash of {file_name} is not a SHA-256 in hex")
+    version = manifest.get("bundle_version", 1)
+    if not _is_id(version) or version < 1:
+        raise refuse("bundle_version", "bundle_version is not a whole number from 1")
+    return manifest
 
 
 @dataclass(frozen=True, slots=True)
