@@ -971,6 +971,33 @@ def test_a_projects_record_of_a_task_or_answer_the_bundle_lacks_is_refused_befor
     assert refused.details == {"line": len(lines) + 1, "field": field}
 
 
+@pytest.mark.parametrize("whose", ["missing", "another-project"])
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_a_ledger_entry_of_a_review_its_project_lacks_is_refused_before_anything_is_written(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, layout: str, whose: str
+) -> None:
+    """A review's pay names its review: one that is not among its project's reviews would be restored
+    as pay for no review. Found by the check, naming the file, line and id."""
+    a, b = make_labelers(world, 2, prefix="other")
+    other_project = _reviewed_project(world, "other", [a, b], "off topic", "negative")
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "lacking", "ledger.jsonl", layout)
+    reviews = [json.loads(line) for line in (bundle / "reviews.jsonl").read_bytes().splitlines()] \
+        if layout == "version-1" else \
+        [json.loads(line) for slug, old_id in (("other", other_project), ("lacking", project_id))
+         for line in (bundle / f"projects/{old_id}-{slug}/reviews.jsonl").read_bytes().splitlines()]
+    own = next(r["id"] for r in reviews if r["project_id"] == project_id)
+    review_id = 999_999 if whose == "missing" else next(r["id"] for r in reviews if r["project_id"] == other_project)
+    lines = (bundle / name).read_bytes().splitlines(keepends=True)
+    pay = {"project_id": project_id, "user": "reviewer_a", "kind": "review", "amount": 5, "currency": "USD",
+           "answer_id": None, "task_id": None, "note": None, "created_at": _AT}
+    added = [pay | {"review_id": own}, pay | {"review_id": review_id}]  # the first names its project's review
+    _rewrite_signed(world, bundle, name, b"".join(lines) + b"".join(json.dumps(e).encode() + b"\n" for e in added))
+    refused = _refused_leaving_nothing(
+        tmp_path, database_urls, bundle,
+        rf"^{re.escape(name)} line {len(lines) + 2}: review {review_id} is not in its project's reviews$")
+    assert refused.details == {"line": len(lines) + 2, "field": "review_id"}
+
+
 def test_a_record_naming_another_projects_task_is_refused_before_anything_is_written(
     world: World, tmp_path: Path, database_urls: DatabaseUrls
 ) -> None:

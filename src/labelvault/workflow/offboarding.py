@@ -826,11 +826,13 @@ _ORDERED_BY = {"review_states.jsonl": ("task_id", "task"), "gold.jsonl": ("task_
                "reviews.jsonl": ("id", "review")}
 
 
-# The tasks and answers a record names, by the kind of its file (a quality line's: by its own kind),
-# which the restore finds under their new ids: each must be in its project's tasks file. Gold answers
-# are matched to their tasks in step with the tasks file (``_check_tasks_file``).
+# The tasks, answers and reviews a record names, by the kind of its file (a quality line's: by its
+# own kind), which the restore finds under their new ids: each must be in its project's tasks file
+# (a review: in its project's reviews). Gold answers are matched to their tasks in step with the
+# tasks file (``_check_tasks_file``).
 _REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
-    "ledger.jsonl": (("task_id", "task"), ("answer_id", "answer")),  # either may be null (a bonus)
+    # Any may be null (a bonus names none); a review's pay names its review.
+    "ledger.jsonl": (("task_id", "task"), ("answer_id", "answer"), ("review_id", "review")),
     "reviews.jsonl": (("task_id", "task"),), "review_states.jsonl": (("task_id", "task"),),
     "answer_reviews.jsonl": (("answer_id", "answer"),), "skips.jsonl": (("task_id", "task"),),
     "predictions.jsonl": (("task_id", "task"),), "gold_score": (("task_id", "task"), ("answer_id", "answer")),
@@ -839,13 +841,15 @@ _REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
 
 @dataclass(frozen=True, slots=True)
 class _TaskFileIds:
-    """The task and answer ids of one project's tasks file."""
+    """The task and answer ids of one project's tasks file, and the ids of its reviews (added as
+    its reviews are checked, before the ledger that pays them)."""
 
     tasks: set[int]
     answers: set[int]
+    reviews: set[int]  # empty until the project's reviews are checked
 
     def has(self, what: str, value: int) -> bool:
-        return value in (self.tasks if what == "task" else self.answers)
+        return value in (self.tasks if what == "task" else self.answers if what == "answer" else self.reviews)
 
 
 def _checked_project_records(directory: Path, files: set[str], projects: list[dict[str, Any]]) -> set[str]:
@@ -867,7 +871,8 @@ def _checked_project_records(directory: Path, files: set[str], projects: list[di
     ids = {p["id"]: _check_tasks_file(directory, _ProjectRecords(directory, files, p["id"], folders[p["id"]]), p)
            for p in projects}
     people: set[str] = set()
-    for kind in PROJECT_RECORDS:
+    # The reviews before the ledger: a review's pay must name a review of its project.
+    for kind in sorted(PROJECT_RECORDS, key=lambda kind: kind != "reviews.jsonl"):
         if kind != "gold.jsonl":
             people |= _check_records_of_kind(directory, files, folders, kind, ids)
     return people
@@ -892,8 +897,10 @@ def _check_records_of_kind(directory: Path, files: set[str], folders: dict[int, 
                                        details={"line": number, "field": field})
                 last = item[field]
             if ids is not None:
-                _check_references(name, number, kind, item,
-                                  project_id if project_id is not None else item.get("project_id"), ids)
+                owner = project_id if project_id is not None else item.get("project_id")
+                _check_references(name, number, kind, item, owner, ids)
+                if kind == "reviews.jsonl":  # named by the ledger's lines, checked after these
+                    ids[owner].reviews.add(item["id"])
             people.update(item[key] for key in _PEOPLE.get(kind, ()) if item.get(key))
     return people
 
@@ -910,7 +917,8 @@ def _check_references(name: str, number: int, kind: str, item: dict[str, Any], p
             if not any(found.has(what, value) for found in ids.values()):
                 raise _refusal(name, number, field, f"{what} {value} is not in any project's tasks file")
         elif not ids[project_id].has(what, value):
-            raise _refusal(name, number, field, f"{what} {value} is not in its project's tasks file")
+            where = "reviews" if what == "review" else "tasks file"
+            raise _refusal(name, number, field, f"{what} {value} is not in its project's {where}")
 
 
 def _check_line(name: str, number: int, kind: str, item: dict[str, Any], project_id: int | None,
@@ -1169,7 +1177,7 @@ def _check_tasks_file(directory: Path, records: _ProjectRecords, project: dict[s
                 raise _refusal(name, number, f"answers[{index}].id", f"answer {answer['id']} is in the file twice")
             answer_ids.add(answer["id"])
     gold.finish()  # a gold answer of a task the file lacks
-    return _TaskFileIds(task_ids, answer_ids)
+    return _TaskFileIds(task_ids, answer_ids, set())
 
 
 def _restore_project_quality(
