@@ -971,6 +971,33 @@ def test_a_projects_record_of_a_task_or_answer_the_bundle_lacks_is_refused_befor
     assert refused.details == {"line": len(lines) + 1, "field": field}
 
 
+@pytest.mark.parametrize("whose", ["missing", "another-project"])
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_a_ledger_entry_of_a_review_its_project_lacks_is_refused_before_anything_is_written(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, layout: str, whose: str
+) -> None:
+    """A review's pay names its review: one that is not among its project's reviews would be restored
+    as pay for no review. Found by the check, naming the file, line and id."""
+    a, b = make_labelers(world, 2, prefix="other")
+    other_project = _reviewed_project(world, "other", [a, b], "off topic", "negative")
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "lacking", "ledger.jsonl", layout)
+    reviews = [json.loads(line) for line in (bundle / "reviews.jsonl").read_bytes().splitlines()] \
+        if layout == "version-1" else \
+        [json.loads(line) for slug, old_id in (("other", other_project), ("lacking", project_id))
+         for line in (bundle / f"projects/{old_id}-{slug}/reviews.jsonl").read_bytes().splitlines()]
+    own = next(r["id"] for r in reviews if r["project_id"] == project_id)
+    review_id = 999_999 if whose == "missing" else next(r["id"] for r in reviews if r["project_id"] == other_project)
+    lines = (bundle / name).read_bytes().splitlines(keepends=True)
+    pay = {"project_id": project_id, "user": "reviewer_a", "kind": "review", "amount": 5, "currency": "USD",
+           "answer_id": None, "task_id": None, "note": None, "created_at": _AT}
+    added = [pay | {"review_id": own}, pay | {"review_id": review_id}]  # the first names its project's review
+    _rewrite_signed(world, bundle, name, b"".join(lines) + b"".join(json.dumps(e).encode() + b"\n" for e in added))
+    refused = _refused_leaving_nothing(
+        tmp_path, database_urls, bundle,
+        rf"^{re.escape(name)} line {len(lines) + 2}: review {review_id} is not in its project's reviews$")
+    assert refused.details == {"line": len(lines) + 2, "field": "review_id"}
+
+
 def test_a_record_naming_another_projects_task_is_refused_before_anything_is_written(
     world: World, tmp_path: Path, database_urls: DatabaseUrls
 ) -> None:
@@ -1010,6 +1037,54 @@ def test_a_bad_client_json_is_refused_naming_it_and_the_field_before_anything_is
                     b'{"slug": "acme",' if spoil is None else json.dumps(spoil(client)).encode())
     refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, rf"^client\.json: {message}")
     assert refused.details == {"file": "client.json", "field": field}
+
+
+def _without_key(document: dict[str, object], key: str) -> dict[str, object]:
+    return {k: v for k, v in document.items() if k != key}
+
+
+def _with_file(document: dict[str, object], name: str, digest: object) -> dict[str, object]:
+    return document | {"files": dict(document["files"]) | {name: digest}}  # type: ignore[call-overload]
+
+
+# manifest.json spoiled (None: not JSON), signed again; what the refusal says and the field it names.
+@pytest.mark.parametrize(("spoil", "message", "field"), [
+    (None, "not a JSON object", None),
+    (lambda manifest: [manifest], "not a JSON object", None),
+    (lambda manifest: _without_key(manifest, "public_key_pem"), "public_key_pem is missing", "public_key_pem"),
+    (lambda manifest: manifest | {"public_key_pem": 7}, "public_key_pem is not a text", "public_key_pem"),
+    (lambda manifest: manifest | {"public_key_pem": "a key"}, "public_key_pem: public key is neither PEM",
+     "public_key_pem"),
+    (lambda manifest: _without_key(manifest, "files"), "files is missing", "files"),
+    (lambda manifest: manifest | {"files": sorted(manifest["files"])}, "files is not an object", "files"),
+    (lambda manifest: _with_file(manifest, "../outside.json", "0" * 64),
+     "files: '../outside.json' is not a path inside the bundle", "files"),
+    (lambda manifest: _with_file(manifest, "client.json", 7), "files: the hash of client.json is not a SHA-256",
+     "files.client.json"),
+    (lambda manifest: manifest | {"bundle_version": "2"}, "bundle_version is not a whole number", "bundle_version"),
+])
+def test_a_bad_manifest_is_refused_naming_it_and_the_field_before_anything_is_written(
+    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls,
+    spoil: Callable[[dict[str, object]], object] | None, message: str, field: str | None,
+) -> None:
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    spoiled = b'{"files": {' if spoil is None else json.dumps(spoil(manifest), indent=2, sort_keys=True).encode()
+    (bundle / "manifest.json").write_bytes(spoiled)
+    (bundle / "manifest.sig").write_text(base64.b64encode(world.services.audit.signer.sign_document(spoiled)).decode())
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, rf"^manifest\.json: {message}")
+    assert refused.details == {"file": "manifest.json", "field": field}
+
+
+def test_a_manifest_signature_that_is_not_base64_is_refused_naming_it(
+    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    (bundle / "manifest.sig").write_text("not base64!")
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, r"^manifest\.sig: not a base64 signature")
+    assert refused.details == {"file": "manifest.sig"}
 
 
 def test_a_bundle_of_a_newer_version_is_refused(world: World, labelled: int, tmp_path: Path) -> None:

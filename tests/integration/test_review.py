@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labelvault.errors import InvalidInput, QueueRefused
+from labelvault.errors import Conflict, InvalidInput, QueueRefused
 from tests.conftest import World
 from tests.integration.queue_helpers import label_once, make_labelers, make_project
 
@@ -237,3 +237,110 @@ def test_a_warm_review_next_and_decision_on_postgresql_take_few_round_trips(worl
     after_next = DirectConnection.round_trips
     _accept(world, me, project_id, task_id)
     assert (after_next - before, DirectConnection.round_trips - after_next) == (3, 2)
+
+
+# --- A decision that arrives after its reviewer's lease expired.
+
+
+def _review_trace(world: World, project_id: int, task_id: int) -> tuple[object, ...]:
+    """What a decision writes: review rows, ledger entries, the task's state, its answers' states."""
+    from sqlalchemy import select
+
+    from labelvault.storage.models import LedgerEntry, Review, Task
+
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        reviews = uow.session.scalars(select(Review.id).where(Review.task_id == task_id)).all()
+        ledger = uow.session.scalars(select(LedgerEntry.kind).where(LedgerEntry.project_id == project_id)).all()
+        state = uow.session.scalar(select(Task.review_state).where(Task.id == task_id))
+        answers = [a.status for a in uow.answers.iterate(project_id)]
+    spent = world.services.projects.get(world.operator, world.client_a, project_id).spent
+    return list(reviews), sorted(ledger), state, answers, spent
+
+
+_LATE_DECISIONS = {
+    "accept": {},
+    "reject": {"reason": "too late to say so"},
+    "correct": {"correction": {"sentiment": "negative"}},
+}
+
+
+@pytest.mark.parametrize("decision", sorted(_LATE_DECISIONS))
+def test_a_late_decision_on_a_task_another_reviewer_took_over_is_refused_and_writes_nothing(
+    world: World, decision: str
+) -> None:
+    project_id = make_project(world, tasks=1, review_policy="all", pay_on="accept", rate_per_answer=5,
+                              rate_per_review=3)
+    first, second = reviewer(world), world.actors["manager_a"]
+    task_id = label_once(world, world.actors["labeler_a"], project_id)
+    assert _review_next(world, first, project_id) == task_id
+    _expire_review_lease(world, task_id)
+    assert _review_next(world, second, project_id) == task_id  # the expired lease is taken over
+    before = _review_trace(world, project_id, task_id)
+    with pytest.raises(Conflict) as refused:
+        world.services.reviews.decide(first, world.client_a, project_id, task_id, decision=decision,
+                                      **_LATE_DECISIONS[decision])
+    assert refused.value.http_status == 409
+    assert f"task {task_id}" in refused.value.message and "another reviewer" in refused.value.message
+    assert _review_trace(world, project_id, task_id) == before == ([], [], "pending", ["submitted"], 0)
+    # The second reviewer's lease stands: they get the task again and their decision counts.
+    assert _review_next(world, second, project_id) == task_id
+    _accept(world, second, project_id, task_id)
+    assert _review_trace(world, project_id, task_id)[1:] == (["answer", "review"], "done", ["accepted"], 5 + 3)
+
+
+@pytest.mark.parametrize("decision", sorted(_LATE_DECISIONS))
+def test_a_late_decision_goes_through_while_nobody_else_took_the_task(world: World, decision: str) -> None:
+    """As a labeler's late submit counts while a slot is free: the expired lease is nobody else's."""
+    project_id = make_project(world, tasks=1, review_policy="all", pay_on="accept", rate_per_answer=5,
+                              rate_per_review=3)
+    me = reviewer(world)
+    task_id = label_once(world, world.actors["labeler_a"], project_id)
+    assert _review_next(world, me, project_id) == task_id
+    _expire_review_lease(world, task_id)
+    review_id = world.services.reviews.decide(me, world.client_a, project_id, task_id, decision=decision,
+                                              **_LATE_DECISIONS[decision])
+    reviews, ledger, state, answers, _ = _review_trace(world, project_id, task_id)
+    assert reviews == [review_id] and "review" in ledger
+    assert (state, answers) == {"accept": ("done", ["accepted"]), "reject": ("none", ["rejected"]),
+                                "correct": ("done", ["corrected"])}[decision]
+    with pytest.raises(QueueRefused):  # nothing left to review; the expired lease went with the decision
+        world.services.reviews.next_item(world.actors["manager_a"], world.client_a, project_id)
+
+
+def test_a_late_decision_racing_the_reviewer_who_takes_the_task_over_is_refused(world: World) -> None:
+    """The late decision waits for the take-over in flight and then sees the new lease (PostgreSQL
+    runs them side by side; SQLite's writers take turns)."""
+    import threading
+    from datetime import timedelta
+
+    from labelvault.storage.models import utcnow
+
+    project_id = make_project(world, tasks=1, review_policy="all", rate_per_review=3)
+    first, second = reviewer(world), world.actors["manager_a"]
+    task_id = label_once(world, world.actors["labeler_a"], project_id)
+    assert _review_next(world, first, project_id) == task_id
+    _expire_review_lease(world, task_id)
+    outcome: list[object] = []
+
+    def late_decision() -> None:
+        try:
+            outcome.append(world.services.reviews.decide(first, world.client_a, project_id, task_id,
+                                                         decision="accept"))
+        except Exception as error:  # the test asserts what it was
+            outcome.append(error)
+
+    decider = threading.Thread(target=late_decision)
+    now = utcnow()
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        # The second reviewer's next, up to its commit: the pick (locks the task) and the take-over.
+        task, _ = uow.reviews.next_for(project_id, second.user_id, now)
+        assert task is not None and task.id == task_id
+        uow.reviews.take_over(project_id=project_id, task_id=task_id, user_id=second.user_id, started_at=now,
+                              expires_at=now + timedelta(minutes=5))
+        decider.start()
+        decider.join(timeout=1)  # the decision is waiting, or (before the fix) ran ahead and waits at its writes
+        uow.commit()
+    decider.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], Conflict), outcome
+    assert _review_trace(world, project_id, task_id) == ([], [], "pending", ["submitted"], 0)
+    assert _review_next(world, second, project_id) == task_id

@@ -173,6 +173,8 @@ _POSTGRESQL_NEXT_TASK = _postgresql_next_task()
 # The start of PostgreSQL's order, as -priority (of a 32-bit integer), -uncertainty, id.
 _QUEUE_START = {"rank_priority": -(2**31), "rank_uncertainty": float("-inf"), "rank_id": 0}
 _TASK_ROW = scoped(select(_tasks).where(_tasks.c.id == bindparam("task_id")))
+# The same, its row locked until the transaction ends (PostgreSQL; SQLite's writer holds the file).
+_TASK_ROW_LOCKED = scoped(select(_tasks).where(_tasks.c.id == bindparam("task_id")).with_for_update(of=_tasks))
 _MOVE_SLOTS_STATEMENT = (
     update(_tasks)
     .where(_tasks.c.id == bindparam("task_id"))
@@ -693,6 +695,15 @@ class TaskRepository(_Repository):
     @staticmethod
     def row_read(task_id: int) -> Read:
         return _TASK_ROW, {"task_id": task_id}
+
+    def row_locked(self, task_id: int) -> Row[Any] | None:
+        """The task's columns, its row locked (``FOR UPDATE``) until the transaction ends: on
+        PostgreSQL a transaction that locked it first (the reviewer queue's pick) is waited for."""
+        return self.sql.run(*self.row_locked_read(task_id)).first()
+
+    @staticmethod
+    def row_locked_read(task_id: int) -> Read:
+        return _TASK_ROW_LOCKED, {"task_id": task_id}
 
     def existing_external_ids(self, project_id: int, external_ids: list[str]) -> set[str]:
         if not external_ids:

@@ -19,6 +19,7 @@ the log stays verifiable, and who saw the client's data stays recorded for the c
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import itertools
 import json
@@ -33,7 +34,7 @@ import orjson
 from sqlalchemy import delete, func, select
 
 from labelvault.audit import log as audit_log
-from labelvault.audit.checkpoint import verify_document
+from labelvault.audit.checkpoint import load_public_key, verify_document
 from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import DataCipher
 from labelvault.domain.access import Actor, Role, UserPolicy
@@ -536,13 +537,18 @@ class OffboardingService:
     # -- arriving ----------------------------------------------------------------------------
 
     def verify_bundle(self, directory: Path) -> dict[str, Any]:
-        """Check the manifest's signature and every file's hash; returns the manifest."""
+        """Check the manifest (``_checked_manifest``), its signature and every file's hash; returns
+        the manifest."""
         try:
             manifest_bytes = (directory / "manifest.json").read_bytes()
-            signature = base64.b64decode((directory / "manifest.sig").read_text())
+            signature_text = (directory / "manifest.sig").read_text()
         except FileNotFoundError as missing:
             raise InvalidInput(f"not an offboarding bundle: {missing.filename} is missing") from None
-        manifest = json.loads(manifest_bytes)
+        try:
+            signature = base64.b64decode(signature_text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("manifest.sig: not a base64 signature", details={"file": "manifest.sig"}) from None
+        manifest = _checked_manifest(manifest_bytes)
         verify_document(manifest["public_key_pem"], manifest_bytes, signature)
         for name, expected in manifest["files"].items():
             path = directory / name
@@ -551,6 +557,49 @@ class OffboardingService:
                     f"bundle file {name} is missing or does not match its hash in the manifest", details={"file": name}
                 )
         return manifest
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_bundle_path(name: str) -> bool:
+    """A file name of the manifest: a relative path inside the bundle (read as ``directory / name``)."""
+    parts = name.split("/")
+    return bool(name) and "\\" not in name and ":" not in parts[0] and all(p not in ("", ".", "..") for p in parts)
+
+
+def _checked_manifest(manifest_bytes: bytes) -> dict[str, Any]:
+    """manifest.json, checked for what is read of it (the key, the file index, the version) before
+    its signature and hashes are: a malformed one is refused naming the file and the field."""
+    name = "manifest.json"
+
+    def refuse(field: str | None, message: str) -> InvalidInput:
+        return InvalidInput(f"{name}: {message}", details={"file": name, "field": field})
+
+    try:
+        manifest = orjson.loads(manifest_bytes)
+    except orjson.JSONDecodeError:
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise refuse(None, "not a JSON object")
+    for field, wanted in (("public_key_pem", str), ("files", dict)):
+        if field not in manifest:
+            raise refuse(field, f"{field} is missing")
+        if not isinstance(manifest[field], wanted):
+            raise refuse(field, f"{field} is not {'a text' if wanted is str else 'an object'}")
+    try:
+        load_public_key(manifest["public_key_pem"])
+    except InvalidInput as error:
+        raise refuse("public_key_pem", f"public_key_pem: {error.message}") from None
+    for file_name, digest in manifest["files"].items():
+        if not _is_bundle_path(file_name):
+            raise refuse("files", f"files: {file_name!r} is not a path inside the bundle")
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise refuse(f"files.{file_name}", f"files: the hash of {file_name} is not a SHA-256 in hex")
+    version = manifest.get("bundle_version", 1)
+    if not _is_id(version) or version < 1:
+        raise refuse("bundle_version", "bundle_version is not a whole number from 1")
+    return manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -777,11 +826,13 @@ _ORDERED_BY = {"review_states.jsonl": ("task_id", "task"), "gold.jsonl": ("task_
                "reviews.jsonl": ("id", "review")}
 
 
-# The tasks and answers a record names, by the kind of its file (a quality line's: by its own kind),
-# which the restore finds under their new ids: each must be in its project's tasks file. Gold answers
-# are matched to their tasks in step with the tasks file (``_check_tasks_file``).
+# The tasks, answers and reviews a record names, by the kind of its file (a quality line's: by its
+# own kind), which the restore finds under their new ids: each must be in its project's tasks file
+# (a review: in its project's reviews). Gold answers are matched to their tasks in step with the
+# tasks file (``_check_tasks_file``).
 _REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
-    "ledger.jsonl": (("task_id", "task"), ("answer_id", "answer")),  # either may be null (a bonus)
+    # Any may be null (a bonus names none); a review's pay names its review.
+    "ledger.jsonl": (("task_id", "task"), ("answer_id", "answer"), ("review_id", "review")),
     "reviews.jsonl": (("task_id", "task"),), "review_states.jsonl": (("task_id", "task"),),
     "answer_reviews.jsonl": (("answer_id", "answer"),), "skips.jsonl": (("task_id", "task"),),
     "predictions.jsonl": (("task_id", "task"),), "gold_score": (("task_id", "task"), ("answer_id", "answer")),
@@ -790,13 +841,15 @@ _REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
 
 @dataclass(frozen=True, slots=True)
 class _TaskFileIds:
-    """The task and answer ids of one project's tasks file."""
+    """The task and answer ids of one project's tasks file, and the ids of its reviews (added as
+    its reviews are checked, before the ledger that pays them)."""
 
     tasks: set[int]
     answers: set[int]
+    reviews: set[int]  # empty until the project's reviews are checked
 
     def has(self, what: str, value: int) -> bool:
-        return value in (self.tasks if what == "task" else self.answers)
+        return value in (self.tasks if what == "task" else self.answers if what == "answer" else self.reviews)
 
 
 def _checked_project_records(directory: Path, files: set[str], projects: list[dict[str, Any]]) -> set[str]:
@@ -818,7 +871,8 @@ def _checked_project_records(directory: Path, files: set[str], projects: list[di
     ids = {p["id"]: _check_tasks_file(directory, _ProjectRecords(directory, files, p["id"], folders[p["id"]]), p)
            for p in projects}
     people: set[str] = set()
-    for kind in PROJECT_RECORDS:
+    # The reviews before the ledger: a review's pay must name a review of its project.
+    for kind in sorted(PROJECT_RECORDS, key=lambda kind: kind != "reviews.jsonl"):
         if kind != "gold.jsonl":
             people |= _check_records_of_kind(directory, files, folders, kind, ids)
     return people
@@ -843,8 +897,10 @@ def _check_records_of_kind(directory: Path, files: set[str], folders: dict[int, 
                                        details={"line": number, "field": field})
                 last = item[field]
             if ids is not None:
-                _check_references(name, number, kind, item,
-                                  project_id if project_id is not None else item.get("project_id"), ids)
+                owner = project_id if project_id is not None else item.get("project_id")
+                _check_references(name, number, kind, item, owner, ids)
+                if kind == "reviews.jsonl":  # named by the ledger's lines, checked after these
+                    ids[owner].reviews.add(item["id"])
             people.update(item[key] for key in _PEOPLE.get(kind, ()) if item.get(key))
     return people
 
@@ -861,7 +917,8 @@ def _check_references(name: str, number: int, kind: str, item: dict[str, Any], p
             if not any(found.has(what, value) for found in ids.values()):
                 raise _refusal(name, number, field, f"{what} {value} is not in any project's tasks file")
         elif not ids[project_id].has(what, value):
-            raise _refusal(name, number, field, f"{what} {value} is not in its project's tasks file")
+            where = "reviews" if what == "review" else "tasks file"
+            raise _refusal(name, number, field, f"{what} {value} is not in its project's {where}")
 
 
 def _check_line(name: str, number: int, kind: str, item: dict[str, Any], project_id: int | None,
@@ -1120,7 +1177,7 @@ def _check_tasks_file(directory: Path, records: _ProjectRecords, project: dict[s
                 raise _refusal(name, number, f"answers[{index}].id", f"answer {answer['id']} is in the file twice")
             answer_ids.add(answer["id"])
     gold.finish()  # a gold answer of a task the file lacks
-    return _TaskFileIds(task_ids, answer_ids)
+    return _TaskFileIds(task_ids, answer_ids, set())
 
 
 def _restore_project_quality(

@@ -218,11 +218,13 @@ class ReviewService:
         now = utcnow()
         reviewer = actor.user_id
         with self.uow_factory.for_client(client_id, write=True) as uow:
-            # The reads up to the review's id, in one round trip (PostgreSQL).
+            # The reads up to the review's id, in one round trip (PostgreSQL). The task's row is
+            # locked before its lease is read: a reviewer taking the task over (the pick locks it)
+            # is waited for, so a late decision sees their lease and is refused (below).
             uow.sql.prefetch(
                 uow.projects.row_with_roles_read(project_id, reviewer),
                 uow.users.lock_read(reviewer),
-                uow.tasks.row_read(task_id),
+                uow.tasks.row_locked_read(task_id),
                 uow.reviews.lease_on_read(task_id),
                 uow.reviews.answers_read(task_id),
                 one_id_read(uow.sql, Review),
@@ -230,12 +232,20 @@ class ReviewService:
             project, access = load_project_settings(uow, project_id, actor)
             _require_reviewer(access)
             uow.users.lock(reviewer)
-            task = uow.tasks.row(task_id)
+            task = uow.tasks.row_locked(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
+            # A lease that expired still lets its reviewer decide while nobody took the task over
+            # (as a labeler's late submit counts while a slot is free); once another reviewer has,
+            # the task is theirs and the late decision is refused, nothing written.
             lease = uow.reviews.lease_on(task_id)
-            if task.review_state != "pending" or lease is None or lease.user_id != reviewer:
-                raise Conflict(f"task {task_id} is not under review by you; ask for the next review item")
+            if task.review_state == "pending" and lease is not None and lease.user_id != reviewer:
+                raise Conflict(f"task {task_id} is under review by another reviewer (a review lease lapses "
+                               "after the project's lease time); your decision was not recorded",
+                               details={"task_id": task_id})
+            if task.review_state != "pending" or lease is None:
+                raise Conflict(f"task {task_id} is not under review by you; ask for the next review item",
+                               details={"task_id": task_id})
             answers = list(uow.reviews.answers(task_id))
             review_id = allocate_ids(uow.sql, Review, 1)[0]
             key_id, cipher = uow.active_cipher()  # read with the settings
