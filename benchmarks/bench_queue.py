@@ -378,6 +378,7 @@ class Phase:
     samples: list[Sample] = field(default_factory=list)
     acknowledged: int = 0  # submits answered 200, whole phase (warm-up included)
     no_tasks: int = 0  # labelers that ran out of work
+    out_of_work_at: float | None = None  # seconds into the phase when the first one did
     errors: Counter[str] = field(default_factory=Counter)
     loop_lag: list[float] = field(default_factory=list)
 
@@ -405,6 +406,8 @@ async def labeler(http: LeanClient, project_id: int, phase: Phase, began: float,
                 reason = ""
             if reason == "no_tasks":
                 phase.no_tasks += 1
+                if phase.out_of_work_at is None:
+                    phase.out_of_work_at = t0 - began
                 return
             phase.errors[f"next {status} {reason}".strip()] += 1
             await asyncio.sleep(0.5)
@@ -546,7 +549,13 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     for recorder in recorders:
         recorder.wait(timeout=60)
 
-    window = (args.warmup, args.warmup + args.seconds)
+    # A project that ran out of work is measured until then: after it, the labelers idle and the
+    # answers per second would fall for want of tasks, not of speed.
+    end = args.warmup + args.seconds
+    if phase.out_of_work_at is not None:
+        end = max(args.warmup, min(end, phase.out_of_work_at))
+    window = (args.warmup, end)
+    seconds = end - args.warmup
 
     def measured(kind: str) -> list[float]:
         return [s.latency for s in phase.samples
@@ -556,7 +565,8 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     in_db = count_answers(install) - answers_before
     return Result(
         database=database, workers=server.workers, tasks=tasks, overlap=args.overlap, mode=mode,
-        labelers=phase.labelers, seconds=args.seconds, answers=answers, answers_per_s=answers / args.seconds,
+        labelers=phase.labelers, seconds=seconds, answers=answers,
+        answers_per_s=answers / seconds if seconds else float("nan"),
         next_ms=percentiles(measured("next")), submit_ms=percentiles(measured("submit")),
         errors=dict(phase.errors), labelers_out_of_work=phase.no_tasks, answers_in_db=in_db,
         acknowledged_total=phase.acknowledged, open_leases_after=open_leases(install),
@@ -626,7 +636,8 @@ def markdown(results: list[Result], args: argparse.Namespace, load: tuple[float,
     for r in results:
         n, s = r.next_ms, r.submit_ms
         lines.append(
-            f"| {r.database} | {r.workers} | {r.tasks:,} | {r.mode} | {r.answers_per_s:,.1f} "
+            f"| {r.database} | {r.workers} | {r.tasks:,} | {r.mode} | {r.answers_per_s:,.1f}"
+            f"{f' (out of work after {r.seconds:.0f} s)' if r.labelers_out_of_work else ''} "
             f"| {n['p50']:.1f} / {n['p95']:.1f} / {n['p99']:.1f} | {s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f} "
             f"| {r.server_cpu_percent:.0f}% ({r.server_cpu_ms_per_answer:.1f} ms) | {r.machine_busy_percent:.0f}% "
             f"| {r.calibration_ms:.0f} ms |"
