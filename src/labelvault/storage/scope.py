@@ -218,7 +218,8 @@ Read = tuple[Scoped | Unscoped, dict[str, Any]]
 
 
 class ScopedSql:
-    """Runs prebuilt Core statements in the session's transaction, in the session's scope."""
+    """Runs prebuilt Core statements in the session's transaction, in the session's scope (or, made by
+    ``on_connection``, on one connection in a scope given once: a unit of work of a write batch)."""
 
     __slots__ = ("_connection", "_fixed_scope", "_observed", "_session", "_transaction")
 

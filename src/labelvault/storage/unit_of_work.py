@@ -291,10 +291,11 @@ class WriteBatch:
 
     Since nothing else writes while a batch is open, its units of work may note in ``memo`` what
     the next ones would otherwise read again, or write only once for the whole batch: a value one
-    of them wrote (the audit log's head, written by ``before_commit``), the last id given out, rows
-    no step writes (a client's data keys), work done for the whole batch (expired leases
-    collected). A unit of work that rolls back puts the memo back as it was when its savepoint
-    opened (values noted must therefore not be changed in place, only replaced).
+    of them wrote (the audit log's head, written by ``before_commit``), rows no step writes (a
+    client's data keys), work done for the whole batch (expired leases collected). A unit of work
+    that rolls back puts the memo back as it was when its savepoint opened, so a value noted is
+    replaced, never changed in place (only a cache of rows that no step writes, such as the data
+    keys read, may grow in place: what it holds stays true whatever rolls back).
 
     A unit of work in a batch runs its statements on the batch's connection, in a savepoint it
     opens itself on the driver's connection (``open_savepoint``), and makes an ORM session only if
