@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +144,32 @@ def test_duplicates_and_bad_values_are_refused_with_one_line(installed: Cli) -> 
         "user", "create", "kim", "--password-file", installed.file("short.pw", "short")
     ).error_line
     assert "unknown role 'boss'" in installed("client", "add-member", "acme", "admin", "boss").error_line
+
+
+def _outside_path(manifest: dict[str, object], backup: Path) -> bytes:
+    """The manifest with a file beside the backup (a copy of its database, the hash right) listed."""
+    database_file = str(manifest["database_file"])
+    shutil.copyfile(backup / database_file, backup.parent / "outside.sqlite")
+    files = dict(manifest["files"])  # type: ignore[call-overload]
+    return json.dumps(manifest | {"files": files | {"../outside.sqlite": files[database_file]}}).encode()
+
+
+@pytest.mark.parametrize(("spoil", "said"), [
+    (lambda manifest, backup: b'{"files": {', "manifest.json: not a JSON object"),
+    (_outside_path, "manifest.json: files: '../outside.sqlite' is not a path inside the backup"),
+])
+def test_restore_refuses_a_bad_manifest_with_one_line_and_writes_nothing(
+    installed: Cli, tmp_path: Path, spoil: Callable[[dict[str, object], Path], bytes], said: str
+) -> None:
+    backup = tmp_path / "backup"
+    installed.ok("backup", "--to", backup)
+    manifest = json.loads((backup / "manifest.json").read_bytes())
+    (backup / "manifest.json").write_bytes(spoil(manifest, backup))
+    fresh = Cli(tmp_path / "fresh")
+    result = fresh("restore", "--from", backup)
+    assert result.code != 0
+    assert result.error_line == f"error: {said}"
+    assert not fresh.home.exists()
 
 
 def _acme_reviews_with_lena(cli: Cli, tasks: int, *settings: str) -> None:

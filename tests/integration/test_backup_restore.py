@@ -3,17 +3,25 @@ before it began; the restored install verifies its audit log and serves the queu
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from labelvault.bootstrap import build_services, migrate
 from labelvault.errors import CryptoError, InvalidInput, QueueRefused
 from labelvault.settings import Settings
 from labelvault.workflow.backup import restore
-from tests.conftest import PostgresDatabases, World
+from tests.conftest import DatabaseUrls, PostgresDatabases, World, owner_url
 from tests.integration.queue_helpers import make_labelers, make_project
 
 PASSPHRASE = "correct horse battery staple"
@@ -89,3 +97,115 @@ def test_a_damaged_backup_is_refused(world: World, tmp_path: Path) -> None:
     target = Settings(home=tmp_path / "r", database_url=f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.db'}")
     with pytest.raises(InvalidInput, match="damaged"):
         restore(target, tmp_path / "backup", keys_file=None)
+
+
+# --- A malformed manifest.json: refused naming it and the field, before anything is restored.
+
+
+def _restore_writes(target: Settings) -> tuple[list[str], object]:
+    """What a restore writes into ``target``: the files under its home (keys, files, a SQLite
+    database) and its database (a SQLite file there or not; PostgreSQL's tables)."""
+    written = sorted(p.relative_to(target.home).as_posix() for p in target.home.rglob("*")) \
+        if target.home.exists() else []
+    url = make_url(owner_url(target))
+    if url.get_backend_name() == "sqlite":
+        return written, Path(url.database or "").exists()
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return written, sorted(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _refused_leaving_nothing(target: Settings, backup: Path, keys: Path, pattern: str) -> InvalidInput:
+    """Restore ``backup`` (with a good key export) into ``target``: refused with a message matching
+    ``pattern``, and nothing written, neither keys nor database nor files."""
+    before = _restore_writes(target)
+    assert before in (([], False), ([], []))
+    with pytest.raises(InvalidInput, match=pattern) as refused:
+        restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _restore_writes(target) == before
+    return refused.value
+
+
+def _without_key(document: dict[str, object], key: str) -> dict[str, object]:
+    return {k: v for k, v in document.items() if k != key}
+
+
+def _with_file(document: dict[str, object], name: str, digest: object) -> dict[str, object]:
+    return document | {"files": dict(document["files"]) | {name: digest}}  # type: ignore[call-overload]
+
+
+_OTHER_FILE = {"database.sqlite": "database.dump", "database.dump": "database.sqlite"}
+
+
+def _sha256_hex(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# manifest.json spoiled (None: not JSON) as (manifest, a file outside the backup, whose hash is right)
+# -> manifest; what the refusal says ({db}: the backup's database file, {other}: the other kind's,
+# {outside}: that file's path) and the field it names.
+@pytest.mark.parametrize(("spoil", "message", "field"), [
+    (None, "not a JSON object", None),
+    (lambda manifest, outside: [manifest], "not a JSON object", None),
+    (lambda manifest, outside: _without_key(manifest, "format"), "format is missing", "format"),
+    (lambda manifest, outside: manifest | {"format": "labelvault-backup/v2"},
+     "format is not labelvault-backup/v1", "format"),
+    (lambda manifest, outside: _without_key(manifest, "files"), "files is missing", "files"),
+    (lambda manifest, outside: manifest | {"files": sorted(manifest["files"])}, "files is not an object", "files"),
+    (lambda manifest, outside: _with_file(manifest, "../outside.sqlite", _sha256_hex(outside)),
+     "files: '../outside.sqlite' is not a path inside the backup", "files"),
+    (lambda manifest, outside: _with_file(manifest, str(outside), _sha256_hex(outside)),
+     "files: '{outside}' is not a path inside the backup", "files"),
+    (lambda manifest, outside: _with_file(manifest, manifest["database_file"], 7),
+     "files: the hash of {db} is not a SHA-256 in hex", "files.{db}"),
+    (lambda manifest, outside: _without_key(manifest, "database_file"), "database_file is missing", "database_file"),
+    (lambda manifest, outside: manifest | {"database_file": 7}, "database_file is not a text", "database_file"),
+    (lambda manifest, outside: manifest | {"database_file": "../outside.sqlite"},
+     "database_file: '../outside.sqlite' is not database.sqlite or database.dump", "database_file"),
+    (lambda manifest, outside: manifest | {"database_file": str(outside)},
+     "database_file: '{outside}' is not database.sqlite or database.dump", "database_file"),
+    (lambda manifest, outside: manifest | {"database_file": _OTHER_FILE[manifest["database_file"]]},
+     "database_file: {other} is not among the files", "database_file"),
+    (lambda manifest, outside: _without_key(manifest, "database"), "database is missing", "database"),
+    (lambda manifest, outside: manifest | {"database": "oracle"}, "database is not sqlite or postgresql", "database"),
+])
+def test_a_bad_manifest_is_refused_naming_it_and_the_field_before_anything_is_restored(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls,
+    spoil: Callable[[dict[str, object], Path], object] | None, message: str, field: str | None,
+) -> None:
+    backup = tmp_path / "backup"
+    world.services.backups.backup(world.operator, backup)
+    world.services.backups.export_keys(world.operator, tmp_path / "keys.sealed", PASSPHRASE)
+    manifest = json.loads((backup / "manifest.json").read_bytes())
+    database_file = manifest["database_file"]
+    outside = tmp_path / "outside.sqlite"  # a database file beside the backup, not of it
+    shutil.copyfile(backup / database_file, outside)
+    spoiled = b'{"files": {' if spoil is None else json.dumps(spoil(manifest, outside), indent=2).encode()
+    (backup / "manifest.json").write_bytes(spoiled)
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    said = message.format(db=database_file, other=_OTHER_FILE[database_file], outside=outside)
+    refused = _refused_leaving_nothing(target, backup, tmp_path / "keys.sealed",
+                                       rf"^manifest\.json: {re.escape(said)}$")
+    assert refused.details == {"file": "manifest.json",
+                               "field": None if field is None else field.format(db=database_file)}
+
+
+def test_a_backup_of_the_other_kind_of_database_is_refused_before_the_keys_are_written(
+    world: World, tmp_path: Path
+) -> None:
+    """The database kind is asked before the key export is unsealed into the key directory: a
+    refused restore can be run again as it should have been."""
+    backup = tmp_path / "backup"
+    world.services.backups.backup(world.operator, backup)
+    world.services.backups.export_keys(world.operator, tmp_path / "keys.sealed", PASSPHRASE)
+    if world.services.engine.dialect.name == "sqlite":  # never connected to: refused by its kind
+        other, kind = "postgresql+psycopg://nobody@127.0.0.1:9/nothing", "SQLite"
+    else:
+        other, kind = f"sqlite:///{tmp_path / 'restored.db'}", "PostgreSQL"
+    target = Settings(home=tmp_path / "restored", database_url=other)
+    with pytest.raises(InvalidInput, match=f"^this backup is of a {kind} install"):
+        restore(target, backup, keys_file=tmp_path / "keys.sealed", passphrase=PASSPHRASE)
+    assert not target.home.exists() and not (tmp_path / "restored.db").exists()

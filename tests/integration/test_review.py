@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from labelvault.errors import Conflict, InvalidInput, QueueRefused
@@ -121,16 +123,17 @@ def _accept(world: World, actor, project_id: int, task_id: int) -> None:  # type
     world.services.reviews.decide(actor, world.client_a, project_id, task_id, decision="accept")
 
 
-def _expire_review_lease(world: World, task_id: int) -> None:
-    from datetime import timedelta
-
+def _expire_review_lease(world: World, task_id: int, *, started_ago: timedelta | None = None) -> None:
+    """The task's review lease expired a second ago (and, with ``started_ago``, was taken that long ago)."""
     from sqlalchemy import update
 
     from labelvault.storage.models import ReviewLease, utcnow
 
+    now = utcnow()
+    aged = {} if started_ago is None else {"started_at": now - started_ago}
     with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
         uow.session.execute(update(ReviewLease).where(ReviewLease.task_id == task_id)
-                            .values(expires_at=utcnow() - timedelta(seconds=1)))
+                            .values(expires_at=now - timedelta(seconds=1), **aged))
         uow.commit()
 
 
@@ -311,7 +314,6 @@ def test_a_late_decision_racing_the_reviewer_who_takes_the_task_over_is_refused(
     """The late decision waits for the take-over in flight and then sees the new lease (PostgreSQL
     runs them side by side; SQLite's writers take turns)."""
     import threading
-    from datetime import timedelta
 
     from labelvault.storage.models import utcnow
 
@@ -344,3 +346,32 @@ def test_a_late_decision_racing_the_reviewer_who_takes_the_task_over_is_refused(
     assert len(outcome) == 1 and isinstance(outcome[0], Conflict), outcome
     assert _review_trace(world, project_id, task_id) == ([], [], "pending", ["submitted"], 0)
     assert _review_next(world, second, project_id) == task_id
+
+
+def _time_spent_ms(world: World, review_id: int) -> int:
+    from sqlalchemy import select
+
+    from labelvault.storage.models import Review
+
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        spent = uow.session.scalar(select(Review.time_spent_ms).where(Review.id == review_id))
+    assert spent is not None
+    return spent
+
+
+def test_a_decision_on_an_old_review_lease_counts_no_more_working_time_than_a_labelers_answer(world: World) -> None:
+    """Idle time is capped for reviewers as for labelers (workflow/work_time.py): a decision hours
+    after its lease began counts the cap, a prompt one the time it took."""
+    from labelvault.workflow.work_time import MAX_COUNTED_WORK
+
+    project_id = make_project(world, tasks=2, review_policy="all")
+    me = reviewer(world)
+    old = label_once(world, world.actors["labeler_a"], project_id)
+    prompt = label_once(world, world.actors["labeler_a"], project_id)
+    assert _review_next(world, me, project_id) == old
+    _expire_review_lease(world, old, started_ago=timedelta(hours=5))
+    late = world.services.reviews.decide(me, world.client_a, project_id, old, decision="accept")
+    assert _time_spent_ms(world, late) == MAX_COUNTED_WORK / timedelta(milliseconds=1) == 30 * 60 * 1000
+    assert _review_next(world, me, project_id) == prompt
+    on_time = world.services.reviews.decide(me, world.client_a, project_id, prompt, decision="accept")
+    assert 0 <= _time_spent_ms(world, on_time) < 60 * 1000

@@ -47,9 +47,9 @@ def restore(
     from labelvault.workflow.backup import restore as restore_backup
 
     settings = load_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
     passphrase = _passphrase(passphrase_file, confirm=False) if keys is not None else None
-    kind = restore_backup(settings, source, keys_file=keys, passphrase=passphrase)
+    kind = restore_backup(settings, source, keys_file=keys, passphrase=passphrase)  # nothing written if refused
+    settings.home.mkdir(parents=True, exist_ok=True)
     services = build_services(settings)
     try:
         before, head = migrate(services)

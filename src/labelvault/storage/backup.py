@@ -57,22 +57,31 @@ def _is_empty(url: str) -> bool:
         engine.dispose()
 
 
-def load(database_url: str, owner_url: str | None, backup_file: Path) -> None:
-    """Restore a dump into an empty database (never over an existing install)."""
+def check_target(database_url: str, owner_url: str | None, backup_file: Path) -> None:
+    """Refuse what ``load`` would refuse (a backup of the other kind of database, a target that is
+    not empty), without writing anything: a restore asks this before it writes the keys."""
     if make_url(database_url).get_backend_name() == "sqlite":
         if backup_file.name != SQLITE_FILE:
             raise InvalidInput("this backup is of a PostgreSQL install; restore it into PostgreSQL")
         target = Path(make_url(database_url).database or "")
         if target.exists():
             raise Conflict(f"{target} exists: restore into a new, empty install")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(backup_file, target)
         return
     if backup_file.name != PG_FILE:
         raise InvalidInput("this backup is of a SQLite install; restore it into SQLite")
-    url = owner_url or database_url
-    if not _is_empty(url):
+    if not _is_empty(owner_url or database_url):
         raise Conflict("the target database has tables: restore into a new, empty database")
+
+
+def load(database_url: str, owner_url: str | None, backup_file: Path) -> None:
+    """Restore a dump into an empty database (never over an existing install)."""
+    check_target(database_url, owner_url, backup_file)
+    if make_url(database_url).get_backend_name() == "sqlite":
+        target = Path(make_url(database_url).database or "")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(backup_file, target)
+        return
+    url = owner_url or database_url
     result = subprocess.run([_tool("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={_libpq_url(url)}",
                              str(backup_file)], capture_output=True, text=True, check=False)
     if result.returncode != 0:

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from labelvault.crypto.key_export import export_keys, import_keys
 from labelvault.domain.access import Actor, UserPolicy
@@ -20,8 +21,12 @@ from labelvault.settings import Settings
 from labelvault.storage import backup as database_backup
 from labelvault.storage.migrate import current_revision
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.workflow.manifests import ManifestChecker
 
 MANIFEST = "manifest.json"
+FORMAT = "labelvault-backup/v1"
+_MANIFEST = ManifestChecker(MANIFEST, "the backup")
+_DATABASE_KINDS = ("sqlite", "postgresql")  # the engine's dialect name, as the backup writes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,7 @@ class BackupService:
             shutil.copytree(files_dir, directory / "files")
         entries = {p.relative_to(directory).as_posix(): _sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
         manifest = {
-            "format": "labelvault-backup/v1",
+            "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(),
             "database": engine.dialect.name,
             "database_file": database_file,
@@ -75,11 +80,31 @@ class BackupService:
         return export_keys(self.settings.resolved_keys_dir, target, passphrase)
 
 
-def verify_backup(directory: Path) -> dict[str, object]:
+def _checked_manifest(data: bytes) -> dict[str, Any]:
+    """manifest.json, checked for what the restore reads of it (its format, the file index, the
+    database file and kind): a malformed one is refused naming the file and the field."""
+    manifest = _MANIFEST.load(data)
+    if _MANIFEST.field(manifest, "format", str) != FORMAT:
+        raise _MANIFEST.refuse("format", f"format is not {FORMAT}")
+    files = _MANIFEST.files(manifest)
+    database_file = _MANIFEST.field(manifest, "database_file", str)
+    if database_file not in (database_backup.SQLITE_FILE, database_backup.PG_FILE):
+        raise _MANIFEST.refuse("database_file", f"database_file: {database_file!r} is not "
+                                                f"{database_backup.SQLITE_FILE} or {database_backup.PG_FILE}")
+    if database_file not in files:
+        raise _MANIFEST.refuse("database_file", f"database_file: {database_file} is not among the files")
+    if _MANIFEST.field(manifest, "database", str) not in _DATABASE_KINDS:
+        raise _MANIFEST.refuse("database", f"database is not {' or '.join(_DATABASE_KINDS)}")
+    return manifest
+
+
+def verify_backup(directory: Path) -> dict[str, Any]:
+    """Check the manifest (``_checked_manifest``) and every file's hash; returns the manifest."""
     try:
-        manifest = json.loads((directory / MANIFEST).read_text())
+        data = (directory / MANIFEST).read_bytes()
     except FileNotFoundError:
         raise InvalidInput(f"{directory} is not a LabelVault backup: no {MANIFEST}") from None
+    manifest = _checked_manifest(data)
     for name, expected in manifest["files"].items():
         path = directory / name
         if not path.is_file() or _sha256(path) != expected:
@@ -92,6 +117,9 @@ def restore(
 ) -> str:
     """Rebuild an empty install from a backup (and its keys); returns the database kind."""
     manifest = verify_backup(directory)
+    database_file = directory / manifest["database_file"]
+    # Everything that would refuse the restore is asked before the keys are written.
+    database_backup.check_target(settings.resolved_database_url, settings.migration_database_url, database_file)
     keys_dir = settings.resolved_keys_dir
     if keys_file is not None:
         if passphrase is None:
@@ -99,9 +127,7 @@ def restore(
         import_keys(keys_file, keys_dir, passphrase)
     elif not (keys_dir / "master.key").exists() and not settings.master_key:
         raise InvalidInput("no keys: pass --keys with a key export, or restore the key directory first")
-    database_backup.load(
-        settings.resolved_database_url, settings.migration_database_url, directory / str(manifest["database_file"])
-    )
+    database_backup.load(settings.resolved_database_url, settings.migration_database_url, database_file)
     if (directory / "files").is_dir():
         shutil.copytree(directory / "files", settings.files_dir, dirs_exist_ok=True)
     return str(manifest["database"])

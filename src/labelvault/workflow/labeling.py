@@ -38,9 +38,7 @@ from labelvault.workflow.completion import CompletedTask
 from labelvault.workflow.content import open_task_content
 from labelvault.workflow.projects import load_project_settings, schema_of
 from labelvault.workflow.review import on_task_complete
-
-# Time between lease start and submit counts as work up to this much (a lunch break does not).
-MAX_COUNTED_WORK = timedelta(minutes=30)
+from labelvault.workflow.work_time import counted_work_ms
 
 EligibilityCheck = Callable[[UnitOfWork, Actor, Project], None]
 # A picker's last argument answers "is regular work left for this labeler?" with the regular pick's
@@ -337,7 +335,7 @@ class LabelingService:
                 started = now
             else:
                 raise Conflict(f"your lease on task {task_id} expired and the task has all its answers")
-            spent = int(min(now - started, MAX_COUNTED_WORK).total_seconds() * 1000)
+            spent = counted_work_ms(started, now)
             uow.answers.insert(
                 id=answer_id,
                 project_id=project_id,

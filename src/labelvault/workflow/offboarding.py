@@ -73,6 +73,7 @@ from labelvault.workflow.clients import SLUG, check_currency, check_slug
 from labelvault.workflow.files import ALLOWED_TYPES, FileService, new_file_id
 from labelvault.workflow.labeling import sealed_skip, skip_reason
 from labelvault.workflow.ledger import ledger_note, sealed_note
+from labelvault.workflow.manifests import ManifestChecker
 from labelvault.workflow.projects import PROJECT_STATUSES, ProjectSettings
 from labelvault.workflow.review import REVIEW_POLICIES
 from labelvault.workflow.webhooks import parse_events, refresh_subscriptions, secret_bytes, secret_text
@@ -559,46 +560,23 @@ class OffboardingService:
         return manifest
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def _is_bundle_path(name: str) -> bool:
-    """A file name of the manifest: a relative path inside the bundle (read as ``directory / name``)."""
-    parts = name.split("/")
-    return bool(name) and "\\" not in name and ":" not in parts[0] and all(p not in ("", ".", "..") for p in parts)
+_MANIFEST = ManifestChecker("manifest.json", "the bundle")
 
 
 def _checked_manifest(manifest_bytes: bytes) -> dict[str, Any]:
     """manifest.json, checked for what is read of it (the key, the file index, the version) before
     its signature and hashes are: a malformed one is refused naming the file and the field."""
-    name = "manifest.json"
-
-    def refuse(field: str | None, message: str) -> InvalidInput:
-        return InvalidInput(f"{name}: {message}", details={"file": name, "field": field})
-
-    try:
-        manifest = orjson.loads(manifest_bytes)
-    except orjson.JSONDecodeError:
-        manifest = None
-    if not isinstance(manifest, dict):
-        raise refuse(None, "not a JSON object")
-    for field, wanted in (("public_key_pem", str), ("files", dict)):
-        if field not in manifest:
-            raise refuse(field, f"{field} is missing")
-        if not isinstance(manifest[field], wanted):
-            raise refuse(field, f"{field} is not {'a text' if wanted is str else 'an object'}")
+    manifest = _MANIFEST.load(manifest_bytes)
+    _MANIFEST.field(manifest, "public_key_pem", str)
+    _MANIFEST.field(manifest, "files", dict)
     try:
         load_public_key(manifest["public_key_pem"])
     except InvalidInput as error:
-        raise refuse("public_key_pem", f"public_key_pem: {error.message}") from None
-    for file_name, digest in manifest["files"].items():
-        if not _is_bundle_path(file_name):
-            raise refuse("files", f"files: {file_name!r} is not a path inside the bundle")
-        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-            raise refuse(f"files.{file_name}", f"files: the hash of {file_name} is not a SHA-256 in hex")
+        raise _MANIFEST.refuse("public_key_pem", f"public_key_pem: {error.message}") from None
+    _MANIFEST.files(manifest)
     version = manifest.get("bundle_version", 1)
     if not _is_id(version) or version < 1:
-        raise refuse("bundle_version", "bundle_version is not a whole number from 1")
+        raise _MANIFEST.refuse("bundle_version", "bundle_version is not a whole number from 1")
     return manifest
 
 

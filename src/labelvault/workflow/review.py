@@ -31,6 +31,7 @@ from labelvault.workflow.completion import CompletedTask
 from labelvault.workflow.content import open_answer_values, open_task_content
 from labelvault.workflow.projects import load_project, load_project_settings, schema_of
 from labelvault.workflow.walls import check_and_record, wall_reads
+from labelvault.workflow.work_time import counted_work_ms
 
 REVIEW_POLICIES = ("none", "sample", "all", "disagreement")
 _random = random.SystemRandom()
@@ -282,7 +283,7 @@ class ReviewService:
                 reason=sealed_reason,
                 started_at=lease.started_at,
                 created_at=now,
-                time_spent_ms=int((now - lease.started_at).total_seconds() * 1000),
+                time_spent_ms=counted_work_ms(lease.started_at, now),
             )
             ledger.append(
                 uow,
