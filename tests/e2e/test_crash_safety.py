@@ -73,6 +73,16 @@ def test_sigkill_loses_no_acknowledged_answer_and_leaves_no_half_written_state(
         for task in tasks:
             assert task.answer_count == counted.get(task.id, 0)
             assert task.open_slots == task.required_answers - task.answer_count - leased.get(task.id, 0)
+        # The audit log is whole: every entry under its hashes, and the head (which a write batch
+        # writes at its commit) counts exactly the entries stored.
+        report = world.services.audit.verify()
+        assert report.ok, report.message
+        engine = create_engine(owner_url(world.services.settings))
+        with engine.connect() as connection:
+            head = connection.execute(text("SELECT size FROM audit_head")).scalar()
+            entries = connection.execute(text("SELECT count(*) FROM audit_entries")).scalar()
+        engine.dispose()
+        assert head == entries == report.size
         # Leases held when the process died expire normally and their tasks return to the queue.
         orphaned = {task_id for (task_id,) in leases}
         if orphaned:
