@@ -172,6 +172,41 @@ def test_restore_refuses_a_bad_manifest_with_one_line_and_writes_nothing(
     assert not fresh.home.exists()
 
 
+def test_restore_refuses_a_file_the_manifest_does_not_list_with_one_line_naming_it(
+    installed: Cli, tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup"
+    installed.ok("backup", "--to", backup)
+    (backup / "files" / "planted").mkdir(parents=True)
+    (backup / "files" / "planted" / "stray.bin").write_bytes(b"never hashed")
+    fresh = Cli(tmp_path / "fresh")
+    result = fresh("restore", "--from", backup)
+    assert result.code == 1
+    assert result.error_line.startswith("error: files/planted/stray.bin in the backup is not listed in manifest.json")
+    assert not fresh.home.exists()
+
+
+def test_a_restore_whose_database_step_fails_says_so_in_one_line_leaves_no_keys_and_runs_again(
+    installed: Cli, tmp_path: Path
+) -> None:
+    backup, keys = tmp_path / "backup", tmp_path / "keys.sealed"
+    passphrase = installed.file("restore.pw", "correct horse battery staple\n")
+    installed.ok("backup", "--to", backup)
+    installed.ok("keys", "export", "--to", keys, "--passphrase-file", passphrase)
+    taken = tmp_path / "taken"  # a plain file where the database's folder should be
+    taken.write_text("not a folder")
+    fresh = Cli(tmp_path / "fresh")
+    fresh.env["LABELVAULT_DATABASE_URL"] = f"sqlite:///{taken / 'labelvault.db'}"
+    result = fresh("restore", "--from", backup, "--keys", keys, "--passphrase-file", passphrase)
+    assert result.code == 1
+    assert result.error_line.startswith(f"error: restoring the database into {taken / 'labelvault.db'} failed")
+    assert not fresh.home.exists()  # no keys left behind: the same restore can run again
+    taken.unlink()
+    out = fresh.ok("restore", "--from", backup, "--keys", keys, "--passphrase-file", passphrase)
+    assert "audit log verified" in out
+    assert (fresh.home / "keys" / "master.key").exists()
+
+
 def _acme_reviews_with_lena(cli: Cli, tasks: int, *settings: str) -> None:
     """An install with client acme, project acme/reviews (``settings`` given to ``project set``) with
     ``tasks`` tasks t0, t1, ..., and lena, a labeler of acme."""

@@ -199,7 +199,7 @@ def test_a_tampered_bundle_or_a_bad_line_fails_the_import_naming_the_file_and_le
 
     result = arriving.cli("client", "import-bundle", tampered)
     assert result.code == 1
-    assert f"bundle file {skips} is missing or does not match its hash in the manifest" in result.error_line
+    assert f"{skips} in the bundle is damaged: its SHA-256 does not match manifest.json" in result.error_line
     result = arriving.cli("client", "import-bundle", bad_line)
     assert result.code == 1
     assert f"{skips} line 2: created_at is not a time" in result.error_line

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from labelvault.bootstrap import build_services, migrate
-from labelvault.errors import CryptoError, InvalidInput, QueueRefused
+from labelvault.errors import Conflict, CryptoError, InvalidInput, QueueRefused
 from labelvault.settings import Settings
 from labelvault.workflow.backup import restore
 from tests.conftest import DatabaseUrls, PostgresDatabases, World, owner_url
@@ -209,3 +209,106 @@ def test_a_backup_of_the_other_kind_of_database_is_refused_before_the_keys_are_w
     with pytest.raises(InvalidInput, match=f"^this backup is of a {kind} install"):
         restore(target, backup, keys_file=tmp_path / "keys.sealed", passphrase=PASSPHRASE)
     assert not target.home.exists() and not (tmp_path / "restored.db").exists()
+
+
+# --- Only listed, hash-checked files are restored; a failed restore leaves nothing behind.
+
+
+def _backup_with_a_file(world: World, tmp_path: Path) -> tuple[Path, Path, int, str]:
+    """A backup (and its key export) of the world with an uploaded file: (backup, key export,
+    project id, the file's id)."""
+    project_id = make_project(world, "with-file", tasks=1)
+    uploaded = world.services.files.upload(world.operator, world.client_a, project_id, "notes.txt", "text/plain",
+                                           b"private notes")
+    backup = tmp_path / "backup"
+    world.services.backups.backup(world.operator, backup)
+    world.services.backups.export_keys(world.operator, tmp_path / "keys.sealed", PASSPHRASE)
+    return backup, tmp_path / "keys.sealed", project_id, uploaded.id
+
+
+def _restored_file(target: Settings, world: World, project_id: int, file_id: str) -> bytes:
+    """The file, downloaded from the restored install (migrated, its audit log verified)."""
+    restored = build_services(target)
+    try:
+        migrate(restored)
+        assert restored.audit.verify().ok
+        return restored.files.download(world.operator, world.client_a, project_id, file_id)[1]
+    finally:
+        restored.close()
+
+
+def test_a_file_the_manifest_does_not_list_is_refused_naming_it_before_anything_is_restored(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
+    listed = sorted(p.relative_to(backup).as_posix() for p in (backup / "files").rglob("*") if p.is_file())
+    stray = backup / "files" / "planted" / "stray.bin"  # beside the listed ones, never hashed
+    stray.parent.mkdir()
+    stray.write_bytes(b"not from this install")
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    refused = _refused_leaving_nothing(
+        target, backup, keys, r"^files/planted/stray\.bin in the backup is not listed in manifest\.json")
+    assert refused.details == {"file": "files/planted/stray.bin", "field": None}
+
+    stray.unlink()  # without it, the same restore goes through, and restores exactly the listed files
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert sorted(f"files/{p.relative_to(target.files_dir).as_posix()}"
+                  for p in target.files_dir.rglob("*") if p.is_file()) == listed
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+def _a_database_step_that_fails(world: World, tmp_path: Path, database_urls: DatabaseUrls) -> tuple[Settings, Path]:
+    """A target whose database step fails after its checks passed, and what to remove so that it
+    does not: (target, obstacle). SQLite: the database's folder is a plain file. PostgreSQL: an
+    empty database (no table), with a sequence named as one of the backup's indexes, which
+    pg_restore makes after every table and its rows."""
+    home = tmp_path / "restored"
+    if database_urls.owner is None:
+        obstacle = tmp_path / "taken"
+        obstacle.write_text("a file where the database's folder should be")
+        return Settings(home=home, database_url=f"sqlite:///{obstacle / 'restored.db'}"), obstacle
+    source = create_engine(owner_url(world.services.settings), poolclass=NullPool)
+    try:
+        with source.connect() as connection:
+            index = connection.exec_driver_sql(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT IN "
+                "(SELECT conname FROM pg_constraint) ORDER BY indexname DESC LIMIT 1").scalar_one()
+    finally:
+        source.dispose()
+    target = create_engine(database_urls.owner, poolclass=NullPool)
+    try:
+        with target.begin() as connection:
+            connection.exec_driver_sql(f'CREATE SEQUENCE "{index}"')
+    finally:
+        target.dispose()
+    return Settings(home=home, database_url=database_urls.app, migration_database_url=database_urls.owner), \
+        Path(index)
+
+
+def test_a_restore_whose_database_step_fails_leaves_nothing_behind_and_can_run_again(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    """The keys and files are written before the database is loaded; when the load fails they are
+    taken back, and the database is as it was (no SQLite file; no PostgreSQL table of a half load)."""
+    backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
+    target, obstacle = _a_database_step_that_fails(world, tmp_path, database_urls)
+    before = _restore_writes(target)
+    assert before in (([], False), ([], []))
+    pattern = "^restoring the database into .* failed" if database_urls.owner is None else "^pg_restore failed"
+    with pytest.raises(Conflict, match=pattern):
+        restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _restore_writes(target) == before
+    assert not target.home.exists()
+
+    if database_urls.owner is None:
+        obstacle.unlink()
+    else:
+        engine = create_engine(database_urls.owner, poolclass=NullPool)
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f'DROP SEQUENCE "{obstacle}"')
+        finally:
+            engine.dispose()
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)  # the same restore, run again
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"

@@ -126,6 +126,24 @@ def test_a_tampered_bundle_is_refused(world: World, labelled: int, tmp_path: Pat
         world.services.offboarding.verify_bundle(bundle)
 
 
+@pytest.mark.parametrize(("spoil", "said"), [
+    (lambda path: path.unlink(), "{name} is missing from the bundle, though manifest.json lists it"),
+    (lambda path: path.write_bytes(path.read_bytes().replace(b"1", b"2", 1)),
+     "{name} in the bundle is damaged: its SHA-256 does not match manifest.json"),
+])
+def test_a_listed_bundle_file_missing_or_damaged_is_refused_saying_which_and_naming_it(
+    world: World, labelled: int, tmp_path: Path, spoil: Callable[[Path], object], said: str
+) -> None:
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    name = f"projects/{labelled}-leaving/ledger.jsonl"
+    spoil(bundle / name)
+    with pytest.raises(InvalidInput) as refused:
+        world.services.offboarding.verify_bundle(bundle)
+    assert refused.value.message == said.format(name=name)
+    assert refused.value.details == {"file": name, "field": None}
+
+
 def test_a_backup_taken_before_offboarding_cannot_be_decrypted(world: World, labelled: int, tmp_path: Path) -> None:
     services = world.services
     if services.engine.dialect.name != "sqlite":

@@ -75,8 +75,9 @@ def export_keys(keys_dir: Path, target: Path, passphrase: str) -> int:
     return len(files)
 
 
-def import_keys(source: Path, keys_dir: Path, passphrase: str) -> int:
-    """Restore key files into an empty key directory; returns how many were written."""
+def unseal_keys(source: Path, passphrase: str) -> dict[str, bytes]:
+    """The key files of a key export (path in the key directory -> content), opened in memory:
+    nothing is written, so a wrong passphrase or a bad export leaves the key directory alone."""
     try:
         document = json.loads(source.read_text())
         header = {k: v for k, v in document.items() if k != "ciphertext"}
@@ -93,16 +94,31 @@ def import_keys(source: Path, keys_dir: Path, passphrase: str) -> int:
         raise CryptoError("wrong passphrase, or the key file was changed") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{source} is not a LabelVault key export ({exc})") from None
+    files = {name: base64.b64decode(data) for name, data in json.loads(plaintext).items()}
+    for name in files:
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise InvalidInput(f"bad path {name!r} in the key export")
+    return files
+
+
+def check_empty_keys_dir(keys_dir: Path) -> None:
     if keys_dir.exists() and any(keys_dir.iterdir()):
         raise InvalidInput(f"{keys_dir} is not empty: restore keys into an empty key directory")
-    files = json.loads(plaintext)
+
+
+def write_keys(files: dict[str, bytes], keys_dir: Path) -> int:
+    """Write unsealed key files into an empty key directory; returns how many were written."""
+    check_empty_keys_dir(keys_dir)
     for name, data in files.items():
         path = keys_dir / name
-        if ".." in Path(name).parts:
-            raise InvalidInput(f"bad path {name!r} in the key export")
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(base64.b64decode(data))
+            handle.write(data)
     keys_dir.chmod(0o700)
     return len(files)
+
+
+def import_keys(source: Path, keys_dir: Path, passphrase: str) -> int:
+    """Restore key files into an empty key directory; returns how many were written."""
+    return write_keys(unseal_keys(source, passphrase), keys_dir)

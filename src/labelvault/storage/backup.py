@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,6 +58,12 @@ def _is_empty(url: str) -> bool:
         engine.dispose()
 
 
+def sqlite_file(database_url: str) -> Path | None:
+    """The database file a SQLite URL names (None for PostgreSQL)."""
+    url = make_url(database_url)
+    return Path(url.database or "") if url.get_backend_name() == "sqlite" else None
+
+
 def check_target(database_url: str, owner_url: str | None, backup_file: Path) -> None:
     """Refuse what ``load`` would refuse (a backup of the other kind of database, a target that is
     not empty), without writing anything: a restore asks this before it writes the keys."""
@@ -74,15 +81,30 @@ def check_target(database_url: str, owner_url: str | None, backup_file: Path) ->
 
 
 def load(database_url: str, owner_url: str | None, backup_file: Path) -> None:
-    """Restore a dump into an empty database (never over an existing install)."""
+    """Restore a dump into an empty database (never over an existing install), all or nothing: a
+    load that fails leaves the target as it was (no SQLite file, no PostgreSQL object)."""
     check_target(database_url, owner_url, backup_file)
     if make_url(database_url).get_backend_name() == "sqlite":
         target = Path(make_url(database_url).database or "")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(backup_file, target)
+        # Copied beside the target, then renamed onto it: the target appears whole or not at all.
+        partial = target.with_name(f"{target.name}.restoring")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                shutil.copyfile(backup_file, partial)
+                with partial.open("rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+        except OSError as error:
+            raise Conflict(f"restoring the database into {target} failed: {error.strerror or error}") from None
         return
     url = owner_url or database_url
-    result = subprocess.run([_tool("pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={_libpq_url(url)}",
-                             str(backup_file)], capture_output=True, text=True, check=False)
+    # One transaction: an object that cannot be made (say, a name the target already uses for
+    # something that is not a table) rolls back every table made before it.
+    result = subprocess.run([_tool("pg_restore"), "--no-owner", "--single-transaction", "--exit-on-error",
+                             f"--dbname={_libpq_url(url)}", str(backup_file)],
+                            capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise Conflict(f"pg_restore failed: {result.stderr.strip()[:500]}")
+        raise Conflict(f"pg_restore failed, nothing restored: {result.stderr.strip()[:500]}")

@@ -2,13 +2,17 @@
 for what is read of them before anything of the directory is trusted or written anywhere.
 
 A malformed manifest is refused with ``InvalidInput`` naming the manifest file and the field:
-``"<file>: <what is wrong>"``, ``details={"file": <file>, "field": <field or None>}``.
+``"<file>: <what is wrong>"``, ``details={"file": <file>, "field": <field or None>}``. A listed file
+that is missing or whose hash differs is refused naming that file (``check_file``),
+``details={"file": <its path in the directory>, "field": None}``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,6 +21,15 @@ from labelvault.errors import InvalidInput
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _KINDS: dict[type, str] = {str: "a text", dict: "an object"}
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file in hex, read a megabyte at a time (a database dump may be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_inside_path(name: str) -> bool:
@@ -61,3 +74,14 @@ class ManifestChecker:
             if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
                 raise self.refuse(f"files.{file_name}", f"files: the hash of {file_name} is not a SHA-256 in hex")
         return index
+
+    def check_file(self, directory: Path, name: str, expected: str) -> None:
+        """The file ``name`` the manifest lists (a path inside ``directory``, checked by ``files``)
+        is there and its SHA-256 is ``expected``; else refused naming it."""
+        path = directory / name
+        if not path.is_file():
+            raise InvalidInput(f"{name} is missing from {self.inside}, though {self.name} lists it",
+                               details={"file": name, "field": None})
+        if file_sha256(path) != expected:
+            raise InvalidInput(f"{name} in {self.inside} is damaged: its SHA-256 does not match {self.name}",
+                               details={"file": name, "field": None})

@@ -73,7 +73,7 @@ from labelvault.workflow.clients import SLUG, check_currency, check_slug
 from labelvault.workflow.files import ALLOWED_TYPES, FileService, new_file_id
 from labelvault.workflow.labeling import sealed_skip, skip_reason
 from labelvault.workflow.ledger import ledger_note, sealed_note
-from labelvault.workflow.manifests import ManifestChecker
+from labelvault.workflow.manifests import ManifestChecker, file_sha256
 from labelvault.workflow.projects import PROJECT_STATUSES, ProjectSettings
 from labelvault.workflow.review import REVIEW_POLICIES
 from labelvault.workflow.webhooks import parse_events, refresh_subscriptions, secret_bytes, secret_text
@@ -332,14 +332,6 @@ def _deliveries_with_attempts(uow: UnitOfWork) -> Iterator[dict[str, Any]]:
                "last_status_code": d.last_status_code, "last_error": d.last_error, "log": log}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     with path.open("wb") as handle:
@@ -392,7 +384,7 @@ class OffboardingService:
             "created_at": datetime.now(UTC).isoformat(),
             "install_id": self.audit.install_id,
             "public_key_pem": self.audit.public_key_pem(),
-            "files": {name: _sha256(directory / name) for name in sorted(files)},
+            "files": {name: file_sha256(directory / name) for name in sorted(files)},
         }
         manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True).encode()
         (directory / "manifest.json").write_bytes(manifest_bytes)
@@ -552,11 +544,7 @@ class OffboardingService:
         manifest = _checked_manifest(manifest_bytes)
         verify_document(manifest["public_key_pem"], manifest_bytes, signature)
         for name, expected in manifest["files"].items():
-            path = directory / name
-            if not path.is_file() or _sha256(path) != expected:
-                raise InvalidInput(
-                    f"bundle file {name} is missing or does not match its hash in the manifest", details={"file": name}
-                )
+            _MANIFEST.check_file(directory, name, expected)
         return manifest
 
 
