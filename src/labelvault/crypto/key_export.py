@@ -117,8 +117,3 @@ def write_keys(files: dict[str, bytes], keys_dir: Path) -> int:
             handle.write(data)
     keys_dir.chmod(0o700)
     return len(files)
-
-
-def import_keys(source: Path, keys_dir: Path, passphrase: str) -> int:
-    """Restore key files into an empty key directory; returns how many were written."""
-    return write_keys(unseal_keys(source, passphrase), keys_dir)
