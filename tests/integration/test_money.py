@@ -38,16 +38,28 @@ def test_per_question_rates_add_to_the_answer_rate(world: World) -> None:
     assert [amount for _, amount, _ in ledger(world)] == [120]
 
 
-def test_a_rejection_reverses_the_earning_with_a_new_entry(world: World) -> None:
+def ledger_links(world: World) -> list[tuple[str, int | None, int | None]]:
+    """(kind, answer id, review id) of each ledger entry, in order."""
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        rows = uow.session.scalars(select(LedgerEntry).order_by(LedgerEntry.id)).all()
+        return [(r.kind, r.answer_id, r.review_id) for r in rows]
+
+
+def test_a_rejection_reverses_the_earning_with_a_new_entry_naming_the_review(world: World) -> None:
     project_id = make_project(world, tasks=1, rate_per_answer=300, rate_per_review=50, review_policy="all")
     labeler, reviewer = world.actors["labeler_a"], world.actors["reviewer_a"]
     task_id = label_once(world, labeler, project_id)
-    world.services.reviews.next_item(reviewer, world.client_a, project_id)
-    world.services.reviews.decide(reviewer, world.client_a, project_id, task_id, decision="reject", reason="wrong")
+    item = world.services.reviews.next_item(reviewer, world.client_a, project_id)
+    review_id = world.services.reviews.decide(reviewer, world.client_a, project_id, task_id, decision="reject",
+                                              reason="wrong")
     assert ledger(world) == [
         ("answer", 300, labeler.user_id),
         ("reversal", -300, labeler.user_id),
         ("review", 50, reviewer.user_id),
+    ]
+    answer_id = item.answers[0].answer_id
+    assert ledger_links(world) == [
+        ("answer", answer_id, None), ("reversal", answer_id, review_id), ("review", None, review_id),
     ]
 
 
@@ -56,9 +68,10 @@ def test_with_pay_on_accept_labelers_earn_only_when_accepted(world: World) -> No
     labeler, reviewer = world.actors["labeler_a"], world.actors["reviewer_a"]
     task_id = label_once(world, labeler, project_id)
     assert ledger(world) == []
-    world.services.reviews.next_item(reviewer, world.client_a, project_id)
-    world.services.reviews.decide(reviewer, world.client_a, project_id, task_id, decision="accept")
+    item = world.services.reviews.next_item(reviewer, world.client_a, project_id)
+    review_id = world.services.reviews.decide(reviewer, world.client_a, project_id, task_id, decision="accept")
     assert ledger(world) == [("answer", 300, labeler.user_id)]
+    assert ledger_links(world) == [("answer", item.answers[0].answer_id, review_id)]  # paid by that review
 
 
 def test_an_answer_accepted_beside_a_rejection_is_not_paid_again_when_the_task_is_reviewed_again(

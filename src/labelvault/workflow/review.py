@@ -253,7 +253,7 @@ class ReviewService:
             sealed_reason = cipher.seal("review.reason", review_id, reason.encode()) if reason else None
             corrected = None
             if decision == "accept":
-                self._accept(uow, project, task_id, answers, now)
+                self._accept(uow, project, task_id, answers, now, review_id)
                 uow.tasks.set_review_state(task_id, "done")
             elif decision == "reject":
                 chosen = set(reject_answer_ids or [a.id for a in answers])
@@ -264,8 +264,8 @@ class ReviewService:
                         details={"field": "answer_ids"},
                     )
                 rejected = [a for a in answers if a.id in chosen]
-                self._reject(uow, project, task, rejected, reason, now)
-                self._accept(uow, project, task_id, [a for a in answers if a.id not in chosen], now)
+                self._reject(uow, project, task, rejected, reason, now, review_id)
+                self._accept(uow, project, task_id, [a for a in answers if a.id not in chosen], now, review_id)
             else:
                 payload, _ = open_task_content(uow, task)
                 value = validate_answer(schema_of(project), payload, correction or {})
@@ -308,20 +308,23 @@ class ReviewService:
             return review_id
 
     @staticmethod
-    def _accept(uow: UnitOfWork, project: Project, task_id: int, answers: list[Any], now: datetime) -> None:
+    def _accept(uow: UnitOfWork, project: Project, task_id: int, answers: list[Any], now: datetime,
+                review_id: int) -> None:
         """The answers of the task that still count are accepted (after a rejection: the others);
         paid now under pay_on ``accept``, each by its own rate, unless accepted (and paid) already:
-        an answer accepted beside a rejection counts on when the task is reviewed again."""
+        an answer accepted beside a rejection counts on when the task is reviewed again. The
+        payment names the review that accepted it."""
         uow.reviews.set_counted_status(task_id, "accepted", now)
         if project.pay_on == "accept":
             unpaid = [answer for answer in answers if answer.status == "submitted"]
             for answer, value in zip(unpaid, open_answer_values(uow, unpaid), strict=True):
                 ledger.append(uow, project, user_id=answer.user_id, kind="answer",
                               amount=ledger.answer_rate(project, list(value)), answer_id=answer.id,
-                              task_id=answer.task_id)
+                              review_id=review_id, task_id=answer.task_id)
 
     def _reject(
-        self, uow: UnitOfWork, project: Project, task: Task, rejected: list[Any], reason: str, now: datetime
+        self, uow: UnitOfWork, project: Project, task: Task, rejected: list[Any], reason: str, now: datetime,
+        review_id: int,
     ) -> None:
         for answer in rejected:
             # Sealed under the answer's own key and id, so it stays with the answer.
@@ -336,6 +339,7 @@ class ReviewService:
                     kind="reversal",
                     amount=-paid,
                     answer_id=answer.id,
+                    review_id=review_id,  # the rejection that took the earning back
                     task_id=task.id,
                 )  # no note: the kind says why, and the rejection's reason is sealed on the answer
         # Rejected answers stop counting: their slots go back to the queue for new labelers.
