@@ -118,6 +118,11 @@ def _period(query, column, since: datetime | None, until: datetime | None):  # t
     return query
 
 
+def _check_page_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_LEDGER_PAGE:
+        raise InvalidInput(f"limit must be from 1 to {MAX_LEDGER_PAGE}", details={"field": "limit"})
+
+
 class ReportService:
     def __init__(self, uow_factory: UnitOfWorkFactory, audit: AuditService | None = None) -> None:
         self.uow_factory = uow_factory
@@ -128,8 +133,7 @@ class ReportService:
     ) -> LedgerPage:
         """The project's money events in id order, bonus notes opened: each page is read like
         client content (the export policy, the conflict wall, an audit entry ``ledger.read``)."""
-        if not 1 <= limit <= MAX_LEDGER_PAGE:
-            raise InvalidInput(f"limit must be from 1 to {MAX_LEDGER_PAGE}", details={"field": "limit"})
+        _check_page_limit(limit)
         witness_read(self.uow_factory, self.audit, actor, client_id, project_id, "ledger.read",
                      {"after_id": after_id, "limit": limit})
         with self.uow_factory.for_client(client_id) as uow:
@@ -164,8 +168,7 @@ class ReportService:
         starts at the newest."""
         if after_id < 0:
             raise InvalidInput("after_id must be 0 or more", details={"field": "after_id"})
-        if not 1 <= limit <= MAX_LEDGER_PAGE:
-            raise InvalidInput(f"limit must be from 1 to {MAX_LEDGER_PAGE}", details={"field": "limit"})
+        _check_page_limit(limit)
         policy = ClientPolicy.read_own_earnings if project_id is None else ProjectPolicy.read_own_earnings
         details: dict[str, object] = {"after_id": after_id, "limit": limit}
         if newest_first:
