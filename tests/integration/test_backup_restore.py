@@ -276,14 +276,18 @@ def _a_database_step_that_fails(world: World, tmp_path: Path, database_urls: Dat
                 "(SELECT conname FROM pg_constraint) ORDER BY indexname DESC LIMIT 1").scalar_one()
     finally:
         source.dispose()
-    target = create_engine(database_urls.owner, poolclass=NullPool)
-    try:
-        with target.begin() as connection:
-            connection.exec_driver_sql(f'CREATE SEQUENCE "{index}"')
-    finally:
-        target.dispose()
+    _run_as_owner(database_urls.owner, f'CREATE SEQUENCE "{index}"')
     return Settings(home=home, database_url=database_urls.app, migration_database_url=database_urls.owner), \
         Path(index)
+
+
+def _run_as_owner(url: str, sql: str) -> None:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(sql)
+    finally:
+        engine.dispose()
 
 
 def test_a_restore_whose_database_step_fails_leaves_nothing_behind_and_can_run_again(
@@ -304,11 +308,6 @@ def test_a_restore_whose_database_step_fails_leaves_nothing_behind_and_can_run_a
     if database_urls.owner is None:
         obstacle.unlink()
     else:
-        engine = create_engine(database_urls.owner, poolclass=NullPool)
-        try:
-            with engine.begin() as connection:
-                connection.exec_driver_sql(f'DROP SEQUENCE "{obstacle}"')
-        finally:
-            engine.dispose()
+        _run_as_owner(database_urls.owner, f'DROP SEQUENCE "{obstacle}"')
     restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)  # the same restore, run again
     assert _restored_file(target, world, project_id, file_id) == b"private notes"
