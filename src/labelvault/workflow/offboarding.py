@@ -1045,30 +1045,22 @@ def _checked_projects(directory: Path, check_settings: Callable[[dict[str, Any]]
 def _checked_client(directory: Path, files: set[str]) -> dict[str, Any]:
     """client.json, checked: what the client is made with (its slug, unless the operator gives
     another, its name and its currency), by the client service's own rules."""
-    name = "client.json"
-
-    def refuse(field: str | None, message: str) -> InvalidInput:
-        return InvalidInput(f"{name}: {message}", details={"file": name, "field": field})
-
-    if name not in files:  # the manifest's: its hash checked with the others
-        raise InvalidInput(f"the bundle has no {name}", details={"file": name})
-    try:
-        client = orjson.loads((directory / name).read_bytes())
-    except orjson.JSONDecodeError:
-        client = None
-    if not isinstance(client, dict):
-        raise refuse(None, "not a JSON object")
+    if _CLIENT.name not in files:  # the manifest's: its hash checked with the others
+        raise InvalidInput(f"the bundle has no {_CLIENT.name}", details={"file": _CLIENT.name})
+    client = _CLIENT.load((directory / _CLIENT.name).read_bytes())
     for field in ("slug", "name", "currency"):
-        if field not in client:
-            raise refuse(field, f"{field} is missing")
-        if not isinstance(client[field], str):
-            raise refuse(field, f"{field} is not a text")
+        _CLIENT.field(client, field, str)
     try:
         check_slug(client["slug"], "client")
         check_currency(client["currency"])
     except InvalidInput as error:
-        raise refuse(error.details["field"], error.message) from None
+        raise _CLIENT.refuse(error.details["field"], error.message) from None
     return client
+
+
+# client.json is read as a manifest is: a JSON object whose missing or mistyped field is refused
+# naming the file and the field.
+_CLIENT = ManifestChecker("client.json", "the bundle")
 
 
 def _checked_members(directory: Path) -> list[dict[str, Any]]:
