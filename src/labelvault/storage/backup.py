@@ -67,10 +67,10 @@ def sqlite_file(database_url: str) -> Path | None:
 def check_target(database_url: str, owner_url: str | None, backup_file: Path) -> None:
     """Refuse what ``load`` would refuse (a backup of the other kind of database, a target that is
     not empty), without writing anything: a restore asks this before it writes the keys."""
-    if make_url(database_url).get_backend_name() == "sqlite":
+    target = sqlite_file(database_url)
+    if target is not None:
         if backup_file.name != SQLITE_FILE:
             raise InvalidInput("this backup is of a PostgreSQL install; restore it into PostgreSQL")
-        target = Path(make_url(database_url).database or "")
         if target.exists():
             raise Conflict(f"{target} exists: restore into a new, empty install")
         return
@@ -84,8 +84,8 @@ def load(database_url: str, owner_url: str | None, backup_file: Path) -> None:
     """Restore a dump into an empty database (never over an existing install), all or nothing: a
     load that fails leaves the target as it was (no SQLite file, no PostgreSQL object)."""
     check_target(database_url, owner_url, backup_file)
-    if make_url(database_url).get_backend_name() == "sqlite":
-        target = Path(make_url(database_url).database or "")
+    target = sqlite_file(database_url)
+    if target is not None:
         # Copied beside the target, then renamed onto it: the target appears whole or not at all.
         partial = target.with_name(f"{target.name}.restoring")
         try:
