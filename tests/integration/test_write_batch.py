@@ -160,6 +160,50 @@ def test_what_a_step_writes_after_its_commit_is_rolled_back_when_it_leaves(
     assert names(other_connection, projects) == ["committed", "P1", "next step"]
 
 
+def commit_twice_then_more(world: World, first: int, second: int, third: int) -> None:
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        uow.sql.run(_RENAME, {"project_id": first, "name": "first commit"})
+        uow.commit()
+        uow.sql.run(_RENAME, {"project_id": second, "name": "second commit"})
+        uow.commit()
+        uow.sql.run(_RENAME, {"project_id": third, "name": "never committed"})
+
+
+def commit_then_orm_and_prepared(world: World, project_id: int, other_id: int, *, orm_before: bool) -> None:
+    """After its commit, the step first opens its ORM session (or had it open already), then writes
+    through the session and the prepared path, and leaves without committing again."""
+    with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+        if orm_before:
+            assert uow.projects.get(other_id) is not None  # the session exists before the commit
+        uow.sql.run(_RENAME, {"project_id": project_id, "name": "committed"})
+        uow.commit()
+        project = uow.projects.get(other_id)
+        assert project is not None
+        project.name = "orm, after the commit"
+        uow.flush()
+        uow.sql.run(_RENAME, {"project_id": project_id, "name": "prepared, after the commit"})
+
+
+def test_a_step_that_commits_twice_keeps_both_and_loses_what_came_after(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    batch = world.services.uow_factory.begin_batch()
+    batch.run(commit_twice_then_more, world, *projects)
+    batch.commit()
+    assert names(other_connection, projects) == ["first commit", "second commit", "P2"]
+
+
+@pytest.mark.parametrize("orm_before", [False, True], ids=["session-made-after-commit", "session-open-at-commit"])
+def test_orm_and_prepared_writes_after_a_commit_are_rolled_back_together(
+    world: World, projects: list[int], other_connection: sqlite3.Connection, orm_before: bool
+) -> None:
+    batch = world.services.uow_factory.begin_batch()
+    batch.run(commit_then_orm_and_prepared, world, projects[0], projects[1], orm_before=orm_before)
+    batch.run(rename, world, projects[2], "next step")
+    batch.commit()
+    assert names(other_connection, projects) == ["committed", "P1", "next step"]
+
+
 def drop_the_transaction(world: World) -> None:
     """What SQLite does by itself on some errors (disk full, I/O error): the whole transaction goes."""
     with world.services.uow_factory.for_client(world.client_a, write=True) as uow:

@@ -18,7 +18,7 @@ Two kinds of statement go through this door:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,7 +221,7 @@ class ScopedSql:
     """Runs prebuilt Core statements in the session's transaction, in the session's scope (or, made by
     ``on_connection``, on one connection in a scope given once: a unit of work of a write batch)."""
 
-    __slots__ = ("_connection", "_fixed_scope", "_observed", "_session", "_transaction")
+    __slots__ = ("_before_next", "_connection", "_fixed_scope", "_observed", "_session", "_transaction")
 
     def __init__(self, session: Session | None, *, connection: Connection | None = None,
                  scope: Scope | None = None, observed: bool = False) -> None:
@@ -230,6 +230,7 @@ class ScopedSql:
         self._connection = connection
         self._fixed_scope = scope
         self._observed = observed
+        self._before_next: Callable[[], None] | None = None
 
     @classmethod
     def on_connection(cls, connection: Connection, scope: Scope, *, observed: bool) -> ScopedSql:
@@ -237,6 +238,11 @@ class ScopedSql:
         savepoint it is in (a unit of work of a write batch, which opens its savepoint itself).
         ``observed``: ``cursor_events_observed(connection)``, which the caller asked once."""
         return cls(None, connection=connection, scope=scope, observed=observed)
+
+    def before_next_statement(self, prepare: Callable[[], None] | None) -> None:
+        """Have ``prepare()`` run before the next statement on this runner's connection (one made by
+        ``on_connection``), once: it must call this again with None first thing."""
+        self._before_next = prepare
 
     @property
     def dialect_name(self) -> str:
@@ -266,6 +272,8 @@ class ScopedSql:
         # SQLAlchemy's joined event lists cost 35 µs per statement.
         session = self._session
         if session is None:
+            if self._before_next is not None:
+                self._before_next()
             return self._connection  # type: ignore[return-value]
         transaction = session.get_transaction()
         if transaction is None or transaction is not self._transaction:

@@ -116,6 +116,7 @@ class UnitOfWork:
             batch.check_transaction()
             self.sql = ScopedSql.on_connection(batch.connection, self.scope, observed=batch.observed)
             self._savepoint = batch.open_savepoint()
+            self._release_pending = False
             self._memo_at_savepoint = dict(batch.memo)
             if self.scope.client_id is not None:
                 # No queue step writes a data key: the batch's units of work of one client share the rows.
@@ -140,6 +141,8 @@ class UnitOfWork:
         session = self._session
         if session is None:
             assert self._batch is not None
+            if self._release_pending:
+                self._reopen_savepoint()  # before the session's savepoint nests inside it
             session = self._session = self._factory.sessionmaker(
                 bind=self._batch.connection, join_transaction_mode="create_savepoint")
             session.info["scope"] = self.scope
@@ -169,7 +172,10 @@ class UnitOfWork:
         if memo != self._memo_at_savepoint:
             memo.clear()
             memo.update(self._memo_at_savepoint)
-        batch.end_savepoint(self._savepoint)
+        if self._release_pending:  # committed, and nothing ran since: keep what it wrote
+            batch.release_savepoint_if_open(self._savepoint)
+        else:
+            batch.end_savepoint(self._savepoint)
 
     @property
     def batch_memo(self) -> dict[Hashable, Any] | None:
@@ -196,13 +202,26 @@ class UnitOfWork:
         if batch is None:
             self.session.commit()
         else:
+            # What this unit of work does after its commit is in a savepoint of its own again. Most
+            # do nothing more: the savepoint is released, and the next one opened, only when a
+            # statement runs (three statements fewer per step), or at once while an ORM session is
+            # open (its own savepoint, opened by SQLAlchemy, must nest in the new one).
             if self._session is not None:
                 self._session.commit()  # its savepoint, inside this unit of work's
-            batch.release_savepoint(self._savepoint)
-            # What this unit of work does after its commit is in a savepoint of its own again.
-            self._savepoint = batch.open_savepoint()
+                self._reopen_savepoint()
+            else:
+                self._release_pending = True
+                self.sql.before_next_statement(self._reopen_savepoint)
             self._memo_at_savepoint = dict(batch.memo)
         self._committed = True
+
+    def _reopen_savepoint(self) -> None:
+        batch = self._batch
+        assert batch is not None
+        self.sql.before_next_statement(None)
+        batch.release_savepoint(self._savepoint)
+        self._savepoint = batch.open_savepoint()
+        self._release_pending = False
 
     def add_spend(self, project_id: int, user_id: int, amount: int) -> None:
         """Add to the project's running total late (see ``write_spend``); the ledger row is written now."""
@@ -338,6 +357,12 @@ class WriteBatch:
 
     def release_savepoint(self, name: str) -> None:
         self._savepoint_statement("RELEASE", name)
+
+    def release_savepoint_if_open(self, name: str) -> None:
+        """Keep what was written since savepoint ``name`` opened, and close it (nothing to do if the
+        database dropped the batch's transaction: ``commit`` raises then)."""
+        if self._driver.in_transaction:
+            self._savepoint_statement("RELEASE", name)
 
     def end_savepoint(self, name: str) -> None:
         """Roll back what was written since savepoint ``name`` opened, and close it. Nothing is
