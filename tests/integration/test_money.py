@@ -11,6 +11,7 @@ from sqlalchemy import select
 from labelvault.domain.access import Actor
 from labelvault.errors import QueueRefused
 from labelvault.storage.models import LedgerEntry
+from labelvault.workflow import labeling
 from labelvault.workflow.projects import ProjectSettings
 from tests.conftest import World
 from tests.integration.queue_helpers import label_once, make_labelers, make_project
@@ -173,3 +174,33 @@ def test_labelers_asking_at_once_never_lease_beyond_the_budget(world: World) -> 
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["budget_reached"] * 9 + ["leased"] * 3
+
+
+@pytest.mark.parametrize("margin", [0, 1000], ids=["no-margin", "default-margin"])
+def test_the_nexts_of_one_write_batch_never_lease_beyond_the_budget(
+    world: World, monkeypatch: pytest.MonkeyPatch, margin: int
+) -> None:
+    """In a write batch (SQLite's group commit) only the batch's first next counts the open leases;
+    the others look at that count plus the leases given since. With no margin for concurrent
+    nexts, a count that missed those would let the fourth labeler lease beyond the budget."""
+    if not world.services.uow_factory.serialize_writers:
+        pytest.skip("write batches are SQLite's (PostgreSQL runs writers side by side)")
+    monkeypatch.setattr(labeling, "CONCURRENT_NEXTS", margin)
+    project_id = make_project(world, "batch-cap", tasks=20, rate_per_answer=100, budget_cap=300)
+    labelers = make_labelers(world, 6, prefix="batched")
+    outcomes: list[str] = []
+
+    def ask(actor: Actor) -> None:
+        try:
+            world.services.labeling.next_task(actor, world.client_a, project_id)
+            outcomes.append("leased")
+        except QueueRefused as refused:
+            outcomes.append(refused.reason)
+
+    batch = world.services.uow_factory.begin_batch()
+    for actor in labelers:
+        batch.run(ask, actor)
+    batch.commit()
+    assert outcomes == ["leased"] * 3 + ["budget_reached"] * 3
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        assert uow.leases.count_in_project(project_id) == 3

@@ -137,13 +137,37 @@ def check_budget(uow: UnitOfWork, _actor: Actor, project: Project) -> None:
     # Counted with the settings for a next (load_project_settings); a first look, so a count that
     # is a moment old does: near the cap the count below is taken again under the project's lock.
     open_leases = getattr(project, "open_leases", None)
-    if open_leases is None:
+    memo = uow.batch_memo
+    if open_leases is not None:
+        if memo is not None:
+            memo[_OPEN_LEASES, project.id] = open_leases
+    elif memo is not None and (_OPEN_LEASES, project.id) in memo:
+        open_leases = memo[_OPEN_LEASES, project.id]
+    else:
         open_leases = uow.leases.count_in_project(project.id)
     if ledger.budget_left_for(project, open_leases + 1 + CONCURRENT_NEXTS):
         return
     spent = uow.projects.lock_and_read_spent(project.id)
     if not ledger.budget_left_for(project, uow.leases.count_in_project(project.id) + 1, spent=spent):
         raise QueueRefused("budget_reached", f"the budget of project {project.slug} is reached")
+
+
+# In a write batch, the open leases of a project as first counted in it, plus those its steps have
+# given since: an upper bound (leases taken or expired since only lower the true count) that spares
+# every next of the batch after the first a count that grows with the labelers at work.
+_OPEN_LEASES = "open_leases"
+
+
+def counted_open_leases(uow: UnitOfWork, project_id: int) -> bool:
+    """Whether this write batch knows an upper bound of the project's open leases already."""
+    memo = uow.batch_memo
+    return memo is not None and (_OPEN_LEASES, project_id) in memo
+
+
+def _note_lease_given(uow: UnitOfWork, project_id: int) -> None:
+    memo = uow.batch_memo
+    if memo is not None and (_OPEN_LEASES, project_id) in memo:
+        memo[_OPEN_LEASES, project_id] += 1  # an int: replaced, never changed in place
 
 
 MAX_SKIP_REASON = 500
@@ -188,14 +212,15 @@ class LabelingService:
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
             # The reads below, up to the eligibility checks', in one round trip (PostgreSQL).
+            count_leases = not counted_open_leases(uow, project_id)  # (a write batch may know them)
             uow.sql.prefetch(
-                uow.projects.row_with_roles_read(project_id, actor.user_id, open_leases=True),
+                uow.projects.row_with_roles_read(project_id, actor.user_id, open_leases=count_leases),
                 uow.users.lock_read(actor.user_id),
                 uow.leases.expired_read(now, EXPIRED_PER_CALL),
                 uow.leases.open_for_read(actor.user_id, project_id, now),
                 *(read for reads in self.hooks.eligibility_reads for read in reads(uow, actor, project_id)),
             )
-            project, access = load_project_settings(uow, project_id, actor, open_leases=True)
+            project, access = load_project_settings(uow, project_id, actor, open_leases=count_leases)
             ProjectPolicy.label(access)
             uow.users.lock(actor.user_id)
             # Slots given back now are not in the epoch read with the settings: walk from the start.
@@ -221,6 +246,7 @@ class LabelingService:
                     expires_at=expires,
                 )
                 uow.tasks.move_slots(task.id, open_slots=-1)
+                _note_lease_given(uow, project_id)
                 monitoring.LEASES.labels(str(project_id)).inc()
             for grant in self.hooks.on_grant:
                 grant(uow, actor, project, task)
