@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from enum import IntEnum
+from enum import IntEnum, StrEnum
+from types import MappingProxyType
+from typing import Any
 
+import orjson
 import pytest
 
 from labelvault.audit import merkle
@@ -454,3 +462,276 @@ def test_module_imports_only_errors_from_labelvault() -> None:
             if alias.name.startswith("labelvault")
         }
         assert imported <= {"labelvault.errors", "labelvault.audit.merkle"}, (module, imported)
+
+
+# --- the encoding against the reference encoder ------------------------------------------------------
+# encode_entry writes with orjson and formats times with isoformat; the leaf bytes must stay exactly
+# those of the original encoder (stdlib json, strftime), copied here as the reference, and it must
+# refuse exactly what that encoder refused.
+
+_REF_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _ref_time(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput("audit times must be timezone-aware", details={"field": "time"})
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ref_canonical(value: Any, path: str, depth: int) -> Any:
+    if type(value) in (str, int, bool, type(None)):
+        return value
+    if depth > 8:
+        raise InvalidInput("audit entry nests too deeply", details={"field": path})
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, datetime):
+        return _ref_time(value)
+    if isinstance(value, float):
+        raise InvalidInput("audit entry values may not be floats", details={"field": path})
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise InvalidInput(
+            "audit entry values may not be bytes: store ciphertext_digest(...) hex, never plaintext",
+            details={"field": path},
+        )
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not _REF_KEY_RE.match(k):
+                raise InvalidInput(
+                    "audit entry keys must be lower-case ASCII identifiers", details={"field": f"{path}.{k}"}
+                )
+            out[k] = _ref_canonical(v, f"{path}.{k}", depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [_ref_canonical(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    raise InvalidInput(f"audit entry value of type {type(value).__name__} is not allowed", details={"field": path})
+
+
+def _ref_encode_entry(fields: Mapping[str, object]) -> bytes:
+    """encode_entry as it was before orjson: the definition of the leaf bytes."""
+    if not isinstance(fields, Mapping):
+        raise InvalidInput("an audit entry is a mapping of fields")
+    missing = [f for f in ("seq", "time", "action") if f not in fields]
+    if missing:
+        raise InvalidInput(f"audit entry lacks {', '.join(missing)}", details={"missing": missing})
+    seq = fields["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise InvalidInput("seq must be a non-negative integer", details={"field": "seq"})
+    action = fields["action"]
+    if not isinstance(action, str) or not action:
+        raise InvalidInput("action must be a non-empty string", details={"field": "action"})
+    if not isinstance(fields["time"], str | datetime):
+        raise InvalidInput("time must be a datetime or an RFC 3339 string", details={"field": "time"})
+    doc = _ref_canonical(fields, "entry", 0)
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput("audit entry text is not valid Unicode") from exc
+
+
+def _outcome(encode: Callable[[Any], bytes], fields: Any) -> tuple[object, ...]:
+    """The bytes, or the refusal: exception type, message, details and cause type."""
+    try:
+        return ("bytes", encode(fields))
+    except Exception as exc:
+        return ("raised", type(exc), str(exc), getattr(exc, "details", None), type(exc.__cause__))
+
+
+class _Outcome(StrEnum):
+    OK = "ok"
+
+
+class _Mark(str):
+    pass
+
+
+# The characters where JSON encoders differ if anywhere: escapes, hex case, DEL, C1, the JavaScript
+# line separators, BOM, noncharacters, non-BMP.
+_SPECIAL_CHARS = [chr(c) for c in range(0x20)] + list(
+    '"\\/\x7f\x80\x9f\xa0\xe9\u2028\u2029\ufeff\ufffe\uffff\u4e2d\u6587\U0001f600\U0001f9d1\U00010000\U0010ffff'
+)
+_INT_EDGES = [0, 1, -1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, -(2**64)]
+_INT_EDGES += [2**100, -(2**100)]
+
+
+def _random_text(rng: random.Random) -> str:
+    out = []
+    for _ in range(rng.randrange(0, 12)):
+        pick = rng.random()
+        if pick < 0.5:
+            out.append(rng.choice(_SPECIAL_CHARS))
+        elif pick < 0.8:
+            out.append(chr(rng.randrange(0x20, 0x7F)))
+        else:
+            c = rng.randrange(0x80, 0x110000)
+            out.append(chr(c) if not 0xD800 <= c <= 0xDFFF else "x")
+    return "".join(out)
+
+
+def _random_key(rng: random.Random) -> Any:
+    if rng.random() < 0.005:
+        return rng.choice(["Bad", "a-b", "_a", "a" * 65, "\u00e9", 7, None])  # refused
+    key = rng.choice("abcxyz") + "".join(rng.choice("az09_") for _ in range(rng.randrange(0, 6)))
+    return key + "\n" if rng.random() < 0.05 else key  # the key pattern's "$" lets one trailing newline in
+
+
+def _random_int(rng: random.Random) -> int:
+    pick = rng.random()
+    if pick < 0.4:
+        return rng.choice(_INT_EDGES) + rng.randrange(-2, 3)
+    if pick < 0.8:
+        return rng.randrange(-(2**70), 2**70) >> rng.randrange(0, 70)
+    return rng.randrange(0, 10**6)
+
+
+def _random_time(rng: random.Random) -> datetime:
+    offset = timedelta(minutes=rng.randrange(-23 * 60, 23 * 60 + 1))
+    tz = rng.choice([UTC, UTC, timezone(offset), timezone(offset, "zone")])
+    # Years 2..9998 so that no offset moves the instant out of datetime's range; half of them recent.
+    year = rng.randrange(1990, 2100) if rng.random() < 0.5 else rng.randrange(2, 9999)
+    day = (year, rng.randrange(1, 13), rng.randrange(1, 29))
+    clock = (rng.randrange(24), rng.randrange(60), rng.randrange(60), rng.choice([0, 0, rng.randrange(1, 10**6)]))
+    return datetime(*day, *clock, tzinfo=tz)
+
+
+def _random_value(rng: random.Random, depth: int) -> object:
+    if rng.random() < 0.01:  # refused, or refused by the UTF-8 encoding
+        return rng.choice([0.5, float("nan"), b"x", bytearray(b"x"), object(), datetime(2025, 1, 1), "a\ud800"])
+    pick = rng.random()
+    if pick < 0.3:
+        return _random_text(rng)
+    if pick < 0.5:
+        return _random_int(rng)
+    if pick < 0.55:
+        return rng.choice([True, False, None, _Level.HIGH, _Outcome.OK, _Mark("marked")])
+    if pick < 0.65:
+        return _random_time(rng)
+    if depth >= 3:
+        return None
+    if pick < 0.85:
+        inner = {_random_key(rng): _random_value(rng, depth + 1) for _ in range(rng.randrange(0, 5))}
+        return MappingProxyType(inner) if rng.random() < 0.1 else inner
+    items = [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
+    return tuple(items) if rng.random() < 0.2 else items
+
+
+def _random_entry(rng: random.Random) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "seq": rng.randrange(10**7) if rng.random() < 0.8 else rng.choice([0, 2**63 - 1, 2**63, 2**64, -1, True]),
+        "time": _random_time(rng) if rng.random() < 0.9 else _random_text(rng),
+        "action": rng.choice(["answer.submitted", "task.shown", _random_text(rng) or "a"]),
+    }
+    keys = ["actor", "actor_id", "client_id", "object_kind", "object_id", "outcome", "details", "ciphertext_sha256"]
+    keys += [_random_key(rng) for _ in range(3)]
+    for key in rng.sample(keys, rng.randrange(0, 8)):
+        fields[key] = _random_value(rng, 0) if key != "details" else _random_value(rng, 2)
+    return dict(rng.sample(list(fields.items()), len(fields)))  # any insertion order
+
+
+def test_entry_encoding_equals_the_json_reference_on_random_entries() -> None:
+    rng = random.Random(20261127)
+    seen: Counter[str] = Counter()
+    for _ in range(5000):
+        fields = _random_entry(rng)
+        expected = _outcome(_ref_encode_entry, fields)
+        assert _outcome(encode_entry, fields) == expected, fields
+        if expected[0] == "raised":
+            seen["refused"] += 1
+            continue
+        # The fast path's own claim: orjson's bytes equal json's for the canonical document.
+        doc = merkle._canonical(fields, "entry", 0, [])
+        reference = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        assert expected[1] == reference.encode()
+        try:
+            assert orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) == expected[1]
+            seen["orjson"] += 1
+        except orjson.JSONEncodeError:  # ints beyond 64 bits: encode_entry took the json way
+            seen["json"] += 1
+    # Every way is exercised, the orjson one most.
+    assert seen["orjson"] > 2500 and seen["json"] > 300 and seen["refused"] > 300, seen
+
+
+def test_entry_encoding_equals_the_reference_for_every_character() -> None:
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    for text in (every, *every[:0x100], "\u2028\u2029\x7f", "\U0001f600\u4e2d"):
+        fields = _fields(actor=text, details={"note": [text], "a\n": text})
+        assert encode_entry(fields) == _ref_encode_entry(fields)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**63, 2**64 - 1, 2**64, -(2**63) - 1, -(2**64), 2**200, [1, {"n": -(2**100)}], _Level.HIGH],
+)
+def test_entry_encoding_writes_ints_beyond_64_bits_like_the_reference(value: object) -> None:
+    fields = _fields(details={"n": value}, seq=2**70)
+    assert encode_entry(fields) == _ref_encode_entry(fields)
+    assert b'"seq":1180591620717411303424' in encode_entry(fields)
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\udfff", "\udfff\ud800", "\ud83d\ude00", _Mark("\ud800")])
+def test_entry_encoding_refuses_lone_surrogates_as_before(text: str) -> None:
+    for fields in (_fields(actor=text), _fields(details={"notes": ["ok", text]})):
+        with pytest.raises(InvalidInput, match=r"^audit entry text is not valid Unicode$") as caught:
+            encode_entry(fields)
+        assert isinstance(caught.value.__cause__, UnicodeEncodeError)
+        assert _outcome(encode_entry, fields) == _outcome(_ref_encode_entry, fields)
+
+
+def test_entry_encoding_of_odd_subclasses_equals_the_reference() -> None:
+    class OddTime(datetime):
+        text: Any = None
+
+        def strftime(self, fmt: str) -> Any:  # not a str: json writes or refuses it, not orjson
+            return self.text
+
+    def odd_time(text: object, tz: timezone = UTC) -> OddTime:
+        when = OddTime(2025, 6, 13, 10, 0, 0, 5, tzinfo=tz)
+        when.text = text
+        return when
+
+    class NaiveInUtc(datetime):
+        def astimezone(self, tz: Any = None) -> Any:  # a naive datetime has no "+00:00" to replace
+            return datetime(2025, 6, 13, 10, 0)
+
+    class Key(str):
+        pass
+
+    cases = [
+        _fields(time=odd_time(text), details={"n": 1})
+        for text in (1e-7, float("nan"), datetime(2025, 1, 1, tzinfo=UTC), {"b": 1.5}, _Mark("x"), 3)
+    ]
+    cases += [
+        _fields(time=odd_time(1e-7, timezone(timedelta(hours=-3)))),
+        _fields(time=NaiveInUtc(2025, 6, 13, 12, 0, tzinfo=timezone(timedelta(hours=2)))),
+        _fields(details={Key("b"): 1, "a": _Mark("x"), "c": _Outcome.OK}),
+        _fields(details={"n": 10**5000}),  # json's int-to-text limit applies as before
+    ]
+    for fields in cases:
+        assert _outcome(encode_entry, fields) == _outcome(_ref_encode_entry, fields)
+    assert b'"time":1e-07' in encode_entry(_fields(time=odd_time(1e-7)))  # orjson would write 1e-7
+
+
+def test_entry_encoding_without_orjson_equals_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(merkle, "_orjson", None)
+    rng = random.Random(11)
+    for _ in range(300):
+        fields = _random_entry(rng)
+        assert _outcome(encode_entry, fields) == _outcome(_ref_encode_entry, fields), fields
+
+
+def test_entry_time_text_equals_strftime() -> None:
+    rng = random.Random(7)
+    times = [_random_time(rng) for _ in range(5000)]
+    years = (1, 9, 10, 99, 100, 999, 1000, 9999)
+    times += [datetime(year, 1, 1, 0, 0, 0, micro, tzinfo=UTC) for year in years for micro in (0, 1, 999999)]
+    times += [datetime(1000, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))]  # becomes year 999 in UTC
+    for when in times:
+        assert merkle._format_time(when) == _ref_time(when), when
+    assert merkle._format_time(datetime(999, 5, 1, tzinfo=UTC)) == "999-05-01T00:00:00Z"  # glibc's %Y, as before
+    with pytest.raises(InvalidInput, match=r"^audit times must be timezone-aware$"):
+        merkle._format_time(datetime(2025, 1, 1))

@@ -31,7 +31,7 @@ from typing import Any
 
 from labelvault.errors import InvalidInput
 
-try:  # orjson only speeds up *parsing* during verification; encoding stays on stdlib json (see below)
+try:  # orjson parses entries during verification and encodes them when its bytes equal json's (see below)
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a declared dependency
     _orjson = None
@@ -361,6 +361,10 @@ def _format_time(value: datetime) -> str:
         raise InvalidInput("audit times must be timezone-aware", details={"field": "time"})
     # One spelling per instant: UTC, "Z", microseconds only when present.
     utc = value.astimezone(UTC)
+    if type(utc) is datetime and utc.tzinfo is UTC and utc.year >= 1000:
+        # Same text as the strftime below, a third of the cost. Not for subclasses (their isoformat
+        # may differ, e.g. nanoseconds) nor years < 1000 (glibc's %Y does not zero-pad them).
+        return utc.isoformat()[:-6] + "Z"  # drop "+00:00"
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ"
     return utc.strftime(fmt)
 
@@ -375,27 +379,40 @@ _CHECKED_KEYS: set[str] = set()
 _CHECKED_KEYS_MAX = 4096
 
 
-def _canonical(value: Any, path: str, depth: int) -> Any:
-    if type(value) in _PLAIN_TYPES:
+def _canonical(value: Any, path: str, depth: int, odd: list[str]) -> Any:
+    """``value`` as exact str, int, bool, None, list or dict; ``odd`` collects the paths where a
+    datetime subclass's own formatting returned something else (only json may encode those)."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
         return value
     if depth > _MAX_DEPTH:
         raise InvalidInput("audit entry nests too deeply", details={"field": path})
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return int(value)  # int subclasses (IntEnum) -> plain int, so json prints a number
-    if isinstance(value, datetime):
+    # Exact datetime and dict (the usual "time" and "details") skip the isinstance chain below,
+    # whose earlier branches they could not take.
+    if kind is datetime:
         return _format_time(value)
-    if isinstance(value, float):
-        # Float text differs between languages; an auditor re-deriving leaf hashes elsewhere must
-        # get the same bytes, so floats are refused (send integers or strings).
-        raise InvalidInput("audit entry values may not be floats", details={"field": path})
-    if isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidInput(
-            "audit entry values may not be bytes: store ciphertext_digest(...) hex, never plaintext",
-            details={"field": path},
-        )
-    if isinstance(value, Mapping):
+    if kind is not dict:
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return str.__str__(value)  # a str subclass's text as an exact str (what json prints)
+        if isinstance(value, int):
+            return int(value)  # int subclasses (IntEnum) -> plain int, so json prints a number
+        if isinstance(value, datetime):
+            text = _format_time(value)
+            if type(text) is not str:
+                odd.append(path)
+            return text
+        if isinstance(value, float):
+            # Float text differs between languages; an auditor re-deriving leaf hashes elsewhere must
+            # get the same bytes, so floats are refused (send integers or strings).
+            raise InvalidInput("audit entry values may not be floats", details={"field": path})
+        if isinstance(value, bytes | bytearray | memoryview):
+            raise InvalidInput(
+                "audit entry values may not be bytes: store ciphertext_digest(...) hex, never plaintext",
+                details={"field": path},
+            )
+    if kind is dict or isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
             if k not in _CHECKED_KEYS:
@@ -405,10 +422,10 @@ def _canonical(value: Any, path: str, depth: int) -> Any:
                     )
                 if len(_CHECKED_KEYS) < _CHECKED_KEYS_MAX:
                     _CHECKED_KEYS.add(k)
-            out[k] = v if type(v) in _PLAIN_TYPES else _canonical(v, f"{path}.{k}", depth + 1)
+            out[k] = v if type(v) in _PLAIN_TYPES else _canonical(v, f"{path}.{k}", depth + 1, odd)
         return out
     if isinstance(value, list | tuple):
-        return [_canonical(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+        return [_canonical(v, f"{path}[{i}]", depth + 1, odd) for i, v in enumerate(value)]
     raise InvalidInput(
         f"audit entry value of type {type(value).__name__} is not allowed", details={"field": path}
     )
@@ -434,7 +451,18 @@ def encode_entry(fields: Mapping[str, object]) -> bytes:
         raise InvalidInput("action must be a non-empty string", details={"field": "action"})
     if not isinstance(fields["time"], str | datetime):
         raise InvalidInput("time must be a datetime or an RFC 3339 string", details={"field": "time"})
-    doc = _canonical(fields, "entry", 0)
+    odd: list[str] = []
+    doc = _canonical(fields, "entry", 0, odd)
+    if _orjson is not None and not odd:
+        # The doc holds only str, int, bool, None, list and dict with checked ASCII keys (one
+        # trailing "\n" passes the pattern), for which orjson writes json's bytes: same escapes,
+        # UTF-8, code-point key order (tests/unit/test_merkle.py compares them). Whatever orjson
+        # refuses (ints beyond 64 bits, lone surrogates, str-subclass keys) goes the json way below,
+        # which encodes or raises as before.
+        try:
+            return _orjson.dumps(doc, option=_orjson.OPT_SORT_KEYS)
+        except Exception:
+            pass
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     try:
         return text.encode("utf-8")
