@@ -347,7 +347,7 @@ RECOMMENDED_FIELDS: tuple[str, ...] = (
     "ciphertext_sha256",  # ciphertext_digest() of any ciphertext involved
 )
 
-_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # matched whole (fullmatch: "$" would let a final "\n" in)
 _MAX_DEPTH = 8
 
 
@@ -416,7 +416,7 @@ def _canonical(value: Any, path: str, depth: int, odd: list[str]) -> Any:
         out: dict[str, Any] = {}
         for k, v in value.items():
             if k not in _CHECKED_KEYS:
-                if not isinstance(k, str) or not _KEY_RE.match(k):
+                if not isinstance(k, str) or not _KEY_RE.fullmatch(k):
                     raise InvalidInput(
                         "audit entry keys must be lower-case ASCII identifiers", details={"field": f"{path}.{k}"}
                     )
@@ -454,9 +454,9 @@ def encode_entry(fields: Mapping[str, object]) -> bytes:
     odd: list[str] = []
     doc = _canonical(fields, "entry", 0, odd)
     if _orjson is not None and not odd:
-        # The doc holds only str, int, bool, None, list and dict with checked ASCII keys (one
-        # trailing "\n" passes the pattern), for which orjson writes json's bytes: same escapes,
-        # UTF-8, code-point key order (tests/unit/test_merkle.py compares them). Whatever orjson
+        # The doc holds only str, int, bool, None, list and dict with checked ASCII keys, for
+        # which orjson writes json's bytes: same escapes, UTF-8, code-point key order
+        # (tests/unit/test_merkle.py compares them). Whatever orjson
         # refuses (ints beyond 64 bits, lone surrogates, str-subclass keys) goes the json way below,
         # which encodes or raises as before.
         try:
