@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import opentelemetry._logs._internal as otel_logs
+import opentelemetry.metrics._internal as otel_metrics
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.trace import INVALID_SPAN, Span
 
+from labelvault.api.app import create_app
+from labelvault.bootstrap import Services
 from tests.conftest import World
 from tests.e2e.conftest import Api, create_project
 from tests.e2e.server_process import ServerProcess
@@ -73,3 +84,63 @@ def test_logs_are_json_lines_with_request_ids_and_no_client_content(world: World
     assert any(line["request_id"] == request_id and line["route"] == "/api/me" for line in requests)
     assert {"method", "route", "status", "duration_ms", "level", "time"} <= set(requests[0])
     assert any(line["route"] == "/api/projects/{project_id}/tasks/{task_id}/answers" for line in requests)
+
+
+class _RecordingOtel(trace.TracerProvider, metrics.MeterProvider, _logs.LoggerProvider):
+    """A configured OpenTelemetry provider of all three signals (as an SDK or an agent would install
+    one) that writes down whatever is asked of it instead of exporting it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def get_tracer(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls.append(f"tracer {name}")
+        return _RecordingTracer(self.calls)
+
+    def get_meter(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls.append(f"meter {name}")
+        return metrics.NoOpMeter(name)
+
+    def get_logger(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls.append(f"logger {name}")
+        return _logs.NoOpLogger(name)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        # add_span_processor, add_metric_reader, ...: what automatic setup hands exporters to.
+        def record(*args: object, **kwargs: object) -> None:
+            self.calls.append(name)
+        return record
+
+
+class _RecordingTracer(trace.Tracer):
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def start_span(self, name, *args, **kwargs) -> Span:  # type: ignore[no-untyped-def]
+        self.calls.append(f"span {name}")
+        return INVALID_SPAN
+
+    @contextmanager
+    def start_as_current_span(self, name, *args, **kwargs) -> Iterator[Span]:  # type: ignore[no-untyped-def]
+        self.calls.append(f"span {name}")
+        yield INVALID_SPAN
+
+
+def test_fastapi_sends_no_opentelemetry_even_with_providers_and_auto_configure_set(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing leaves: FastAPI's native telemetry stays off, whatever the process has configured."""
+    recorder = _RecordingOtel()
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", recorder)
+    monkeypatch.setattr(otel_metrics, "_METER_PROVIDER", recorder)
+    monkeypatch.setattr(otel_logs, "_LOGGER_PROVIDER", recorder)
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # the discard port, never reached
+    assert trace.get_tracer_provider() is recorder and metrics.get_meter_provider() is recorder
+    caplog.set_level(logging.DEBUG, logger="fastapi")
+    with TestClient(create_app(services)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/api/me").status_code == 401
+        assert client.get("/api/projects/not-a-number").status_code in (401, 404, 422)
+    assert recorder.calls == []
+    assert not [r for r in caplog.records if r.name.startswith("fastapi")]

@@ -40,6 +40,10 @@ def create_app(services: Services) -> FastAPI:
         docs_url=None,  # our own page, with the Swagger UI files shipped in the package
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        # Nothing leaves (docs/security.md): no OpenTelemetry export, whatever the environment or a
+        # library configures; we have our own logs and /metrics, and the per-request check is spared.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                   "auto_configure": False},
     )
     app.state.services = services
     install_error_handlers(app)
