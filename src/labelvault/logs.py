@@ -26,7 +26,7 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: what ``json.dumps(entry, default=str)`` writes, less the spaces after
+    """One JSON object a line: what ``json.dumps(entry, default=str)`` writes, without the spaces after
     separators. orjson writes the lines of plain values in ASCII (nearly all, at a tenth of the
     cost); json.dumps every other line, so that no value is written differently and no line lost."""
 
@@ -75,7 +75,7 @@ class JsonFormatter(logging.Formatter):
             else:
                 if line.isascii():  # json.dumps escapes the rest, and stderr may not be UTF-8
                     return line.decode()
-        return json.dumps(entry, default=str)
+        return json.dumps(entry, default=str, separators=(",", ":"))
 
 
 def configure(level: str = "INFO") -> None:

@@ -66,7 +66,7 @@ def test_every_line_means_what_json_dumps_with_default_str_wrote(extra: dict) ->
         logs.request_id.reset(token)
     assert "\n" not in line and line.isascii()
     if any(isinstance(v, float) and not math.isfinite(v) for v in extra.values()):
-        assert line == expected  # NaN and Infinity as json writes them, not orjson's null
+        assert line == expected.replace(": ", ":").replace(", ", ",")  # NaN and Infinity as json writes them
     else:
         assert json.loads(line) == json.loads(expected)
         assert list(json.loads(line)) == list(json.loads(expected))  # the same fields, in order
