@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from labelvault.domain.answers import answer_validator, validate_answer, validate_suggestion
+from labelvault.domain.answers import PAYLOAD_READING_TYPES, answer_validator, validate_answer, validate_suggestion
 from labelvault.domain.payloads import validate_suggestion_values
 from labelvault.domain.schema import ProjectSchema, parse_schema
 from labelvault.errors import AnswerInvalid, InvalidInput
@@ -527,3 +527,38 @@ def test_suggestion_values_can_be_checked_without_the_payload() -> None:
         validate_suggestion_values(SCHEMA, {"order": [1, 1]})
     with pytest.raises(AnswerInvalid, match="outside the text of 20 characters"):
         validate_suggestion_values(SCHEMA, suggestion, PAYLOAD)
+
+
+class _ReadsRecorded(dict):  # type: ignore[type-arg]
+    """A payload that notes which fields the checks read."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_the_validator_says_truly_whether_its_checks_read_the_payload() -> None:
+    """A submit opens the task only when ``reads_payload``: a check that read the payload of a
+    question type not in PAYLOAD_READING_TYPES would then see None and skip what it checks."""
+    readers = set()
+    for question in SCHEMA.questions:
+        fields = [{"name": "prompt", "kind": "text"}, {"name": "responses", "kind": "candidates"},
+                  {"name": "photo", "kind": "image", "required": False}]
+        single = parse_schema({"fields": fields, "questions": [question.model_dump(exclude_none=True)]})
+        payload = _ReadsRecorded(PAYLOAD)
+        answer = {question.name: GOOD[question.name]} if question.name in GOOD else {}
+        validator = answer_validator(single)
+        validator(payload, answer)
+        if payload.read:
+            readers.add(question.type)
+        assert validator.reads_payload == bool(payload.read), question.name
+    assert readers == PAYLOAD_READING_TYPES
+    assert answer_validator(SCHEMA).reads_payload

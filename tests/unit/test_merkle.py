@@ -740,3 +740,15 @@ def test_an_entry_key_with_a_final_newline_is_refused() -> None:
     entry = {"seq": 0, "time": "2026-01-01T00:00:00Z", "action": "a", "details": {"task_id\n": 1}}
     with pytest.raises(InvalidInput, match="lower-case ASCII identifiers"):
         encode_entry(entry)
+
+
+def test_a_tree_resumed_from_its_own_frontier_goes_on_as_the_original() -> None:
+    original = MerkleTree()
+    for i in range(37):
+        original.append_entry(b"entry %d" % i)
+    resumed = MerkleTree.from_own_frontier(original.size, original.frontier)
+    assert (resumed.size, resumed.root()) == (original.size, original.root())
+    for i in range(37, 80):
+        original.append_entry(b"entry %d" % i)
+        resumed.append_entry(b"entry %d" % i)
+        assert resumed.root() == original.root()  # (a shared frontier list would diverge here)

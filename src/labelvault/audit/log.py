@@ -123,7 +123,7 @@ def append(
     memo = uow.batch_memo
     noted = memo.get(_NOTED_HEAD) if memo is not None else None
     if noted is not None:
-        tree = MerkleTree.from_frontier(*noted)
+        tree = MerkleTree.from_own_frontier(*noted)  # as the batch's last append left it
     elif (head := uow.sql.run(_READ_HEAD).first()) is None:
         uow.sql.run(_CREATE_HEAD)
         tree = MerkleTree()

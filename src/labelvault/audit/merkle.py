@@ -113,6 +113,16 @@ class MerkleTree:
         return tree
 
     @classmethod
+    def from_own_frontier(cls, size: int, frontier: tuple[bytes, ...]) -> MerkleTree:
+        """Resume from ``(size, frontier)`` as a tree of this process left them (``size`` and the
+        ``frontier`` property), unchecked: the audit log resumes so at every append of a write
+        batch, where checking each hash again cost more than the append's own hashing."""
+        tree = cls()
+        tree._size = size
+        tree._frontier = list(frontier)
+        return tree
+
+    @classmethod
     def from_leaf_hashes(cls, leaf_hashes: Iterable[bytes]) -> MerkleTree:
         tree = cls()
         tree.extend(leaf_hashes)

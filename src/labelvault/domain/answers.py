@@ -469,13 +469,28 @@ def _validate_group(
     return normalized
 
 
-class AnswerValidator:
-    """A schema's answer checks, compiled once; call it with a task payload and an answer."""
+# The question types whose checks read the task's data (candidates to rank, text under spans).
+PAYLOAD_READING_TYPES = frozenset({"ranking", "preference", "span"})
 
-    __slots__ = ("_root", "schema")
+
+def _reads_payload(questions: Iterable[Any]) -> bool:
+    return any(
+        _reads_payload(question.criteria) if isinstance(question, RubricQuestion)
+        else question.type in PAYLOAD_READING_TYPES
+        for question in questions
+    )
+
+
+class AnswerValidator:
+    """A schema's answer checks, compiled once; call it with a task payload and an answer.
+    ``reads_payload``: whether any check reads the payload (else the caller may pass None and
+    spare itself opening the task)."""
+
+    __slots__ = ("_root", "reads_payload", "schema")
 
     def __init__(self, schema: ProjectSchema) -> None:
         self.schema = schema
+        self.reads_payload = _reads_payload(schema.questions)
         names = _choices(schema.question_names)
         self._root = _compile_group(
             schema.questions, lambda name: f"unknown question {quote(name)}; expected one of {names}"

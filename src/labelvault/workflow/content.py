@@ -15,9 +15,14 @@ from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 def open_task_content(uow: UnitOfWork, task: Task) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     cipher = uow.cipher(task.data_key_id)
-    payload = orjson.loads(cipher.open("task.payload", task.id, task.payload))
+    payload = open_task_payload(uow, task)
     suggestions = orjson.loads(cipher.open("task.suggestions", task.id, task.suggestions)) if task.suggestions else []
     return payload, suggestions
+
+
+def open_task_payload(uow: UnitOfWork, task: Task) -> dict[str, Any]:
+    """The task's payload alone (its suggestions stay sealed)."""
+    return orjson.loads(uow.cipher(task.data_key_id).open("task.payload", task.id, task.payload))  # type: ignore[no-any-return]
 
 
 def open_answer_values(uow: UnitOfWork, answers: list[Answer]) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
 from labelvault.crypto.cipher import DataCipher
 from labelvault.domain.access import Actor, ProjectPolicy
-from labelvault.domain.answers import validate_answer
+from labelvault.domain.answers import answer_validator
 from labelvault.errors import Conflict, InvalidInput, NotFound, QueueRefused
 from labelvault.storage.ids import allocate_ids, one_id_read
 from labelvault.storage.models import Answer, Project, Skip, Task, utcnow
@@ -35,7 +35,7 @@ from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow import ledger
 from labelvault.workflow.auditing import recording_denials
 from labelvault.workflow.completion import CompletedTask
-from labelvault.workflow.content import open_task_content
+from labelvault.workflow.content import open_task_content, open_task_payload
 from labelvault.workflow.projects import load_project_settings, schema_of
 from labelvault.workflow.review import on_task_complete
 from labelvault.workflow.work_time import counted_work_ms
@@ -352,8 +352,9 @@ class LabelingService:
             if taken is None and uow.answers.exists_for(task_id, actor.user_id):
                 raise Conflict(f"task {task_id} was answered by you already")
             key_id, cipher = uow.active_cipher()  # read with the settings; most often the task's key too
-            payload, _ = open_task_content(uow, task)
-            normalized = validate_answer(schema_of(project), payload, answer)
+            validator = answer_validator(schema_of(project))
+            # The task is opened only if a check reads it (spans, rankings): most schemas' do not.
+            normalized = validator(open_task_payload(uow, task) if validator.reads_payload else None, answer)
             if taken is not None:
                 counts, started = taken, taken.started_at
             elif task.open_slots > 0 and not uow.skips.exists_for(task_id, actor.user_id):
