@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,10 +22,11 @@ from labelvault.api import group_commit
 from labelvault.api.group_commit import GroupCommit
 from labelvault.audit import log as audit_log
 from labelvault.errors import DatabaseBusy, WriteLost
-from labelvault.storage.models import Project
+from labelvault.storage.models import Project, Task
 from labelvault.storage.scope import scoped
 from tests.conftest import World
 from tests.event_loops import run_on_a_new_loop
+from tests.integration.queue_helpers import make_project
 from tests.integration.test_writer_lock import held_by_another_process
 
 SCHEMA = {"fields": [{"name": "text", "kind": "text"}], "questions": [{"name": "q", "type": "text"}]}
@@ -202,6 +204,36 @@ def test_orm_and_prepared_writes_after_a_commit_are_rolled_back_together(
     batch.run(rename, world, projects[2], "next step")
     batch.commit()
     assert names(other_connection, projects) == ["committed", "P1", "next step"]
+
+
+_REPRIORITIZE = scoped(update(Task.__table__).values(priority=Task.__table__.c.priority + 1))
+
+
+def bytes_written_by_this_process() -> int:
+    """What this process has handed to write calls so far (/proc/self/io's wchar)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/self/io")
+
+
+def test_a_step_that_changes_many_pages_writes_nothing_before_the_commit(world: World, projects: list[int]) -> None:
+    """A step's savepoint keeps the pages it changes as they were, to roll back to: in memory, not
+    in a temporary file (each of those writes cost a system call; they were most of a queue step's)."""
+    make_project(world, "many-pages", tasks=2000)
+    batch = world.services.uow_factory.begin_batch()
+    written: list[int] = []
+
+    def reprioritize() -> None:
+        before = bytes_written_by_this_process()
+        with world.services.uow_factory.for_client(world.client_a, write=True) as uow:
+            assert uow.sql.run(_REPRIORITIZE).rowcount == 2000  # every task's row and queue entry
+            uow.commit()
+        written.append(bytes_written_by_this_process() - before)
+
+    batch.run(reprioritize)
+    batch.commit()
+    assert written[0] < 64 * 1024, f"{written[0]} bytes written by one step before its batch's commit"
 
 
 def drop_the_transaction(world: World) -> None:

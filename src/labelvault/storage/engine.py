@@ -140,6 +140,11 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
+        # Temporary storage in memory: above all the savepoints' sub-journals (the page images a
+        # savepoint rolls back to), which SQLite otherwise spills to a temporary file past 64 KiB;
+        # a queue step's savepoint passed that, and its writes were 50 of the 58 pwrite calls per
+        # answer (docs/benchmarks.md). Sorts and temporary tables then live in memory too.
+        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     # Savepoints (the units of work of a write batch, see unit_of_work.WriteBatch) on the driver's
