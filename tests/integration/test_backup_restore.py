@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from labelvault.bootstrap import build_services, migrate
 from labelvault.errors import Conflict, CryptoError, InvalidInput, QueueRefused
 from labelvault.settings import Settings
-from labelvault.workflow.backup import restore
+from labelvault.workflow.backup import restore, staging_folder
 from tests.conftest import DatabaseUrls, PostgresDatabases, World, owner_url
 from tests.integration.queue_helpers import make_labelers, make_project
 
@@ -258,27 +262,47 @@ def test_a_file_the_manifest_does_not_list_is_refused_naming_it_before_anything_
     assert _restored_file(target, world, project_id, file_id) == b"private notes"
 
 
+def test_a_files_folder_that_is_not_empty_is_refused_naming_it_before_anything_is_restored(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    """The backup's files are staged beside the files folder and renamed onto it: it must be empty
+    (as the key directory must), which is asked before anything is written."""
+    backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    stray = target.files_dir / "stray.bin"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"of no install")
+    written = _restore_writes(target)
+    with pytest.raises(Conflict, match=rf"^the files folder {re.escape(str(target.files_dir))} is not empty: "
+                                       "restore into a new, empty install$"):
+        restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _restore_writes(target) == written
+
+    stray.unlink()  # an empty one is taken
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
 def _a_database_step_that_fails(world: World, tmp_path: Path, database_urls: DatabaseUrls) -> tuple[Settings, Path]:
     """A target whose database step fails after its checks passed, and what to remove so that it
     does not: (target, obstacle). SQLite: the database's folder is a plain file. PostgreSQL: an
-    empty database (no table), with a sequence named as one of the backup's indexes, which
-    pg_restore makes after every table and its rows."""
+    empty public schema, and an event trigger (its function in a schema of its own) that refuses the
+    indexes, which pg_restore makes after every table and its rows."""
     home = tmp_path / "restored"
     if database_urls.owner is None:
         obstacle = tmp_path / "taken"
         obstacle.write_text("a file where the database's folder should be")
         return Settings(home=home, database_url=f"sqlite:///{obstacle / 'restored.db'}"), obstacle
-    source = create_engine(owner_url(world.services.settings), poolclass=NullPool)
-    try:
-        with source.connect() as connection:
-            index = connection.exec_driver_sql(
-                "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND indexname NOT IN "
-                "(SELECT conname FROM pg_constraint) ORDER BY indexname DESC LIMIT 1").scalar_one()
-    finally:
-        source.dispose()
-    _run_as_owner(database_urls.owner, f'CREATE SEQUENCE "{index}"')
+    _run_as_owner(database_urls.owner, """
+        CREATE SCHEMA obstacle;
+        CREATE FUNCTION obstacle.no_index() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'no index in this database'; END $$;
+        CREATE EVENT TRIGGER obstacle ON ddl_command_start WHEN TAG IN ('CREATE INDEX')
+            EXECUTE FUNCTION obstacle.no_index();
+    """)
     return Settings(home=home, database_url=database_urls.app, migration_database_url=database_urls.owner), \
-        Path(index)
+        Path("obstacle")
 
 
 def _run_as_owner(url: str, sql: str) -> None:
@@ -293,7 +317,7 @@ def _run_as_owner(url: str, sql: str) -> None:
 def test_a_restore_whose_database_step_fails_leaves_nothing_behind_and_can_run_again(
     world: World, tmp_path: Path, database_urls: DatabaseUrls
 ) -> None:
-    """The keys and files are written before the database is loaded; when the load fails they are
+    """The keys and files are staged before the database is loaded; when the load fails they are
     taken back, and the database is as it was (no SQLite file; no PostgreSQL table of a half load)."""
     backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
     target, obstacle = _a_database_step_that_fails(world, tmp_path, database_urls)
@@ -308,6 +332,274 @@ def test_a_restore_whose_database_step_fails_leaves_nothing_behind_and_can_run_a
     if database_urls.owner is None:
         obstacle.unlink()
     else:
-        _run_as_owner(database_urls.owner, f'DROP SEQUENCE "{obstacle}"')
+        _run_as_owner(database_urls.owner, f"DROP EVENT TRIGGER {obstacle}; DROP SCHEMA {obstacle} CASCADE")
     restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)  # the same restore, run again
     assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+# --- Crash safety: a restore killed at any moment leaves no key in the install, and runs again.
+
+# A restore in a process of its own (the target from LABELVAULT_* in its environment), paused just
+# before its database load ("before-load": the keys and files are staged by then) or just after it
+# ("after-load"), where it writes the checkpoint file and sleeps for the test to SIGKILL it. The
+# pause wraps the real load: nothing of the restore is replaced.
+_PAUSED_RESTORE = """
+import sys, time
+from pathlib import Path
+from labelvault.settings import Settings
+from labelvault.storage import backup as database_backup
+from labelvault.workflow.backup import restore
+
+checkpoint, backup, keys, passphrase, when = sys.argv[1:]
+real_load = database_backup.load
+
+def paused_load(*args):
+    if when == "after-load":
+        real_load(*args)
+    Path(checkpoint).write_text(when)
+    time.sleep(600)
+    if when == "before-load":
+        real_load(*args)
+
+database_backup.load = paused_load
+restore(Settings(), Path(backup), keys_file=Path(keys), passphrase=passphrase)
+"""
+
+
+def _environment(target: Settings) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LABELVAULT_")}
+    environment.update(LABELVAULT_HOME=str(target.home), LABELVAULT_DATABASE_URL=target.resolved_database_url)
+    if target.migration_database_url:
+        environment["LABELVAULT_MIGRATION_DATABASE_URL"] = target.migration_database_url
+    return environment
+
+
+def _killed_restore(target: Settings, backup: Path, keys: Path, checkpoint: Path, when: str) -> None:
+    """Run ``_PAUSED_RESTORE`` into ``target`` and SIGKILL it at its pause."""
+    process = subprocess.Popen([sys.executable, "-c", _PAUSED_RESTORE, str(checkpoint), str(backup), str(keys),
+                                PASSPHRASE, when], env=_environment(target), stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists():
+            assert process.poll() is None, f"the restore ended before its pause:\n{process.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "the restore never reached its pause"
+            time.sleep(0.02)
+    finally:
+        process.kill()  # SIGKILL: no handler, no clean-up of its own
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+def _keys_in(keys_dir: Path) -> list[str]:
+    return sorted(p.relative_to(keys_dir).as_posix() for p in keys_dir.rglob("*")) if keys_dir.exists() else []
+
+
+def test_a_restore_killed_after_staging_its_keys_leaves_none_in_the_key_directory_and_runs_again(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    _killed_restore(target, backup, keys, tmp_path / "paused", "before-load")
+
+    # Killed with the keys and files staged, before the database: the install has none of them.
+    assert _keys_in(target.resolved_keys_dir) == []
+    assert not target.files_dir.exists()
+    assert _restore_writes(target)[1] in (False, [])
+    staged = staging_folder(target.resolved_keys_dir)
+    assert (staged / "master.key").exists()  # where the keys were when it died: not a live key directory
+    with pytest.raises(InvalidInput, match=r"^no keys: pass --keys"):  # nor taken for one by a restore
+        restore(target, backup)
+
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)  # the same restore, run again
+    assert not staged.exists() and not staging_folder(target.files_dir).exists()
+    assert "master.key" in _keys_in(target.resolved_keys_dir)
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+def test_a_restore_killed_after_loading_the_database_is_reported_and_can_be_finished_by_hand(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    """Between the load and the renames that put the staged keys and files in place, the install has
+    a database and no keys: a later restore refuses it, naming what was left and how to finish."""
+    backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    _killed_restore(target, backup, keys, tmp_path / "paused", "after-load")
+    assert _keys_in(target.resolved_keys_dir) == []
+    staged_keys, staged_files = staging_folder(target.resolved_keys_dir), staging_folder(target.files_dir)
+    left = _restore_writes(target)
+
+    with pytest.raises(Conflict, match=rf"^{re.escape(f'{staged_keys} and {staged_files}')}: left by a restore "
+                                       r"that was stopped .* the target database is not empty\. If that restore "
+                                       rf"loaded it, finish it: move {re.escape(str(staged_keys))} to ") as refused:
+        restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert refused.value.details == {"staged": [str(staged_keys), str(staged_files)]}
+    assert _restore_writes(target) == left  # refused: nothing cleared, nothing written
+
+    staged_keys.rename(target.resolved_keys_dir)  # finished as the refusal says
+    staged_files.rename(target.files_dir)
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid``, with their command names (Linux /proc)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            name = fields[0].split("(", 1)[1]
+            if int(fields[1].split()[1]) == pid:
+                found[int(stat.parent.name)] = name
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_restore_killed_while_pg_restore_runs_takes_pg_restore_with_it(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    """pg_restore runs in a process of its own: left running after the restore died, it would commit
+    the database later, without the keys the restore had staged. It dies with the restore, and its
+    transaction with it."""
+    if database_urls.owner is None:
+        pytest.skip("pg_restore is PostgreSQL's")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal is Linux's")
+    backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    # An open transaction that made a table of the backup's name holds pg_restore up when it makes
+    # that table, until the transaction ends: the restore is then surely killed during pg_restore.
+    blocker = create_engine(database_urls.owner, poolclass=NullPool)
+    try:
+        with blocker.connect() as connection:
+            held = connection.begin()
+            connection.exec_driver_sql("CREATE TABLE public.alembic_version (held integer)")
+            script = ("import sys; from pathlib import Path; from labelvault.settings import Settings; "
+                      "from labelvault.workflow.backup import restore; "
+                      "restore(Settings(), Path(sys.argv[1]), keys_file=Path(sys.argv[2]), passphrase=sys.argv[3])")
+            process = subprocess.Popen([sys.executable, "-c", script, str(backup), str(keys), PASSPHRASE],
+                                       env=_environment(target), stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 120
+            while not (loading := [pid for pid, name in _children(process.pid).items() if name == "pg_restore"]):
+                assert process.poll() is None and time.monotonic() < deadline, "pg_restore never ran"
+                time.sleep(0.02)
+            process.kill()
+            process.wait()
+            deadline = time.monotonic() + 30
+            while _alive(loading[0]):
+                assert time.monotonic() < deadline, "pg_restore outlived the restore that ran it"
+                time.sleep(0.02)
+            held.rollback()
+    finally:
+        blocker.dispose()
+    engine = create_engine(database_urls.owner, poolclass=NullPool)
+    try:
+        deadline = time.monotonic() + 30  # its server process ends once it finds its client gone
+        while True:
+            with engine.connect() as connection:
+                loaders = connection.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'").scalar_one()
+            if not loaders:
+                break
+            assert time.monotonic() < deadline, "pg_restore's session outlived it"
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    assert _restore_writes(target)[1] == []  # its transaction rolled back: the database is empty
+    assert _keys_in(target.resolved_keys_dir) == []
+
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+# --- A PostgreSQL target is checked before anything is written: it exists, and is empty.
+
+
+# What the target's public schema holds (SQL run as its owner), and how the refusal names it.
+@pytest.mark.parametrize(("made", "named"), [
+    ("CREATE SEQUENCE invoice_numbers", "sequence invoice_numbers"),
+    ("CREATE TYPE mood AS ENUM ('happy', 'sad')", "type mood"),
+    ("CREATE VIEW answers AS SELECT 1 AS id", "view answers"),
+    ("CREATE FUNCTION tasks_requeued() RETURNS integer LANGUAGE sql AS 'SELECT 1'", "function tasks_requeued()"),
+    ("CREATE TYPE point2 AS (x integer, y integer)", "type point2"),
+    ("CREATE DOMAIN positive AS integer CHECK (VALUE > 0)", "type positive"),
+    # Named as one of the backup's indexes, which pg_restore would make last, after every table.
+    ('CREATE SEQUENCE "ix_webhook_endpoints_project_id"', "sequence ix_webhook_endpoints_project_id"),
+    ("CREATE TABLE notes (id integer); CREATE SEQUENCE s1; CREATE SEQUENCE s2; CREATE SEQUENCE s3; "
+     "CREATE SEQUENCE s4; CREATE SEQUENCE s5",
+     "table notes, sequence s1, sequence s2, sequence s3, sequence s4 (and 1 more)"),
+])
+def test_a_postgresql_target_whose_public_schema_is_not_empty_is_refused_naming_what_it_holds(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, made: str, named: str
+) -> None:
+    """Not only tables: any object pg_restore could collide with is refused, before anything is
+    written (the keys neither), where it would have failed halfway."""
+    if database_urls.owner is None:
+        pytest.skip("a PostgreSQL database's schema")
+    backup = tmp_path / "backup"
+    world.services.backups.backup(world.operator, backup)
+    world.services.backups.export_keys(world.operator, tmp_path / "keys.sealed", PASSPHRASE)
+    _run_as_owner(database_urls.owner, made)
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    with pytest.raises(Conflict, match=rf"^the target database is not empty: its public schema holds "
+                                       rf"{re.escape(named)}: restore into a new, empty database$"):
+        restore(target, backup, keys_file=tmp_path / "keys.sealed", passphrase=PASSPHRASE)
+    assert not target.home.exists()
+
+
+def test_a_postgresql_target_with_an_extension_only_is_empty_enough(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    """What an extension made in the public schema is not an install's, and the backup makes none."""
+    if database_urls.owner is None:
+        pytest.skip("a PostgreSQL database's schema")
+    backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
+    _run_as_owner(database_urls.owner, "CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public")
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+def test_a_postgresql_target_database_that_does_not_exist_is_refused_naming_it_and_saying_to_create_it(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    if database_urls.owner is None:
+        pytest.skip("a PostgreSQL server's databases")
+    backup = tmp_path / "backup"
+    world.services.backups.backup(world.operator, backup)
+    world.services.backups.export_keys(world.operator, tmp_path / "keys.sealed", PASSPHRASE)
+    missing = f"lv_missing_{uuid.uuid4().hex[:10]}"
+    owner, app = (make_url(url).set(database=missing).render_as_string(hide_password=False)
+                  for url in (database_urls.owner, database_urls.app))
+    target = Settings(home=tmp_path / "restored", database_url=app, migration_database_url=owner)
+    url = make_url(owner)
+    said = (f'the target database "{missing}" on {url.host}:{url.port}'
+            f' does not exist: create it first, empty (CREATE DATABASE "{missing}" OWNER "{url.username}"), '
+            "then restore again")
+    with pytest.raises(InvalidInput, match=f"^{re.escape(said)}$") as refused:
+        restore(target, backup, keys_file=tmp_path / "keys.sealed", passphrase=PASSPHRASE)
+    assert refused.value.details == {"database": missing}
+    assert not target.home.exists()
+
+    # The command says it in one line, exits 1, and writes nothing either.
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    command = subprocess.run(
+        [sys.executable, "-m", "labelvault.cli.main", "restore", "--from", str(backup), "--keys",
+         str(tmp_path / "keys.sealed"), "--passphrase-file", str(passphrase)],
+        env=_environment(target), capture_output=True, text=True, timeout=120, check=False)
+    assert command.returncode == 1
+    assert command.stderr.strip() == f"error: {said}"
+    assert not target.home.exists()

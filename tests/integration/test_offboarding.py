@@ -1016,6 +1016,60 @@ def test_a_ledger_entry_of_a_review_its_project_lacks_is_refused_before_anything
     assert refused.details == {"line": len(lines) + 2, "field": "review_id"}
 
 
+def _paid_bundle(world: World, labelled: int, tmp_path: Path, layout: str, client_currency: str,
+                 currencies: Callable[[int], str]) -> tuple[Path, str, int]:
+    """Client A offboarded (``labelled``: two answers paid) into a bundle of ``layout``, its
+    client.json saying ``client_currency`` and its ledger line n (from 1) ``currencies(n)``, signed
+    again: (the bundle, the ledger file's name, its lines)."""
+    bundle = tmp_path / "bundle"
+    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    if layout == "version-1":
+        _as_version_1(world, bundle)
+    name = "ledger.jsonl" if layout == "version-1" else f"projects/{labelled}-leaving/ledger.jsonl"
+    lines = [json.loads(line) for line in (bundle / name).read_bytes().splitlines()]
+    assert len(lines) == 2 and {line["currency"] for line in lines} == {"USD"}
+    _rewrite_signed(world, bundle, name, b"".join(json.dumps(line | {"currency": currencies(number)}).encode() + b"\n"
+                                                  for number, line in enumerate(lines, start=1)))
+    client = json.loads((bundle / "client.json").read_bytes()) | {"currency": client_currency}
+    _rewrite_signed(world, bundle, "client.json", json.dumps(client).encode())
+    return bundle, name, len(lines)
+
+
+# The client's currency (client.json), the last ledger line's (the others' are the client's), and
+# what the refusal of that line says.
+@pytest.mark.parametrize(("client_currency", "currency", "message"), [
+    ("USD", "usd", "currency 'usd' is not an ISO 4217 code such as USD"),
+    ("USD", "US dollars", "currency 'US dollars' is not an ISO 4217 code such as USD"),
+    ("USD", "EUR", "currency EUR is not the client's currency, USD (client.json)"),
+    ("EUR", "USD", "currency USD is not the client's currency, EUR (client.json)"),
+])
+@pytest.mark.parametrize("layout", ["per-project", "version-1"])
+def test_a_ledger_line_whose_currency_is_no_code_or_not_the_clients_is_refused_before_anything_is_written(
+    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls, layout: str, client_currency: str,
+    currency: str, message: str,
+) -> None:
+    """The restore writes each line's amount in the line's currency: one not a currency code, or not
+    the client's, would put amounts that do not add up into the client's spend and the labelers'
+    earnings. Found by the check, naming the file, line and field."""
+    bundle, name, count = _paid_bundle(world, labelled, tmp_path, layout, client_currency,
+                                       lambda number: currency if number == 2 else client_currency)
+    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, rf"^{re.escape(name)} line 2: "
+                                                                        rf"{re.escape(message)}$")
+    assert count == 2 and refused.details == {"line": 2, "field": "currency"}
+
+
+def test_a_ledger_in_the_clients_own_currency_is_restored_in_it(
+    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    bundle, _, _ = _paid_bundle(world, labelled, tmp_path, "per-project", "EUR", lambda number: "EUR")
+    with another_install(tmp_path, database_urls) as (other, operator):
+        result = other.bundles.import_bundle(operator, bundle)
+        assert [c.currency for c in other.clients.list(operator)[0]] == ["EUR"]
+        with other.uow_factory.for_client(result.client_id) as uow:
+            entries = uow.session.scalars(select(LedgerEntry)).all()
+        assert sorted((e.amount, e.currency) for e in entries) == [(100, "EUR"), (100, "EUR")]
+
+
 def test_a_record_naming_another_projects_task_is_refused_before_anything_is_written(
     world: World, tmp_path: Path, database_urls: DatabaseUrls
 ) -> None:

@@ -106,14 +106,32 @@ def check_empty_keys_dir(keys_dir: Path) -> None:
         raise InvalidInput(f"{keys_dir} is not empty: restore keys into an empty key directory")
 
 
+def _sync_folder(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def write_keys(files: dict[str, bytes], keys_dir: Path) -> int:
-    """Write unsealed key files into an empty key directory; returns how many were written."""
+    """Write unsealed key files into an empty key directory, each file and folder synced to disk
+    (a restore renames the directory into place and may then be the only copy but the export);
+    returns how many were written."""
     check_empty_keys_dir(keys_dir)
+    folders = {keys_dir}
     for name, data in files.items():
         path = keys_dir / name
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folders.update(folder for folder in path.parents if folder.is_relative_to(keys_dir))
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys_dir.chmod(0o700)
+    if os.name == "posix":  # folders cannot be synced on Windows
+        for folder in folders:
+            _sync_folder(folder)
     return len(files)

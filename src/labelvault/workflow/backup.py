@@ -121,22 +121,99 @@ def verify_backup(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-class _Written:
-    """What a restore writes into the target's folders, to be taken back if a later step fails."""
+STAGING_SUFFIX = ".restoring"  # keys.restoring, files.restoring: beside the folders they become
 
-    def __init__(self, paths: list[Path]) -> None:
-        """``paths``: every file the restore may write; the folders on their way that do not exist
-        yet are noted now, so that only those are removed again."""
-        self.files: list[Path] = []
+
+def staging_folder(destination: Path) -> Path:
+    """Where a restore stages what becomes ``destination`` (its key directory, its files folder):
+    beside it, under the folder it will be renamed to (links followed), so on the same file system."""
+    real = destination.resolve()
+    return real.with_name(f"{real.name}{STAGING_SUFFIX}")
+
+
+def _sync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk (folders: POSIX only)."""
+    if path.is_dir() and os.name != "posix":
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _check_renamable(destination: Path, what: str, instead: str) -> None:
+    """A staged folder can be renamed onto ``destination``: it is absent, or an empty folder that is
+    not a mount point (a rename cannot replace one: ``instead`` says what to do)."""
+    real = destination.resolve()
+    if real.is_mount():
+        raise Conflict(f"{what} {destination} is a mount point: a restore stages it beside itself and renames it "
+                       f"into place, which cannot replace a mount point; {instead}")
+    if real.exists() and (not real.is_dir() or any(real.iterdir())):
+        raise Conflict(f"{what} {destination} is not empty: restore into a new, empty install")
+
+
+class _Staged:
+    """What a restore writes, staged: each folder (keys, files) written under ``staging_folder`` of
+    its destination, then renamed onto the destination once the database is loaded. Until then the
+    install has none of it, so a restore stopped at any moment (even by SIGKILL) leaves no key in the
+    key directory; a failure takes the staged folders back, with the folders made on their way."""
+
+    def __init__(self, destinations: list[Path], database_target: Path | None) -> None:
+        """``destinations``: the folders this restore will fill; ``database_target``: the SQLite
+        file it will load (None: PostgreSQL). The folders on their way that do not exist yet are
+        noted now, so that only those are removed again."""
+        self.moves = {destination: staging_folder(destination) for destination in destinations}
+        paths = [*self.moves.values(), *([database_target] if database_target is not None else [])]
         missing = {folder for path in paths for folder in path.parents if not folder.exists()}
         self.folders = sorted(missing, key=lambda folder: len(folder.parts), reverse=True)  # deepest first
 
+    def stage_keys(self, destination: Path, keys: dict[str, bytes]) -> None:
+        write_keys(keys, self.moves[destination])
+
+    def stage_files(self, destination: Path, source: Path, files: dict[str, Path]) -> None:
+        """Copy ``files`` (backup name -> path under ``destination``) into the staged folder."""
+        staged = self.moves[destination]
+        folders = {staged}
+        for name, target in files.items():
+            path = staged / target.relative_to(destination)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folders.update(folder for folder in path.parents if folder.is_relative_to(staged))
+            shutil.copy2(source / name, path)
+            _sync(path)
+        staged.chmod(0o700)
+        for folder in folders:
+            _sync(folder)
+
     def take_back(self) -> None:
-        for path in reversed(self.files):
-            path.unlink(missing_ok=True)
+        for staged in self.moves.values():
+            if staged.exists():
+                shutil.rmtree(staged)
         for folder in self.folders:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
+
+    def move_into_place(self) -> None:
+        """Rename each staged folder onto its destination (absent or empty: checked before anything
+        was staged), each rename atomic and synced."""
+        for destination, staged in self.moves.items():
+            real = destination.resolve()
+            try:
+                os.replace(staged, real)
+                _sync(real.parent)
+            except OSError as error:
+                raise Conflict(f"the database was restored, but moving {staged} to {destination} failed "
+                               f"({error.strerror or error}): move it there by hand") from None
+
+
+def _interrupted(leftover: list[Path], staged: dict[Path, Path]) -> str:
+    """What to say of folders staged by an earlier restore when the database is not empty."""
+    moves = "; ".join(f"move {folder} to {destination}" for destination, folder in staged.items()
+                      if folder in leftover)
+    return (f"{' and '.join(map(str, leftover))}: left by a restore that was stopped (its keys or files, not "
+            f"in place), and the target database is not empty. If that restore loaded it, finish it: {moves}; "
+            "then run labelvault upgrade and labelvault audit verify. If not, empty the database, remove what it "
+            "left and restore again")
 
 
 def restore(
@@ -146,45 +223,64 @@ def restore(
 
     All or nothing: refused before anything is written (a bad backup, keys that do not open, a
     target that is not empty), and a step that fails once writing began takes back what was written.
+    Crash-safe: the keys and files are staged beside their folders and renamed into place only once
+    the database is loaded, so a restore killed before then leaves no key or file in the install;
+    the next restore into it clears what it staged (the database is empty: the load is all or
+    nothing, so it never happened) and runs.
     """
     manifest = verify_backup(directory)
     database_file = directory / manifest["database_file"]
+    keys_dir, files_dir = settings.resolved_keys_dir, settings.files_dir
+    # What an earlier restore, stopped before it finished, staged and left.
+    staged_before = {destination: staging_folder(destination) for destination in (keys_dir, files_dir)}
+    leftover = [staged for staged in staged_before.values() if staged.exists() or staged.is_symlink()]
     # Everything that would refuse the restore is asked before anything is written.
-    database_backup.check_target(settings.resolved_database_url, settings.migration_database_url, database_file)
-    keys_dir = settings.resolved_keys_dir
+    try:
+        database_backup.check_target(settings.resolved_database_url, settings.migration_database_url,
+                                     database_file)
+    except Conflict as error:
+        if leftover and error.code == database_backup.NOT_EMPTY:
+            raise Conflict(_interrupted(leftover, staged_before), details={"staged": [str(p) for p in leftover]},
+                           code=database_backup.NOT_EMPTY) from None
+        raise
     keys: dict[str, bytes] = {}
     if keys_file is not None:
         if passphrase is None:
             raise InvalidInput("restoring keys needs the passphrase they were exported with")
         keys = unseal_keys(keys_file, passphrase)  # opened in memory: nothing written yet
         check_empty_keys_dir(keys_dir)
+        _check_renamable(keys_dir, "the key directory", "set LABELVAULT_KEYS_DIR to a folder inside it")
     elif not (keys_dir / "master.key").exists() and not settings.master_key:
         raise InvalidInput("no keys: pass --keys with a key export, or restore the key directory first")
     # Only what the manifest lists (and verify_backup checked) is restored.
-    files = {name: settings.files_dir / Path(name).relative_to(FILES)
+    files = {name: files_dir / Path(name).relative_to(FILES)
              for name in sorted(manifest["files"]) if name.startswith(f"{FILES}/")}
-    for name, target in files.items():
-        if target.exists() or target.is_symlink():
-            raise Conflict(f"{target} exists: restore into a new, empty install (backup file {name})")
-    database_target = database_backup.sqlite_file(settings.resolved_database_url)
-    written = _Written([*(keys_dir / name for name in keys), *files.values(),
-                        *([database_target] if database_target is not None else [])])
-    # The order: keys and files first, the database last. The database load is all or nothing by
-    # itself (SQLite: a copy renamed onto the target; PostgreSQL: pg_restore in one transaction), and
-    # once it succeeded it cannot be taken back (dropping objects from a PostgreSQL database is not
-    # for a restore to do); keys and files are ours, written into an empty key directory and to
-    # paths that did not exist, so they can be removed exactly. So whichever step fails, the target
-    # is left as it was, and the same restore can be run again once what made it fail is fixed.
+    if files:
+        _check_renamable(files_dir, "the files folder", "mount the volume on the home folder instead")
+    # From here on the target changes. A leftover of a killed restore goes first: the database is
+    # empty (checked above), so that restore never loaded it, and what it staged is of no install.
+    for staged in leftover:
+        if staged.is_dir() and not staged.is_symlink():
+            shutil.rmtree(staged)
+        else:
+            staged.unlink()
+    staging = _Staged([*([keys_dir] if keys else []), *([files_dir] if files else [])],
+                      database_backup.sqlite_file(settings.resolved_database_url))
+    # The order: keys and files staged first, the database loaded, then the staged folders renamed
+    # into place. The load is all or nothing by itself (SQLite: a copy renamed onto the target;
+    # PostgreSQL: pg_restore in one transaction, killed with this process) and is the restore's
+    # commit point: it cannot be taken back (dropping objects from a PostgreSQL database is not for a
+    # restore to do), while the staged folders are ours and are removed whole. So whichever step
+    # fails, or if the process dies before the load, the install has no key, file or database of
+    # this restore, and the same restore can be run again once what made it fail is fixed.
     try:
         if keys:
-            written.files.extend(keys_dir / name for name in keys)
-            write_keys(keys, keys_dir)
-        for name, target in files.items():
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            written.files.append(target)
-            shutil.copy2(directory / name, target)
+            staging.stage_keys(keys_dir, keys)
+        if files:
+            staging.stage_files(files_dir, directory, files)
         database_backup.load(settings.resolved_database_url, settings.migration_database_url, database_file)
     except BaseException:
-        written.take_back()
+        staging.take_back()
         raise
+    staging.move_into_place()
     return str(manifest["database"])

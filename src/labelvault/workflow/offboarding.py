@@ -818,19 +818,20 @@ class _TaskFileIds:
         return value in (self.tasks if what == "task" else self.answers if what == "answer" else self.reviews)
 
 
-def _checked_project_records(directory: Path, files: set[str], projects: list[dict[str, Any]]) -> set[str]:
+def _checked_project_records(directory: Path, files: set[str], projects: list[dict[str, Any]],
+                             currency: str) -> set[str]:
     """Every line of the projects' tasks files and records checked as a stream, nothing written and
     nothing kept but the people the records name (returned) and, until the records are checked, the
     ids of the tasks and answers they may name: each project's own files, and the client's files of
     a version 1 bundle (whose quality.jsonl also holds the skills, as a version 2 one's holds only
-    those)."""
+    those). ``currency``: the client's (client.json, checked), the only one its ledger may hold."""
     folders = {p["id"]: project_folder(p["id"], p["slug"]) for p in projects}
     for old_id, folder in folders.items():
         if f"{folder}.jsonl" not in files:
             raise InvalidInput(f"project {old_id} has no tasks file {folder}.jsonl in the bundle",
                                details={"file": f"{folder}.jsonl"})
     # The gold answers first: a tasks file's check takes them in step with its tasks.
-    _check_records_of_kind(directory, files, folders, "gold.jsonl", None)
+    _check_records_of_kind(directory, files, folders, "gold.jsonl", None, currency)
     # Every project's task and answer ids, held while its records are checked: a set costs ~60 bytes
     # an id, ~60 MB for a million tasks and as much again per million answers (the restore's id
     # maps of one project, old id -> new id, cost more).
@@ -840,21 +841,24 @@ def _checked_project_records(directory: Path, files: set[str], projects: list[di
     # The reviews before the ledger: a review's pay must name a review of its project.
     for kind in sorted(PROJECT_RECORDS, key=lambda kind: kind != "reviews.jsonl"):
         if kind != "gold.jsonl":
-            people |= _check_records_of_kind(directory, files, folders, kind, ids)
+            people |= _check_records_of_kind(directory, files, folders, kind, ids, currency)
     return people
 
 
 def _check_records_of_kind(directory: Path, files: set[str], folders: dict[int, str], kind: str,
-                           ids: dict[int, _TaskFileIds] | None) -> set[str]:
+                           ids: dict[int, _TaskFileIds] | None, currency: str) -> set[str]:
     """Every line of one kind of the projects' records, each project's own file then the client's
     (a version 1 bundle's), the tasks and answers it names found in ``ids`` (by the bundle's project
-    id; None: not looked up here); returns the people the lines name."""
+    id; None: not looked up here), a ledger line's currency the client's (``currency``); returns the
+    people the lines name."""
     people: set[str] = set()
     sources = [(f"{folder}/{kind}", old_id) for old_id, folder in folders.items() if f"{folder}/{kind}" in files]
     for name, project_id in [*sources, (kind, None)]:
         ordered_by, last = _ORDERED_BY.get(kind), 0
         for number, item in _streamed_lines(directory, name, files):
             _check_line(name, number, kind, item, project_id, folders, files)
+            if kind == "ledger.jsonl":
+                _check_ledger_currency(name, number, item, currency)
             if ordered_by is not None:
                 field, what = ordered_by
                 if item[field] <= last:
@@ -869,6 +873,20 @@ def _check_records_of_kind(directory: Path, files: set[str], folders: dict[int, 
                     ids[owner].reviews.add(item["id"])
             people.update(item[key] for key in _PEOPLE.get(kind, ()) if item.get(key))
     return people
+
+
+def _check_ledger_currency(name: str, number: int, item: dict[str, Any], currency: str) -> None:
+    """A ledger line's currency (text, checked with its other fields): an ISO 4217 code, by the rule
+    a client's currency is made with, and the client's own. The restore writes the line's amount in
+    it, and the client's spend and a labeler's earnings add amounts of one currency."""
+    try:
+        check_currency(item["currency"])
+    except InvalidInput:
+        raise _refusal(name, number, "currency",
+                       f"currency {item['currency']!r} is not an ISO 4217 code such as USD") from None
+    if item["currency"] != currency:
+        raise _refusal(name, number, "currency",
+                       f"currency {item['currency']} is not the client's currency, {currency} (client.json)")
 
 
 def _check_references(name: str, number: int, kind: str, item: dict[str, Any], project_id: int | None,
@@ -1357,7 +1375,7 @@ class BundleImporter:
         client = _checked_client(directory, bundle_files)
         old_projects = _checked_projects(directory, self._check_project_settings)
         members = _checked_members(directory)
-        people = _checked_project_records(directory, bundle_files, old_projects)
+        people = _checked_project_records(directory, bundle_files, old_projects, client["currency"])
         records = _checked_records(directory, bundle_files, {p["id"]: p["schema"] for p in old_projects})
         file_entries = _bundle_file_entries(directory, bundle_files, {p["id"] for p in old_projects})
         # A file keeps its id unless a file of this install has it (the bundle restored twice):
