@@ -81,6 +81,25 @@ def test_a_repeated_submit_with_the_same_key_returns_the_first_result(api: Api, 
     assert progress["answers_given"] == 1
 
 
+def test_a_key_used_for_another_task_is_refused_and_changes_nothing(api: Api, project: dict) -> None:
+    pid = project["id"]
+    first = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    body = {"answer": {"sentiment": "positive"}, "idempotency_key": "k-reused"}
+    assert api.post("labeler_a", f"/api/projects/{pid}/tasks/{first['task_id']}/answers", json=body).status_code == 200
+    second = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    assert second["task_id"] != first["task_id"]
+    refused = api.post("labeler_a", f"/api/projects/{pid}/tasks/{second['task_id']}/answers", json=body)
+    assert refused.status_code == 409
+    assert refused.json()["error"]["details"] == {"field": "idempotency_key"}
+    # Nothing of the refused submit stayed: the lease is still held, and a new key answers the task.
+    again = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    assert (again["task_id"], again["lease_started_at"]) == (second["task_id"], second["lease_started_at"])
+    answered = api.post("labeler_a", f"/api/projects/{pid}/tasks/{second['task_id']}/answers",
+                        json={"answer": {"sentiment": "negative"}, "idempotency_key": "k-new"})
+    assert answered.status_code == 200 and answered.json()["created"] is True
+    assert api.get("manager_a", f"/api/projects/{pid}/progress").json()["answers_given"] == 2
+
+
 def test_the_idempotency_key_header_works_too(api: Api, project: dict) -> None:
     pid = project["id"]
     task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()

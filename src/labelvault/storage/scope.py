@@ -317,6 +317,12 @@ class ScopedSql:
             raise ScopeViolation("client_id comes from the scope, not from the caller")
         return connection.execute(query.statement, rows)
 
+    @property
+    def fetches_ahead(self) -> bool:
+        """Whether ``prefetch`` does anything here (PostgreSQL's direct path, in a transaction): callers
+        on the hot path ask first, and spare building the reads where it would not (SQLite)."""
+        return fetches_ahead(self._transaction_connection())
+
     def prefetch(self, *reads: Read) -> None:
         """Reads (SELECTs, row locks included) that the caller is about to run one after another,
         in this order, with these parameters and nothing in between: on PostgreSQL sent together in

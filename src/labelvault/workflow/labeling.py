@@ -191,6 +191,21 @@ def skip_reason(uow: UnitOfWork, skip: Skip) -> str:
     return uow.cipher(skip.data_key_id).open("skip.reason", skip.id, skip.sealed_reason).decode()
 
 
+def _earlier_submit(
+    uow: UnitOfWork, actor: Actor, task_id: int, idempotency_key: str | None
+) -> SubmittedAnswer | None:
+    """The first result of a submit repeated with this key, or None (also without a key);
+    Conflict if the key was used for another task."""
+    if idempotency_key is None:
+        return None
+    earlier = uow.answers.by_idempotency_key(actor.user_id, idempotency_key)
+    if earlier is None:
+        return None
+    if earlier.task_id != task_id:
+        raise Conflict("idempotency_key was used for another task", details={"field": "idempotency_key"})
+    return SubmittedAnswer(earlier.id, task_id, False, earlier.created_at, earlier.time_spent_ms)
+
+
 class LabelingService:
     def __init__(
         self, uow_factory: UnitOfWorkFactory, hooks: QueueHooks | None = None, audit: AuditService | None = None
@@ -213,13 +228,14 @@ class LabelingService:
         with self.uow_factory.for_client(client_id, write=True) as uow:
             # The reads below, up to the eligibility checks', in one round trip (PostgreSQL).
             count_leases = not counted_open_leases(uow, project_id)  # (a write batch may know them)
-            uow.sql.prefetch(
-                uow.projects.row_with_roles_read(project_id, actor.user_id, open_leases=count_leases),
-                uow.users.lock_read(actor.user_id),
-                uow.leases.expired_read(now, EXPIRED_PER_CALL),
-                uow.leases.open_for_read(actor.user_id, project_id, now),
-                *(read for reads in self.hooks.eligibility_reads for read in reads(uow, actor, project_id)),
-            )
+            if uow.sql.fetches_ahead:
+                uow.sql.prefetch(
+                    uow.projects.row_with_roles_read(project_id, actor.user_id, open_leases=count_leases),
+                    uow.users.lock_read(actor.user_id),
+                    uow.leases.expired_read(now, EXPIRED_PER_CALL),
+                    uow.leases.open_for_read(actor.user_id, project_id, now),
+                    *(read for reads in self.hooks.eligibility_reads for read in reads(uow, actor, project_id)),
+                )
             project, access = load_project_settings(uow, project_id, actor, open_leases=count_leases)
             ProjectPolicy.label(access)
             uow.users.lock(actor.user_id)
@@ -305,10 +321,11 @@ class LabelingService:
             with recording_denials(self.audit, actor, client_id, "answer.submit", "task", task_id):
                 return self._submit(actor, client_id, project_id, task_id, answer, idempotency_key)
         except IntegrityError:
-            # A concurrent twin of this request won the race; answer as it did.
+            # A concurrent twin of this request won the race, or the key names an answer to another
+            # task (the unique key of the answers, met by the insert): answer as the first did.
             if idempotency_key is None:
                 raise Conflict(f"task {task_id} was answered by you already") from None
-            return self._submit(actor, client_id, project_id, task_id, answer, idempotency_key)
+            return self._submit(actor, client_id, project_id, task_id, answer, idempotency_key, key_first=True)
 
     def _submit(
         self,
@@ -318,29 +335,30 @@ class LabelingService:
         task_id: int,
         answer: dict[str, Any],
         idempotency_key: str | None,
+        *,
+        key_first: bool = False,
     ) -> SubmittedAnswer:
+        """``key_first``: look the idempotency key up before anything else. Otherwise it is looked
+        up only if the caller holds no lease on the task: a repeated submit finds its lease gone
+        (its first made it the answer), while a first submit, nearly every one, holds it and is
+        spared the read; a key already used for another task then fails the insert (see submit)."""
         now = utcnow()
         with self.uow_factory.for_client(client_id, write=True) as uow:
             # The reads below, up to the new answer's id, in one round trip (PostgreSQL).
-            uow.sql.prefetch(
-                uow.projects.row_with_roles_read(project_id, actor.user_id),
-                uow.users.lock_read(actor.user_id),
-                *([uow.answers.by_idempotency_key_read(actor.user_id, idempotency_key)]
-                  if idempotency_key is not None else []),
-                uow.tasks.row_read(task_id),
-                one_id_read(uow.sql, Answer),
-            )
+            if uow.sql.fetches_ahead:
+                uow.sql.prefetch(
+                    uow.projects.row_with_roles_read(project_id, actor.user_id),
+                    uow.users.lock_read(actor.user_id),
+                    *([uow.answers.by_idempotency_key_read(actor.user_id, idempotency_key)]
+                      if idempotency_key is not None and key_first else []),
+                    uow.tasks.row_read(task_id),
+                    one_id_read(uow.sql, Answer),
+                )
             project, access = load_project_settings(uow, project_id, actor)
             ProjectPolicy.label(access)
             uow.users.lock(actor.user_id)
-            if idempotency_key is not None:
-                earlier = uow.answers.by_idempotency_key(actor.user_id, idempotency_key)
-                if earlier is not None:
-                    if earlier.task_id != task_id:
-                        raise Conflict(
-                            "idempotency_key was used for another task", details={"field": "idempotency_key"}
-                        )
-                    return SubmittedAnswer(earlier.id, task_id, False, earlier.created_at, earlier.time_spent_ms)
+            if key_first and (earlier := _earlier_submit(uow, actor, task_id, idempotency_key)) is not None:
+                return earlier
             task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
@@ -349,8 +367,11 @@ class LabelingService:
             taken = uow.leases.take_into_answer(task_id, actor.user_id)
             # A lease is only ever given for a task the person has not answered, and the submit
             # that answers it deletes it: only without one can there be an earlier answer.
-            if taken is None and uow.answers.exists_for(task_id, actor.user_id):
-                raise Conflict(f"task {task_id} was answered by you already")
+            if taken is None:
+                if not key_first and (earlier := _earlier_submit(uow, actor, task_id, idempotency_key)) is not None:
+                    return earlier
+                if uow.answers.exists_for(task_id, actor.user_id):
+                    raise Conflict(f"task {task_id} was answered by you already")
             key_id, cipher = uow.active_cipher()  # read with the settings; most often the task's key too
             validator = answer_validator(schema_of(project))
             # The task is opened only if a check reads it (spans, rankings): most schemas' do not.

@@ -152,14 +152,15 @@ class ReviewService:
             known = cursors.known(project_id, reviewer)
             # The reads up to the pick, in one round trip (PostgreSQL); with a place not yet known
             # to be this project's (or none), from the start.
-            uow.sql.prefetch(
-                uow.projects.row_with_roles_read(project_id, reviewer),
-                uow.users.lock_read(reviewer),
-                *wall_reads(uow, reviewer),
-                uow.reviews.lease_of_reviewer_read(reviewer, project_id, now),
-                uow.reviews.place_read(project_id, reviewer, known),
-                uow.reviews.pick_read(project_id, reviewer, now, known),
-            )
+            if uow.sql.fetches_ahead:
+                uow.sql.prefetch(
+                    uow.projects.row_with_roles_read(project_id, reviewer),
+                    uow.users.lock_read(reviewer),
+                    *wall_reads(uow, reviewer),
+                    uow.reviews.lease_of_reviewer_read(reviewer, project_id, now),
+                    uow.reviews.place_read(project_id, reviewer, known),
+                    uow.reviews.pick_read(project_id, reviewer, now, known),
+                )
             project, access = load_project_settings(uow, project_id, actor)
             _require_reviewer(access)
             uow.users.lock(reviewer)
@@ -222,14 +223,15 @@ class ReviewService:
             # The reads up to the review's id, in one round trip (PostgreSQL). The task's row is
             # locked before its lease is read: a reviewer taking the task over (the pick locks it)
             # is waited for, so a late decision sees their lease and is refused (below).
-            uow.sql.prefetch(
-                uow.projects.row_with_roles_read(project_id, reviewer),
-                uow.users.lock_read(reviewer),
-                uow.tasks.row_locked_read(task_id),
-                uow.reviews.lease_on_read(task_id),
-                uow.reviews.answers_read(task_id),
-                one_id_read(uow.sql, Review),
-            )
+            if uow.sql.fetches_ahead:
+                uow.sql.prefetch(
+                    uow.projects.row_with_roles_read(project_id, reviewer),
+                    uow.users.lock_read(reviewer),
+                    uow.tasks.row_locked_read(task_id),
+                    uow.reviews.lease_on_read(task_id),
+                    uow.reviews.answers_read(task_id),
+                    one_id_read(uow.sql, Review),
+                )
             project, access = load_project_settings(uow, project_id, actor)
             _require_reviewer(access)
             uow.users.lock(reviewer)
