@@ -19,6 +19,7 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from labelvault.crypto.keyring import sync_to_disk
 from labelvault.errors import CryptoError, InvalidInput
 
 FORMAT = "labelvault-keys/v1"
@@ -106,14 +107,6 @@ def check_empty_keys_dir(keys_dir: Path) -> None:
         raise InvalidInput(f"{keys_dir} is not empty: restore keys into an empty key directory")
 
 
-def _sync_folder(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def write_keys(files: dict[str, bytes], keys_dir: Path) -> int:
     """Write unsealed key files into an empty key directory, each file and folder synced to disk
     (a restore renames the directory into place and may then be the only copy but the export);
@@ -131,7 +124,6 @@ def write_keys(files: dict[str, bytes], keys_dir: Path) -> int:
             os.fsync(handle.fileno())
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys_dir.chmod(0o700)
-    if os.name == "posix":  # folders cannot be synced on Windows
-        for folder in folders:
-            _sync_folder(folder)
+    for folder in folders:
+        sync_to_disk(folder)
     return len(files)

@@ -125,8 +125,9 @@ def _now() -> str:
 # -- durable file helpers ---------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # pragma: no cover - directories cannot be fsynced on Windows
+def sync_to_disk(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk (folders only on POSIX: Windows cannot)."""
+    if os.name != "posix" and path.is_dir():  # pragma: no cover
         return
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -169,7 +170,7 @@ def _write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    sync_to_disk(path.parent)
 
 
 def _shred(path: Path) -> bool:
@@ -303,7 +304,7 @@ class Keyring:
             tombstone = self._tombstone_path(client_id)
             if tombstone.exists():  # the id is reused after an earlier client was offboarded
                 tombstone.unlink()
-                _fsync_dir(self.clients_dir)
+                sync_to_disk(self.clients_dir)
             self._forget(client_id)
 
     def destroy_client_key(self, client_id: int) -> bool:
@@ -328,7 +329,7 @@ class Keyring:
                     "destroyed_at": _now(),
                 }
                 _write_atomic(tombstone, json.dumps(body).encode())
-            _fsync_dir(self.clients_dir)
+            sync_to_disk(self.clients_dir)
             self._forget(client_id)
         return existed
 
@@ -416,15 +417,15 @@ class Keyring:
             for client_id in ids:  # 1. stage; nothing live changes yet
                 key_id, kek = self._open_file_kek(client_id)
                 _write_new(self._staged_path(client_id), self._seal_record(client_id, key_id, kek, new))
-            _fsync_dir(self.clients_dir)
-            _fsync_dir(self.keys_dir)
+            sync_to_disk(self.clients_dir)
+            sync_to_disk(self.keys_dir)
         except BaseException:
             self._discard_staged()
             raise
         # 2. keep the old master reachable for loaders while client files are mixed
         _write_atomic(self.keys_dir / MASTER_PREVIOUS_FILE, _encode_master(old.key))
         os.replace(next_path, self.keys_dir / MASTER_FILE)  # 3. commit
-        _fsync_dir(self.keys_dir)
+        sync_to_disk(self.keys_dir)
         self._masters = [new, old]
         self._finish_rotation(ids)
 
@@ -448,7 +449,7 @@ class Keyring:
                 os.replace(staged, self._client_path(client_id))
             else:  # not under the committed master: never let it replace a good file
                 _shred(staged)
-        _fsync_dir(self.clients_dir)
+        sync_to_disk(self.clients_dir)
         for client_id in self.client_ids():  # files a crash left under the previous master
             if self._read_record(client_id)["wrapping"].get("master_id") != current.id:
                 key_id, kek = self._open_file_kek(client_id)
@@ -456,7 +457,7 @@ class Keyring:
                     self._client_path(client_id), self._seal_record(client_id, key_id, kek, current)
                 )
         _shred(self.keys_dir / MASTER_PREVIOUS_FILE)  # 5.
-        _fsync_dir(self.keys_dir)
+        sync_to_disk(self.keys_dir)
         self._masters = [current]
 
     def _recover_locked(self) -> None:
@@ -471,7 +472,7 @@ class Keyring:
             previous = self.keys_dir / MASTER_PREVIOUS_FILE
             if previous.exists() and master_id(_read_master(previous)) == self._masters[0].id:
                 _shred(previous)
-                _fsync_dir(self.keys_dir)
+                sync_to_disk(self.keys_dir)
             self._reload_masters()
         staged = [int(p.name[: -len(STAGED_SUFFIX)]) for p in self.clients_dir.glob(f"*{STAGED_SUFFIX}")]
         if staged or (self.keys_dir / MASTER_PREVIOUS_FILE).exists():
@@ -489,9 +490,9 @@ class Keyring:
         # Client files first: staged client files without master.key.new would read as committed.
         for path in self.clients_dir.glob(f"*{STAGED_SUFFIX}"):
             _shred(path)
-        _fsync_dir(self.clients_dir)
+        sync_to_disk(self.clients_dir)
         _shred(self.keys_dir / MASTER_NEXT_FILE)
-        _fsync_dir(self.keys_dir)
+        sync_to_disk(self.keys_dir)
 
     # -- internals ----------------------------------------------------------------------------
 

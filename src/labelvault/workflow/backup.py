@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labelvault.crypto.key_export import check_empty_keys_dir, export_keys, unseal_keys, write_keys
+from labelvault.crypto.keyring import sync_to_disk
 from labelvault.domain.access import Actor, UserPolicy
 from labelvault.errors import Conflict, InvalidInput
 from labelvault.settings import Settings
@@ -131,17 +132,6 @@ def staging_folder(destination: Path) -> Path:
     return real.with_name(f"{real.name}{STAGING_SUFFIX}")
 
 
-def _sync(path: Path) -> None:
-    """Flush a file, or a folder's entries, to disk (folders: POSIX only)."""
-    if path.is_dir() and os.name != "posix":
-        return
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _check_renamable(destination: Path, what: str, instead: str) -> None:
     """A staged folder can be renamed onto ``destination``: it is absent, or an empty folder that is
     not a mount point (a rename cannot replace one: ``instead`` says what to do)."""
@@ -180,10 +170,10 @@ class _Staged:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             folders.update(folder for folder in path.parents if folder.is_relative_to(staged))
             shutil.copy2(source / name, path)
-            _sync(path)
+            sync_to_disk(path)
         staged.chmod(0o700)
         for folder in folders:
-            _sync(folder)
+            sync_to_disk(folder)
 
     def take_back(self) -> None:
         for staged in self.moves.values():
@@ -200,7 +190,7 @@ class _Staged:
             real = destination.resolve()
             try:
                 os.replace(staged, real)
-                _sync(real.parent)
+                sync_to_disk(real.parent)
             except OSError as error:
                 raise Conflict(f"the database was restored, but moving {staged} to {destination} failed "
                                f"({error.strerror or error}): move it there by hand") from None
