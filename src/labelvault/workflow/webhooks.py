@@ -35,7 +35,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -418,24 +418,7 @@ class WebhookService:
                 query = query.where(WebhookDelivery.id == delivery_id)
             total = uow.session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = uow.session.scalars(query.order_by(WebhookDelivery.id.desc()).offset(offset).limit(limit)).all()
-            attempts: dict[int, list[AttemptInfo]] = {row.id: [] for row in rows}
-            if rows:
-                for a in uow.session.scalars(
-                    select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(attempts)))
-                    .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)
-                ):
-                    attempts[a.delivery_id].append(
-                        AttemptInfo(a.attempt, a.started_at, a.duration_ms, a.status_code, a.error, a.next_attempt_at)
-                    )
-            items = [
-                DeliveryInfo(
-                    r.id, r.endpoint_id, r.message_id, r.event_type, r.status, r.attempts, r.created_at,
-                    r.next_attempt_at if r.status in ("pending", "sending") else None, r.delivered_at,
-                    r.last_status_code, r.last_error, orjson.loads(r.body), attempts[r.id],
-                )
-                for r in rows
-            ]
-            return items, total
+            return _delivery_infos(uow, rows), total
 
     def retry(self, actor: Actor, client_id: int, project_id: int, delivery_id: int) -> DeliveryInfo:
         """Send a failed (or delivered) delivery again now: one more attempt, then as usual."""
@@ -451,9 +434,10 @@ class WebhookService:
             row.next_attempt_at = utcnow()
             audit_log.append(uow, "webhook.retried", actor=actor, client_id=client_id, object_kind="webhook_delivery",
                              object_id=delivery_id, details={"project_id": project_id})
+            # As committed: read after the commit, the dispatcher may have taken it up already.
+            retried = _delivery_infos(uow, [row])[0]
             uow.commit()
-        items, _ = self.deliveries(actor, client_id, project_id, delivery_id=delivery_id)
-        return items[0]
+        return retried
 
     # --- the queue's refusal hook (QueueHooks.on_refused)
 
@@ -648,3 +632,24 @@ class WebhookDispatcher:
             report.retrying += 1
         else:
             report.failed += 1
+
+
+def _delivery_infos(uow: UnitOfWork, rows: Sequence[WebhookDelivery]) -> list[DeliveryInfo]:
+    """The deliveries as the API shows them, each with its attempts (one read for all)."""
+    attempts: dict[int, list[AttemptInfo]] = {row.id: [] for row in rows}
+    if rows:
+        for a in uow.session.scalars(
+            select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(attempts)))
+            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)
+        ):
+            attempts[a.delivery_id].append(
+                AttemptInfo(a.attempt, a.started_at, a.duration_ms, a.status_code, a.error, a.next_attempt_at)
+            )
+    return [
+        DeliveryInfo(
+            r.id, r.endpoint_id, r.message_id, r.event_type, r.status, r.attempts, r.created_at,
+            r.next_attempt_at if r.status in ("pending", "sending") else None, r.delivered_at,
+            r.last_status_code, r.last_error, orjson.loads(r.body), attempts[r.id],
+        )
+        for r in rows
+    ]
