@@ -9,6 +9,7 @@ must bring the runner back to it at their next request.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -179,6 +180,39 @@ def test_a_task_held_for_a_moment_is_not_passed_over_for_good(world: World) -> N
         owner.dispose()
     world.services.labeling.submit(labeler, world.client_a, project_id, second, {"sentiment": "positive"})
     assert _next(world, labeler, project_id) == first
+
+
+def test_a_queue_whose_last_free_slot_is_held_for_a_moment_is_not_called_empty(world: World) -> None:
+    """PostgreSQL: when every task left with a free slot is held by another transaction (being
+    leased or answered by someone else), the walk that skipped it does not make the queue "empty":
+    the last walk waits for that transaction and then looks at the task as it left it."""
+    if world.services.engine.dialect.name != "postgresql":
+        pytest.skip("row locks and SKIP LOCKED are PostgreSQL's")
+    project_id = make_project(world, tasks=1, overlap=2)
+    labeler = make_labelers(world, 1)[0]
+    with world.services.uow_factory.for_client(world.client_a) as uow:
+        only = uow.session.scalar(select(Task.id).where(Task.project_id == project_id))
+    outcome: list[object] = []
+
+    def ask() -> None:
+        try:
+            outcome.append(_next(world, labeler, project_id))
+        except QueueRefused as refused:
+            outcome.append(refused.reason)
+
+    owner = create_engine(owner_url(world.services.settings))
+    try:
+        with owner.connect() as connection:
+            connection.execute(text("SELECT set_config('app.all_clients', 'on', true)"))
+            connection.execute(text("SELECT id FROM tasks WHERE id = :t FOR UPDATE"), {"t": only})
+            asking = threading.Thread(target=ask)
+            asking.start()
+            asking.join(0.5)  # (a walk that skipped the task and called the queue empty is done by now)
+            connection.rollback()
+        asking.join(30)
+    finally:
+        owner.dispose()
+    assert outcome == [only]
 
 
 def test_the_next_task_statement_is_planned_once_not_at_every_run(world: World) -> None:

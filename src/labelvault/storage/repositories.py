@@ -133,7 +133,7 @@ def _sqlite_ranges_from() -> tuple[Scoped, ...]:
     )
 
 
-def _postgresql_next_task() -> Scoped:
+def _postgresql_next_task(*, wait: bool = False) -> Scoped:
     """The first unseen task with a free slot from a position that no other transaction holds
     (FOR UPDATE SKIP LOCKED), and the first unseen one whether held or not: the position the
     labeler's next walk may start from. A walk must not pass over a task only because it was held
@@ -145,7 +145,11 @@ def _postgresql_next_task() -> Scoped:
 
     LIMIT 1 literal: with a bound LIMIT PostgreSQL cannot cost a generic plan for one row and plans
     the statement afresh at every run (1.4 ms of its CPU, more than the run). One generic plan fits
-    every labeler now that a walk starts where their last one ended."""
+    every labeler now that a walk starts where their last one ended.
+
+    ``wait``: the same pick, waiting for a task another transaction holds instead of skipping it
+    (then looking at it as that transaction left it): the last walk before "no tasks left", so that
+    a task held for a moment by someone else is not taken for a full one."""
     rank = (literal_column("tasks.queue_rank_priority", BigInteger()),
             literal_column("tasks.queue_rank_uncertainty", Float()), _tasks.c.id)
     first_unseen = (
@@ -162,7 +166,7 @@ def _postgresql_next_task() -> Scoped:
         .where(*_in_queue(), tuple_(*rank) >= tuple_(*resume), *_unseen(fenced=True))
         .order_by(*rank)
         .limit(literal_column("1"))
-        .with_for_update(skip_locked=True, of=_tasks)
+        .with_for_update(skip_locked=not wait, of=_tasks)
     )
     return scoped(query)
 
@@ -170,6 +174,7 @@ def _postgresql_next_task() -> Scoped:
 _SQLITE_NEXT_TASK = _sqlite_next_task()
 _SQLITE_RANGES_FROM = _sqlite_ranges_from()
 _POSTGRESQL_NEXT_TASK = _postgresql_next_task()
+_POSTGRESQL_NEXT_TASK_WAITING = _postgresql_next_task(wait=True)
 # The start of PostgreSQL's order, as -priority (of a 32-bit integer), -uncertainty, id.
 _QUEUE_START = {"rank_priority": -(2**31), "rank_uncertainty": float("-inf"), "rank_id": 0}
 _TASK_ROW = scoped(select(_tasks).where(_tasks.c.id == bindparam("task_id")))
@@ -738,14 +743,17 @@ class TaskRepository(_Repository):
         the user's next walk may start from (None: no unseen task with a free slot is left).
 
         Nothing found from ``start`` is checked from the beginning: "no tasks left" never rests on
-        a position, only on the whole queue."""
+        a position, only on the whole queue; nor, on PostgreSQL, on tasks skipped because another
+        transaction held them for a moment: the last walk waits for those."""
         found = self._walk(project_id, user_id, start)
         if found[0] is None and start is not None:
             found = self._walk(project_id, user_id, None)
+        if found[0] is None and self.sql.dialect_name == "postgresql":
+            found = self._walk(project_id, user_id, None, wait=True)
         return found
 
     def _walk(
-        self, project_id: int, user_id: int, start: QueuePosition | None
+        self, project_id: int, user_id: int, start: QueuePosition | None, *, wait: bool = False
     ) -> tuple[Row[Any] | None, QueuePosition | None]:
         parameters: dict[str, Any] = {"project_id": project_id, "user_id": user_id}
         if self.sql.dialect_name == "postgresql":
@@ -754,7 +762,7 @@ class TaskRepository(_Repository):
             else:
                 parameters.update(rank_priority=-start.priority, rank_uncertainty=-start.uncertainty,
                                   rank_id=start.task_id)
-            task = self.sql.run(_POSTGRESQL_NEXT_TASK, parameters).first()
+            task = self.sql.run(_POSTGRESQL_NEXT_TASK_WAITING if wait else _POSTGRESQL_NEXT_TASK, parameters).first()
             if task is None:
                 return None, None
             return task, QueuePosition(-task.rank_priority, -task.rank_uncertainty, task.rank_id)
