@@ -9,20 +9,25 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute
 
+from labelvault.crypto.cipher import DataCipher
 from labelvault.storage.models import Answer, LedgerEntry, Skip, Task
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 
 def open_task_content(uow: UnitOfWork, task: Task) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     cipher = uow.cipher(task.data_key_id)
-    payload = open_task_payload(uow, task)
+    payload = _payload(cipher, task)
     suggestions = orjson.loads(cipher.open("task.suggestions", task.id, task.suggestions)) if task.suggestions else []
     return payload, suggestions
 
 
 def open_task_payload(uow: UnitOfWork, task: Task) -> dict[str, Any]:
     """The task's payload alone (its suggestions stay sealed)."""
-    return orjson.loads(uow.cipher(task.data_key_id).open("task.payload", task.id, task.payload))  # type: ignore[no-any-return]
+    return _payload(uow.cipher(task.data_key_id), task)
+
+
+def _payload(cipher: DataCipher, task: Task) -> dict[str, Any]:
+    return orjson.loads(cipher.open("task.payload", task.id, task.payload))  # type: ignore[no-any-return]
 
 
 def open_answer_values(uow: UnitOfWork, answers: list[Answer]) -> list[dict[str, Any]]:
