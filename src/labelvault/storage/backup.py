@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from labelvault.crypto.keyring import sync_to_disk
 from labelvault.errors import Conflict, InvalidInput
 
 SQLITE_FILE = "database.sqlite"
@@ -188,8 +189,7 @@ def load(database_url: str, owner_url: str | None, backup_file: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 shutil.copyfile(backup_file, partial)
-                with partial.open("rb+") as handle:
-                    os.fsync(handle.fileno())
+                sync_to_disk(partial)
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)
