@@ -26,7 +26,6 @@ from labelvault.quality.qualification import QualificationService, check_qualifi
 from labelvault.quality.reports import QualityService
 from labelvault.settings import Settings
 from labelvault.storage.engine import build_engine
-from labelvault.storage.files import FileStore, LocalFileStore, S3FileStore
 from labelvault.storage.migrate import current_revision, head_revision, upgrade
 from labelvault.storage.rls import grant_app_role
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
@@ -34,7 +33,7 @@ from labelvault.workflow.accounts import AccountService
 from labelvault.workflow.backup import BackupService
 from labelvault.workflow.clients import ClientService
 from labelvault.workflow.content import seal_legacy_plaintext
-from labelvault.workflow.files import FileService
+from labelvault.workflow.files import FileService, file_store_for
 from labelvault.workflow.labeling import LabelingService, QueueHooks
 from labelvault.workflow.ledger import BonusService
 from labelvault.workflow.offboarding import BundleImporter, OffboardingService
@@ -107,18 +106,6 @@ def open_keyring(settings: Settings, *, create: bool = False) -> Keyring:
     return Keyring.initialize(keys_dir) if create else Keyring.open(keys_dir)
 
 
-def build_file_store(settings: Settings) -> FileStore:
-    if settings.file_store == "s3":
-        if not settings.s3_bucket:
-            raise InvalidInput("LABELVAULT_FILE_STORE=s3 needs LABELVAULT_S3_BUCKET")
-        return S3FileStore(settings.s3_bucket, settings.s3_prefix, endpoint_url=settings.s3_endpoint_url,
-                           region=settings.s3_region, access_key=settings.s3_access_key_id,
-                           secret_key=settings.s3_secret_access_key)
-    if settings.file_store != "local":
-        raise InvalidInput(f"LABELVAULT_FILE_STORE must be local or s3, not {settings.file_store!r}")
-    return LocalFileStore(settings.files_dir)
-
-
 def webhook_config(settings: Settings) -> WebhookConfig:
     return WebhookConfig(
         policy=FetchPolicy(
@@ -155,7 +142,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
     clients = ClientService(uow_factory)
     projects = ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds)
     imports = ImportService(uow_factory, audit=audit)
-    files = FileService(uow_factory, build_file_store(settings))
+    files = FileService(uow_factory, file_store_for(settings))
     exports = ExportService(uow_factory, audit=audit, files=files)
     gold = GoldService(uow_factory)
     offboarding = OffboardingService(uow_factory, exports, audit, files)
@@ -188,7 +175,7 @@ def build_services(settings: Settings, *, create_keys: bool = False) -> Services
         sso=build_sso(settings, uow_factory, web_sessions),
         webhooks=webhooks,
         webhook_dispatcher=WebhookDispatcher(uow_factory, webhooks.config),
-        backups=BackupService(uow_factory, settings),
+        backups=BackupService(uow_factory, settings, files.store),
         status=StatusService(uow_factory),
         files=files,
         predictions=PredictionService(uow_factory, predictor_policy(settings), audit),

@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from sqlalchemy.pool import NullPool
 from labelvault.bootstrap import build_services, migrate
 from labelvault.errors import Conflict, CryptoError, InvalidInput, QueueRefused
 from labelvault.settings import Settings
+from labelvault.storage.files import S3FileStore
 from labelvault.workflow.backup import restore, staging_folder
 from tests.conftest import DatabaseUrls, PostgresDatabases, World, owner_url
 from tests.integration.queue_helpers import make_labelers, make_project
@@ -347,6 +349,7 @@ _PAUSED_RESTORE = """
 import sys, time
 from pathlib import Path
 from labelvault.settings import Settings
+from labelvault.storage.files import S3FileStore
 from labelvault.storage import backup as database_backup
 from labelvault.workflow.backup import restore
 
@@ -366,16 +369,22 @@ restore(Settings(), Path(backup), keys_file=Path(keys), passphrase=passphrase)
 """
 
 
+_TARGET_SETTINGS = ("migration_database_url", "file_store", "s3_bucket", "s3_prefix", "s3_endpoint_url", "s3_region",
+                    "s3_access_key_id", "s3_secret_access_key")
+
+
 def _environment(target: Settings) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LABELVAULT_")}
     environment.update(LABELVAULT_HOME=str(target.home), LABELVAULT_DATABASE_URL=target.resolved_database_url)
-    if target.migration_database_url:
-        environment["LABELVAULT_MIGRATION_DATABASE_URL"] = target.migration_database_url
+    for name in _TARGET_SETTINGS:
+        if (value := getattr(target, name)) is not None:
+            environment[f"LABELVAULT_{name.upper()}"] = str(value)
     return environment
 
 
-def _killed_restore(target: Settings, backup: Path, keys: Path, checkpoint: Path, when: str) -> None:
-    """Run ``_PAUSED_RESTORE`` into ``target`` and SIGKILL it at its pause."""
+@contextmanager
+def _paused_restore(target: Settings, backup: Path, keys: Path, checkpoint: Path, when: str) -> Iterator[None]:
+    """Run ``_PAUSED_RESTORE`` into ``target``; once it is at its pause, hand over, then SIGKILL it."""
     process = subprocess.Popen([sys.executable, "-c", _PAUSED_RESTORE, str(checkpoint), str(backup), str(keys),
                                 PASSPHRASE, when], env=_environment(target), stderr=subprocess.PIPE)
     try:
@@ -384,11 +393,18 @@ def _killed_restore(target: Settings, backup: Path, keys: Path, checkpoint: Path
             assert process.poll() is None, f"the restore ended before its pause:\n{process.stderr.read().decode()}"
             assert time.monotonic() < deadline, "the restore never reached its pause"
             time.sleep(0.02)
+        yield
     finally:
         process.kill()  # SIGKILL: no handler, no clean-up of its own
         process.wait()
         assert process.stderr is not None
         process.stderr.close()
+
+
+def _killed_restore(target: Settings, backup: Path, keys: Path, checkpoint: Path, when: str) -> None:
+    """Run ``_PAUSED_RESTORE`` into ``target`` and SIGKILL it at its pause."""
+    with _paused_restore(target, backup, keys, checkpoint, when):
+        pass
 
 
 def _keys_in(keys_dir: Path) -> list[str]:
@@ -440,6 +456,27 @@ def test_a_restore_killed_after_loading_the_database_is_reported_and_can_be_fini
 
     staged_keys.rename(target.resolved_keys_dir)  # finished as the refusal says
     staged_files.rename(target.files_dir)
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+def test_a_second_restore_into_an_install_while_one_runs_is_refused_and_takes_nothing_of_the_first(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls
+) -> None:
+    """Without a lock the second restore would take the first one's staged keys for the leftovers of a
+    stopped restore (its database is still empty) and remove them under it."""
+    backup, keys, project_id, file_id = _backup_with_a_file(world, tmp_path)
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    staged = staging_folder(target.resolved_keys_dir)
+    with _paused_restore(target, backup, keys, tmp_path / "paused", "before-load"):
+        first_keys = _keys_in(staged)
+        assert "master.key" in first_keys
+        with pytest.raises(Conflict, match=r"^another restore into .+ is running: let it finish \(or stop it\) first$"):
+            restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+        assert _keys_in(staged) == first_keys  # the running restore's staging, untouched
+        assert _keys_in(target.resolved_keys_dir) == []
+    # The first one was killed at its pause: its locks went with it, and a restore runs again.
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
     assert _restored_file(target, world, project_id, file_id) == b"private notes"
 
 
@@ -603,3 +640,128 @@ def test_a_postgresql_target_database_that_does_not_exist_is_refused_naming_it_a
     assert command.returncode == 1
     assert command.stderr.strip() == f"error: {said}"
     assert not target.home.exists()
+
+
+# --- Files kept in an S3-compatible store (moto's server): in the backup, restored into the target's bucket.
+
+BUCKET = "labelvault-backup-test"
+
+
+def _in_s3(settings: Settings, endpoint: str, prefix: str) -> Settings:
+    return settings.model_copy(update={
+        "file_store": "s3", "s3_bucket": BUCKET, "s3_prefix": prefix, "s3_endpoint_url": endpoint,
+        "s3_region": "us-east-1", "s3_access_key_id": "test", "s3_secret_access_key": "test"})
+
+
+def _bucket(endpoint: str) -> S3FileStore:
+    """The test bucket, made on first use (a prefix per test keeps the tests apart)."""
+    store = S3FileStore(BUCKET, "", endpoint_url=endpoint, region="us-east-1", access_key="test", secret_key="test")
+    with suppress(store.client.exceptions.BucketAlreadyOwnedByYou):
+        store.client.create_bucket(Bucket=BUCKET)
+    return store
+
+
+def _objects(endpoint: str, prefix: str) -> dict[str, bytes]:
+    """Every object under ``prefix/`` of the test bucket: key (without the prefix) -> bytes."""
+    store = _bucket(endpoint)
+    return {key[len(prefix) + 1:]: store.get(key) for key in store.stored_keys() if key.startswith(f"{prefix}/")}
+
+
+def _s3_backup_with_a_file(world: World, tmp_path: Path, endpoint: str) -> tuple[Path, Path, int, str, str]:
+    """Like ``_backup_with_a_file``, from an install whose files are in the bucket: (backup, key export,
+    project id, the file's id, the source's prefix)."""
+    _bucket(endpoint)
+    prefix = f"source-{uuid.uuid4().hex[:8]}"
+    source = build_services(_in_s3(world.services.settings, endpoint, prefix))  # the world's database and keys
+    try:
+        project_id = make_project(world, "files-in-s3", tasks=1)
+        uploaded = source.files.upload(world.operator, world.client_a, project_id, "notes.txt", "text/plain",
+                                       b"private notes")
+        source.backups.backup(world.operator, tmp_path / "backup")
+    finally:
+        source.close()
+    world.services.backups.export_keys(world.operator, tmp_path / "keys.sealed", PASSPHRASE)
+    return tmp_path / "backup", tmp_path / "keys.sealed", project_id, uploaded.id, prefix
+
+
+def _s3_target(tmp_path: Path, database_urls: DatabaseUrls, endpoint: str) -> Settings:
+    return _in_s3(Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                           migration_database_url=database_urls.owner), endpoint, f"target-{uuid.uuid4().hex[:8]}")
+
+
+def test_files_kept_in_s3_are_in_the_backup_and_restored_into_the_targets_bucket(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, s3_endpoint: str
+) -> None:
+    backup, keys, project_id, file_id, prefix = _s3_backup_with_a_file(world, tmp_path, s3_endpoint)
+    stored = _objects(s3_endpoint, prefix)
+    assert list(stored) == [f"client-{world.client_a}/{file_id}"]
+    in_backup = backup / "files" / f"client-{world.client_a}" / file_id
+    assert in_backup.read_bytes() == stored[f"client-{world.client_a}/{file_id}"]  # the sealed bytes, as stored
+    assert b"private notes" not in in_backup.read_bytes()
+    assert f"files/client-{world.client_a}/{file_id}" in json.loads((backup / "manifest.json").read_text())["files"]
+
+    target = _s3_target(tmp_path, database_urls, s3_endpoint)
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _objects(s3_endpoint, target.s3_prefix) == stored
+    assert not target.files_dir.exists()  # nothing of the files written to the local folder
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+def test_an_s3_target_holding_objects_this_backup_does_not_hold_is_refused_naming_one_before_anything_is_restored(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, s3_endpoint: str
+) -> None:
+    """A restore never overwrites or deletes what is not its own: an object of another install, or
+    other bytes under a key the backup holds, refuse it before anything is written."""
+    backup, keys, project_id, file_id, _ = _s3_backup_with_a_file(world, tmp_path, s3_endpoint)
+    target = _s3_target(tmp_path, database_urls, s3_endpoint)
+    bucket = _bucket(s3_endpoint)
+    own_key = f"client-{world.client_a}/{file_id}"
+    for stray_key, data in ((f"client-{world.client_a}/{file_id}", b"other bytes"), ("client-99/stray", b"x")):
+        bucket.put(f"{target.s3_prefix}/{stray_key}", data)
+        before = _restore_writes(target)
+        with pytest.raises(Conflict, match=rf"^s3://{BUCKET}/{target.s3_prefix}/ holds {re.escape(stray_key)}, which "
+                                           "this backup does not hold: restore into a new, empty install") as refused:
+            restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+        assert refused.value.details == {"file": stray_key}
+        assert _restore_writes(target) == before and before in (([], False), ([], []))
+        assert _objects(s3_endpoint, target.s3_prefix) == {stray_key: data}
+        bucket.delete(f"{target.s3_prefix}/{stray_key}")
+
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert list(_objects(s3_endpoint, target.s3_prefix)) == [own_key]
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+def test_an_s3_restore_whose_database_step_fails_takes_its_objects_back_and_can_run_again(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, s3_endpoint: str
+) -> None:
+    backup, keys, project_id, file_id, _ = _s3_backup_with_a_file(world, tmp_path, s3_endpoint)
+    failing, obstacle = _a_database_step_that_fails(world, tmp_path, database_urls)
+    target = _in_s3(failing, s3_endpoint, f"target-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(Conflict, match=r"^restoring the database into .* failed|^pg_restore failed"):
+        restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _objects(s3_endpoint, target.s3_prefix) == {}
+    assert _keys_in(target.resolved_keys_dir) == []
+
+    if database_urls.owner is None:
+        obstacle.unlink()
+    else:
+        _run_as_owner(database_urls.owner, f"DROP EVENT TRIGGER {obstacle}; DROP SCHEMA {obstacle} CASCADE")
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"
+
+
+def test_an_s3_restore_killed_after_putting_its_files_runs_again_over_what_it_put(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, s3_endpoint: str
+) -> None:
+    """Objects a stopped restore put are byte for byte the backup's: the same restore takes them as its own."""
+    backup, keys, project_id, file_id, prefix = _s3_backup_with_a_file(world, tmp_path, s3_endpoint)
+    target = _s3_target(tmp_path, database_urls, s3_endpoint)
+    _killed_restore(target, backup, keys, tmp_path / "paused", "before-load")
+    left = _objects(s3_endpoint, target.s3_prefix)
+    assert left == _objects(s3_endpoint, prefix) and left  # put before the database, which is still empty
+    assert _keys_in(target.resolved_keys_dir) == []
+
+    restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
+    assert _objects(s3_endpoint, target.s3_prefix) == left
+    assert _restored_file(target, world, project_id, file_id) == b"private notes"

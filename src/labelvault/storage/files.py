@@ -8,16 +8,34 @@ from __future__ import annotations
 
 import os
 import secrets
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from labelvault.errors import NotFound
+from labelvault.errors import Conflict, NotFound
 
 
 class FileStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> int: ...
+    def stored_keys(self) -> Iterator[str]:
+        """Every key the store holds, sorted (what a backup copies)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the files are, for messages (a folder, a bucket and prefix)."""
+        ...
+
+
+def relative_key(key: str) -> PurePosixPath:
+    """A stored key as a relative path (``client-3/<id>``), for copying it into a folder: refused if
+    it could point outside one (absolute, ``..``), which no key this product writes does."""
+    path = PurePosixPath(key)
+    if not key or path.is_absolute() or any(part in ("", ".", "..") for part in key.split("/")):
+        raise Conflict(f"the file store holds {key!r}, which is not a key LabelVault writes: move it away")
+    return path
 
 
 class LocalFileStore:
@@ -40,6 +58,9 @@ class LocalFileStore:
             os.fsync(handle.fileno())
         os.replace(temporary, path)  # readers see the whole file or none of it
 
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -59,6 +80,16 @@ class LocalFileStore:
                 path.rmdir()
         base.rmdir()
         return count
+
+    def stored_keys(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):  # .<name>.<hex>.tmp: a put that never finished
+                yield path.relative_to(self.root).as_posix()
+
+    def describe(self) -> str:
+        return f"the files folder {self.root}"
 
 
 class S3FileStore:
@@ -81,6 +112,18 @@ class S3FileStore:
             return bytes(self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read())
         except self.client.exceptions.NoSuchKey:
             raise NotFound("no such file") from None
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+
+    def stored_keys(self) -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")  # in key order, 1,000 a page
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix):]
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
     def delete_prefix(self, prefix: str) -> int:
         count = 0

@@ -6,22 +6,31 @@ directory, which is exported separately (``labelvault keys export``, sealed unde
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from labelvault.crypto.key_export import check_empty_keys_dir, export_keys, unseal_keys, write_keys
 from labelvault.crypto.keyring import sync_to_disk
 from labelvault.domain.access import Actor, UserPolicy
-from labelvault.errors import Conflict, InvalidInput
+from labelvault.errors import Conflict, InvalidInput, NotFound
 from labelvault.settings import Settings
 from labelvault.storage import backup as database_backup
+from labelvault.storage.files import FileStore, LocalFileStore, relative_key
 from labelvault.storage.migrate import current_revision
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
+from labelvault.workflow.files import file_store_for
 from labelvault.workflow.manifests import ManifestChecker, file_sha256
 
 MANIFEST = "manifest.json"
@@ -40,9 +49,10 @@ class BackupResult:
 
 
 class BackupService:
-    def __init__(self, uow_factory: UnitOfWorkFactory, settings: Settings) -> None:
+    def __init__(self, uow_factory: UnitOfWorkFactory, settings: Settings, file_store: FileStore) -> None:
         self.uow_factory = uow_factory
         self.settings = settings
+        self.file_store = file_store
 
     def backup(self, actor: Actor, directory: Path) -> BackupResult:
         UserPolicy.administer(actor)
@@ -52,9 +62,7 @@ class BackupService:
         engine = self.uow_factory.engine
         revision = current_revision(engine)
         database_file = database_backup.dump(engine, self.settings.migration_database_url, directory)
-        files_dir = self.settings.files_dir
-        if files_dir.exists():
-            shutil.copytree(files_dir, directory / FILES)
+        self._copy_files(directory / FILES)
         entries = {p.relative_to(directory).as_posix(): file_sha256(p)
                    for p in sorted(directory.rglob("*")) if p.is_file()}
         manifest = {
@@ -68,6 +76,18 @@ class BackupService:
         }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return BackupResult(directory, database_file, len(entries), revision)
+
+    def _copy_files(self, folder: Path) -> None:
+        """Every stored file into ``folder`` under its key, wherever the store keeps them (the local
+        files folder or a bucket): after the database's dump, so every file it refers to is there."""
+        for key in self.file_store.stored_keys():
+            path = folder / relative_key(key)
+            try:
+                data = self.file_store.get(key)
+            except NotFound:
+                continue  # deleted since it was listed (its client offboarded): nothing refers to it now
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
 
     def export_keys(self, actor: Actor, target: Path, passphrase: str) -> int:
         """Seal the key directory under a passphrase into ``target``; returns the key files sealed."""
@@ -196,6 +216,72 @@ class _Staged:
                                f"({error.strerror or error}): move it there by hand") from None
 
 
+class _ObjectsRestored:
+    """The files of a restore into an object store (S3), which has no folder to stage and rename:
+    each file is put under its key (a put is atomic), before the database is loaded. Refused up front
+    if the store holds any object this backup would not write byte for byte, so a restore never
+    overwrites or deletes what is not its own; objects a stopped run of the same restore left are
+    exactly such objects, so that restore simply runs again. A failure takes back what it put."""
+
+    def __init__(self, store: FileStore, directory: Path, files: dict[str, str], hashes: dict[str, str]) -> None:
+        """``files``: backup name -> key; ``hashes``: backup name -> SHA-256 hex (the manifest's)."""
+        self.store, self.directory, self.files = store, directory, files
+        wanted = {key: hashes[name] for name, key in files.items()}
+        self.present: set[str] = set()
+        for key in self.store.stored_keys():
+            if wanted.get(key) != hashlib.sha256(self.store.get(key)).hexdigest():
+                raise Conflict(f"{store.describe()} holds {key}, which this backup does not hold: restore into a new, "
+                               "empty install (its own bucket prefix), or remove what is there",
+                               details={"file": key}, code=database_backup.NOT_EMPTY)
+            self.present.add(key)  # the same bytes, left by a stopped run of this restore
+        self.put_now: list[str] = []
+
+    def put(self) -> None:
+        for name, key in self.files.items():
+            if key not in self.present:
+                self.store.put(key, (self.directory / name).read_bytes())
+                self.put_now.append(key)
+
+    def take_back(self) -> None:
+        for key in self.put_now:
+            self.store.delete(key)
+
+
+def _lock_name(resource: str) -> Path:
+    digest = hashlib.sha256(resource.encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"labelvault-restore-{digest}.lock"
+
+
+@contextmanager
+def _restoring_into(resources: list[str]) -> Iterator[None]:
+    """Hold, for the restore's length, a lock on each place it writes (key directory, files, the
+    SQLite file or PostgreSQL database): a second restore into any of them is refused at once, before
+    it could take the first one's staged folders for leftovers of a stopped restore and remove them.
+    ``flock`` locks die with their process, so a killed restore holds nothing. The lock files are in
+    the temporary folder, not in the install: a refused restore writes nothing there."""
+    with ExitStack() as held:
+        for resource in sorted(set(resources)):
+            descriptor = os.open(_lock_name(resource), os.O_RDWR | os.O_CREAT, 0o600)
+            held.callback(os.close, descriptor)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Conflict(f"another restore into {resource} is running: let it finish (or stop it) first",
+                               details={"restoring": resource}) from None
+        yield
+
+
+def _restore_resources(settings: Settings, store: FileStore) -> list[str]:
+    """What a restore into these settings writes, each named as its lock is (a path or a URL)."""
+    database = database_backup.sqlite_file(settings.resolved_database_url)
+    named = [str(settings.resolved_keys_dir.resolve()),
+             str(store.root.resolve()) if isinstance(store, LocalFileStore) else store.describe(),
+             str(database.resolve()) if database is not None else
+             make_url(settings.migration_database_url or settings.resolved_database_url).set(
+                 username=None, password=None).render_as_string()]
+    return named
+
+
 def _interrupted(leftover: list[Path], staged: dict[Path, Path]) -> str:
     """What to say of folders staged by an earlier restore when the database is not empty."""
     moves = "; ".join(f"move {folder} to {destination}" for destination, folder in staged.items()
@@ -212,17 +298,27 @@ def restore(
     """Rebuild an empty install from a backup (and its keys); returns the database kind.
 
     All or nothing: refused before anything is written (a bad backup, keys that do not open, a
-    target that is not empty), and a step that fails once writing began takes back what was written.
-    Crash-safe: the keys and files are staged beside their folders and renamed into place only once
-    the database is loaded, so a restore killed before then leaves no key or file in the install;
-    the next restore into it clears what it staged (the database is empty: the load is all or
-    nothing, so it never happened) and runs.
+    target that is not empty, another restore into it running), and a step that fails once writing
+    began takes back what was written. Crash-safe: the keys and files are staged beside their folders
+    and renamed into place only once the database is loaded, so a restore killed before then leaves
+    no key or file in the install; the next restore into it clears what it staged (the database is
+    empty: the load is all or nothing, so it never happened) and runs. Files go where the settings
+    keep them: the files folder, or an S3 bucket (``_ObjectsRestored``).
     """
     manifest = verify_backup(directory)
+    store = file_store_for(settings)
+    with _restoring_into(_restore_resources(settings, store)):
+        return _restore(settings, directory, manifest, store, keys_file, passphrase)
+
+
+def _restore(settings: Settings, directory: Path, manifest: dict[str, Any], store: FileStore,
+             keys_file: Path | None, passphrase: str | None) -> str:
     database_file = directory / manifest["database_file"]
-    keys_dir, files_dir = settings.resolved_keys_dir, settings.files_dir
+    keys_dir = settings.resolved_keys_dir
+    files_dir = store.root if isinstance(store, LocalFileStore) else None  # else an object store
     # What an earlier restore, stopped before it finished, staged and left.
-    staged_before = {destination: staging_folder(destination) for destination in (keys_dir, files_dir)}
+    staged_before = {destination: staging_folder(destination)
+                     for destination in (keys_dir, *([files_dir] if files_dir else []))}
     leftover = [staged for staged in staged_before.values() if staged.exists() or staged.is_symlink()]
     # Everything that would refuse the restore is asked before anything is written.
     try:
@@ -242,10 +338,13 @@ def restore(
         _check_renamable(keys_dir, "the key directory", "set LABELVAULT_KEYS_DIR to a folder inside it")
     elif not (keys_dir / "master.key").exists() and not settings.master_key:
         raise InvalidInput("no keys: pass --keys with a key export, or restore the key directory first")
-    # Only what the manifest lists (and verify_backup checked) is restored.
-    files = {name: files_dir / Path(name).relative_to(FILES)
-             for name in sorted(manifest["files"]) if name.startswith(f"{FILES}/")}
-    if files:
+    # Only what the manifest lists (and verify_backup checked) is restored, each under its store key.
+    keys_of_files = {name: relative_key(name).relative_to(FILES).as_posix()
+                     for name in sorted(manifest["files"]) if name.startswith(f"{FILES}/")}
+    objects = None
+    if files_dir is None:
+        objects = _ObjectsRestored(store, directory, keys_of_files, manifest["files"])
+    elif keys_of_files:
         _check_renamable(files_dir, "the files folder", "mount the volume on the home folder instead")
     # From here on the target changes. A leftover of a killed restore goes first: the database is
     # empty (checked above), so that restore never loaded it, and what it staged is of no install.
@@ -254,7 +353,8 @@ def restore(
             shutil.rmtree(staged)
         else:
             staged.unlink()
-    staging = _Staged([*([keys_dir] if keys else []), *([files_dir] if files else [])],
+    staged_files = files_dir if files_dir is not None and keys_of_files else None
+    staging = _Staged([*([keys_dir] if keys else []), *([staged_files] if staged_files else [])],
                       database_backup.sqlite_file(settings.resolved_database_url))
     # The order: keys and files staged first, the database loaded, then the staged folders renamed
     # into place. The load is all or nothing by itself (SQLite: a copy renamed onto the target;
@@ -266,11 +366,16 @@ def restore(
     try:
         if keys:
             staging.stage_keys(keys_dir, keys)
-        if files:
-            staging.stage_files(files_dir, directory, files)
+        if staged_files is not None:
+            staging.stage_files(staged_files, directory,
+                                {name: staged_files / key for name, key in keys_of_files.items()})
+        if objects is not None:
+            objects.put()
         database_backup.load(settings.resolved_database_url, settings.migration_database_url, database_file)
     except BaseException:
         staging.take_back()
+        if objects is not None:
+            objects.take_back()
         raise
     staging.move_into_place()
     return str(manifest["database"])

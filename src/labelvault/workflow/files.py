@@ -16,7 +16,8 @@ from sqlalchemy import select
 from labelvault.audit import log as audit_log
 from labelvault.domain.access import Actor, ProjectPolicy
 from labelvault.errors import InvalidInput, NotFound
-from labelvault.storage.files import FileStore
+from labelvault.settings import Settings
+from labelvault.storage.files import FileStore, LocalFileStore, S3FileStore
 from labelvault.storage.models import StoredFile
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from labelvault.workflow.access import access_in
@@ -25,6 +26,19 @@ from labelvault.workflow.walls import check_and_record
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 ALLOWED_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "application/pdf", "text/plain")
+
+
+def file_store_for(settings: Settings) -> FileStore:
+    """The store the settings name: ``<home>/files`` (local, the default) or an S3-compatible bucket."""
+    if settings.file_store == "s3":
+        if not settings.s3_bucket:
+            raise InvalidInput("LABELVAULT_FILE_STORE=s3 needs LABELVAULT_S3_BUCKET")
+        return S3FileStore(settings.s3_bucket, settings.s3_prefix, endpoint_url=settings.s3_endpoint_url,
+                           region=settings.s3_region, access_key=settings.s3_access_key_id,
+                           secret_key=settings.s3_secret_access_key)
+    if settings.file_store != "local":
+        raise InvalidInput(f"LABELVAULT_FILE_STORE must be local or s3, not {settings.file_store!r}")
+    return LocalFileStore(settings.files_dir)
 
 
 @dataclass(frozen=True, slots=True)
