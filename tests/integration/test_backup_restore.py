@@ -286,6 +286,51 @@ def test_a_files_folder_that_is_not_empty_is_refused_naming_it_before_anything_i
     assert _restored_file(target, world, project_id, file_id) == b"private notes"
 
 
+# A restore in a mount namespace of its own (``unshare``: no root needed where user namespaces are
+# allowed, and the mount goes away with the process), with a tmpfs mounted on one of its folders.
+_RESTORE_ONTO_A_MOUNT = """
+import sys
+from pathlib import Path
+from labelvault.errors import Conflict
+from labelvault.settings import Settings
+from labelvault.workflow.backup import restore
+
+backup, keys, passphrase = sys.argv[1:]
+try:
+    restore(Settings(), Path(backup), keys_file=Path(keys), passphrase=passphrase)
+except Conflict as error:
+    print(error)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize(("folder", "what", "instead"), [
+    ("keys", "the key directory", "set LABELVAULT_KEYS_DIR to a folder inside it"),
+    ("files", "the files folder", "mount the volume on the home folder instead"),
+])
+def test_a_key_directory_or_files_folder_that_is_a_mount_point_is_refused_before_anything_is_restored(
+    world: World, tmp_path: Path, database_urls: DatabaseUrls, folder: str, what: str, instead: str
+) -> None:
+    """A staged folder is renamed into place, which cannot replace a mount point: asked up front."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare with user and mount namespaces (util-linux; allowed on CI)")
+    backup, keys, _, _ = _backup_with_a_file(world, tmp_path)
+    target = Settings(home=tmp_path / "restored", database_url=database_urls.app,
+                      migration_database_url=database_urls.owner)
+    mount_point = target.home / folder
+    mount_point.mkdir(parents=True)
+    script = f'mount -t tmpfs none "{mount_point}" && exec "$0" "$@"'
+    before = _restore_writes(target)
+    done = subprocess.run([unshare, "-rm", "sh", "-c", script, sys.executable, "-c", _RESTORE_ONTO_A_MOUNT,
+                           str(backup), str(keys), PASSPHRASE], env=_environment(target), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.strip() == (f"{what} {mount_point} is a mount point: a restore stages it beside itself and "
+                                   f"renames it into place, which cannot replace a mount point; {instead}")
+    assert _restore_writes(target) == before  # nothing staged beside it, no database
+
+
 def _a_database_step_that_fails(world: World, tmp_path: Path, database_urls: DatabaseUrls) -> tuple[Settings, Path]:
     """A target whose database step fails after its checks passed, and what to remove so that it
     does not: (target, obstacle). SQLite: the database's folder is a plain file. PostgreSQL: an
