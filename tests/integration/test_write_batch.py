@@ -21,12 +21,13 @@ from sqlalchemy.exc import OperationalError
 from labelvault.api import group_commit
 from labelvault.api.group_commit import GroupCommit
 from labelvault.audit import log as audit_log
-from labelvault.errors import DatabaseBusy, WriteLost
+from labelvault.domain.access import Actor
+from labelvault.errors import DatabaseBusy, InvalidInput, WriteLost
 from labelvault.storage.models import Project, Task
 from labelvault.storage.scope import scoped
 from tests.conftest import World
 from tests.event_loops import run_on_a_new_loop
-from tests.integration.queue_helpers import make_project
+from tests.integration.queue_helpers import make_labelers, make_project
 from tests.integration.test_writer_lock import held_by_another_process
 
 SCHEMA = {"fields": [{"name": "text", "kind": "text"}], "questions": [{"name": "q", "type": "text"}]}
@@ -485,3 +486,40 @@ def test_a_batch_whose_every_entry_rolled_back_leaves_the_head_as_it_was(world: 
     assert after.ok and after.size == before.size + 1
     entries = [orjson.loads(line) for line in services.audit.trail(world.client_a) if b"test.batched" in line]
     assert [(entry["object_id"], entry["seq"]) for entry in entries] == [("after", before.size)]
+
+
+def test_the_answers_of_a_batch_take_their_ids_from_one_read_and_a_refused_submit_leaves_no_gap(
+    world: World, projects: list[int]
+) -> None:
+    """Nothing else writes while a batch is open: the answers' largest id is read once and counted
+    on; a submit that is refused rolls its step back, memo included, so its id goes to the next."""
+    services = world.services
+    project_id = make_project(world, "answer-ids", tasks=3, overlap=1)
+    labelers = make_labelers(world, 3)
+    leased = [services.labeling.next_task(actor, world.client_a, project_id) for actor in labelers]
+    id_reads: list[str] = []
+
+    def count_id_reads(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "max(answers.id)" in statement:
+            id_reads.append(statement)
+
+    def submit(actor: Actor, task_id: int, label: str) -> int:
+        return services.labeling.submit(actor, world.client_a, project_id, task_id, {"sentiment": label}).answer_id
+
+    event.listen(services.engine, "before_cursor_execute", count_id_reads)
+    try:
+        batch = services.uow_factory.begin_batch()
+        first = batch.run(submit, labelers[0], leased[0].task_id, "positive")
+        with pytest.raises(InvalidInput, match="sentiment"):
+            batch.run(submit, labelers[1], leased[1].task_id, "not a label")
+        second = batch.run(submit, labelers[1], leased[1].task_id, "negative")
+        third = batch.run(submit, labelers[2], leased[2].task_id, "positive")
+        batch.commit()
+    finally:
+        event.remove(services.engine, "before_cursor_execute", count_id_reads)
+    assert len(id_reads) == 1
+    assert [second, third] == [first + 1, first + 2]
+    stored = services.answers.page(world.operator, world.client_a, project_id).items
+    # Each value opens: it was sealed bound to the id its row has.
+    assert {(a.id, a.value["sentiment"]) for a in stored} == {
+        (first, "positive"), (second, "negative"), (third, "positive")}

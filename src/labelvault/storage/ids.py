@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 from sqlalchemy import func, literal_column, select, text
@@ -16,6 +17,7 @@ SealedRow = type[Task] | type[Answer] | type[Review] | type[Skip] | type[Webhook
 # One id (SQLite: the maximum so far, plus one; PostgreSQL: the sequence's next value), per table
 # and dialect, built on first use. The maximum is over all clients on purpose (ids are global).
 _one_id: dict[tuple[str, bool], Unscoped] = {}
+_LAST_ID = "last_id"  # a write batch's memo: (_LAST_ID, table) -> the last id it handed out
 
 
 def _one_id_query(model: type[Any], postgresql: bool) -> Unscoped:
@@ -34,17 +36,30 @@ def one_id_read(source: Session | ScopedSql, model: SealedRow) -> Read:
     return _one_id_query(model, _runner(source).dialect_name == "postgresql"), {}
 
 
-def allocate_ids(source: Session | ScopedSql, model: SealedRow, count: int) -> list[int]:
+def allocate_ids(
+    source: Session | ScopedSql, model: SealedRow, count: int, *, batch_memo: dict[Hashable, Any] | None = None
+) -> list[int]:
     """Reserve ``count`` fresh ids for ``model``, in the transaction of ``source`` (a unit of work's
     session, or its statement runner ``uow.sql``, which needs no ORM session).
 
     PostgreSQL: the table's sequence (never handed out twice, even across servers). SQLite: the
     caller holds the database's single write lock (BEGIN IMMEDIATE), so max(id) cannot move under us.
+    With ``batch_memo`` (``uow.batch_memo``: a SQLite write batch's, for a table whose every insert
+    in the batch takes its id here, as the answers of submits do) the maximum is read once per batch
+    and counted on: nothing else writes while the batch is open, and a step that rolls back puts
+    the memo back with its savepoint, so its ids are handed out again as its rows are gone.
     """
     if count <= 0:
         return []
     sql = _runner(source)
     postgresql = sql.dialect_name == "postgresql"
+    if batch_memo is not None and count == 1 and not postgresql:
+        key = (_LAST_ID, model.__tablename__)
+        last = batch_memo.get(key)
+        if last is None:
+            last = int(sql.run(*one_id_read(sql, model)).scalar_one() or 0)
+        batch_memo[key] = last + 1
+        return [last + 1]
     if count == 1:  # every submit: a prepared statement (see prepared.py)
         value = sql.run(*one_id_read(sql, model)).scalar_one()
         return [int(value)] if postgresql else [int(value or 0) + 1]

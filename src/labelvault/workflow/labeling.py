@@ -362,7 +362,7 @@ class LabelingService:
             task = uow.tasks.row(task_id)
             if task is None or task.project_id != project_id:
                 raise NotFound(f"task {task_id} not found")
-            answer_id = allocate_ids(uow.sql, Answer, 1)[0]  # (a refused submit leaves a gap)
+            answer_id = allocate_ids(uow.sql, Answer, 1, batch_memo=uow.batch_memo)[0]
             # The lease's slot becomes the answer; both back if this submit is refused (rollback).
             taken = uow.leases.take_into_answer(task_id, actor.user_id)
             # A lease is only ever given for a task the person has not answered, and the submit
