@@ -120,7 +120,8 @@ class S3FileStore:
         paginator = self.client.get_paginator("list_objects_v2")  # in key order, 1,000 a page
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix):]
+                if not item["Key"].endswith("/"):  # a console's "folder" marker, not a file
+                    yield item["Key"][len(self.prefix):]
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

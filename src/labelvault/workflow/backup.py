@@ -274,12 +274,11 @@ def _restoring_into(resources: list[str]) -> Iterator[None]:
 def _restore_resources(settings: Settings, store: FileStore) -> list[str]:
     """What a restore into these settings writes, each named as its lock is (a path or a URL)."""
     database = database_backup.sqlite_file(settings.resolved_database_url)
-    named = [str(settings.resolved_keys_dir.resolve()),
-             str(store.root.resolve()) if isinstance(store, LocalFileStore) else store.describe(),
-             str(database.resolve()) if database is not None else
-             make_url(settings.migration_database_url or settings.resolved_database_url).set(
-                 username=None, password=None).render_as_string()]
-    return named
+    return [str(settings.resolved_keys_dir.resolve()),
+            str(store.root.resolve()) if isinstance(store, LocalFileStore) else store.describe(),
+            str(database.resolve()) if database is not None else  # PostgreSQL: server and database
+            make_url(settings.migration_database_url or settings.resolved_database_url).set(
+                username=None, password=None).render_as_string()]
 
 
 def _interrupted(leftover: list[Path], staged: dict[Path, Path]) -> str:
