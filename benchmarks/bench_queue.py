@@ -307,6 +307,26 @@ def process_cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU of the PostgreSQL server on this machine (every ``postgres`` process, plus what its
+    postmaster collected from children that ended, so a backend that exits in a phase still
+    counts); None if none runs here. Its difference over a phase is the database's own share."""
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            text = stat.read_text()
+            name = text[text.index("(") + 1:text.rindex(")")]
+            if name != "postgres":
+                continue
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            parent = Path(f"/proc/{fields[1]}/comm")
+            if not parent.exists() or parent.read_text().strip() != "postgres":  # the postmaster
+                total += int(fields[13]) + int(fields[14])  # cutime, cstime: its children that ended
+            found = True
+    return total / CLK_TCK if found else None
+
+
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) jiffies of all CPUs since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -485,6 +505,7 @@ class Result:
     machine_busy_percent: float
     loop_lag_p99_ms: float
     postgres_backends: dict[str, float]  # mean backends of the app role per (state / wait event)
+    postgres_cpu_ms_per_answer: float | None  # the local PostgreSQL server's CPU / answers acknowledged
     calibration_ms: float  # the machine's speed just before the phase: see calibrate()
 
 
@@ -531,6 +552,7 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     # The window's CPU figures are taken over the whole phase (warm-up included) for simplicity.
     pids = server.pids()
     server_cpu, client_cpu, machine = process_cpu_seconds(pids), time.process_time(), machine_ticks()
+    postgres_cpu = postgres_cpu_seconds() if database == "postgresql" else None
     recorders = start_py_spy(args.py_spy, server, f"{database}-{tasks}-{mode}", args.warmup + args.seconds,
                                  args.py_spy_gil)
     sampler = WaitSampler(install.owner_url, install.app_role).start() if install.owner_url and install.app_role \
@@ -543,6 +565,7 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     phase = uvloop.run(run_phase_async(server.url, install, mode, args.warmup, args.seconds, pause, args.seed))
     wall = time.perf_counter() - wall
     server_cpu = process_cpu_seconds(pids) - server_cpu
+    postgres_now = postgres_cpu_seconds() if postgres_cpu is not None else None
     client_cpu = time.process_time() - client_cpu
     busy, total = (a - b for a, b in zip(machine_ticks(), machine, strict=True))
     waits = sampler.stop() if sampler else {}
@@ -575,6 +598,8 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
         client_cpu_percent=100 * client_cpu / wall,
         machine_busy_percent=100 * busy / total if total else float("nan"),
         postgres_backends=waits,
+        postgres_cpu_ms_per_answer=1000 * (postgres_now - postgres_cpu) / phase.acknowledged
+        if postgres_now is not None and postgres_cpu is not None and phase.acknowledged else None,
         loop_lag_p99_ms=float(np.percentile(phase.loop_lag, 99) * 1000) if phase.loop_lag else float("nan"),
         calibration_ms=calibration,
     )
@@ -596,6 +621,8 @@ def describe(result: Result) -> str:
         f"next p50 {n['p50']:.1f} p95 {n['p95']:.1f} p99 {n['p99']:.1f} max {n['max']:.1f} ms; "
         f"submit p50 {s['p50']:.1f} p95 {s['p95']:.1f} p99 {s['p99']:.1f} max {s['max']:.1f} ms\n"
         f"  {'':<10} server CPU {result.server_cpu_percent:.0f}% ({result.server_cpu_ms_per_answer:.1f} ms/answer), "
+        + (f"PostgreSQL CPU {result.postgres_cpu_ms_per_answer:.1f} ms/answer, "
+           if result.postgres_cpu_ms_per_answer is not None else "") +
         f"load generator {result.client_cpu_percent:.0f}%, "
         f"machine busy {result.machine_busy_percent:.0f}%, loop lag p99 {result.loop_lag_p99_ms:.1f} ms, "
         f"calibration {result.calibration_ms:.0f} ms; "
