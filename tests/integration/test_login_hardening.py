@@ -66,3 +66,14 @@ def test_a_token_cannot_mint_a_token_with_more_scopes(world: World) -> None:
     narrow = accounts.actor_for_token(accounts.issue_token(world.operator, "n", scopes=["read", "manage"]).token)
     with pytest.raises(PermissionDenied):
         accounts.issue_token(narrow, "wider", scopes=["read", "label", "manage"])
+
+
+def test_an_unknown_username_fails_as_a_wrong_password_does_and_is_counted(world: World) -> None:
+    """The password is checked against a dummy hash (made on first need), so the answer, and its
+    time, do not tell whether the username exists; the failure counts towards the lockout."""
+    accounts = world.services.accounts
+    for _ in range(5):
+        with pytest.raises(NotAuthenticated, match=r"^wrong username or password$"):
+            accounts.authenticate("nobody-here", PASSWORD, address="10.0.0.9")
+    with pytest.raises(LoginThrottled):
+        accounts.authenticate("nobody-here", PASSWORD, address="10.0.0.8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import secrets
@@ -30,8 +31,14 @@ from labelvault.workflow.access import access_in
 
 # OWASP's argon2id baseline (m=19 MiB, t=2, p=1): about 20 ms here, so keep it off hot paths.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
-# A dummy hash to verify against when the user does not exist, so timing does not reveal it.
-_DUMMY_HASH = _hasher.hash("labelvault-no-such-user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so timing does not reveal it. Made
+    on first need, not at import: every process (each CLI command too) would pay the hash's 20-50 ms."""
+    return _hasher.hash("labelvault-no-such-user")
+
 
 TOKEN_PREFIX = "lv_"
 LOGIN_WINDOW = timedelta(minutes=15)
@@ -163,7 +170,7 @@ class AccountService:
             user = uow.users.by_username(username)
         stored = user.password_hash if user is not None and user.is_active else None
         try:
-            _hasher.verify(stored or _DUMMY_HASH, password)
+            _hasher.verify(stored or _dummy_hash(), password)
             if user is None or stored is None:
                 raise VerificationError
         except (VerificationError, InvalidHashError):
