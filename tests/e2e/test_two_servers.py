@@ -4,6 +4,7 @@ on a SQLite file, whose writers take turns through its writer lock (storage/writ
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -92,7 +93,14 @@ def test_serve_with_two_workers_answers_every_labeler_once(world: World, tmp_pat
         acknowledged: list[tuple[int, int]] = []
         failures: list[str] = []
         work_the_queue([server.url] * len(tokens), tokens, project_id, acknowledged, failures)
-        workers = [line for line in server.log_path.read_text().splitlines() if "Started server process" in line]
+        # The second worker may still be importing when the first has served everything (a slow
+        # machine, CI): wait for it to say it started, for a while.
+        deadline = time.monotonic() + 60
+        while True:
+            workers = [line for line in server.log_path.read_text().splitlines() if "Started server process" in line]
+            if len(workers) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     finally:
         server.stop()
     assert failures == []
