@@ -352,6 +352,14 @@ def _a_database_step_that_fails(world: World, tmp_path: Path, database_urls: Dat
         Path("obstacle")
 
 
+def _remove_obstacle(database_urls: DatabaseUrls, obstacle: Path) -> None:
+    """Take away what ``_a_database_step_that_fails`` put in the database step's way."""
+    if database_urls.owner is None:
+        obstacle.unlink()
+    else:
+        _run_as_owner(database_urls.owner, f"DROP EVENT TRIGGER {obstacle}; DROP SCHEMA {obstacle} CASCADE")
+
+
 def _run_as_owner(url: str, sql: str) -> None:
     engine = create_engine(url, poolclass=NullPool)
     try:
@@ -376,10 +384,7 @@ def test_a_restore_whose_database_step_fails_leaves_nothing_behind_and_can_run_a
     assert _restore_writes(target) == before
     assert not target.home.exists()
 
-    if database_urls.owner is None:
-        obstacle.unlink()
-    else:
-        _run_as_owner(database_urls.owner, f"DROP EVENT TRIGGER {obstacle}; DROP SCHEMA {obstacle} CASCADE")
+    _remove_obstacle(database_urls, obstacle)
     restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)  # the same restore, run again
     assert _restored_file(target, world, project_id, file_id) == b"private notes"
 
@@ -788,10 +793,7 @@ def test_an_s3_restore_whose_database_step_fails_takes_its_objects_back_and_can_
     assert _objects(s3_endpoint, target.s3_prefix) == {}
     assert _keys_in(target.resolved_keys_dir) == []
 
-    if database_urls.owner is None:
-        obstacle.unlink()
-    else:
-        _run_as_owner(database_urls.owner, f"DROP EVENT TRIGGER {obstacle}; DROP SCHEMA {obstacle} CASCADE")
+    _remove_obstacle(database_urls, obstacle)
     restore(target, backup, keys_file=keys, passphrase=PASSPHRASE)
     assert _restored_file(target, world, project_id, file_id) == b"private notes"
 

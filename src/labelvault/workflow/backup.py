@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -338,7 +338,7 @@ def _restore(settings: Settings, directory: Path, manifest: dict[str, Any], stor
     elif not (keys_dir / "master.key").exists() and not settings.master_key:
         raise InvalidInput("no keys: pass --keys with a key export, or restore the key directory first")
     # Only what the manifest lists (and verify_backup checked) is restored, each under its store key.
-    keys_of_files = {name: relative_key(name).relative_to(FILES).as_posix()
+    keys_of_files = {name: PurePosixPath(name).relative_to(FILES).as_posix()  # names checked by verify_backup
                      for name in sorted(manifest["files"]) if name.startswith(f"{FILES}/")}
     objects = None
     if files_dir is None:
