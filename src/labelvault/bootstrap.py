@@ -4,95 +4,269 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import NullPool
 
-from labelvault.audit.log import AuditService
 from labelvault.crypto.keyring import Keyring
 from labelvault.errors import InvalidInput
-from labelvault.io.answers import AnswerService
-from labelvault.io.exporter import ExportService
-from labelvault.io.fetch import FetchPolicy, UrlImportService
-from labelvault.io.importer import ImportService
-from labelvault.io.label_studio_import import LabelStudioImportService
-from labelvault.io.predictors import PredictorCallPolicy
-from labelvault.io.suggestions import SuggestionService
-from labelvault.quality.adaptive import extend_overlap_when_unsure
-from labelvault.quality.gold import GoldService, check_suspension, pick_gold_task, score_gold_answer, suspension_reads
-from labelvault.quality.qualification import QualificationService, check_qualification, pick_test_task
-from labelvault.quality.reports import QualityService
 from labelvault.settings import Settings
 from labelvault.storage.engine import build_engine
-from labelvault.storage.migrate import current_revision, head_revision, upgrade
 from labelvault.storage.rls import grant_app_role
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
-from labelvault.workflow.accounts import AccountService
-from labelvault.workflow.backup import BackupService
-from labelvault.workflow.clients import ClientService
-from labelvault.workflow.content import seal_legacy_plaintext
-from labelvault.workflow.files import FileService, file_store_for
-from labelvault.workflow.labeling import LabelingService, QueueHooks
-from labelvault.workflow.ledger import BonusService
-from labelvault.workflow.offboarding import BundleImporter, OffboardingService
-from labelvault.workflow.predictions import PredictionService
-from labelvault.workflow.projects import ProjectService
-from labelvault.workflow.reports import ReportService
-from labelvault.workflow.review import ReviewService
-from labelvault.workflow.sso import SsoService, build_accounts, build_sso
-from labelvault.workflow.status import StatusService
-from labelvault.workflow.trails import TrailService
-from labelvault.workflow.walls import WallService, queue_wall_check, queue_wall_reads, queue_wall_record
-from labelvault.workflow.web_sessions import WebSessionService
-from labelvault.workflow.webhooks import (
-    WebhookConfig,
-    WebhookDispatcher,
-    WebhookService,
-    on_answers_rejected,
-    on_task_complete,
-)
+
+if TYPE_CHECKING:
+    from labelvault.audit.log import AuditService
+    from labelvault.io.answers import AnswerService
+    from labelvault.io.exporter import ExportService
+    from labelvault.io.fetch import FetchPolicy, UrlImportService
+    from labelvault.io.importer import ImportService
+    from labelvault.io.label_studio_import import LabelStudioImportService
+    from labelvault.io.predictors import PredictorCallPolicy
+    from labelvault.io.suggestions import SuggestionService
+    from labelvault.quality.gold import GoldService
+    from labelvault.quality.qualification import QualificationService
+    from labelvault.quality.reports import QualityService
+    from labelvault.workflow.accounts import AccountService
+    from labelvault.workflow.backup import BackupService
+    from labelvault.workflow.clients import ClientService
+    from labelvault.workflow.files import FileService
+    from labelvault.workflow.labeling import LabelingService
+    from labelvault.workflow.ledger import BonusService
+    from labelvault.workflow.offboarding import BundleImporter, OffboardingService
+    from labelvault.workflow.predictions import PredictionService
+    from labelvault.workflow.projects import ProjectService
+    from labelvault.workflow.reports import ReportService
+    from labelvault.workflow.review import ReviewService
+    from labelvault.workflow.sso import SsoService
+    from labelvault.workflow.status import StatusService
+    from labelvault.workflow.trails import TrailService
+    from labelvault.workflow.walls import WallService
+    from labelvault.workflow.web_sessions import WebSessionService
+    from labelvault.workflow.webhooks import WebhookConfig, WebhookDispatcher, WebhookService
 
 
-@dataclass
 class Services:
-    settings: Settings
-    engine: Engine
-    keyring: Keyring
-    uow_factory: UnitOfWorkFactory
-    accounts: AccountService
-    clients: ClientService
-    projects: ProjectService
-    labeling: LabelingService
-    reviews: ReviewService
-    reports: ReportService
-    bonuses: BonusService
-    walls: WallService
-    audit: AuditService
-    trails: TrailService
-    gold: GoldService
-    qualifications: QualificationService
-    quality: QualityService
-    imports: ImportService
-    label_studio: LabelStudioImportService
-    offboarding: OffboardingService
-    bundles: BundleImporter
-    url_imports: UrlImportService
-    backups: BackupService
-    status: StatusService
-    files: FileService
-    exports: ExportService
-    answers: AnswerService
-    suggestions: SuggestionService
-    web_sessions: WebSessionService
-    sso: SsoService
-    webhooks: WebhookService
-    webhook_dispatcher: WebhookDispatcher
-    predictions: PredictionService
+    """The install's use cases over one engine and key ring.
+
+    Each use case is built on first use and then kept, and its module imported only then: a command
+    of the CLI runs with what it uses, not with every module of the product (importing them all is
+    most of a command's start-up; see docs/benchmarks.md, "Start-up"). ``build_services`` builds
+    them all at once unless asked not to: a server does, so no request pays for an import, no two
+    threads build one use case, and a bad setting stops it at start.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine, keyring: Keyring, uow_factory: UnitOfWorkFactory) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.keyring = keyring
+        self.uow_factory = uow_factory
+
+    def build_all(self) -> None:
+        for name, member in vars(Services).items():
+            if isinstance(member, cached_property):
+                getattr(self, name)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @cached_property
+    def audit(self) -> AuditService:
+        from labelvault.audit.log import AuditService
+
+        return AuditService(self.uow_factory, self.settings.resolved_keys_dir / "audit-signing.key")
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        from labelvault.workflow.accounts import build_accounts
+
+        return build_accounts(self.settings, self.uow_factory)  # password_login false: passwords refused
+
+    @cached_property
+    def web_sessions(self) -> WebSessionService:
+        from labelvault.workflow.web_sessions import WebSessionService
+
+        return WebSessionService(self.uow_factory, self.accounts)
+
+    @cached_property
+    def sso(self) -> SsoService:
+        from labelvault.workflow.sso import build_sso
+
+        return build_sso(self.settings, self.uow_factory, self.web_sessions)
+
+    @cached_property
+    def clients(self) -> ClientService:
+        from labelvault.workflow.clients import ClientService
+
+        return ClientService(self.uow_factory)
+
+    @cached_property
+    def projects(self) -> ProjectService:
+        from labelvault.workflow.projects import ProjectService
+
+        return ProjectService(self.uow_factory, default_lease_seconds=self.settings.lease_seconds)
+
+    @cached_property
+    def labeling(self) -> LabelingService:
+        from labelvault.quality.adaptive import extend_overlap_when_unsure
+        from labelvault.quality.gold import check_suspension, pick_gold_task, score_gold_answer, suspension_reads
+        from labelvault.quality.qualification import check_qualification, pick_test_task
+        from labelvault.workflow.labeling import LabelingService, QueueHooks
+        from labelvault.workflow.walls import queue_wall_check, queue_wall_reads, queue_wall_record
+        from labelvault.workflow.webhooks import on_task_complete
+
+        hooks = QueueHooks(
+            eligibility=[queue_wall_check, check_suspension, check_qualification],
+            eligibility_reads=[queue_wall_reads, suspension_reads],
+            pickers=[pick_test_task, pick_gold_task],
+            on_grant=[queue_wall_record],
+            on_submit=[score_gold_answer],
+            # Webhooks last: they see the task after adaptive overlap may have asked for more answers.
+            on_complete=[extend_overlap_when_unsure, on_task_complete],
+            on_refused=[self.webhooks.on_queue_refused],
+        )
+        return LabelingService(self.uow_factory, hooks, self.audit)
+
+    @cached_property
+    def reviews(self) -> ReviewService:
+        from labelvault.workflow.review import ReviewService
+        from labelvault.workflow.webhooks import on_answers_rejected
+
+        return ReviewService(self.uow_factory, self.audit, on_reject=[on_answers_rejected])
+
+    @cached_property
+    def reports(self) -> ReportService:
+        from labelvault.workflow.reports import ReportService
+
+        return ReportService(self.uow_factory, audit=self.audit)
+
+    @cached_property
+    def bonuses(self) -> BonusService:
+        from labelvault.workflow.ledger import BonusService
+
+        return BonusService(self.uow_factory)
+
+    @cached_property
+    def walls(self) -> WallService:
+        from labelvault.workflow.walls import WallService
+
+        return WallService(self.uow_factory)
+
+    @cached_property
+    def trails(self) -> TrailService:
+        from labelvault.workflow.trails import TrailService
+
+        return TrailService(self.uow_factory, self.audit)
+
+    @cached_property
+    def gold(self) -> GoldService:
+        from labelvault.quality.gold import GoldService
+
+        return GoldService(self.uow_factory)
+
+    @cached_property
+    def qualifications(self) -> QualificationService:
+        from labelvault.quality.qualification import QualificationService
+
+        return QualificationService(self.uow_factory)
+
+    @cached_property
+    def quality(self) -> QualityService:
+        from labelvault.quality.reports import QualityService
+
+        return QualityService(self.uow_factory)
+
+    @cached_property
+    def imports(self) -> ImportService:
+        from labelvault.io.importer import ImportService
+
+        return ImportService(self.uow_factory, audit=self.audit)
+
+    @cached_property
+    def label_studio(self) -> LabelStudioImportService:
+        from labelvault.io.label_studio_import import LabelStudioImportService
+
+        return LabelStudioImportService(self.uow_factory, audit=self.audit,
+                                        default_lease_seconds=self.settings.lease_seconds)
+
+    @cached_property
+    def files(self) -> FileService:
+        from labelvault.workflow.files import FileService, file_store_for
+
+        return FileService(self.uow_factory, file_store_for(self.settings))
+
+    @cached_property
+    def exports(self) -> ExportService:
+        from labelvault.io.exporter import ExportService
+
+        return ExportService(self.uow_factory, audit=self.audit, files=self.files)
+
+    @cached_property
+    def answers(self) -> AnswerService:
+        from labelvault.io.answers import AnswerService
+
+        return AnswerService(self.uow_factory, audit=self.audit)
+
+    @cached_property
+    def suggestions(self) -> SuggestionService:
+        from labelvault.io.suggestions import SuggestionService
+
+        return SuggestionService(self.uow_factory, audit=self.audit)
+
+    @cached_property
+    def offboarding(self) -> OffboardingService:
+        from labelvault.workflow.offboarding import OffboardingService
+
+        return OffboardingService(self.uow_factory, self.exports, self.audit, self.files)
+
+    @cached_property
+    def bundles(self) -> BundleImporter:
+        from labelvault.workflow.offboarding import BundleImporter
+
+        return BundleImporter(self.uow_factory, self.offboarding, self.clients, self.projects, self.imports,
+                              self.accounts, self.gold, self.files)
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        from labelvault.workflow.webhooks import WebhookService
+
+        return WebhookService(self.uow_factory, webhook_config(self.settings))
+
+    @cached_property
+    def webhook_dispatcher(self) -> WebhookDispatcher:
+        from labelvault.workflow.webhooks import WebhookDispatcher
+
+        return WebhookDispatcher(self.uow_factory, self.webhooks.config)
+
+    @cached_property
+    def backups(self) -> BackupService:
+        from labelvault.workflow.backup import BackupService
+
+        return BackupService(self.uow_factory, self.settings, self.files.store)
+
+    @cached_property
+    def status(self) -> StatusService:
+        from labelvault.workflow.status import StatusService
+
+        return StatusService(self.uow_factory)
+
+    @cached_property
+    def predictions(self) -> PredictionService:
+        from labelvault.workflow.predictions import PredictionService
+
+        return PredictionService(self.uow_factory, predictor_policy(self.settings), self.audit)
+
+    @cached_property
+    def url_imports(self) -> UrlImportService:
+        from labelvault.io.fetch import UrlImportService
+
+        settings = self.settings
+        return UrlImportService(self.imports, fetch_policy(
+            settings.import_allowed_hosts, allow_private=settings.import_allow_private,
+            max_bytes=settings.import_max_bytes))
 
 
 def open_keyring(settings: Settings, *, create: bool = False) -> Keyring:
@@ -106,12 +280,20 @@ def open_keyring(settings: Settings, *, create: bool = False) -> Keyring:
     return Keyring.initialize(keys_dir) if create else Keyring.open(keys_dir)
 
 
+def fetch_policy(hosts: str, **limits: object) -> FetchPolicy:
+    """Where outbound requests may go: ``hosts`` is a setting's comma-separated list of host names."""
+    from labelvault.io.fetch import FetchPolicy
+
+    allowed = frozenset(h.strip().lower() for h in hosts.split(",") if h.strip())
+    return FetchPolicy(allowed_hosts=allowed, **limits)  # type: ignore[arg-type]
+
+
 def webhook_config(settings: Settings) -> WebhookConfig:
+    from labelvault.workflow.webhooks import WebhookConfig
+
     return WebhookConfig(
-        policy=FetchPolicy(
-            allowed_hosts=frozenset(h.strip().lower() for h in settings.webhook_allowed_hosts.split(",") if h.strip()),
-            allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout_seconds,
-        ),
+        policy=fetch_policy(settings.webhook_allowed_hosts, allow_private=settings.webhook_allow_private,
+                            timeout=settings.webhook_timeout_seconds),
         max_attempts=settings.webhook_max_attempts,
         max_age=timedelta(seconds=settings.webhook_max_age_seconds),
         retry_base_seconds=settings.webhook_retry_base_seconds,
@@ -120,74 +302,22 @@ def webhook_config(settings: Settings) -> WebhookConfig:
     )
 
 
-def build_services(settings: Settings, *, create_keys: bool = False) -> Services:
+def build_services(settings: Settings, *, create_keys: bool = False, lazy: bool = False) -> Services:
+    """The services of an install. ``lazy``: each use case is built when first used (the CLI, whose
+    commands each use a few); else all now, as a server needs them (see ``Services``)."""
     engine = build_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous,
                           pool_size=settings.db_pool_size)
     keyring = open_keyring(settings, create=create_keys)
-    uow_factory = UnitOfWorkFactory(engine, keyring)
-    webhooks = WebhookService(uow_factory, webhook_config(settings))
-    hooks = QueueHooks(
-        eligibility=[queue_wall_check, check_suspension, check_qualification],
-        eligibility_reads=[queue_wall_reads, suspension_reads],
-        pickers=[pick_test_task, pick_gold_task],
-        on_grant=[queue_wall_record],
-        on_submit=[score_gold_answer],
-        # Webhooks last: they see the task after adaptive overlap may have asked for more answers.
-        on_complete=[extend_overlap_when_unsure, on_task_complete],
-        on_refused=[webhooks.on_queue_refused],
-    )
-    audit = AuditService(uow_factory, settings.resolved_keys_dir / "audit-signing.key")
-    accounts = build_accounts(settings, uow_factory)  # password_login false: passwords refused
-    web_sessions = WebSessionService(uow_factory, accounts)
-    clients = ClientService(uow_factory)
-    projects = ProjectService(uow_factory, default_lease_seconds=settings.lease_seconds)
-    imports = ImportService(uow_factory, audit=audit)
-    files = FileService(uow_factory, file_store_for(settings))
-    exports = ExportService(uow_factory, audit=audit, files=files)
-    gold = GoldService(uow_factory)
-    offboarding = OffboardingService(uow_factory, exports, audit, files)
-    return Services(
-        settings=settings,
-        engine=engine,
-        keyring=keyring,
-        uow_factory=uow_factory,
-        accounts=accounts,
-        clients=clients,
-        projects=projects,
-        labeling=LabelingService(uow_factory, hooks, audit),
-        reviews=ReviewService(uow_factory, audit, on_reject=[on_answers_rejected]),
-        reports=ReportService(uow_factory, audit=audit),
-        bonuses=BonusService(uow_factory),
-        walls=WallService(uow_factory),
-        audit=audit,
-        trails=TrailService(uow_factory, audit),
-        gold=gold,
-        qualifications=QualificationService(uow_factory),
-        quality=QualityService(uow_factory),
-        imports=imports,
-        label_studio=LabelStudioImportService(uow_factory, audit=audit, default_lease_seconds=settings.lease_seconds),
-        exports=exports,
-        answers=AnswerService(uow_factory, audit=audit),
-        suggestions=SuggestionService(uow_factory, audit=audit),
-        offboarding=offboarding,
-        bundles=BundleImporter(uow_factory, offboarding, clients, projects, imports, accounts, gold, files),
-        web_sessions=web_sessions,
-        sso=build_sso(settings, uow_factory, web_sessions),
-        webhooks=webhooks,
-        webhook_dispatcher=WebhookDispatcher(uow_factory, webhooks.config),
-        backups=BackupService(uow_factory, settings, files.store),
-        status=StatusService(uow_factory),
-        files=files,
-        predictions=PredictionService(uow_factory, predictor_policy(settings), audit),
-        url_imports=UrlImportService(imports, FetchPolicy(
-            allowed_hosts=frozenset(h.strip().lower() for h in settings.import_allowed_hosts.split(",") if h.strip()),
-            allow_private=settings.import_allow_private, max_bytes=settings.import_max_bytes,
-        )),
-    )
+    services = Services(settings, engine, keyring, UnitOfWorkFactory(engine, keyring))
+    if not lazy:
+        services.build_all()
+    return services
 
 
 def predictor_policy(settings: Settings) -> PredictorCallPolicy:
     """Where http predictors may be called, and the secrets their auth headers may carry."""
+    from labelvault.io.predictors import PredictorCallPolicy
+
     secrets: dict[str, str] = {}
     for source, text in (("LABELVAULT_PREDICTOR_SECRETS", settings.predictor_secrets),
                          ("LABELVAULT_PREDICTOR_SECRETS_FILE", settings.predictor_secrets_file.read_text()
@@ -199,17 +329,17 @@ def predictor_policy(settings: Settings) -> PredictorCallPolicy:
         if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
             raise InvalidInput(f"{source} must be a JSON object of names to text")
         secrets.update(found)
-    hosts = frozenset(h.strip().lower() for h in settings.predictor_allowed_hosts.split(",") if h.strip())
-    fetch = FetchPolicy(allowed_hosts=hosts, allow_private=settings.predictor_allow_private,
-                        max_bytes=settings.predictor_max_bytes)
+    fetch = fetch_policy(settings.predictor_allowed_hosts, allow_private=settings.predictor_allow_private,
+                         max_bytes=settings.predictor_max_bytes)
     return PredictorCallPolicy(fetch=fetch, secrets=secrets)
 
 
 def initialize(settings: Settings, operator_username: str | None, operator_password: str | None) -> Services:
-    """Create what is missing (home, keys, schema), migrate to head, add the first operator if none."""
+    """Create what is missing (home, keys, schema), migrate to head, add the first operator if none.
+    The services returned build each use case on first use (``build_services(lazy=True)``)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.files_dir.mkdir(parents=True, exist_ok=True)
-    services = build_services(settings, create_keys=True)
+    services = build_services(settings, create_keys=True, lazy=True)
     migrate(services)
     if operator_username and operator_password is not None:
         with services.uow_factory.system() as uow:
@@ -226,6 +356,9 @@ def migrate(services: Services) -> tuple[str | None, str]:
     needs on the tables as they now are (and no UPDATE or DELETE on the audit log). Then the data
     steps that need the key ring, which a migration does not have: skip reasons written before they
     were sealed are sealed."""
+    from labelvault.storage.migrate import current_revision, head_revision, upgrade
+    from labelvault.workflow.content import seal_legacy_plaintext
+
     settings = services.settings
     if not settings.migration_database_url:
         before = current_revision(services.engine)

@@ -121,6 +121,30 @@ def test_init_without_a_terminal_asks_for_a_password_file(cli: Cli) -> None:
     assert "--password-file" in result.error_line
 
 
+MODULES_LOADED = """\
+import sys
+from labelvault.cli.main import app
+try:
+    app(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = ("sqlalchemy", "numpy", "pyarrow", "httpx", "alembic", "authlib",
+         "labelvault.io.exporter", "labelvault.quality.consensus", "labelvault.workflow.sso")
+print(code, *[name for name in heavy if name in sys.modules], file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("command", "loaded"), [
+    (["--help"], []),  # no storage at all
+    (["client", "list"], ["sqlalchemy"]),  # its own use case only: not the export, statistics or SSO stack
+])
+def test_a_command_loads_only_what_it_runs(installed: Cli, command: list[str], loaded: list[str]) -> None:
+    """Each command is a process of its own, whose start-up is mostly importing modules."""
+    process = subprocess.run([sys.executable, "-c", MODULES_LOADED, *command], env=installed.env,
+                             capture_output=True, text=True, timeout=120)
+    assert process.stderr.split() == ["0", *loaded]
+
+
 def test_unknown_client_is_one_clear_error(installed: Cli) -> None:
     result = installed("project", "create", "nope", "reviews", "--schema", installed.file("s.yaml", SCHEMA))
     assert result.code != 0

@@ -1,4 +1,9 @@
-"""What every command shares: settings, services, the local operator, one-line errors."""
+"""What every command shares: settings, services, the local operator, one-line errors.
+
+Each command runs in a process of its own, and importing every module of the product was most of
+its start-up: the command modules import the services (bootstrap) and the heavier modules inside
+the commands that use them, and ``open_services`` builds each use case on first use.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-from labelvault.bootstrap import Services, build_services
 from labelvault.domain.access import Actor
 from labelvault.errors import LabelVaultError, NotFound
 from labelvault.settings import Settings
+
+if TYPE_CHECKING:
+    from labelvault.bootstrap import Services
 
 AsOperator = Annotated[str | None, typer.Option("--as", help="Operator account to act as (default: the first).")]
 
@@ -56,7 +63,9 @@ def open_services(*, create_keys: bool = False) -> Iterator[Services]:
     settings = load_settings()
     if not create_keys and settings.database_url is None and not (settings.home / "labelvault.db").exists():
         raise fail(f"no LabelVault data in {settings.home.resolve()}: run 'labelvault init' first")
-    services = build_services(settings, create_keys=create_keys)
+    from labelvault.bootstrap import build_services
+
+    services = build_services(settings, create_keys=create_keys, lazy=True)  # a command uses a few
     try:
         yield services
     finally:

@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -21,11 +21,12 @@ from rich.progress import (
 
 from labelvault.cli.common import AsOperator, cli_errors, console, err_console, local_operator, open_services
 from labelvault.errors import ImportInvalid, InvalidInput
-from labelvault.io.exporter import ExportOptions
 from labelvault.io.formats import formats_help
-from labelvault.io.importer import ImportReport
 from labelvault.io.readers import FORMATS, infer_format
 from labelvault.io.rows import parse_field_map
+
+if TYPE_CHECKING:
+    from labelvault.io.importer import ImportReport
 
 SHOWN_ERRORS = 5
 
@@ -124,6 +125,8 @@ def export_command(
     as_operator: AsOperator = None,
 ) -> None:
     """Export a project: its tasks with answers, aggregated answers, or a training format."""
+    from labelvault.io.exporter import ExportOptions
+
     options = ExportOptions(question=question, dpo_form=dpo_form, prompt_field=prompt_field, lang=lang)
     with open_services() as services:
         actor = local_operator(services, as_operator)

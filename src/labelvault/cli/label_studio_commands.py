@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from labelvault.cli.common import AsOperator, cli_errors, console, err_console, fail, local_operator, open_services
 from labelvault.errors import ImportInvalid
-from labelvault.io.label_studio_import import LabelStudioReport, NewProject
+
+if TYPE_CHECKING:
+    from labelvault.io.label_studio_import import LabelStudioReport
 
 SHOWN_ERRORS = 5
 
@@ -42,6 +44,8 @@ def import_label_studio_command(
     if (project is None) == (new_project is None):
         raise fail("give --project SLUG or --new-project SLUG")
     config_text = config.read_bytes() if config is not None else None
+    from labelvault.io.label_studio_import import NewProject
+
     with open_services() as services:
         actor = local_operator(services, as_operator)
         client_id = services.clients.resolve(client)

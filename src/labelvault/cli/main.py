@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from labelvault.bootstrap import initialize, migrate
 from labelvault.cli import (
     io_commands,
     label_studio_commands,
@@ -59,6 +58,8 @@ def init(
     ] = None,
 ) -> None:
     """Create the data directory, keys and database, and the first operator account."""
+    from labelvault.bootstrap import initialize
+
     settings = load_settings()
     password = read_secret_file(password_file) if password_file else None
     services = initialize(settings, None, None)
@@ -78,6 +79,8 @@ def init(
 @cli_errors
 def upgrade_command() -> None:
     """Apply pending database migrations (refuses a database newer than this version)."""
+    from labelvault.bootstrap import migrate
+
     with open_services() as services:
         before, head = migrate(services)
         console.print(f"database at {head} (was {before or 'empty'})")
@@ -103,6 +106,7 @@ def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the server afterwards.")] = True,
 ) -> None:
     """Create (once) a demo install with a client, one project per question type and sample tasks; serve it."""
+    from labelvault.bootstrap import initialize
     from labelvault.demo.seed import DEMO_USERNAME, seed_demo
     from labelvault.server import run
 

@@ -50,7 +50,7 @@ def restore(
     passphrase = _passphrase(passphrase_file, confirm=False) if keys is not None else None
     kind = restore_backup(settings, source, keys_file=keys, passphrase=passphrase)  # nothing written if refused
     settings.home.mkdir(parents=True, exist_ok=True)
-    services = build_services(settings)
+    services = build_services(settings, lazy=True)
     try:
         before, head = migrate(services)
         report = services.audit.verify()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from labelvault.cli.common import AsOperator, cli_errors, console, err_console, fail, local_operator, open_services
 from labelvault.domain.predictors import ENTRY_POINT_GROUP, PredictorConfig
-from labelvault.workflow.predictions import PredictorInfo
+
+if TYPE_CHECKING:
+    from labelvault.workflow.predictions import PredictorInfo
 
 ProjectArg = Annotated[str, typer.Argument(help="Project id, or client-slug/project-slug.", show_default=False)]
 

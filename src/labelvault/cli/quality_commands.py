@@ -10,9 +10,6 @@ import typer
 from rich.table import Table
 
 from labelvault.cli.common import AsOperator, cli_errors, console, local_operator, open_services
-from labelvault.quality.reports import labeler_rows
-from labelvault.workflow.projects import ProjectSettings
-from labelvault.workflow.reports import rows_to_csv
 
 quality_app = typer.Typer(help="Quality: settings, reports, agreement, suspensions, qualification.",
                           no_args_is_help=True)
@@ -53,6 +50,8 @@ def quality_set(
     as_operator: AsOperator = None,
 ) -> None:
     """Change a project's quality settings: gold, qualification, skills, suspension, adaptive overlap."""
+    from labelvault.workflow.projects import ProjectSettings
+
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         changes = ProjectSettings(
@@ -103,6 +102,8 @@ def quality_report(
 
 
 def _print_labelers(report: dict[str, Any]) -> None:
+    from labelvault.quality.reports import labeler_rows
+
     table = Table("labeler", "answers", "gold", "gold accuracy (95% CI)", "agreement", "median s", "earned")
     for row in labeler_rows(report):
         flags = " (suspended)" if row.suspended else ""
@@ -124,6 +125,9 @@ def quality_labelers(
     as_operator: AsOperator = None,
 ) -> None:
     """Per labeler: gold accuracy with its interval, agreement with the consensus, speed, earnings."""
+    from labelvault.quality.reports import labeler_rows
+    from labelvault.workflow.reports import rows_to_csv
+
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         report = services.quality.report(local_operator(services, as_operator), client_id, project_id)

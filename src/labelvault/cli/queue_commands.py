@@ -12,9 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from labelvault.cli.common import AsOperator, cli_errors, console, local_operator, open_services
-from labelvault.io.answers import MAX_PAGE
-from labelvault.workflow.projects import ProjectSettings
-from labelvault.workflow.reports import major_units, rows_to_csv
 
 CsvOption = Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")]
 
@@ -33,6 +30,8 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 def _emit(rows: list[object], as_csv: bool) -> None:
     if as_csv:
+        from labelvault.workflow.reports import rows_to_csv
+
         typer.echo(rows_to_csv(rows), nl=False)
     else:
         typer.echo(json.dumps([asdict(r) for r in rows], default=str, indent=2))  # type: ignore[call-overload]
@@ -53,6 +52,8 @@ def project_set(
     as_operator: AsOperator = None,
 ) -> None:
     """Change a project's queue, review and money settings."""
+    from labelvault.workflow.projects import ProjectSettings
+
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         changes = ProjectSettings(
@@ -105,6 +106,8 @@ def report_earnings(
 @cli_errors
 def report_costs(project: str, as_operator: AsOperator = None) -> None:
     """Spend, budget and cost per accepted answer of a project."""
+    from labelvault.workflow.reports import major_units
+
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         costs = services.reports.project_costs(local_operator(services, as_operator), client_id, project_id)
@@ -139,6 +142,8 @@ def report_ledger(
     as_operator: AsOperator = None,
 ) -> None:
     """Every money event of a project, bonus notes included (each page read is audited)."""
+    from labelvault.io.answers import MAX_PAGE
+
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         actor = local_operator(services, as_operator)
@@ -154,6 +159,8 @@ def report_skips(
     as_operator: AsOperator = None,
 ) -> None:
     """Every skip of a project with the labeler's reason (each page read is audited)."""
+    from labelvault.io.answers import MAX_PAGE
+
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         actor = local_operator(services, as_operator)
@@ -181,6 +188,8 @@ def payout(
     as_operator: AsOperator = None,
 ) -> None:
     """Write the payout CSV of a client for a period (earnings per person)."""
+    from labelvault.workflow.reports import rows_to_csv
+
     with open_services() as services:
         rows = services.reports.earnings(local_operator(services, as_operator), services.clients.resolve(client),
                                          since=_when(since, "--since"), until=_when(until, "--until"))

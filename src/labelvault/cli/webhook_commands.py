@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from labelvault.cli.common import AsOperator, cli_errors, console, local_operator, open_services
-from labelvault.workflow.webhooks import EVENT_TYPES
+from labelvault.domain.webhooks import EVENT_TYPES
 
 webhook_app = typer.Typer(help="Webhooks: endpoints told of a project's events, and their deliveries.",
                           no_args_is_help=True)

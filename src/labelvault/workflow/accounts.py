@@ -25,6 +25,7 @@ from labelvault.errors import (
     NotFound,
     PermissionDenied,
 )
+from labelvault.settings import Settings
 from labelvault.storage.models import ApiToken, LoginFailure, Membership, User, utcnow
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.access import access_in
@@ -348,3 +349,29 @@ class AccountService:
                 details={"role": role},
             )
             uow.commit()
+
+
+class PasswordlessAccountService(AccountService):
+    """The accounts of an install where only single sign-on logs people in: every password is refused
+    (the web login form and ``POST /api/auth/token`` both go through ``authenticate``)."""
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, provider_name: str = "single sign-on", *, token_cache_seconds: float = 5.0
+    ) -> None:
+        super().__init__(uow_factory, token_cache_seconds=token_cache_seconds)
+        self.provider_name = provider_name
+
+    def authenticate(self, username: str, password: str, *, address: str = "") -> Actor:
+        raise PermissionDenied(
+            f"password login is switched off on this server; sign in with {self.provider_name} instead",
+            code="password_login_disabled",
+        )
+
+
+def build_accounts(settings: Settings, uow_factory: UnitOfWorkFactory) -> AccountService:
+    """Password accounts, or (``password_login`` false) accounts that refuse every password."""
+    if settings.password_login:
+        return AccountService(uow_factory, token_cache_seconds=settings.token_cache_seconds)
+    return PasswordlessAccountService(
+        uow_factory, settings.sso_provider_name, token_cache_seconds=settings.token_cache_seconds
+    )

@@ -50,7 +50,6 @@ from labelvault.errors import InvalidInput, NotAuthenticated, PermissionDenied
 from labelvault.settings import Settings
 from labelvault.storage.models import Membership, PendingSsoLogin, User, UserIdentity, utcnow
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
-from labelvault.workflow.accounts import AccountService
 from labelvault.workflow.web_sessions import WebLogin, WebSessionService
 
 log = logging.getLogger(__name__)
@@ -489,23 +488,6 @@ def _free_username(uow: Any, wanted: str, issuer: str, subject: str) -> str:
     return f"{wanted}-{suffix}"[:100]
 
 
-class PasswordlessAccountService(AccountService):
-    """The accounts of an install where only single sign-on logs people in: every password is refused
-    (the web login form and ``POST /api/auth/token`` both go through ``authenticate``)."""
-
-    def __init__(
-        self, uow_factory: UnitOfWorkFactory, provider_name: str = "single sign-on", *, token_cache_seconds: float = 5.0
-    ) -> None:
-        super().__init__(uow_factory, token_cache_seconds=token_cache_seconds)
-        self.provider_name = provider_name
-
-    def authenticate(self, username: str, password: str, *, address: str = "") -> Actor:
-        raise PermissionDenied(
-            f"password login is switched off on this server; sign in with {self.provider_name} instead",
-            code="password_login_disabled",
-        )
-
-
 def build_sso(settings: Settings, uow_factory: UnitOfWorkFactory, web_sessions: WebSessionService) -> SsoService:
     """The SSO service from the ``sso_*`` settings (off when no issuer is set)."""
     config = None
@@ -519,12 +501,3 @@ def build_sso(settings: Settings, uow_factory: UnitOfWorkFactory, web_sessions: 
     if not settings.password_login and config is None:
         raise InvalidInput("LABELVAULT_PASSWORD_LOGIN=false needs single sign-on (LABELVAULT_SSO_ISSUER and friends)")
     return SsoService(uow_factory, web_sessions, config, passwords=settings.password_login)
-
-
-def build_accounts(settings: Settings, uow_factory: UnitOfWorkFactory) -> AccountService:
-    """Password accounts, or (``password_login`` false) accounts that refuse every password."""
-    if settings.password_login:
-        return AccountService(uow_factory, token_cache_seconds=settings.token_cache_seconds)
-    return PasswordlessAccountService(
-        uow_factory, settings.sso_provider_name, token_cache_seconds=settings.token_cache_seconds
-    )

@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from labelvault.audit import log as audit_log
 from labelvault.domain.access import Actor, ProjectPolicy
+from labelvault.domain.webhooks import ANSWER_REJECTED, BUDGET_REACHED, EVENT_TYPES, PROJECT_COMPLETED, TASK_COMPLETED
 from labelvault.errors import InvalidInput, LabelVaultError, NotFound, QueueRefused
 from labelvault.io.fetch import FetchPolicy, resolve_target
 from labelvault.storage.ids import allocate_ids
@@ -69,11 +70,6 @@ from labelvault.workflow.projects import load_project
 
 log = logging.getLogger(__name__)
 
-TASK_COMPLETED = "task.completed"
-PROJECT_COMPLETED = "project.completed"
-ANSWER_REJECTED = "answer.rejected"
-BUDGET_REACHED = "budget.reached"
-EVENT_TYPES = (TASK_COMPLETED, PROJECT_COMPLETED, ANSWER_REJECTED, BUDGET_REACHED)
 SECRET_PREFIX = "whsec_"
 USER_AGENT = "LabelVault-Webhooks/1"
 DELIVERY_STATUSES = ("pending", "sending", "delivered", "failed")

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
 from labelvault.api.routes.projects import ProjectRefDep
 from labelvault.api.schemas import Page
-from labelvault.workflow.webhooks import EVENT_TYPES, DeliveryInfo, WebhookInfo
+from labelvault.domain.webhooks import EVENT_TYPES
+from labelvault.workflow.webhooks import DeliveryInfo, WebhookInfo
 
 router = APIRouter(tags=["webhooks"])
 
