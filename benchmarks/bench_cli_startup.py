@@ -1,11 +1,12 @@
 """How long a `labelvault` command takes from start to exit, most of which is Python importing.
 
-    python benchmarks/bench_cli_startup.py [--runs 7] [--base OTHER_CHECKOUT/src]
+    python benchmarks/bench_cli_startup.py [--runs 7] [--base OTHER_CHECKOUT/src] [--no-bytecode]
 
 Each command runs as an operator runs it: a new process (`python -m labelvault.cli.main ...`)
 against one install made for the run (SQLite, one client). The package's bytecode is compiled
 first (`compileall`), as pip does on install: where PYTHONDONTWRITEBYTECODE is set and nothing
-compiled it, every process compiles the modules from source instead. With ``--base`` the same
+compiled it, every process compiles the modules from source instead (``--no-bytecode`` measures
+that: it removes the package's ``__pycache__`` folders and sets the variable). With ``--base`` the same
 commands run from another checkout's source folder too, alternating with this one's, so both see
 the machine at the same speed (these virtual machines drift by 10-20% within minutes). Prints the
 best and the median of the wall-clock seconds per command.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,8 +35,10 @@ COMMANDS: list[list[str]] = [
 ]
 
 
-def run(source: Path, home: Path, args: list[str]) -> float:
+def run(source: Path, home: Path, args: list[str], *, bytecode: bool = True) -> float:
     env = {**os.environ, "PYTHONPATH": str(source), "LABELVAULT_HOME": str(home)}
+    if not bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     env = {k: v for k, v in env.items() if k != "LABELVAULT_DATABASE_URL"}
     started = time.perf_counter()
     process = subprocess.run([sys.executable, "-m", "labelvault.cli.main", *args], env=env,
@@ -49,12 +53,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="runs per command and source")
     parser.add_argument("--base", type=Path, help="another checkout's src folder, to compare with")
+    parser.add_argument("--no-bytecode", action="store_true", help="every process compiles the package")
     options = parser.parse_args()
     sources = {"this": SOURCE}
     if options.base is not None:
         sources["base"] = options.base.resolve()
     for source in sources.values():
-        compileall.compile_dir(source / "labelvault", quiet=1)
+        if options.no_bytecode:
+            for cache in (source / "labelvault").rglob("__pycache__"):
+                shutil.rmtree(cache)
+        else:
+            compileall.compile_dir(source / "labelvault", quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         password = Path(tmp) / "password"
@@ -68,7 +77,8 @@ def main() -> None:
                 for name, source in sources.items():
                     made += 1
                     args = [a.replace("{unique}", f"c{made}") for a in command]
-                    times.setdefault((" ".join(command), name), []).append(run(source, home, args))
+                    seconds = run(source, home, args, bytecode=not options.no_bytecode)
+                    times.setdefault((" ".join(command), name), []).append(seconds)
     print(f"{'command':28s} {'source':6s} {'best s':>7s} {'median s':>9s}")
     for (command, name), seconds in times.items():
         print(f"{command:28s} {name:6s} {min(seconds):7.2f} {statistics.median(seconds):9.2f}")
