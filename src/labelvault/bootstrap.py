@@ -71,6 +71,7 @@ class Services:
                 getattr(self, name)
 
     def close(self) -> None:
+        self.uow_factory.close()
         self.engine.dispose()
 
     @cached_property

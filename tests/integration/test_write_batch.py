@@ -7,6 +7,7 @@ dropped fails its commit instead of pretending."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -269,6 +270,59 @@ def test_no_batch_starts_while_another_process_writes(world: World, projects: li
         other.execute("ROLLBACK")
         other.close()
     factory.begin_batch().rollback()
+
+
+def test_a_batch_after_a_rolled_back_a_dropped_and_a_refused_one_writes_and_commits_alone(
+    world: World, projects: list[int], other_connection: sqlite3.Connection
+) -> None:
+    """Batches take turns on one connection: however the one before ended, the next one starts clean."""
+    factory = world.services.uow_factory
+    rolled_back = factory.begin_batch()
+    rolled_back.run(rename, world, projects[0], "rolled back")
+    rolled_back.rollback()
+    dropped = factory.begin_batch()
+    dropped.run(rename, world, projects[1], "dropped")
+    with pytest.raises(OperationalError, match="no such savepoint"):
+        dropped.run(drop_the_transaction, world)
+    with pytest.raises(WriteLost):
+        dropped.commit()
+    other_connection.execute("BEGIN IMMEDIATE")
+    with pytest.raises(DatabaseBusy):
+        factory.begin_batch()
+    other_connection.execute("ROLLBACK")
+
+    batch = factory.begin_batch()
+    assert batch.run(name_seen_inside, world, projects[0]) == "P0"
+    batch.run(rename, world, projects[2], "written")
+    batch.commit()
+    assert names(other_connection, projects) == ["P0", "P1", "written"]
+
+
+def open_files_of(database: str) -> list[str]:
+    """The files of this SQLite database (itself, its WAL) that this process holds open."""
+    found = []
+    for descriptor in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(descriptor)
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            continue
+        if target in (database, f"{database}-wal"):
+            found.append(target)
+    return found
+
+
+def test_closing_the_services_closes_the_connection_kept_between_batches(
+    world: World, projects: list[int]
+) -> None:
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("open files are read from /proc (Linux)")
+    database = str(Path(world.services.engine.url.database or "").resolve())
+    batch = world.services.uow_factory.begin_batch()
+    batch.run(rename, world, projects[0], "written")
+    batch.commit()
+    assert open_files_of(database)
+    world.services.close()
+    assert open_files_of(database) == []
 
 
 # The event loop's group commit -------------------------------------------------------------------

@@ -325,12 +325,12 @@ class WriteBatch:
         if not lock_held and not factory.write_lock.acquire(blocking=False):
             raise DatabaseBusy("another writer holds the database")
         try:
-            connection = factory.write_engine_without_waiting.connect()
+            connection = factory.batch_connection()
             try:
                 connection.begin()  # BEGIN IMMEDIATE, failing at once while another process writes
             except (OperationalError, factory.engine.dialect.loaded_dbapi.OperationalError) as error:
                 # (the driver's own class: raised in the "begin" event, SQLAlchemy does not wrap it)
-                connection.close()
+                factory.keep_batch_connection(connection)
                 if is_busy(error):
                     raise DatabaseBusy("another process is writing to the database") from None
                 raise
@@ -426,7 +426,7 @@ class WriteBatch:
         if self.open:
             self.open = False
             try:
-                self.connection.close()
+                self._factory.keep_batch_connection(self.connection)  # rolls back what is not committed
             finally:
                 self._factory.write_lock.release()
 
@@ -450,6 +450,36 @@ class UnitOfWorkFactory:
         self.sessionmaker = sessionmaker(class_=ScopedSession, expire_on_commit=False, autoflush=False)
         self.queue_cursors = QueueCursors[QueuePosition]()  # where each labeler's next queue walk may start
         self.review_cursors = QueueCursors[ReviewPosition]()  # and each reviewer's next review walk
+        # SQLite: the connection of the last write batch, kept for the next one (see batch_connection).
+        self._idle_batch_connection: Connection | None = None
+
+    def batch_connection(self) -> Connection:
+        """A connection for a write batch: the one the last batch used, if it is still sound. Write
+        batches take turns (the writer lock, held by the caller), and checking a connection out of
+        the pool and back in cost about 80 µs of a batch that often holds one step of 1-2 ms."""
+        connection, self._idle_batch_connection = self._idle_batch_connection, None
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self.write_engine_without_waiting.connect()
+        return connection
+
+    def keep_batch_connection(self, connection: Connection) -> None:
+        """Take back a write batch's connection, its transaction ended (rolled back if not)."""
+        try:
+            if connection.in_transaction():
+                connection.rollback()
+        except BaseException:
+            connection.close()
+            raise
+        if connection.invalidated:
+            connection.close()
+        else:
+            self._idle_batch_connection = connection
+
+    def close(self) -> None:
+        """Give back the connection kept between write batches (before the engine is disposed)."""
+        connection, self._idle_batch_connection = self._idle_batch_connection, None
+        if connection is not None:
+            connection.close()
 
     def can_write_at_once(self) -> bool:
         """True when no writer of this process holds the database (a writer of another process is
