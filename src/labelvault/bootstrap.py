@@ -6,7 +6,7 @@ import base64
 import json
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import NullPool
@@ -54,7 +54,7 @@ class Services:
 
     Each use case is built on first use and then kept, and its module imported only then: a command
     of the CLI runs with what it uses, not with every module of the product (importing them all is
-    most of a command's start-up; see docs/benchmarks.md, "Start-up"). ``build_services`` builds
+    most of a command's start-up; see docs/benchmarks.md, "CLI start-up"). ``build_services`` builds
     them all at once unless asked not to: a server does, so no request pays for an import, no two
     threads build one use case, and a bad setting stops it at start.
     """
@@ -281,12 +281,13 @@ def open_keyring(settings: Settings, *, create: bool = False) -> Keyring:
     return Keyring.initialize(keys_dir) if create else Keyring.open(keys_dir)
 
 
-def fetch_policy(hosts: str, **limits: object) -> FetchPolicy:
-    """Where outbound requests may go: ``hosts`` is a setting's comma-separated list of host names."""
+def fetch_policy(hosts: str, *, allow_private: bool, **limits: Any) -> FetchPolicy:
+    """Where outbound requests may go: ``hosts`` is a setting's comma-separated list of host names;
+    ``limits`` are the ``FetchPolicy`` fields the setting's use gives (``max_bytes``, ``timeout``)."""
     from labelvault.io.fetch import FetchPolicy
 
     allowed = frozenset(h.strip().lower() for h in hosts.split(",") if h.strip())
-    return FetchPolicy(allowed_hosts=allowed, **limits)  # type: ignore[arg-type]
+    return FetchPolicy(allowed_hosts=allowed, allow_private=allow_private, **limits)
 
 
 def webhook_config(settings: Settings) -> WebhookConfig:
