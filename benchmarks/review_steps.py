@@ -47,9 +47,10 @@ import bench_queue
 
 from labelvault.bootstrap import build_services
 from labelvault.settings import Settings
+from labelvault.storage.direct_path import numbered
 from labelvault.storage.ids import allocate_ids
 from labelvault.storage.models import Answer, ReviewLease, Task, User, utcnow
-from labelvault.storage.pg_direct import DirectConnection, numbered
+from labelvault.storage.pg_direct import DirectConnection
 from labelvault.workflow.projects import ProjectSettings
 
 WARM = 20

@@ -128,7 +128,7 @@ try:
     app(sys.argv[1:])
 except SystemExit as exit:
     code = exit.code
-heavy = ("sqlalchemy", "numpy", "pyarrow", "httpx", "alembic", "authlib",
+heavy = ("sqlalchemy", "numpy", "pyarrow", "httpx", "alembic", "authlib", "psycopg",
          "labelvault.io.exporter", "labelvault.quality.consensus", "labelvault.workflow.sso")
 print(code, *[name for name in heavy if name in sys.modules], file=sys.stderr)
 """
@@ -136,7 +136,8 @@ print(code, *[name for name in heavy if name in sys.modules], file=sys.stderr)
 
 @pytest.mark.parametrize(("command", "loaded"), [
     (["--help"], []),  # no storage at all
-    (["client", "list"], ["sqlalchemy"]),  # its own use case only: not the export, statistics or SSO stack
+    # Its own use case only: not the export, statistics or SSO stack, nor PostgreSQL's driver on SQLite.
+    (["client", "list"], ["sqlalchemy"]),
 ])
 def test_a_command_loads_only_what_it_runs(installed: Cli, command: list[str], loaded: list[str]) -> None:
     """Each command is a process of its own, whose start-up is mostly importing modules."""

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import Engine, bindparam, create_engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from labelvault.storage.direct_path import numbered
 from labelvault.storage.engine import ping_when_idle
 from labelvault.storage.models import User, utcnow
-from labelvault.storage.pg_direct import numbered
 from labelvault.storage.prepared import Plan
 from labelvault.storage.scope import Unscoped
 from labelvault.storage.unit_of_work import SHORT_LOCK_WAIT_MS

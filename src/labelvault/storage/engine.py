@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
-from labelvault.storage.pg_direct import DirectConnection
+from labelvault.storage import direct_path
 from labelvault.storage.prepared import as_sqlalchemy_error
 
 
@@ -60,10 +60,12 @@ def _use_direct_path(engine: Engine) -> None:
     sends it with the COMMIT; a rollback, or a connection going back to the pool, drops it.
     Registered before anything copies the engine (``execution_options``): copies take the
     engine's event flags as they are when made."""
-    DirectConnection.enable(engine.dialect)
+    from labelvault.storage.pg_direct import DirectConnection  # psycopg engines only
+
+    direct_path.enable(engine.dialect)
 
     def send(connection: Connection, send_waiting: Callable[[DirectConnection], None]) -> None:
-        direct = DirectConnection.of_record(connection.connection.info)
+        direct = direct_path.of_record(connection.connection.info)
         if direct is None:
             return
         try:
@@ -80,7 +82,7 @@ def _use_direct_path(engine: Engine) -> None:
         send(connection, DirectConnection.commit)
 
     def discard(record_info: dict[str, Any]) -> None:
-        direct = DirectConnection.of_record(record_info)
+        direct = direct_path.of_record(record_info)
         if direct is not None:
             direct.discard()
 

@@ -38,7 +38,6 @@ statements in a batch only where the caller reads no result in between.
 from __future__ import annotations
 
 import itertools
-import re
 import select
 from collections import deque
 from typing import Any
@@ -46,39 +45,12 @@ from typing import Any
 from psycopg import errors as pg_errors
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
-from sqlalchemy import Connection
 
-_INFO_KEY = "labelvault.pg_direct"
-_ENABLED = "labelvault_direct_path"
-_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
+from labelvault.storage.direct_path import DirectResult
+
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 _SYNC = pq.ExecStatus.PIPELINE_SYNC
 _ABORTED = pq.ExecStatus.PIPELINE_ABORTED
-
-
-def numbered(pyformat_sql: str) -> tuple[bytes, tuple[str, ...]]:
-    """SQL compiled for psycopg (``%(name)s`` places, ``%%`` for a percent sign) as libpq takes it
-    (``$1``, ``$2``, ...), and the parameter names in the order of their numbers."""
-    names: dict[str, int] = {}
-
-    def number(match: re.Match[str]) -> str:
-        name = match[1]
-        if name is None:
-            return "%"
-        return f"${names.setdefault(name, len(names) + 1)}"
-
-    sql = _PLACEHOLDER.sub(number, pyformat_sql)
-    return sql.encode(), tuple(names)
-
-
-class DirectResult:
-    __slots__ = ("column_types", "rowcount", "rows")
-
-    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int, column_types: list[int]) -> None:
-        self.rows = rows
-        self.rowcount = rowcount
-        self.column_types = column_types
-
 
 _NO_ROWS = DirectResult([], -1, [])
 
@@ -108,30 +80,6 @@ class DirectConnection:
         self._waiting: list[_Waiting] = []  # deferred writes, in order
         self._poll: Any = None
         self._ahead: deque[tuple[bytes, list[Any], DirectResult]] = deque()  # see prefetch
-
-    @staticmethod
-    def enable(dialect: Any) -> None:
-        """Use the direct path on this engine's connections (``storage.engine.build_engine`` does it,
-        with the event handlers that send what waits before anything else runs: an engine without
-        them must not defer anything)."""
-        setattr(dialect, _ENABLED, True)
-
-    @classmethod
-    def of(cls, connection: Connection) -> DirectConnection | None:
-        """The state of this SQLAlchemy connection's psycopg connection; None where the direct path
-        is not enabled (other drivers, engines not built by ``build_engine``)."""
-        info = connection.connection.info
-        state: DirectConnection | None = info.get(_INFO_KEY)
-        if state is None:
-            if not getattr(connection.dialect, _ENABLED, False):
-                return None
-            state = info[_INFO_KEY] = cls(connection.connection.driver_connection)
-        return state
-
-    @staticmethod
-    def of_record(info: dict[str, Any]) -> DirectConnection | None:
-        """The state kept in a pool record's ``info``, if any (event handlers: they create none)."""
-        return info.get(_INFO_KEY)
 
     def in_transaction(self) -> bool:
         pgconn = self._pgconn
@@ -333,4 +281,4 @@ class DirectConnection:
             raise pg_errors.error_from_result(result, encoding=self._driver.info.encoding)
 
 
-__all__ = ["DirectConnection", "DirectResult", "numbered"]
+__all__ = ["DirectConnection"]

@@ -22,13 +22,17 @@ import re
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Delete, Executable, Insert, Select, Update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 
-from labelvault.storage.pg_direct import DirectConnection, DirectResult, numbered
+from labelvault.storage import direct_path
+from labelvault.storage.direct_path import DirectResult, numbered
+
+if TYPE_CHECKING:
+    from labelvault.storage.pg_direct import DirectConnection
 
 # Each place's parameter name and its converter (None: the value goes as it is), in the places' order.
 _Binds = tuple[tuple[str, Callable[[Any], Any] | None], ...]
@@ -131,7 +135,7 @@ class Plan:
         if observed is None:
             observed = cursor_events_observed(connection)
         if self.direct_sql is not None:
-            direct = DirectConnection.of(connection)
+            direct = direct_path.of(connection)
             if direct is not None and direct.in_transaction():
                 return self._execute_direct(connection, direct, parameters, defer, observed)
         if self.positional_binds is not None:
@@ -241,7 +245,7 @@ class BulkInsertPlan:
     def execute(self, connection: Connection, rows: list[tuple[Any, ...]], client_id: int) -> int:
         reorder = self.reorder
         bound = [(*reorder(row), client_id) for row in rows]
-        direct = DirectConnection.of(connection)
+        direct = direct_path.of(connection)
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         dispatch = connection.dispatch
         try:
@@ -271,17 +275,17 @@ def as_sqlalchemy_error(connection: Connection, sql: str, error: Exception) -> s
 
 def fetches_ahead(connection: Connection) -> bool:
     """Whether ``prefetch`` does anything here: PostgreSQL's direct path, in an open transaction."""
-    direct = DirectConnection.of(connection)
+    direct = direct_path.of(connection)
     return direct is not None and direct.in_transaction()
 
 
 def prefetch(connection: Connection, planned: list[tuple[Plan, dict[str, Any]]]) -> None:
     """PostgreSQL: run these reads in one round trip, their results kept for the executions that
-    follow (``DirectConnection.prefetch``: only the very next ones, only if the same). Elsewhere
+    follow (``pg_direct.DirectConnection.prefetch``: only the very next ones, only if the same). Elsewhere
     (SQLite, no transaction open: see ``fetches_ahead``) nothing happens: the statements run when
     their turn comes. The cursor events are sent when a kept result is handed out, as for any
     statement."""
-    direct = DirectConnection.of(connection)
+    direct = direct_path.of(connection)
     if direct is None or not direct.in_transaction() or any(plan.direct_sql is None for plan, _ in planned):
         return
     statements = [(plan.direct_sql, plan._bind_in_order(plan.direct_binds, parameters)) for plan, parameters in planned]

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labelvault.crypto.keyring import DataCipher, Keyring
 from labelvault.errors import CryptoError, DatabaseBusy, LockWaitTooLong, WriteLost
+from labelvault.storage import direct_path
 from labelvault.storage.engine import is_busy, writer, writer_without_waiting
-from labelvault.storage.pg_direct import DirectConnection
 from labelvault.storage.prepared import as_sqlalchemy_error, cursor_events_observed
 from labelvault.storage.queue_cursors import QueueCursors, QueuePosition, ReviewPosition
 from labelvault.storage.repositories import (
@@ -282,7 +282,7 @@ def _scope_each_transaction(session: ScopedSession, _transaction: Any, connectio
     value = "" if scope.client_id is None else str(scope.client_id)
     all_clients = "on" if scope.all_clients else ""
     short_waits = _short_lock_waits.get()
-    direct = DirectConnection.of(connection)
+    direct = direct_path.of(connection)
     # With the BEGIN psycopg would send on its own, both sent with the transaction's first statement
     # (the values are an integer's digits and "on" or nothing: written into the SQL as they are).
     sql = _SET_SCOPE_LITERAL.format(value, all_clients) + (_SHORT_LOCK_WAITS_LITERAL if short_waits else "")
