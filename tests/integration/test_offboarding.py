@@ -10,12 +10,13 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select, text
 
 from labelvault.audit.checkpoint import verify_document
-from labelvault.bootstrap import Services, build_services, initialize
+from labelvault.bootstrap import Services, build_services
 from labelvault.domain.access import Actor
 from labelvault.domain.predictors import PredictorConfig, check_predictor
 from labelvault.domain.schema import parse_schema
@@ -43,19 +44,71 @@ from labelvault.workflow.ledger import ledger_note
 from labelvault.workflow.offboarding import BUNDLE_CARRIES, BUNDLE_LEAVES_OUT, BundleImportResult
 from labelvault.workflow.projects import ProjectSettings
 from labelvault.workflow.webhooks import WebhookDispatcher, secret_text
-from tests.conftest import DatabaseUrls, World, owner_url
+from tests.conftest import Templates, World, owner_url
 from tests.integration.queue_helpers import LABEL_SCHEMA, label_once, make_labelers, make_project
 
 BONUS_NOTE = "for reading the contract draft twice"
 
 
-@pytest.fixture
-def labelled(world: World) -> int:
+def make_labelled(world: World) -> int:
+    """A project of client A, "leaving", with four tasks each answered (and paid) twice."""
     project_id = make_project(world, "leaving", tasks=4, overlap=2, rate_per_answer=100)
     a, b = make_labelers(world, 2)
     for labeler in (a, b):
         label_once(world, labeler, project_id, "positive")
     return project_id
+
+
+@pytest.fixture
+def labelled(world: World) -> int:
+    return make_labelled(world)
+
+
+T = TypeVar("T")
+
+
+class Bundles:
+    """Bundles built once per test process and copied for each test that spoils one line of its
+    own copy: building one (projects labelled, reviewed, the client offboarded) took longer than
+    the check each of these tests is about. Every test starts from a copy of the same world
+    (conftest's templates), so a copy is the bundle the test would have built itself; a test whose
+    world differs first (another project made) builds its own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[tuple[str, str], tuple[Any, Path]] = {}
+
+    def copy(self, world: World, tmp_path: Path, name: str, build: Callable[[Path], T]) -> tuple[T, Path]:
+        """(what ``build`` returned, a copy of the bundle it wrote) for the bundle ``name`` of this
+        world's backend; ``build(folder)`` offboards client A into ``folder`` the first time."""
+        key = (world.services.engine.dialect.name, name)
+        if key not in self.built:
+            folder = self.root / "-".join(key)
+            self.built[key] = (build(folder), folder)
+        value, folder = self.built[key]
+        bundle = tmp_path / "bundle"
+        shutil.copytree(folder, bundle)
+        # Signed by this test's install, as its own bundle would be (each copy of the world makes
+        # its own signing key at its first signature).
+        manifest = json.loads((bundle / "manifest.json").read_bytes())
+        audit = world.services.audit
+        _sign(world, bundle, manifest | {"install_id": audit.install_id, "public_key_pem": audit.public_key_pem()})
+        return value, bundle
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
+    return Bundles(tmp_path_factory.mktemp("bundles"))
+
+
+def _labelled_bundle(world: World, tmp_path: Path, bundles: Bundles) -> tuple[int, Path]:
+    """Client A with ``make_labelled``'s project, offboarded: (the project's id, a copy of its bundle)."""
+    def build(bundle: Path) -> int:
+        project_id = make_labelled(world)
+        world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+        return project_id
+
+    return bundles.copy(world, tmp_path, "labelled", build)
 
 
 def count_client_rows(world: World, client_id: int) -> int:
@@ -186,36 +239,41 @@ def restore_batch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
 
 
 @contextmanager
-def another_install(tmp_path: Path, urls: DatabaseUrls | None = None) -> Iterator[tuple[Services, Actor]]:
-    """A second install, fresh, and its operator: where a bundle arrives. On SQLite, or in the empty
-    database ``urls`` names (the test's backend)."""
-    home = tmp_path / "other"
-    settings = (Settings(home=home, database_url=urls.app, migration_database_url=urls.owner) if urls
-                else Settings(home=home, database_url=f"sqlite:///{tmp_path / 'other.db'}"))
-    other = initialize(settings, "op", "operator-password-2")
+def another_install(tmp_path: Path, templates: Templates, backend: str = "sqlite") -> Iterator[tuple[Services, Actor]]:
+    """A second install, fresh, and its operator: where a bundle arrives. A copy of one just
+    initialized (conftest's templates: keys of its own, and its own database), on SQLite or on the
+    test's ``backend``."""
+    target = tmp_path / "other"
+    target.mkdir()
+    settings = templates.copy(templates.get(backend, "bare"), backend, target)
+    other = build_services(settings)
     try:
         yield other, other.accounts.first_operator()
     finally:
         other.close()
-    shutil.rmtree(home)
+        if settings.migration_database_url and templates.postgres is not None:
+            templates.postgres.drop(settings.migration_database_url)
+    shutil.rmtree(target)
 
 
 @contextmanager
 def restored_elsewhere(
-    world: World, tmp_path: Path, urls: DatabaseUrls | None = None
+    world: World, tmp_path: Path, templates: Templates
 ) -> Iterator[tuple[Services, Actor, BundleImportResult]]:
     """Client A offboarded, and its bundle imported into another install: (that install, its
     operator, what the import reported)."""
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    with another_install(tmp_path, urls) as (other, operator):
+    with another_install(tmp_path, templates) as (other, operator):
         yield other, operator, other.bundles.import_bundle(operator, bundle)
 
 
-def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp_path: Path) -> None:
+def test_a_bundle_restores_into_another_install(
+    world: World, labelled: int, tmp_path: Path, templates: Templates
+) -> None:
     labeler = world.actors["labeler_a"].username
     world.services.bonuses.grant(world.operator, world.client_a, labelled, labeler, 300, BONUS_NOTE)
-    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+    with restored_elsewhere(world, tmp_path, templates) as (other, operator, result):
         assert (result.projects, result.tasks, result.answers) == (1, 4, 2)
         project_id = other.projects.list(operator, result.client_id)[0][0].id
         lines = b"".join(other.exports.export(operator, result.client_id, project_id).chunks).splitlines()
@@ -238,7 +296,7 @@ def test_a_bundle_restores_into_another_install(world: World, labelled: int, tmp
 
 
 def test_each_projects_money_and_reviews_go_back_to_that_project(
-    world: World, tmp_path: Path, restore_batch: int
+    world: World, tmp_path: Path, templates: Templates, restore_batch: int
 ) -> None:
     """The ledger and the reviews are read per project from bundle-wide files."""
     first = make_project(world, "first", tasks=2, rate_per_answer=100, review_policy="all")
@@ -250,7 +308,7 @@ def test_each_projects_money_and_reviews_go_back_to_that_project(
     for _ in range(3):
         label_once(world, labeler, second, "negative")
     world.services.bonuses.grant(world.operator, world.client_a, second, labeler.username, 40, BONUS_NOTE)
-    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+    with restored_elsewhere(world, tmp_path, templates) as (other, operator, result):
         assert result.reviews == 1
         projects = {info.slug: info for info in other.projects.list(operator, result.client_id)[0]}
         assert (projects["first"].spent, projects["second"].spent) == (0, 61)  # paid 100, reversed 100
@@ -270,7 +328,7 @@ def test_every_table_of_client_rows_is_carried_by_the_bundle_or_left_out_for_a_n
 
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(
-    world: World, tmp_path: Path, layout: str
+    world: World, tmp_path: Path, templates: Templates, layout: str
 ) -> None:
     services = world.services
     hooked = build_services(services.settings.model_copy(
@@ -307,7 +365,7 @@ def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(
     assert len((bundle / own / "predictions.jsonl").read_text().splitlines()) == len(versions)
     if layout == "version-1":  # skips and predictions in the client's files, as before projects had folders
         _as_version_1(world, bundle)
-    with another_install(tmp_path) as (other, operator):
+    with another_install(tmp_path, templates) as (other, operator):
         result = other.bundles.import_bundle(operator, bundle)
         (delivery,) = [json.loads(line) for line in (bundle / "webhook_deliveries.jsonl").read_text().splitlines()]
         assert (delivery["endpoint_id"], delivery["event_type"]) == (created.webhook.id, "task.completed")
@@ -349,7 +407,7 @@ def test_a_bundle_restores_skips_predictors_prediction_versions_and_webhooks(
 
 
 def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_setting(
-    world: World, tmp_path: Path, restore_batch: int
+    world: World, tmp_path: Path, templates: Templates, restore_batch: int
 ) -> None:
     services = world.services
     project_id = make_project(world, "reviewed", tasks=3, review_policy="all", rate_per_answer=100,
@@ -377,7 +435,7 @@ def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_sett
     before = services.projects.get(world.operator, world.client_a, project_id)
     gold_before, _ = services.gold.list(world.operator, world.client_a, project_id)
 
-    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+    with restored_elsewhere(world, tmp_path, templates) as (other, operator, result):
         assert (result.tasks, result.answers, result.reviews) == (5, 4, 3)
         restored_id = other.projects.list(operator, result.client_id)[0][0].id
         after = other.projects.get(operator, result.client_id, restored_id)
@@ -420,7 +478,7 @@ def test_a_bundle_restores_reviews_feedback_review_states_and_every_project_sett
 
 
 def test_a_bundle_restores_skills_qualifications_suspensions_and_gold_scores(
-    world: World, tmp_path: Path, restore_batch: int
+    world: World, tmp_path: Path, templates: Templates, restore_batch: int
 ) -> None:
     services = world.services
     project_id = make_project(world, "honeypot", tasks=2)
@@ -439,7 +497,7 @@ def test_a_bundle_restores_skills_qualifications_suspensions_and_gold_scores(
     suspended = services.gold.suspensions(world.operator, world.client_a, project_id)
     assert [s.username for s in suspended] == [labeler.username]  # one wrong gold answer, min 1: suspended
 
-    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+    with restored_elsewhere(world, tmp_path, templates) as (other, operator, result):
         restored_id = other.projects.list(operator, result.client_id)[0][0].id
         skills = other.qualifications.skills(operator, result.client_id)
         assert [(s.username, s.skill) for s in skills] == [(labeler.username, "lang:de")]
@@ -478,9 +536,9 @@ def _task_texts(services: Services, operator: Actor, client_id: int, project_id:
     return sorted(json.loads(line)["data"]["text"] for line in lines)
 
 
-def test_a_bundle_restores_uploaded_files_in_their_projects(world: World, tmp_path: Path) -> None:
+def test_a_bundle_restores_uploaded_files_in_their_projects(world: World, tmp_path: Path, templates: Templates) -> None:
     _, shown_id, notes_id = _with_files(world)
-    with restored_elsewhere(world, tmp_path) as (other, operator, result):
+    with restored_elsewhere(world, tmp_path, templates) as (other, operator, result):
         assert (result.files, result.files_unplaced) == (2, 0)
         project_id = next(p.id for p in other.projects.list(operator, result.client_id)[0] if p.slug == "with-files")
         shown, data = other.files.download(operator, result.client_id, project_id, shown_id)
@@ -493,9 +551,11 @@ def test_a_bundle_restores_uploaded_files_in_their_projects(world: World, tmp_pa
         assert len(stored) == 1 and PNG not in stored[0].read_bytes()
 
 
-def test_a_bundle_restored_twice_gives_its_files_new_ids_and_the_tasks_follow(world: World, tmp_path: Path) -> None:
+def test_a_bundle_restored_twice_gives_its_files_new_ids_and_the_tasks_follow(
+    world: World, tmp_path: Path, templates: Templates
+) -> None:
     _, shown_id, _ = _with_files(world)
-    with restored_elsewhere(world, tmp_path) as (other, operator, first):
+    with restored_elsewhere(world, tmp_path, templates) as (other, operator, first):
         second = other.bundles.import_bundle(operator, tmp_path / "bundle", slug="acme-again")
         assert second.files == 2
         project_id = next(p.id for p in other.projects.list(operator, second.client_id)[0] if p.slug == "with-files")
@@ -521,7 +581,9 @@ def _rewrite_signed(world: World, bundle: Path, name: str, content: bytes) -> No
     (bundle / "manifest.sig").write_text(base64.b64encode(signature).decode())
 
 
-def test_an_older_bundle_places_its_files_by_the_tasks_that_refer_to_them(world: World, tmp_path: Path) -> None:
+def test_an_older_bundle_places_its_files_by_the_tasks_that_refer_to_them(
+    world: World, tmp_path: Path, templates: Templates
+) -> None:
     _, shown_id, notes_id = _with_files(world)
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
@@ -529,7 +591,7 @@ def test_an_older_bundle_places_its_files_by_the_tasks_that_refer_to_them(world:
     index = [json.loads(line) for line in (bundle / "files.jsonl").read_text().splitlines()]
     _rewrite_signed(world, bundle, "files.jsonl",
                     b"".join(json.dumps({"id": e["id"], "name": e["name"]}).encode() + b"\n" for e in index))
-    with another_install(tmp_path) as (other, operator):
+    with another_install(tmp_path, templates) as (other, operator):
         result = other.bundles.import_bundle(operator, bundle)
         assert (result.files, result.files_unplaced) == (1, 1)  # the notes: no task refers to them
         project_id = next(p.id for p in other.projects.list(operator, result.client_id)[0] if p.slug == "with-files")
@@ -540,7 +602,7 @@ def test_an_older_bundle_places_its_files_by_the_tasks_that_refer_to_them(world:
 
 
 def test_a_bundle_whose_file_index_names_a_missing_file_is_refused_before_anything_is_written(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, templates: Templates
 ) -> None:
     _with_files(world)
     bundle = tmp_path / "bundle"
@@ -548,7 +610,7 @@ def test_a_bundle_whose_file_index_names_a_missing_file_is_refused_before_anythi
     lines = (bundle / "files.jsonl").read_bytes().splitlines()
     broken = json.loads(lines[1]) | {"id": "0" * 32}
     _rewrite_signed(world, bundle, "files.jsonl", lines[0] + b"\n" + json.dumps(broken).encode() + b"\n")
-    with another_install(tmp_path) as (other, operator):
+    with another_install(tmp_path, templates) as (other, operator):
         with pytest.raises(InvalidInput, match=r"files\.jsonl line 2"):
             other.bundles.import_bundle(operator, bundle)
         assert other.clients.list(operator)[0] == []  # no client half-restored
@@ -565,7 +627,7 @@ def test_a_bundle_whose_file_index_names_a_missing_file_is_refused_before_anythi
      r"webhooks\.jsonl line 1: .*task\.exploded"),
 ])
 def test_a_bad_line_of_the_carried_records_is_refused_before_anything_is_written(
-    world: World, labelled: int, tmp_path: Path, name: str, line: dict[str, object], message: str
+    world: World, labelled: int, tmp_path: Path, templates: Templates, name: str, line: dict[str, object], message: str
 ) -> None:
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
@@ -573,18 +635,18 @@ def test_a_bad_line_of_the_carried_records_is_refused_before_anything_is_written
         _as_version_1(world, bundle)
     content = json.dumps({"project_id": labelled} | line).encode() + b"\n"
     _rewrite_signed(world, bundle, name, content)
-    with another_install(tmp_path) as (other, operator):
+    with another_install(tmp_path, templates) as (other, operator):
         with pytest.raises(InvalidInput, match=message):
             other.bundles.import_bundle(operator, bundle)
         assert other.clients.list(operator)[0] == []  # no client half-restored
 
 
 def test_a_bundle_that_fails_halfway_leaves_nothing_of_the_client_behind(
-    world: World, labelled: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: World, labelled: int, tmp_path: Path, templates: Templates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    with another_install(tmp_path) as (other, operator):
+    with another_install(tmp_path, templates) as (other, operator):
         # A bundle the check passes fails after the project's tasks and answers were written (the
         # disk filled up, say).
         def full_disk(*args: object) -> None:
@@ -717,7 +779,7 @@ def _as_version_1(world: World, bundle: Path) -> None:
 
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_each_projects_review_states_notes_gold_and_quality_go_back_to_that_project(
-    world: World, tmp_path: Path, restore_batch: int, database_urls: DatabaseUrls, layout: str
+    world: World, tmp_path: Path, restore_batch: int, templates: Templates, backend: str, layout: str
 ) -> None:
     """Two projects with the same kinds of records, restored from their own files (or, from a
     version 1 bundle, from the client-wide ones): each record comes back on its own project, under
@@ -735,7 +797,7 @@ def test_each_projects_review_states_notes_gold_and_quality_go_back_to_that_proj
     if layout == "version-1":
         _as_version_1(world, bundle)
         assert not (bundle / "projects" / f"{made['first']}-first").exists()
-    with another_install(tmp_path, database_urls) as (other, operator):
+    with another_install(tmp_path, templates, backend) as (other, operator):
         result = other.bundles.import_bundle(operator, bundle)
         assert result.projects == 2
         restored = {info.slug: info.id for info in other.projects.list(operator, result.client_id)[0]}
@@ -751,23 +813,32 @@ def _table_counts(services: Services) -> dict[str, int]:
                 for table in Base.metadata.sorted_tables if table.name not in CLIENT_OWNED_TABLES}
 
 
-def _reviewed_bundle(world: World, tmp_path: Path, slug: str, kind: str, layout: str) -> tuple[int, Path, str]:
+def _reviewed_bundle(world: World, tmp_path: Path, slug: str, kind: str, layout: str,
+                     bundles: Bundles | None = None) -> tuple[int, Path, str]:
     """Client A offboarded with one ``_reviewed_project`` into a bundle of ``layout`` (per-project or
-    version-1): the project's id, the bundle and the name of its ``kind`` records file in it."""
-    a, b = make_labelers(world, 2)
-    project_id = _reviewed_project(world, slug, [a, b], "off topic", "positive")
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
-    if layout == "version-1":
-        _as_version_1(world, bundle)
-        return project_id, bundle, kind
-    return project_id, bundle, f"projects/{project_id}-{slug}/{kind}"
+    version-1): the project's id, the bundle and the name of its ``kind`` records file in it. From
+    ``bundles`` when given (the test's world is the template's, as it was copied)."""
+    def build(bundle: Path) -> int:
+        a, b = make_labelers(world, 2)
+        project_id = _reviewed_project(world, slug, [a, b], "off topic", "positive")
+        world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+        if layout == "version-1":
+            _as_version_1(world, bundle)
+        return project_id
+
+    if bundles is None:
+        bundle = tmp_path / "bundle"
+        project_id = build(bundle)
+    else:
+        project_id, bundle = bundles.copy(world, tmp_path, f"reviewed-{slug}-{layout}", build)
+    return project_id, bundle, kind if layout == "version-1" else f"projects/{project_id}-{slug}/{kind}"
 
 
-def _refused_leaving_nothing(tmp_path: Path, database_urls: DatabaseUrls, bundle: Path, pattern: str) -> InvalidInput:
+def _refused_leaving_nothing(tmp_path: Path, templates: Templates, backend: str, bundle: Path,
+                             pattern: str) -> InvalidInput:
     """Import ``bundle`` into another install: refused with a message matching ``pattern``, and that
     install left as it was (no client, nor its key; not even an account for someone the bundle names)."""
-    with another_install(tmp_path, database_urls) as (other, operator):
+    with another_install(tmp_path, templates, backend) as (other, operator):
         counts = _table_counts(other)
         with pytest.raises(InvalidInput, match=pattern) as refused:
             other.bundles.import_bundle(operator, bundle)
@@ -794,30 +865,30 @@ def _refused_leaving_nothing(tmp_path: Path, database_urls: DatabaseUrls, bundle
 ])
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_a_bad_line_of_a_projects_records_is_refused_naming_file_and_line_before_anything_is_written(
-    world: World, tmp_path: Path, database_urls: DatabaseUrls, kind: str, bad: dict[str, object], message: str,
-    layout: str,
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str,
+    kind: str, bad: dict[str, object], message: str, layout: str,
 ) -> None:
-    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "checked", kind, layout)
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "checked", kind, layout, bundles)
     lines = (bundle / name).read_bytes().splitlines(keepends=True)
     assert lines or kind in ("ledger.jsonl", "predictions.jsonl")  # a bad line after good ones: numbered right
     named = {} if (layout, kind) in (("version-1", "review_states.jsonl"), ("version-1", "answer_reviews.jsonl")) \
         else {"project_id": project_id}
     _rewrite_signed(world, bundle, name, b"".join(lines) + json.dumps(named | bad).encode() + b"\n")
-    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle,
+    refused = _refused_leaving_nothing(tmp_path, templates, backend, bundle,
                                        rf"^{re.escape(name)} line {len(lines) + 1}: {message}")
     assert refused.details["line"] == len(lines) + 1
 
 
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_a_review_written_twice_is_refused_before_anything_is_written(
-    world: World, tmp_path: Path, database_urls: DatabaseUrls, layout: str
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str, layout: str
 ) -> None:
     """Its second copy would have taken the first's place in the id map that the review pay uses."""
-    _, bundle, name = _reviewed_bundle(world, tmp_path, "twice", "reviews.jsonl", layout)
+    _, bundle, name = _reviewed_bundle(world, tmp_path, "twice", "reviews.jsonl", layout, bundles)
     lines = (bundle / name).read_bytes().splitlines(keepends=True)
     repeated = json.loads(lines[-1])["id"]
     _rewrite_signed(world, bundle, name, b"".join(lines) + lines[-1])
-    _refused_leaving_nothing(tmp_path, database_urls, bundle,
+    _refused_leaving_nothing(tmp_path, templates, backend, bundle,
                              rf"^{re.escape(name)} line {len(lines) + 1}: review {repeated} "
                              rf"comes after review {repeated} \(lines are in review order")
 
@@ -902,20 +973,19 @@ _BAD_LINES = {
 
 @pytest.mark.parametrize("case", list(_BAD_LINES))
 def test_a_bad_line_of_a_tasks_file_members_or_projects_is_refused_naming_file_and_line_before_anything_is_written(
-    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls, case: str
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str, case: str
 ) -> None:
     """The tasks files (a line per task, with its answers), members.jsonl and projects.jsonl are
     checked line by line with the projects' records: a bad line is refused naming its file, line and
     field, and the install is left as it was."""
     kind, pick, spoil, message, field = _BAD_LINES[case]
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    labelled, bundle = _labelled_bundle(world, tmp_path, bundles)
     name = f"projects/{labelled}-leaving.jsonl" if kind == "tasks" else kind
     lines = (bundle / name).read_bytes().splitlines()
     index = pick(lines)
     lines[index] = spoil(lines[index])
     _rewrite_signed(world, bundle, name, b"".join(line + b"\n" for line in lines))
-    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle,
+    refused = _refused_leaving_nothing(tmp_path, templates, backend, bundle,
                                        rf"^{re.escape(name)} line {index + 1}: .*{message}")
     assert refused.details["line"] == index + 1
     assert refused.details.get("field") == field
@@ -929,12 +999,12 @@ def test_a_bad_line_of_a_tasks_file_members_or_projects_is_refused_naming_file_a
 ])
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_a_gold_answer_unlike_its_projects_schema_is_refused_naming_file_and_line_before_anything_is_written(
-    world: World, tmp_path: Path, database_urls: DatabaseUrls, gold: dict[str, object] | None, message: str,
-    layout: str,
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str,
+    gold: dict[str, object] | None, message: str, layout: str,
 ) -> None:
     """A gold answer is checked against its project's schema and its task's data as the gold import
     checks it, in step with the tasks file, before the client is made."""
-    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "checked", "gold.jsonl", layout)
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "checked", "gold.jsonl", layout, bundles)
     lines = (bundle / name).read_bytes().splitlines()
     assert len(lines) == 2  # the honeypot, then the qualification test's task
     if gold is None:
@@ -945,7 +1015,7 @@ def test_a_gold_answer_unlike_its_projects_schema_is_refused_naming_file_and_lin
         lines[1] = _with(lines[1], gold=gold)
         index, field = 1, "gold"
     _rewrite_signed(world, bundle, name, b"".join(line + b"\n" for line in lines))
-    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle,
+    refused = _refused_leaving_nothing(tmp_path, templates, backend, bundle,
                                        rf"^{re.escape(name)} line {index + 1}: .*{message}")
     assert refused.details == {"line": index + 1, "field": field}
 
@@ -971,12 +1041,12 @@ _AT = "2026-01-01T00:00:00"
 ])
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_a_projects_record_of_a_task_or_answer_the_bundle_lacks_is_refused_before_anything_is_written(
-    world: World, tmp_path: Path, database_urls: DatabaseUrls, kind: str, line: dict[str, object], field: str,
-    layout: str,
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str,
+    kind: str, line: dict[str, object], field: str, layout: str,
 ) -> None:
     """Found by the check, naming the file, line and missing id, not halfway through the restore
     (nor, for the ledger, restored as pay for no task or answer)."""
-    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "lacking", kind, layout)
+    project_id, bundle, name = _reviewed_bundle(world, tmp_path, "lacking", kind, layout, bundles)
     lines = (bundle / name).read_bytes().splitlines(keepends=True)
     # A version 1 review state or note names no project: it is any project's.
     unnamed = (layout, kind) in (("version-1", "review_states.jsonl"), ("version-1", "answer_reviews.jsonl"))
@@ -984,7 +1054,7 @@ def test_a_projects_record_of_a_task_or_answer_the_bundle_lacks_is_refused_befor
     _rewrite_signed(world, bundle, name, b"".join(lines) + json.dumps(named | line).encode() + b"\n")
     whose = "any project's" if unnamed else "its project's"
     refused = _refused_leaving_nothing(
-        tmp_path, database_urls, bundle,
+        tmp_path, templates, backend, bundle,
         rf"^{re.escape(name)} line {len(lines) + 1}: {field[:-3]} 999999 is not in {whose} tasks file$")
     assert refused.details == {"line": len(lines) + 1, "field": field}
 
@@ -992,7 +1062,7 @@ def test_a_projects_record_of_a_task_or_answer_the_bundle_lacks_is_refused_befor
 @pytest.mark.parametrize("whose", ["missing", "another-project"])
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_a_ledger_entry_of_a_review_its_project_lacks_is_refused_before_anything_is_written(
-    world: World, tmp_path: Path, database_urls: DatabaseUrls, layout: str, whose: str
+    world: World, tmp_path: Path, templates: Templates, backend: str, layout: str, whose: str
 ) -> None:
     """A review's pay names its review: one that is not among its project's reviews would be restored
     as pay for no review. Found by the check, naming the file, line and id."""
@@ -1011,18 +1081,17 @@ def test_a_ledger_entry_of_a_review_its_project_lacks_is_refused_before_anything
     added = [pay | {"review_id": own}, pay | {"review_id": review_id}]  # the first names its project's review
     _rewrite_signed(world, bundle, name, b"".join(lines) + b"".join(json.dumps(e).encode() + b"\n" for e in added))
     refused = _refused_leaving_nothing(
-        tmp_path, database_urls, bundle,
+        tmp_path, templates, backend, bundle,
         rf"^{re.escape(name)} line {len(lines) + 2}: review {review_id} is not in its project's reviews$")
     assert refused.details == {"line": len(lines) + 2, "field": "review_id"}
 
 
-def _paid_bundle(world: World, labelled: int, tmp_path: Path, layout: str, client_currency: str,
+def _paid_bundle(world: World, bundles: Bundles, tmp_path: Path, layout: str, client_currency: str,
                  currencies: Callable[[int], str]) -> tuple[Path, str, int]:
-    """Client A offboarded (``labelled``: two answers paid) into a bundle of ``layout``, its
+    """Client A offboarded (``make_labelled``: two answers paid) into a bundle of ``layout``, its
     client.json saying ``client_currency`` and its ledger line n (from 1) ``currencies(n)``, signed
     again: (the bundle, the ledger file's name, its lines)."""
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    labelled, bundle = _labelled_bundle(world, tmp_path, bundles)
     if layout == "version-1":
         _as_version_1(world, bundle)
     name = "ledger.jsonl" if layout == "version-1" else f"projects/{labelled}-leaving/ledger.jsonl"
@@ -1045,24 +1114,24 @@ def _paid_bundle(world: World, labelled: int, tmp_path: Path, layout: str, clien
 ])
 @pytest.mark.parametrize("layout", ["per-project", "version-1"])
 def test_a_ledger_line_whose_currency_is_no_code_or_not_the_clients_is_refused_before_anything_is_written(
-    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls, layout: str, client_currency: str,
-    currency: str, message: str,
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str,
+    layout: str, client_currency: str, currency: str, message: str,
 ) -> None:
     """The restore writes each line's amount in the line's currency: one not a currency code, or not
     the client's, would put amounts that do not add up into the client's spend and the labelers'
     earnings. Found by the check, naming the file, line and field."""
-    bundle, name, count = _paid_bundle(world, labelled, tmp_path, layout, client_currency,
+    bundle, name, count = _paid_bundle(world, bundles, tmp_path, layout, client_currency,
                                        lambda number: currency if number == 2 else client_currency)
-    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, rf"^{re.escape(name)} line 2: "
+    refused = _refused_leaving_nothing(tmp_path, templates, backend, bundle, rf"^{re.escape(name)} line 2: "
                                                                         rf"{re.escape(message)}$")
     assert count == 2 and refused.details == {"line": 2, "field": "currency"}
 
 
 def test_a_ledger_in_the_clients_own_currency_is_restored_in_it(
-    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str
 ) -> None:
-    bundle, _, _ = _paid_bundle(world, labelled, tmp_path, "per-project", "EUR", lambda number: "EUR")
-    with another_install(tmp_path, database_urls) as (other, operator):
+    bundle, _, _ = _paid_bundle(world, bundles, tmp_path, "per-project", "EUR", lambda number: "EUR")
+    with another_install(tmp_path, templates, backend) as (other, operator):
         result = other.bundles.import_bundle(operator, bundle)
         assert [c.currency for c in other.clients.list(operator)[0]] == ["EUR"]
         with other.uow_factory.for_client(result.client_id) as uow:
@@ -1071,7 +1140,7 @@ def test_a_ledger_in_the_clients_own_currency_is_restored_in_it(
 
 
 def test_a_record_naming_another_projects_task_is_refused_before_anything_is_written(
-    world: World, tmp_path: Path, database_urls: DatabaseUrls
+    world: World, tmp_path: Path, templates: Templates, backend: str
 ) -> None:
     """Ids are the bundle's, each project's records restored against its own tasks."""
     other_project = make_project(world, "other", tasks=1)
@@ -1081,7 +1150,7 @@ def test_a_record_naming_another_projects_task_is_refused_before_anything_is_wri
     lines = (bundle / name).read_bytes().splitlines(keepends=True)
     skip = {"project_id": project_id, "task_id": foreign, "user": "labeler_a", "reason": "", "created_at": _AT}
     _rewrite_signed(world, bundle, name, b"".join(lines) + json.dumps(skip).encode() + b"\n")
-    _refused_leaving_nothing(tmp_path, database_urls, bundle,
+    _refused_leaving_nothing(tmp_path, templates, backend, bundle,
                              rf"^{re.escape(name)} line {len(lines) + 1}: task {foreign} is not in its project's")
 
 
@@ -1099,15 +1168,14 @@ def test_a_record_naming_another_projects_task_is_refused_before_anything_is_wri
     (lambda client: client | {"slug": "Not A Slug"}, "client slug 'Not A Slug' must be 1 to 63", "slug"),
 ])
 def test_a_bad_client_json_is_refused_naming_it_and_the_field_before_anything_is_written(
-    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls,
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str,
     spoil: Callable[[object], object] | None, message: str, field: str | None,
 ) -> None:
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    _, bundle = _labelled_bundle(world, tmp_path, bundles)
     client = json.loads((bundle / "client.json").read_bytes())
     _rewrite_signed(world, bundle, "client.json",
                     b'{"slug": "acme",' if spoil is None else json.dumps(spoil(client)).encode())
-    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, rf"^client\.json: {message}")
+    refused = _refused_leaving_nothing(tmp_path, templates, backend, bundle, rf"^client\.json: {message}")
     assert refused.details == {"file": "client.json", "field": field}
 
 
@@ -1136,33 +1204,34 @@ def _with_file(document: dict[str, object], name: str, digest: object) -> dict[s
     (lambda manifest: manifest | {"bundle_version": "2"}, "bundle_version is not a whole number", "bundle_version"),
 ])
 def test_a_bad_manifest_is_refused_naming_it_and_the_field_before_anything_is_written(
-    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls,
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str,
     spoil: Callable[[dict[str, object]], object] | None, message: str, field: str | None,
 ) -> None:
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    _, bundle = _labelled_bundle(world, tmp_path, bundles)
     manifest = json.loads((bundle / "manifest.json").read_bytes())
     spoiled = b'{"files": {' if spoil is None else json.dumps(spoil(manifest), indent=2, sort_keys=True).encode()
     (bundle / "manifest.json").write_bytes(spoiled)
     (bundle / "manifest.sig").write_text(base64.b64encode(world.services.audit.signer.sign_document(spoiled)).decode())
-    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, rf"^manifest\.json: {message}")
+    refused = _refused_leaving_nothing(tmp_path, templates, backend, bundle, rf"^manifest\.json: {message}")
     assert refused.details == {"file": "manifest.json", "field": field}
 
 
 def test_a_manifest_signature_that_is_not_base64_is_refused_naming_it(
-    world: World, labelled: int, tmp_path: Path, database_urls: DatabaseUrls
+    world: World, bundles: Bundles, tmp_path: Path, templates: Templates, backend: str
 ) -> None:
-    bundle = tmp_path / "bundle"
-    world.services.offboarding.offboard(world.operator, world.client_a, bundle)
+    _, bundle = _labelled_bundle(world, tmp_path, bundles)
     (bundle / "manifest.sig").write_text("not base64!")
-    refused = _refused_leaving_nothing(tmp_path, database_urls, bundle, r"^manifest\.sig: not a base64 signature")
+    refused = _refused_leaving_nothing(tmp_path, templates, backend, bundle, r"^manifest\.sig: not a base64 signature")
     assert refused.details == {"file": "manifest.sig"}
 
 
-def test_a_bundle_of_a_newer_version_is_refused(world: World, labelled: int, tmp_path: Path) -> None:
+def test_a_bundle_of_a_newer_version_is_refused(
+    world: World, labelled: int, tmp_path: Path, templates: Templates
+) -> None:
     bundle = tmp_path / "bundle"
     world.services.offboarding.offboard(world.operator, world.client_a, bundle)
     manifest = json.loads((bundle / "manifest.json").read_bytes())
     _sign(world, bundle, manifest | {"bundle_version": offboarding.BUNDLE_VERSION + 1})
-    with another_install(tmp_path) as (other, operator), pytest.raises(InvalidInput, match="bundle version 3 is newer"):
+    with (another_install(tmp_path, templates) as (other, operator),
+          pytest.raises(InvalidInput, match="bundle version 3 is newer")):
         other.bundles.import_bundle(operator, bundle)

@@ -7,11 +7,14 @@ script, event handler, style or foreign URL scheme survives, whatever the text h
 
 from __future__ import annotations
 
+from functools import cache
+from typing import TYPE_CHECKING
+
 import nh3
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "breaks": True}).enable("table")
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 ALLOWED_TAGS = {
     "p", "br", "hr", "em", "strong", "code", "pre", "blockquote", "ul", "ol", "li",
@@ -21,9 +24,19 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "o
 MAX_MARKDOWN = 200_000  # characters rendered; longer text is cut (the page shows the rest as text)
 
 
+@cache
+def _parser() -> MarkdownIt:
+    """Built at the first page that renders Markdown: importing markdown-it compiles its HTML
+    patterns, a tenth of a second at every server start otherwise."""
+    from markdown_it import MarkdownIt
+
+    options = {"html": False, "linkify": False, "typographer": False, "breaks": True}
+    return MarkdownIt("commonmark", options).enable("table")
+
+
 def render_markdown(text: str) -> Markup:
     """Sanitised HTML for ``text``; safe to put into a page as it is."""
-    html = _md.render(text[:MAX_MARKDOWN])
+    html = _parser().render(text[:MAX_MARKDOWN])
     clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,
