@@ -29,6 +29,8 @@ waits first, and a commit or rollback does the above.
 psycopg stays in charge of the connection otherwise: the direct path runs only inside a
 transaction that is open and healthy (``INTRANS``, or one whose BEGIN waits here); anything else
 (no transaction, one that failed, psycopg's own pipeline) goes through the cursor as before.
+Callers reach a connection's state through ``direct_path.of``, which imports this module only
+for an engine that uses the path (SQLite installs never load psycopg).
 
 Written here rather than taken from a library: psycopg offers these calls (``psycopg.pq``,
 ``psycopg.adapt.Transformer``) but no cheaper execute built on them, and its own pipeline sends
