@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine, bindparam, create_engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from labelvault.storage import direct_path
 from labelvault.storage.direct_path import numbered
 from labelvault.storage.engine import ping_when_idle
 from labelvault.storage.models import User, utcnow
@@ -26,6 +27,27 @@ def test_pyformat_places_become_numbered_ones_in_order_and_percent_signs_stay() 
     sql, names = numbered("SELECT %(a)s, 'x%%y', %(b)s WHERE c = %(a)s")
     assert sql == b"SELECT $1, 'x%y', $2 WHERE c = $1"
     assert names == ("a", "b")
+
+
+def test_an_engine_built_for_psycopg_takes_the_direct_path_with_one_state_per_pooled_connection(
+    world: World
+) -> None:
+    engine = world.services.engine
+    with engine.connect() as connection:
+        state = direct_path.of(connection)
+        if engine.dialect.driver == "psycopg":
+            assert state is not None and direct_path.of(connection) is state
+            assert direct_path.of_record(connection.connection.info) is state
+        else:
+            assert state is None and direct_path.of_record(connection.connection.info) is None
+    # An engine that storage.engine.build_engine did not build (so without the hooks that send what
+    # waits) never takes it.
+    plain = create_engine(world.services.settings.resolved_database_url)
+    try:
+        with plain.connect() as connection:
+            assert direct_path.of(connection) is None
+    finally:
+        plain.dispose()
 
 
 @pytest.fixture
