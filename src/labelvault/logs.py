@@ -20,7 +20,9 @@ import orjson
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
-_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# Not written: the record's own attributes, and uvicorn's ``color_message`` (its message with the
+# terminal's colour codes, for its own console formatter; ``message`` has the same text plain).
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 # Values orjson writes as json.dumps does; floats only when finite (json writes NaN, orjson null).
 _PLAIN = frozenset({str, int, bool, type(None)})
 

@@ -128,3 +128,14 @@ def test_lines_reach_the_stream_whole_through_a_handler() -> None:
     lines = stream.getvalue().splitlines()
     assert [json.loads(line)["message"] for line in lines] == ["plain", "odd"]
     assert json.loads(lines[1])["thing"] == "opaque-thing"
+
+
+def test_uvicorns_coloured_copy_of_its_message_is_left_out() -> None:
+    """uvicorn logs ``color_message`` beside ``msg`` for its own console: terminal escape codes
+    that would otherwise land in every JSON line of a server's start and stop."""
+    rec = logging.getLogger("uvicorn.error").makeRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (42,), None, None,
+        {"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
+    line = logs.JsonFormatter().format(rec)
+    assert "\\u001b" not in line and "color_message" not in line
+    assert json.loads(line)["message"] == "Started server process [42]"
