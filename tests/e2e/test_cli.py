@@ -257,6 +257,26 @@ def as_lena(cli: Cli) -> Iterator[tuple[Services, Actor, int, int]]:
         services.close()
 
 
+def test_project_list_names_each_project_as_other_commands_take_it_with_its_progress(cli: Cli) -> None:
+    _acme_reviews_with_lena(cli, 3, "--overlap", "2")
+    cli.ok("project", "create", "acme", "spam", "--schema", cli.file("schema.yaml", SCHEMA), "--name", "Spam or not")
+    cli.ok("client", "create", "other")
+    cli.ok("project", "create", "other", "secret", "--schema", cli.file("schema.yaml", SCHEMA))
+    with as_lena(cli) as (services, lena, client_id, project_id):
+        leased = services.labeling.next_task(lena, client_id, project_id)
+        services.labeling.submit(lena, client_id, project_id, leased.task_id, {"sentiment": "positive"})
+
+    lines = [line.split("\t") for line in cli.ok("project", "list", "acme").splitlines()]
+    assert [line[1:] for line in lines] == [
+        ["acme/reviews", "reviews", "active", "3 tasks", "1/6 answers"],
+        ["acme/spam", "Spam or not", "active", "0 tasks", "0/0 answers"],
+    ]
+    # The reference printed is the one the other commands take, and so is the id printed first.
+    assert cli.ok("project", "set", lines[0][1], "--lease-seconds", "60").startswith("reviews: ")
+    assert cli.ok("project", "set", lines[1][0], "--lease-seconds", "60").startswith("spam: ")
+    assert "client 'nope' not found" in cli("project", "list", "nope").error_line
+
+
 def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> None:
     _acme_reviews_with_lena(cli, 2)
     with as_lena(cli) as (services, lena, client_id, project_id):

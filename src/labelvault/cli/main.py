@@ -204,11 +204,11 @@ def client_add_member(
 @client_app.command("list")
 @cli_errors
 def client_list(as_operator: AsOperator = None) -> None:
-    """List clients."""
+    """List clients: id, slug, name, status (tab-separated)."""
     with open_services() as services:
         clients, _ = services.clients.list(local_operator(services, as_operator), limit=1000)
         for info in clients:
-            console.print(f"{info.id}\t{info.slug}\t{info.name}\t{info.status}", highlight=False)
+            typer.echo(f"{info.id}\t{info.slug}\t{info.name}\t{info.status}")  # tab-separated, for scripts
 
 
 @client_app.command("offboard")
@@ -296,6 +296,27 @@ def project_create(
             overlap=overlap,
         )
         console.print(f"project [bold]{client}/{info.slug}[/bold] created (id {info.id})")
+
+
+@project_app.command("list")
+@cli_errors
+def project_list(client: str, as_operator: AsOperator = None) -> None:
+    """List a client's projects (tab-separated): id, the reference other commands take
+    (client/project), name, status, tasks, and answers given of those needed (gold tasks left out)."""
+    with open_services() as services:
+        actor = local_operator(services, as_operator)
+        client_id = services.clients.resolve(client)
+        client_slug = services.clients.get(actor, client_id).slug
+        offset, page = 0, 500
+        while True:
+            projects, total = services.projects.list(actor, client_id, offset=offset, limit=page)
+            for info in projects:
+                progress = services.projects.progress(actor, client_id, info.id)
+                typer.echo(f"{info.id}\t{client_slug}/{info.slug}\t{info.name}\t{info.status}\t"
+                           f"{progress['tasks']} tasks\t{progress['answers_given']}/{progress['answers_needed']} answers")
+            offset += len(projects)
+            if not projects or offset >= total:
+                break
 
 
 io_commands.register(app)
