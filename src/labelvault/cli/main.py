@@ -311,9 +311,9 @@ def project_list(client: str, as_operator: AsOperator = None) -> None:
         while True:
             projects, total = services.projects.list(actor, client_id, offset=offset, limit=page)
             for info in projects:
-                progress = services.projects.progress(actor, client_id, info.id)
+                done = services.projects.progress(actor, client_id, info.id)
                 typer.echo(f"{info.id}\t{client_slug}/{info.slug}\t{info.name}\t{info.status}\t"
-                           f"{progress['tasks']} tasks\t{progress['answers_given']}/{progress['answers_needed']} answers")
+                           f"{done['tasks']} tasks\t{done['answers_given']}/{done['answers_needed']} answers")
             offset += len(projects)
             if not projects or offset >= total:
                 break
