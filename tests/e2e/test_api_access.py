@@ -111,3 +111,26 @@ def test_lists_are_paginated(api: Api) -> None:
     assert page["total"] == 5
     assert [p["slug"] for p in page["items"]] == ["p1", "p2"]
     assert api.get("manager_a", f"/api/clients/{api.world.client_a}/projects?limit=5000").status_code == 400
+
+
+def test_an_operator_deactivates_a_person_who_leaves_and_can_bring_them_back(api: Api) -> None:
+    labeler_id = api.world.actors["labeler_a"].user_id
+    assert api.get("labeler_a", "/api/me").status_code == 200
+    refused = api.patch("manager_a", f"/api/users/{labeler_id}", json={"is_active": False})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
+
+    response = api.patch("operator", f"/api/users/{labeler_id}", json={"is_active": False})
+    assert response.status_code == 200
+    assert (response.json()["username"], response.json()["is_active"]) == ("labeler_a", False)
+    assert api.get("labeler_a", "/api/me").status_code == 401
+    listed = api.get("operator", "/api/users?limit=1000").json()["items"]
+    assert [u["is_active"] for u in listed if u["id"] == labeler_id] == [False]
+
+    assert api.patch("operator", f"/api/users/{labeler_id}", json={"is_active": True}).json()["is_active"] is True
+    assert api.get("labeler_a", "/api/me").status_code == 200
+    operator_id = api.world.operator.user_id
+    themselves = api.patch("operator", f"/api/users/{operator_id}", json={"is_active": False})
+    assert themselves.status_code == 409 and "yourself" in themselves.json()["error"]["message"]
+    assert api.patch("operator", "/api/users/999999", json={"is_active": False}).status_code == 404
+    misspelt = api.patch("operator", f"/api/users/{labeler_id}", json={"active": False})
+    assert misspelt.status_code == 400 and "active" in misspelt.text

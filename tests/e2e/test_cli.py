@@ -16,6 +16,7 @@ import pytest
 
 from labelvault.bootstrap import Services, build_services
 from labelvault.domain.access import Actor
+from labelvault.errors import NotAuthenticated
 from labelvault.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -275,6 +276,25 @@ def test_project_list_names_each_project_as_other_commands_take_it_with_its_prog
     assert cli.ok("project", "set", lines[0][1], "--lease-seconds", "60").startswith("reviews: ")
     assert cli.ok("project", "set", lines[1][0], "--lease-seconds", "60").startswith("spam: ")
     assert "client 'nope' not found" in cli("project", "list", "nope").error_line
+
+
+def test_an_operator_deactivates_a_person_who_leaves_and_reactivates_them(cli: Cli) -> None:
+    _acme_reviews_with_lena(cli, 1)
+    token = cli.ok("user", "token", "lena").strip()
+
+    def lena_line() -> list[str]:
+        return next(line.split("\t") for line in cli.ok("user", "list").splitlines() if "\tlena\t" in line)
+
+    assert lena_line()[1:] == ["lena", "lena", "user", "active"]
+    assert cli.ok("user", "deactivate", "lena").strip() == "lena is deactivated"
+    assert lena_line()[4] == "deactivated"
+    with as_lena(cli) as (services, _lena, _client_id, _project_id), pytest.raises(NotAuthenticated):
+        services.accounts.actor_for_token(token)
+    assert cli.ok("user", "reactivate", "lena").strip() == "lena is active"
+    with as_lena(cli) as (services, _lena, _client_id, _project_id):
+        assert services.accounts.actor_for_token(token).username == "lena"
+    assert "you cannot deactivate yourself" in cli("user", "deactivate", "admin").error_line
+    assert "user 'kim' not found" in cli("user", "deactivate", "kim").error_line
 
 
 def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> None:

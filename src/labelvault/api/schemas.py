@@ -61,6 +61,12 @@ class UserCreate(BaseModel):
     is_operator: bool = False
 
 
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    is_active: bool = Field(description="false: the person's password, tokens and sessions stop working at once; "
+                            "their work and history stay. true: they work again.")
+
+
 class UserRead(BaseModel):
     id: int
     username: str

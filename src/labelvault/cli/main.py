@@ -172,6 +172,43 @@ def user_token(
         typer.echo(issued.token)
 
 
+@user_app.command("list")
+@cli_errors
+def user_list(as_operator: AsOperator = None) -> None:
+    """List users (tab-separated): id, username, display name, operator or not, active or deactivated."""
+    with open_services() as services:
+        actor = local_operator(services, as_operator)
+        offset = 0
+        while True:
+            users, total = services.accounts.list_users(actor, offset=offset, limit=500)
+            for user in users:
+                typer.echo(f"{user.id}\t{user.username}\t{user.display_name}\t"
+                           f"{'operator' if user.is_operator else 'user'}\t"
+                           f"{'active' if user.is_active else 'deactivated'}")
+            offset += len(users)
+            if not users or offset >= total:
+                break
+
+
+@user_app.command("deactivate")
+@cli_errors
+def user_deactivate(username: str, as_operator: AsOperator = None) -> None:
+    """Deactivate a person who leaves: their password, API tokens and web sessions stop working at
+    once; their work, earnings and audit trail stay. ``user reactivate`` undoes it."""
+    with open_services() as services:
+        services.accounts.set_active(local_operator(services, as_operator), username, active=False)
+        console.print(f"{username} is deactivated", highlight=False)
+
+
+@user_app.command("reactivate")
+@cli_errors
+def user_reactivate(username: str, as_operator: AsOperator = None) -> None:
+    """Let a deactivated person log in and work again (their earlier tokens work again too)."""
+    with open_services() as services:
+        services.accounts.set_active(local_operator(services, as_operator), username, active=True)
+        console.print(f"{username} is active", highlight=False)
+
+
 @client_app.command("create")
 @cli_errors
 def client_create(

@@ -291,6 +291,28 @@ class AccountService:
             uow.commit()
         self._token_actors.clear()
 
+    def set_active(self, actor: Actor, username: str, *, active: bool) -> UserInfo:
+        """Deactivate a person who leaves, or bring them back. Deactivated, their password, API
+        tokens and web sessions stop working at once (in other server processes, tokens within
+        ``token_cache_seconds``); their answers, reviews, earnings, roles and audit trail stay as
+        they are, and their open leases expire as any others do. Operators only, and not on
+        themselves (so an active operator is always left)."""
+        UserPolicy.administer(actor)
+        with self.uow_factory.system(write=True) as uow:
+            user = uow.users.by_username(username.strip())
+            if user is None:
+                raise NotFound(f"user {username!r} not found")
+            if user.is_active != active:
+                if user.id == actor.user_id:
+                    raise Conflict("you cannot deactivate yourself; ask another operator")
+                user.is_active = active
+                audit_log.append(uow, "user.reactivated" if active else "user.deactivated", actor=actor,
+                                 object_kind="user", object_id=user.id)
+            uow.commit()
+            info = _user_info(user)
+        self._token_actors.clear()  # this process's cached tokens: the change applies at once
+        return info
+
     def first_operator(self) -> Actor:
         with self.uow_factory.system() as uow:
             user = uow.users.first_operator()

@@ -6,7 +6,17 @@ from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
-from labelvault.api.schemas import Me, MemberGrant, Page, TokenIssued, TokenRead, TokenRequest, UserCreate, UserRead
+from labelvault.api.schemas import (
+    Me,
+    MemberGrant,
+    Page,
+    TokenIssued,
+    TokenRead,
+    TokenRequest,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+)
 from labelvault.domain.access import UserPolicy
 
 router = APIRouter(tags=["accounts"])
@@ -54,6 +64,14 @@ def list_users(actor: ActorDep, services: ServicesDep, page: PageDep) -> Page[Us
     users, total = services.accounts.list_users(actor, offset=page.offset, limit=page.limit)
     items = [UserRead.model_validate(u, from_attributes=True) for u in users]
     return Page(items=items, total=total, offset=page.offset, limit=page.limit)
+
+
+@router.patch("/users/{user_id}", response_model=UserRead)
+def update_user(user_id: int, body: UserUpdate, actor: ActorDep, services: ServicesDep) -> UserRead:
+    """Deactivate a person who leaves (``is_active: false``), or bring them back. Operators only."""
+    username = services.accounts.get_user(actor, user_id).username
+    return UserRead.model_validate(services.accounts.set_active(actor, username, active=body.is_active),
+                                   from_attributes=True)
 
 
 @router.post("/clients/{client_id}/members", status_code=status.HTTP_204_NO_CONTENT)
