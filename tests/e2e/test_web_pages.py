@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from labelvault.errors import QueueRefused
+from labelvault.errors import NotAuthenticated, QueueRefused
 from labelvault.server import build_app
 from labelvault.storage.models import AuditEntry
 from labelvault.web.charts import Series, bar_chart, line_chart
@@ -336,6 +336,29 @@ def test_operator_pages_list_and_change_clients_walls_users_and_roles(client: Te
     assert "Globex Labs: labeler" in users.split('data-user="newbie"')[1].split("</tr>")[0]
     newbie = world.services.accounts.actor_by_username("newbie")
     assert [m.slug for m in world.services.web_sessions.memberships(newbie)] == ["globex"]
+
+
+@sqlite_only
+def test_an_operator_deactivates_and_reactivates_a_user_from_the_users_page(client: TestClient, world: World) -> None:
+    as_(client, "operator", OPERATOR_PASSWORD)
+    page = client.get("/operator/users").text
+    operator_row = page.split(f'data-user="{world.operator.username}"')[1].split("</tr>")[0]
+    assert "Deactivate" not in operator_row and "you" in operator_row  # never themselves
+    token = world.tokens["labeler_a"]
+    done = client.post("/operator/users/active", data={"csrf_token": csrf_of(page), "username": "labeler_a",
+                                                       "active": "false"})
+    assert "User deactivated" in done.text
+    row = done.text.split('data-user="labeler_a"')[1].split("</tr>")[0]
+    assert "inactive" in row and "Reactivate" in row
+    with pytest.raises(NotAuthenticated):
+        world.services.accounts.actor_for_token(token)
+    again = client.post("/operator/users/active", data={"csrf_token": csrf_of(done.text), "username": "labeler_a",
+                                                        "active": "true"})
+    assert "User reactivated" in again.text and world.services.accounts.actor_for_token(token).username == "labeler_a"
+    forged = client.post("/operator/users/active", data={"csrf_token": "forged", "username": "labeler_a",
+                                                         "active": "false"})
+    assert forged.status_code == 403
+    assert world.services.accounts.actor_for_token(token).username == "labeler_a"
 
 
 @sqlite_only

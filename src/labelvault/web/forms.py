@@ -66,6 +66,8 @@ NOTICES = {
     "client_added": "Client added to the conflict class.",
     "client_removed": "Client removed from the conflict class.",
     "user_created": "User created.",
+    "user_deactivated": "User deactivated: their password, tokens and sessions no longer work.",
+    "user_reactivated": "User reactivated.",
     "role_granted": "Role granted.",
     "role_revoked": "Role revoked.",
     "offboarding_requested": "Offboarding request recorded in the audit log. An operator will contact you.",

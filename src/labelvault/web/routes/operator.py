@@ -98,6 +98,14 @@ def create_user(session: FormSessionDep, services: ServicesDep, username: Annota
     return _done("users", "user_created")
 
 
+@router.post("/users/active")
+def set_user_active(session: FormSessionDep, services: ServicesDep, username: Annotated[str, Form(max_length=100)],
+                    active: Annotated[bool, Form()]) -> Response:
+    """Deactivate a person who leaves (every way in closes at once), or bring them back."""
+    services.accounts.set_active(session.actor, username, active=active)
+    return _done("users", "user_reactivated" if active else "user_deactivated")
+
+
 @router.post("/roles")
 def grant_role(session: FormSessionDep, services: ServicesDep, client_id: Annotated[int, Form()],
                username: Annotated[str, Form(max_length=100)], role: Annotated[str, Form()]) -> Response:
