@@ -84,7 +84,11 @@ class Services:
     def accounts(self) -> AccountService:
         from labelvault.workflow.accounts import build_accounts
 
-        return build_accounts(self.settings, self.uow_factory)  # password_login false: passwords refused
+        accounts = build_accounts(self.settings, self.uow_factory)  # password_login false: passwords refused
+        # A deactivated person's leases go back to the queues at once (read when it happens: the
+        # queue's service is built on first use).
+        accounts.on_deactivated.append(lambda actor, user_id: self.labeling.release_leases_of(actor, user_id))
+        return accounts
 
     @cached_property
     def web_sessions(self) -> WebSessionService:

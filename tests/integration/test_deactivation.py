@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
 from labelvault.bootstrap import build_services
-from labelvault.errors import Conflict, NotAuthenticated, NotFound, PermissionDenied
+from labelvault.errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, QueueRefused
 from tests.conftest import World, owner_url
-from tests.integration.queue_helpers import make_project
+from tests.integration.queue_helpers import label_once, make_labelers, make_project
 
 PASSWORD = "a-good-long-password"
+
+
+def _entries(world: World, action: str) -> list[tuple[str, str, str]]:
+    """(actor, object id, details as canonical JSON) of the audit entries of ``action``, in order."""
+    world.services.audit.sequence()  # PostgreSQL: number what acts wrote (audit/log.py)
+    engine = create_engine(owner_url(world.services.settings))
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT actor, object_id, entry FROM audit_entries WHERE action = :action"
+                                       " ORDER BY seq"), {"action": action}).all()
+    engine.dispose()
+    return [(row[0], row[1], orjson.dumps(orjson.loads(bytes(row[2])).get("details")).decode()) for row in rows]
 
 
 def test_deactivation_closes_password_token_and_session_and_reactivation_opens_them(world: World) -> None:
@@ -64,14 +76,8 @@ def test_their_work_and_roles_stay_and_each_change_is_audited(world: World) -> N
     services.accounts.set_active(world.operator, "labeler_a", active=True)
     assert services.labeling.next_task(labeler, world.client_a, make_project(world, "again", tasks=1)).task_id > 0
 
-    services.audit.sequence()  # PostgreSQL: number what acts wrote (audit/log.py)
-    engine = create_engine(owner_url(services.settings))
-    with engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT action, actor, object_id FROM audit_entries WHERE action LIKE 'user.%activated' ORDER BY seq"
-        )).all()
-    engine.dispose()
-    assert [tuple(row) for row in rows] == [
+    assert [(action, actor, object_id) for action in ("user.deactivated", "user.reactivated")
+            for actor, object_id, _ in _entries(world, action)] == [
         ("user.deactivated", world.operator.username, str(labeler.user_id)),
         ("user.reactivated", world.operator.username, str(labeler.user_id)),
     ]
@@ -86,3 +92,31 @@ def test_only_an_operator_deactivates_and_never_themselves(world: World) -> None
     with pytest.raises(NotFound, match="nobody"):
         accounts.set_active(world.operator, "nobody", active=False)
     assert accounts.actor_for_token(world.tokens["labeler_a"]).username == "labeler_a"  # nothing changed
+
+
+def test_what_a_deactivated_person_held_goes_back_to_the_queues_at_once(world: World) -> None:
+    services, operator = world.services, world.operator
+    labeled = make_project(world, "held", tasks=1, lease_seconds=86_400)  # a lease of a day
+    held = services.labeling.next_task(world.actors["labeler_a"], world.client_a, labeled)
+    other = make_labelers(world, 1)[0]
+    with pytest.raises(QueueRefused):
+        services.labeling.next_task(other, world.client_a, labeled)  # the one task is held
+    reviewed = make_project(world, "reviewed", tasks=1, review_policy="all")
+    label_once(world, other, reviewed)
+    in_review = services.reviews.next_item(world.actors["reviewer_a"], world.client_a, reviewed).task_id
+    services.accounts.create_user(operator, "second_reviewer", None)
+    services.accounts.grant_role(operator, world.client_a, "second_reviewer", "reviewer")
+    second_reviewer = services.accounts.actor_by_username("second_reviewer")
+    with pytest.raises(QueueRefused):
+        services.reviews.next_item(second_reviewer, world.client_a, reviewed)  # held by the first
+
+    services.accounts.set_active(operator, "labeler_a", active=False)
+    services.accounts.set_active(operator, "reviewer_a", active=False)
+    assert services.labeling.next_task(other, world.client_a, labeled).task_id == held.task_id
+    assert services.reviews.next_item(second_reviewer, world.client_a, reviewed).task_id == in_review
+    released = [(actor, object_id, details) for actor, object_id, details in _entries(world, "leases.released")]
+    assert released == [(operator.username, str(world.actors[who].user_id), '{"leases":1}')
+                        for who in ("labeler_a", "reviewer_a")]
+
+    services.accounts.set_active(operator, "viewer_a", active=False)  # held nothing: nothing to record
+    assert len(_entries(world, "leases.released")) == 2

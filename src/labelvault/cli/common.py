@@ -80,6 +80,18 @@ def local_operator(services: Services, username: str | None = None) -> Actor:
     return actor
 
 
+def every_page(fetch: Callable[..., tuple[list[R], int]], page_size: int = 500) -> Iterator[R]:
+    """Every item of a use case's listing (``fetch(offset=..., limit=...)`` returns a page and the
+    total, as the services' ``list`` methods do), page by page: a listing never stops at one page."""
+    offset = 0
+    while True:
+        items, total = fetch(offset=offset, limit=page_size)
+        yield from items
+        offset += len(items)
+        if not items or offset >= total:
+            return
+
+
 def read_secret_file(path: Path) -> str:
     return path.read_text().strip("\r\n")
 

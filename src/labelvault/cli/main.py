@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from labelvault.cli.common import (
     AsOperator,
     cli_errors,
     console,
+    every_page,
     fail,
     load_settings,
     local_operator,
@@ -178,23 +180,17 @@ def user_list(as_operator: AsOperator = None) -> None:
     """List users (tab-separated): id, username, display name, operator or not, active or deactivated."""
     with open_services() as services:
         actor = local_operator(services, as_operator)
-        offset = 0
-        while True:
-            users, total = services.accounts.list_users(actor, offset=offset, limit=500)
-            for user in users:
-                typer.echo(f"{user.id}\t{user.username}\t{user.display_name}\t"
-                           f"{'operator' if user.is_operator else 'user'}\t"
-                           f"{'active' if user.is_active else 'deactivated'}")
-            offset += len(users)
-            if not users or offset >= total:
-                break
+        for user in every_page(functools.partial(services.accounts.list_users, actor)):
+            typer.echo(f"{user.id}\t{user.username}\t{user.display_name}\t"
+                       f"{'operator' if user.is_operator else 'user'}\t{'active' if user.is_active else 'deactivated'}")
 
 
 @user_app.command("deactivate")
 @cli_errors
 def user_deactivate(username: str, as_operator: AsOperator = None) -> None:
     """Deactivate a person who leaves: their password, API tokens and web sessions stop working at
-    once; their work, earnings and audit trail stay. ``user reactivate`` undoes it."""
+    once, and the tasks they held go back to the queues; their work, earnings and audit trail
+    stay. ``user reactivate`` undoes it."""
     with open_services() as services:
         services.accounts.set_active(local_operator(services, as_operator), username, active=False)
         console.print(f"{username} is deactivated", highlight=False)
@@ -243,8 +239,8 @@ def client_add_member(
 def client_list(as_operator: AsOperator = None) -> None:
     """List clients: id, slug, name, status (tab-separated)."""
     with open_services() as services:
-        clients, _ = services.clients.list(local_operator(services, as_operator), limit=1000)
-        for info in clients:
+        actor = local_operator(services, as_operator)
+        for info in every_page(functools.partial(services.clients.list, actor)):
             typer.echo(f"{info.id}\t{info.slug}\t{info.name}\t{info.status}")  # tab-separated, for scripts
 
 
@@ -344,16 +340,11 @@ def project_list(client: str, as_operator: AsOperator = None) -> None:
         actor = local_operator(services, as_operator)
         client_id = services.clients.resolve(client)
         client_slug = services.clients.get(actor, client_id).slug
-        offset, page = 0, 500
-        while True:
-            projects, total = services.projects.list(actor, client_id, offset=offset, limit=page)
-            for info in projects:
-                done = services.projects.progress(actor, client_id, info.id)
-                typer.echo(f"{info.id}\t{client_slug}/{info.slug}\t{info.name}\t{info.status}\t"
-                           f"{done['tasks']} tasks\t{done['answers_given']}/{done['answers_needed']} answers")
-            offset += len(projects)
-            if not projects or offset >= total:
-                break
+        projects = every_page(functools.partial(services.projects.list, actor, client_id))
+        for info in projects:
+            done = services.projects.progress(actor, client_id, info.id)
+            typer.echo(f"{info.id}\t{client_slug}/{info.slug}\t{info.name}\t{info.status}\t"
+                       f"{done['tasks']} tasks\t{done['answers_given']}/{done['answers_needed']} answers")
 
 
 io_commands.register(app)

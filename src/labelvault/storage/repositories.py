@@ -224,6 +224,7 @@ _LEASES_EXPIRED = scoped(
     .limit(bindparam("limit"))
 )
 _LEASE_DELETE = scoped(delete(_leases).where(_leases.c.id == bindparam("lease_id")))
+_LEASES_OF_USER = scoped(select(_leases).where(_leases.c.user_id == bindparam("user_id")).order_by(_leases.c.id))
 _LEASES_IN_PROJECT = scoped(
     select(func.count()).select_from(_leases).where(_leases.c.project_id == bindparam("project_id"))
 )
@@ -445,6 +446,7 @@ _REVIEW_LEASE_OF_REVIEWER = scoped(
 _REVIEW_LEASE_ON = scoped(select(_review_leases).where(_review_leases.c.task_id == bindparam("task_id")))
 _REVIEW_LEASE_DROP = scoped(delete(_review_leases).where(_review_leases.c.task_id == bindparam("task_id")))
 _REVIEW_LEASE_INSERT = scoped(insert(_review_leases))
+_REVIEW_LEASES_OF_USER_DROP = scoped(delete(_review_leases).where(_review_leases.c.user_id == bindparam("user_id")))
 _REVIEW_INSERT = scoped(insert(_reviews))
 # The answers a reviewer decides on, with their labelers' names (users is no client's table).
 _ANSWERS_FOR_REVIEW = scoped(
@@ -510,6 +512,9 @@ class _Repository:
 class ClientRepository(_Repository):
     def get(self, client_id: int) -> Client | None:
         return self.session.get(Client, client_id)
+
+    def ids(self) -> list[int]:
+        return list(self.session.scalars(select(Client.id).order_by(Client.id)))
 
     def by_slug(self, slug: str) -> Client | None:
         return self.session.scalar(select(Client).where(Client.slug == slug))
@@ -854,6 +859,10 @@ class LeaseRepository(_Repository):
         """Delete the lease; False if another transaction removed it first (so slots move once)."""
         return bool(self.sql.run(_LEASE_DELETE, {"lease_id": lease.id}).rowcount)
 
+    def of_user(self, user_id: int) -> Sequence[Row[Any]]:
+        """Every lease the person holds in the scope's client, expired ones too."""
+        return self.sql.run(_LEASES_OF_USER, {"user_id": user_id}).all()
+
     def count_in_project(self, project_id: int) -> int:
         return int(self.sql.run(_LEASES_IN_PROJECT, {"project_id": project_id}).scalar_one())
 
@@ -1000,6 +1009,10 @@ class ReviewRepository(_Repository):
 
     def drop_lease_on(self, task_id: int) -> None:
         self.sql.run(_REVIEW_LEASE_DROP, {"task_id": task_id}, defer=True)
+
+    def drop_leases_of(self, reviewer_id: int) -> int:
+        """Drop every review lease the person holds in the scope's client; how many there were."""
+        return self.sql.run(_REVIEW_LEASES_OF_USER_DROP, {"user_id": reviewer_id}).rowcount
 
     def answers(self, task_id: int) -> Sequence[Row[Any]]:
         """The answers that count towards the task (not rejected), with their labelers' ``username``."""

@@ -7,7 +7,7 @@ import hashlib
 import random
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -114,6 +114,9 @@ class AccountService:
         # this process; other server processes notice within ``token_cache_seconds``.
         self.token_cache_seconds = token_cache_seconds
         self._token_actors: dict[str, tuple[Actor, float]] = {}
+        # Called with (operator, user id) once a deactivation is committed: what the person still
+        # holds is let go (the bootstrap adds the queue's leases; accounts know nothing of queues).
+        self.on_deactivated: list[Callable[[Actor, int], object]] = []
 
     def create_user(
         self,
@@ -295,14 +298,16 @@ class AccountService:
         """Deactivate a person who leaves, or bring them back. Deactivated, their password, API
         tokens and web sessions stop working at once (in other server processes, tokens within
         ``token_cache_seconds``); their answers, reviews, earnings, roles and audit trail stay as
-        they are, and their open leases expire as any others do. Operators only, and not on
-        themselves (so an active operator is always left)."""
+        they are. Then ``on_deactivated`` lets go of what they held (the bootstrap's: their open
+        leases, whose tasks go back to the queues at once). Operators only, and not on themselves
+        (so an active operator is always left)."""
         UserPolicy.administer(actor)
         with self.uow_factory.system(write=True) as uow:
             user = uow.users.by_username(username.strip())
             if user is None:
                 raise NotFound(f"user {username!r} not found")
-            if user.is_active != active:
+            changed = user.is_active != active
+            if changed:
                 if user.id == actor.user_id:
                     raise Conflict("you cannot deactivate yourself; ask another operator")
                 user.is_active = active
@@ -311,6 +316,9 @@ class AccountService:
             uow.commit()
             info = _user_info(user)
         self._token_actors.clear()  # this process's cached tokens: the change applies at once
+        if changed and not active:
+            for let_go in self.on_deactivated:
+                let_go(actor, info.id)
         return info
 
     def first_operator(self) -> Actor:

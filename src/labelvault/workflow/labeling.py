@@ -428,6 +428,29 @@ class LabelingService:
         monitoring.ANSWERS.labels(str(project_id)).inc()
         return SubmittedAnswer(answer_id, task_id, True, now, spent)
 
+    def release_leases_of(self, actor: Actor, user_id: int) -> dict[int, int]:
+        """Give back every task the person holds, to label or to review, in every client (they were
+        deactivated): the tasks go back to their queues now, not when the leases would expire
+        (``lease_seconds``, up to a week). One transaction and one audit entry per client that had
+        any; returns the number released per client id."""
+        with self.uow_factory.system() as uow:
+            client_ids = uow.clients.ids()
+        released: dict[int, int] = {}
+        for client_id in client_ids:
+            with self.uow_factory.for_client(client_id, write=True) as uow:
+                count = 0
+                for lease in uow.leases.of_user(user_id):
+                    if uow.leases.remove(lease):  # only the transaction that deleted it gives the slot back
+                        uow.tasks.move_slots(lease.task_id, open_slots=+1)
+                        count += 1
+                count += uow.reviews.drop_leases_of(user_id)
+                if count:
+                    audit_log.append(uow, "leases.released", actor=actor, client_id=client_id, object_kind="user",
+                                     object_id=user_id, details={"leases": count})
+                    uow.commit()
+                    released[client_id] = count
+        return released
+
     def skip(self, actor: Actor, client_id: int, project_id: int, task_id: int, reason: str = "") -> None:
         with self.uow_factory.for_client(client_id, write=True) as uow:
             ProjectPolicy.label(load_project_settings(uow, project_id, actor)[1])
