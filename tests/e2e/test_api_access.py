@@ -134,3 +134,23 @@ def test_an_operator_deactivates_a_person_who_leaves_and_can_bring_them_back(api
     assert api.patch("operator", "/api/users/999999", json={"is_active": False}).status_code == 404
     misspelt = api.patch("operator", f"/api/users/{labeler_id}", json={"active": False})
     assert misspelt.status_code == 400 and "active" in misspelt.text
+
+
+def test_a_person_changes_their_password_through_the_api(api: Api) -> None:
+    api.world.services.accounts.create_user(api.world.operator, "pat", "the-old-long-password")
+    token = api.client.post("/api/auth/token", json={"username": "pat", "password": "the-old-long-password"})
+    headers = {"Authorization": f"Bearer {token.json()['token']}"}
+    wrong = api.client.post("/api/me/password", headers=headers,
+                            json={"current_password": "not-it-at-all", "new_password": "the-new-long-password"})
+    assert wrong.status_code == 401
+    short = api.client.post("/api/me/password", headers=headers,
+                            json={"current_password": "the-old-long-password", "new_password": "short"})
+    assert short.status_code == 400 and "new_password" in short.text
+    change = {"current_password": "the-old-long-password", "new_password": "the-new-long-password"}
+    changed = api.client.post("/api/me/password", headers=headers, json=change)
+    assert changed.status_code == 204
+    assert api.client.post("/api/auth/token", json={"username": "pat", "password": "the-old-long-password"}
+                           ).status_code == 401
+    assert api.client.post("/api/auth/token", json={"username": "pat", "password": "the-new-long-password"}
+                           ).status_code == 201
+    assert api.client.get("/api/me", headers=headers).status_code == 200  # the token still works

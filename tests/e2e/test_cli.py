@@ -293,6 +293,13 @@ def test_an_operator_deactivates_a_person_who_leaves_and_reactivates_them(cli: C
     assert cli.ok("user", "reactivate", "lena").strip() == "lena is active"
     with as_lena(cli) as (services, _lena, _client_id, _project_id):
         assert services.accounts.actor_for_token(token).username == "lena"
+    assert cli.ok("user", "password", "lena", "--password-file", cli.file("lena.pw", "lena-new-password-1")
+                  ).strip() == "new password set for lena"
+    with as_lena(cli) as (services, _lena, _client_id, _project_id):
+        assert services.accounts.authenticate("lena", "lena-new-password-1").username == "lena"
+    assert "password too short" in cli("user", "password", "lena", "--password-file", cli.file("s.pw", "short")
+                                       ).error_line
+    assert "no terminal" in cli("user", "password", "lena").error_line
     assert "you cannot deactivate yourself" in cli("user", "deactivate", "admin").error_line
     assert "user 'kim' not found" in cli("user", "deactivate", "kim").error_line
 

@@ -61,6 +61,12 @@ class UserCreate(BaseModel):
     is_operator: bool = False
 
 
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(min_length=1, max_length=1000)
+    new_password: str = Field(min_length=10, max_length=1000)
+
+
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     is_active: bool = Field(description="false: the person's password, tokens and sessions stop working at once; "

@@ -96,7 +96,7 @@ def read_secret_file(path: Path) -> str:
     return path.read_text().strip("\r\n")
 
 
-def prompt_new_password() -> str:
+def prompt_new_password(who: str = "the operator") -> str:
     if not sys.stdin.isatty():
         raise fail("no terminal to ask for a password: pass --password-file")
-    return str(typer.prompt("Password for the operator", hide_input=True, confirmation_prompt=True))
+    return str(typer.prompt(f"Password for {who}", hide_input=True, confirmation_prompt=True))

@@ -174,6 +174,21 @@ def user_token(
         typer.echo(issued.token)
 
 
+@user_app.command("password")
+@cli_errors
+def user_password(
+    username: str,
+    password_file: Annotated[Path | None, typer.Option(help="File holding the new password (else asked).")] = None,
+    as_operator: AsOperator = None,
+) -> None:
+    """Set a new password for a person who lost theirs: their web sessions end, their earlier failed
+    logins are forgotten; API tokens stay (revoke them apart if they may be known to others)."""
+    password = read_secret_file(password_file) if password_file else prompt_new_password(username)
+    with open_services() as services:
+        services.accounts.reset_password(local_operator(services, as_operator), username, password)
+        console.print(f"new password set for {username}", highlight=False)
+
+
 @user_app.command("list")
 @cli_errors
 def user_list(as_operator: AsOperator = None) -> None:

@@ -1227,6 +1227,13 @@ class WebSessionRepository(_Repository):
     def remove(self, id_hash: str) -> None:
         self.session.execute(delete(WebSession).where(WebSession.id_hash == id_hash))
 
+    def remove_of_user(self, user_id: int, *, keep_hash: str | None = None) -> int:
+        """End every session of the person (but the one of ``keep_hash``); how many ended."""
+        query = delete(WebSession).where(WebSession.user_id == user_id)
+        if keep_hash is not None:
+            query = query.where(WebSession.id_hash != keep_hash)
+        return self.session.execute(query).rowcount  # type: ignore[attr-defined,no-any-return]
+
     def remove_expired(self, now: datetime, limit: int = 500) -> None:
         """Bounded clean-up of expired sessions (any process may run it)."""
         expired = select(WebSession.id).where(WebSession.expires_at <= now).limit(limit)

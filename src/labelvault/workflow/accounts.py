@@ -294,6 +294,36 @@ class AccountService:
             uow.commit()
         self._token_actors.clear()
 
+    def change_password(self, actor: Actor, current_password: str, new_password: str, *, address: str = "",
+                        keep_session: str | None = None) -> None:
+        """A person changes their own password, giving the current one (checked, and throttled, as
+        a login). Their other web sessions end; ``keep_session`` (the id of the one they did it in)
+        goes on. API tokens stay: they are credentials of their own, revoked one by one."""
+        self.authenticate(actor.username, current_password, address=address)
+        keep_hash = token_digest(keep_session) if keep_session else None  # sessions are stored so
+        self._store_password(actor, actor.user_id, new_password, "user.password_changed", keep_hash)
+
+    def reset_password(self, actor: Actor, username: str, new_password: str) -> None:
+        """An operator sets a new password for a person who lost theirs (or whose password may be
+        known to others): every web session of theirs ends, and earlier failed logins are forgotten."""
+        UserPolicy.administer(actor)
+        target = self.actor_by_username(username)
+        self._store_password(actor, target.user_id, new_password, "user.password_reset", None)
+
+    def _store_password(self, actor: Actor, user_id: int, new_password: str, action: str,
+                        keep_session_hash: str | None) -> None:
+        password_hash = hash_password(new_password)  # refuses a short one before anything changes
+        with self.uow_factory.system(write=True) as uow:
+            user = uow.users.get(user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} not found")
+            user.password_hash = password_hash
+            ended = uow.web_sessions.remove_of_user(user_id, keep_hash=keep_session_hash)
+            uow.login_failures.clear(user.username)
+            audit_log.append(uow, action, actor=actor, object_kind="user", object_id=user_id,
+                             details={"sessions_ended": ended})
+            uow.commit()
+
     def set_active(self, actor: Actor, username: str, *, active: bool) -> UserInfo:
         """Deactivate a person who leaves, or bring them back. Deactivated, their password, API
         tokens and web sessions stop working at once (in other server processes, tokens within
@@ -392,7 +422,13 @@ class PasswordlessAccountService(AccountService):
         self.provider_name = provider_name
 
     def authenticate(self, username: str, password: str, *, address: str = "") -> Actor:
-        raise PermissionDenied(
+        raise self._password_login_off()
+
+    def reset_password(self, actor: Actor, username: str, new_password: str) -> None:
+        raise self._password_login_off()
+
+    def _password_login_off(self) -> PermissionDenied:
+        return PermissionDenied(
             f"password login is switched off on this server; sign in with {self.provider_name} instead",
             code="password_login_disabled",
         )

@@ -15,7 +15,6 @@ reading pages does not turn into a database write per request.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from labelvault.errors import NotAuthenticated, PermissionDenied
 from labelvault.storage.models import Client, Membership, WebSession, utcnow
 from labelvault.storage.unit_of_work import UnitOfWorkFactory
 from labelvault.workflow.access import access_in
-from labelvault.workflow.accounts import AccountService
+from labelvault.workflow.accounts import AccountService, token_digest
 
 # Names shared by the interfaces that accept a session (web pages and the JSON API).
 SESSION_COOKIE = "lv_session"
@@ -41,8 +40,8 @@ MAX_AGE = timedelta(hours=12)
 TOUCH_EVERY = timedelta(minutes=2)
 
 
-def _digest(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
+# Sessions are stored by the SHA-256 of their id, as tokens are (accounts ends them by it too).
+_digest = token_digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from labelvault.api.schemas import (
     Me,
     MemberGrant,
     Page,
+    PasswordChange,
     TokenIssued,
     TokenRead,
     TokenRequest,
@@ -35,6 +36,14 @@ async def create_token(body: TokenRequest, request: Request, services: ServicesD
 @router.get("/me", response_model=Me)
 def me(actor: ActorDep) -> Me:
     return Me(id=actor.user_id, username=actor.username, is_operator=actor.is_operator)
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(body: PasswordChange, request: Request, actor: ActorDep, services: ServicesDep) -> None:
+    """Change your own password, giving the current one. Your web sessions end; API tokens stay."""
+    address = request.client.host if request.client else ""
+    await run_in_threadpool(services.accounts.change_password, actor, body.current_password, body.new_password,
+                            address=address)
 
 
 @router.get("/tokens", response_model=Page[TokenRead])
