@@ -30,7 +30,7 @@ def test_every_page_renders_cleanly_for_each_audience(site: Site, width: int) ->
             tab.shot(f"{username}-{path.strip('/').replace('/', '-') or 'home'}{suffix}")
     operator = site.open_as("operator", OPERATOR_PASSWORD, width=width)
     tabs.append(operator)
-    for path in ("/operator/clients", "/operator/walls", "/operator/users"):
+    for path in ("/operator/clients", "/operator/walls", "/operator/users", "/account"):
         operator.go(path)
         operator.shot(f"{path.strip('/').replace('/', '-')}{suffix}")
     login = site.browser.new_page(viewport={"width": width, "height": 700})  # type: ignore[attr-defined]

@@ -362,6 +362,28 @@ def test_an_operator_deactivates_and_reactivates_a_user_from_the_users_page(clie
 
 
 @sqlite_only
+def test_a_person_changes_their_password_on_their_account_page(client: TestClient, world: World) -> None:
+    world.services.accounts.create_user(world.operator, "pat", "the-old-long-password")
+    elsewhere = world.services.web_sessions.login("pat", "the-old-long-password").session_id
+    as_(client, "pat", "the-old-long-password")
+    page = client.get("/account")
+    assert page.status_code == 200 and 'href="/account"' in page.text and "Change your password" in page.text
+    form = {"csrf_token": csrf_of(page.text), "current_password": "the-old-long-password",
+            "new_password": "the-new-long-password", "confirm_password": "the-new-long-password"}
+    assert "the two new passwords differ" in client.post(
+        "/account/password", data={**form, "confirm_password": "something-else-1"}).text
+    wrong = client.post("/account/password", data={**form, "current_password": "not-the-password"})
+    assert wrong.status_code == 401 and "wrong username or password" in wrong.text
+    assert client.post("/account/password", data={**form, "csrf_token": "forged"}).status_code == 403
+
+    done = client.post("/account/password", data=form)
+    assert done.status_code == 200 and "Password changed" in done.text  # and still logged in here
+    with pytest.raises(NotAuthenticated):
+        world.services.web_sessions.lookup(elsewhere)
+    assert world.services.accounts.authenticate("pat", "the-new-long-password").username == "pat"
+
+
+@sqlite_only
 def test_operator_pages_are_refused_to_everybody_else(client: TestClient) -> None:
     as_(client, "max")
     for url in ("/operator/clients", "/operator/walls", "/operator/users"):

@@ -66,6 +66,7 @@ NOTICES = {
     "client_added": "Client added to the conflict class.",
     "client_removed": "Client removed from the conflict class.",
     "user_created": "User created.",
+    "password_changed": "Password changed. Your other sessions have ended.",
     "user_deactivated": "User deactivated: their password, tokens and sessions no longer work.",
     "user_reactivated": "User reactivated.",
     "role_granted": "Role granted.",

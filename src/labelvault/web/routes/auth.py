@@ -7,19 +7,22 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from labelvault.errors import LoginThrottled, NotAuthenticated
-from labelvault.web.render import PagesDep
+from labelvault.bootstrap import Services
+from labelvault.errors import InvalidInput, LoginThrottled, NotAuthenticated
+from labelvault.web.forms import NOTICES
+from labelvault.web.render import Pages, PagesDep
 from labelvault.web.sessions import (
     LOGIN_CSRF_COOKIE,
     FormSessionDep,
     ServicesDep,
+    SessionDep,
     check_login_csrf,
     clear_session_cookie,
     login_csrf,
     set_login_csrf_cookie,
     set_session_cookie,
 )
-from labelvault.workflow.web_sessions import SESSION_COOKIE
+from labelvault.workflow.web_sessions import SESSION_COOKIE, WebSessionInfo
 
 router = APIRouter()
 
@@ -79,3 +82,39 @@ def logout(request: Request, _session: FormSessionDep, services: ServicesDep) ->
     response = RedirectResponse("/login", status_code=303)
     clear_session_cookie(response, request)
     return response
+
+
+@router.get("/account")
+def account_page(request: Request, session: SessionDep, services: ServicesDep, pages: PagesDep,
+                 done: Annotated[str | None, Query()] = None) -> Response:
+    return _account(request, session, services, pages, notice=NOTICES.get(done or ""))
+
+
+@router.post("/account/password")
+def change_password(
+    request: Request,
+    session: FormSessionDep,
+    services: ServicesDep,
+    pages: PagesDep,
+    current_password: Annotated[str, Form(max_length=1000)],
+    new_password: Annotated[str, Form(max_length=1000)],
+    confirm_password: Annotated[str, Form(max_length=1000)],
+) -> Response:
+    """The person's own password; their other sessions end, this one goes on."""
+    address = request.client.host if request.client else ""
+    try:
+        if new_password != confirm_password:
+            raise InvalidInput("the two new passwords differ", details={"field": "confirm_password"})
+        services.accounts.change_password(session.actor, current_password, new_password, address=address,
+                                          keep_session=request.cookies.get(SESSION_COOKIE))
+    except (NotAuthenticated, LoginThrottled, InvalidInput) as refused:
+        status = {NotAuthenticated: 401, LoginThrottled: 429}.get(type(refused), 400)
+        return _account(request, session, services, pages, error=refused.message, status_code=status)
+    return RedirectResponse("/account?done=password_changed", status_code=303)
+
+
+def _account(request: Request, session: WebSessionInfo, services: Services, pages: Pages, *,
+             notice: str | None = None, error: str | None = None, status_code: int = 200) -> Response:
+    settings = services.settings
+    return pages.render(request, "account.html", session=session, status_code=status_code, notice=notice,
+                        error=error, passwords=settings.password_login, provider=settings.sso_provider_name)
