@@ -325,8 +325,8 @@ class AccountService:
             uow.commit()
 
     def set_active(self, actor: Actor, username: str, *, active: bool) -> UserInfo:
-        """Deactivate a person who leaves, or bring them back. Deactivated, their password, API
-        tokens and web sessions stop working at once (in other server processes, tokens within
+        """Deactivate a person who leaves, or bring them back. Deactivated, their password and API
+        tokens stop working and their web sessions end, at once (in other server processes, tokens within
         ``token_cache_seconds``); their answers, reviews, earnings, roles and audit trail stay as
         they are. Then ``on_deactivated`` lets go of what they held (the bootstrap's: their open
         leases, whose tasks go back to the queues at once). Operators only, and not on themselves
@@ -341,6 +341,8 @@ class AccountService:
                 if user.id == actor.user_id:
                     raise Conflict("you cannot deactivate yourself; ask another operator")
                 user.is_active = active
+                if not active:  # ended, not just refused: a reactivation does not bring them back
+                    uow.web_sessions.remove_of_user(user.id)
                 audit_log.append(uow, "user.reactivated" if active else "user.deactivated", actor=actor,
                                  object_kind="user", object_id=user.id)
             uow.commit()
