@@ -154,3 +154,14 @@ def test_a_person_changes_their_password_through_the_api(api: Api) -> None:
     assert api.client.post("/api/auth/token", json={"username": "pat", "password": "the-new-long-password"}
                            ).status_code == 201
     assert api.client.get("/api/me", headers=headers).status_code == 200  # the token still works
+
+
+def test_an_operator_reads_a_persons_tokens_to_revoke_them(api: Api) -> None:
+    labeler_id = api.world.actors["labeler_a"].user_id
+    listed = api.get("operator", f"/api/users/{labeler_id}/tokens")
+    assert listed.status_code == 200 and [t["name"] for t in listed.json()["items"]] == ["test"]
+    assert all("token" not in t for t in listed.json()["items"])
+    assert api.get("manager_a", f"/api/users/{labeler_id}/tokens").status_code == 403
+    token_id = listed.json()["items"][0]["id"]
+    assert api.delete("operator", f"/api/tokens/{token_id}").status_code == 204
+    assert api.get("labeler_a", "/api/me").status_code == 401

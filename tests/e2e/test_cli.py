@@ -300,6 +300,14 @@ def test_an_operator_deactivates_a_person_who_leaves_and_reactivates_them(cli: C
     assert "password too short" in cli("user", "password", "lena", "--password-file", cli.file("s.pw", "short")
                                        ).error_line
     assert "no terminal" in cli("user", "password", "lena").error_line
+    listed = [line.split("\t") for line in cli.ok("user", "tokens", "lena").splitlines()]
+    assert [(name, scopes, revoked) for _id, name, _prefix, scopes, _created, revoked in listed] == [
+        ("cli", "label manage read", "active")]
+    assert listed[0][2] == token[:10]
+    assert cli.ok("user", "revoke-token", listed[0][0]).strip() == f"token {listed[0][0]} revoked"
+    assert cli.ok("user", "tokens", "lena").split("\t")[-1].strip() != "active"
+    with as_lena(cli) as (services, _lena, _client_id, _project_id), pytest.raises(NotAuthenticated):
+        services.accounts.actor_for_token(token)
     assert "you cannot deactivate yourself" in cli("user", "deactivate", "admin").error_line
     assert "user 'kim' not found" in cli("user", "deactivate", "kim").error_line
 

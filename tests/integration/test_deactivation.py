@@ -121,3 +121,22 @@ def test_what_a_deactivated_person_held_goes_back_to_the_queues_at_once(world: W
 
     services.accounts.set_active(operator, "viewer_a", active=False)  # held nothing: nothing to record
     assert len(_entries(world, "leases.released")) == 2
+
+
+def test_an_operator_lists_a_persons_tokens_and_revokes_one(world: World) -> None:
+    accounts = world.services.accounts
+    labeler = world.actors["labeler_a"]
+    extra = accounts.issue_token(world.operator, "laptop", for_username="labeler_a", scopes=["label"])
+    tokens, total = accounts.list_tokens(world.operator, user_id=labeler.user_id)
+    assert total == 2 and [(t.name, t.scopes, t.revoked_at) for t in tokens] == [
+        ("test", ["label", "manage", "read"], None), ("laptop", ["label"], None)]
+    accounts.revoke_token(world.operator, extra.id)
+    assert [t.revoked_at is not None for t in accounts.list_tokens(world.operator, user_id=labeler.user_id)[0]
+            ] == [False, True]
+    with pytest.raises(NotAuthenticated):
+        accounts.actor_for_token(extra.token)
+    assert accounts.list_tokens(labeler)[1] == 2  # their own, as before
+    with pytest.raises(PermissionDenied):
+        accounts.list_tokens(world.actors["manager_a"], user_id=labeler.user_id)
+    with pytest.raises(NotFound):
+        accounts.list_tokens(world.operator, user_id=999_999)

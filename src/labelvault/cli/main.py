@@ -174,6 +174,30 @@ def user_token(
         typer.echo(issued.token)
 
 
+@user_app.command("tokens")
+@cli_errors
+def user_tokens(username: str, as_operator: AsOperator = None) -> None:
+    """List a person's API tokens (tab-separated): id, name, first characters, scopes, created,
+    revoked (or "active"). ``user revoke-token ID`` revokes one."""
+    with open_services() as services:
+        actor = local_operator(services, as_operator)
+        owner = services.accounts.actor_by_username(username).user_id
+        for token in every_page(functools.partial(services.accounts.list_tokens, actor, user_id=owner)):
+            revoked = token.revoked_at.isoformat(timespec="seconds") if token.revoked_at else "active"
+            typer.echo(f"{token.id}\t{token.name}\t{token.display_prefix}\t{' '.join(token.scopes)}\t"
+                       f"{token.created_at.isoformat(timespec='seconds')}\t{revoked}")
+
+
+@user_app.command("revoke-token")
+@cli_errors
+def user_revoke_token(token_id: int, as_operator: AsOperator = None) -> None:
+    """Revoke an API token by its id (``user tokens USERNAME`` lists them): it stops working at once
+    here, within LABELVAULT_TOKEN_CACHE_SECONDS on running servers."""
+    with open_services() as services:
+        services.accounts.revoke_token(local_operator(services, as_operator), token_id)
+        console.print(f"token {token_id} revoked", highlight=False)
+
+
 @user_app.command("password")
 @cli_errors
 def user_password(

@@ -261,13 +261,20 @@ class AccountService:
             self._token_actors[digest] = (actor, time.monotonic() + lifetime)
         return actor
 
-    def list_tokens(self, actor: Actor, *, offset: int = 0, limit: int = 100) -> tuple[list[TokenInfo], int]:
+    def list_tokens(self, actor: Actor, *, user_id: int | None = None, offset: int = 0,
+                    limit: int = 100) -> tuple[list[TokenInfo], int]:
+        """The actor's own tokens, or (operators) another person's: to find what to revoke."""
+        owner = actor.user_id if user_id is None else user_id
+        if owner != actor.user_id:
+            UserPolicy.administer(actor)
         with self.uow_factory.system() as uow:
-            rows = uow.tokens.of_user(actor.user_id, offset=offset, limit=limit)
+            if owner != actor.user_id and uow.users.get(owner) is None:
+                raise NotFound(f"user {owner} not found")
+            rows = uow.tokens.of_user(owner, offset=offset, limit=limit)
             items = [
                 TokenInfo(r.id, r.name, r.display_prefix, r.created_at, r.revoked_at, r.scopes.split()) for r in rows
             ]
-            return items, uow.tokens.count_of_user(actor.user_id)
+            return items, uow.tokens.count_of_user(owner)
 
     def get_user(self, actor: Actor, user_id: int) -> UserInfo:
         if actor.user_id != user_id:

@@ -75,6 +75,14 @@ def list_users(actor: ActorDep, services: ServicesDep, page: PageDep) -> Page[Us
     return Page(items=items, total=total, offset=page.offset, limit=page.limit)
 
 
+@router.get("/users/{user_id}/tokens", response_model=Page[TokenRead])
+def list_tokens_of_user(user_id: int, actor: ActorDep, services: ServicesDep, page: PageDep) -> Page[TokenRead]:
+    """A person's API tokens (operators; anyone for their own): to find what to revoke."""
+    tokens, total = services.accounts.list_tokens(actor, user_id=user_id, offset=page.offset, limit=page.limit)
+    items = [TokenRead.model_validate(t, from_attributes=True) for t in tokens]
+    return Page(items=items, total=total, offset=page.offset, limit=page.limit)
+
+
 @router.patch("/users/{user_id}", response_model=UserRead)
 def update_user(user_id: int, body: UserUpdate, actor: ActorDep, services: ServicesDep) -> UserRead:
     """Deactivate a person who leaves (``is_active: false``), or bring them back. Operators only."""
