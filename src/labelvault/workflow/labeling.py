@@ -13,7 +13,7 @@ Eligibility is a chain of checks, each refusing with a reason code the labeler s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,6 +97,17 @@ class SubmittedAnswer:
 EXPIRED_PER_CALL = 500
 
 
+def give_back(uow: UnitOfWork, leases: Iterable[Any]) -> int:
+    """End these leases and give their slots back to the queue; how many this transaction ended
+    (only the transaction that deleted a lease gives its slot back, so a slot moves once)."""
+    returned = 0
+    for lease in leases:
+        if uow.leases.remove(lease):
+            uow.tasks.move_slots(lease.task_id, open_slots=+1)
+            returned += 1
+    return returned
+
+
 def expire_leases(uow: UnitOfWork, now: datetime) -> int:
     """Give the slots of expired leases back (bounded work per call; any process may do it).
 
@@ -104,12 +115,8 @@ def expire_leases(uow: UnitOfWork, now: datetime) -> int:
     memo = uow.batch_memo
     if memo is not None and ("leases_collected", uow.client_id) in memo:
         return 0
-    returned = 0
     expired = uow.leases.expired(now, EXPIRED_PER_CALL)
-    for lease in expired:
-        if uow.leases.remove(lease):  # only the transaction that deleted it gives the slot back
-            uow.tasks.move_slots(lease.task_id, open_slots=+1)
-            returned += 1
+    returned = give_back(uow, expired)
     if returned:
         monitoring.LEASE_EXPIRIES.inc(returned)
     if memo is not None and len(expired) < EXPIRED_PER_CALL:  # none left behind for the next step
@@ -438,12 +445,7 @@ class LabelingService:
         released: dict[int, int] = {}
         for client_id in client_ids:
             with self.uow_factory.for_client(client_id, write=True) as uow:
-                count = 0
-                for lease in uow.leases.of_user(user_id):
-                    if uow.leases.remove(lease):  # only the transaction that deleted it gives the slot back
-                        uow.tasks.move_slots(lease.task_id, open_slots=+1)
-                        count += 1
-                count += uow.reviews.drop_leases_of(user_id)
+                count = give_back(uow, uow.leases.of_user(user_id)) + uow.reviews.drop_leases_of(user_id)
                 if count:
                     audit_log.append(uow, "leases.released", actor=actor, client_id=client_id, object_kind="user",
                                      object_id=user_id, details={"leases": count})

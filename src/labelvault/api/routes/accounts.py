@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
+from labelvault.api.deps import Page as PageParams
 from labelvault.api.schemas import (
     Me,
     MemberGrant,
@@ -18,7 +19,8 @@ from labelvault.api.schemas import (
     UserRead,
     UserUpdate,
 )
-from labelvault.domain.access import UserPolicy
+from labelvault.bootstrap import Services
+from labelvault.domain.access import Actor, UserPolicy
 
 router = APIRouter(tags=["accounts"])
 
@@ -48,9 +50,7 @@ async def change_password(body: PasswordChange, request: Request, actor: ActorDe
 
 @router.get("/tokens", response_model=Page[TokenRead])
 def list_tokens(actor: ActorDep, services: ServicesDep, page: PageDep) -> Page[TokenRead]:
-    tokens, total = services.accounts.list_tokens(actor, offset=page.offset, limit=page.limit)
-    items = [TokenRead.model_validate(t, from_attributes=True) for t in tokens]
-    return Page(items=items, total=total, offset=page.offset, limit=page.limit)
+    return _tokens_page(services, actor, None, page)
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -78,6 +78,10 @@ def list_users(actor: ActorDep, services: ServicesDep, page: PageDep) -> Page[Us
 @router.get("/users/{user_id}/tokens", response_model=Page[TokenRead])
 def list_tokens_of_user(user_id: int, actor: ActorDep, services: ServicesDep, page: PageDep) -> Page[TokenRead]:
     """A person's API tokens (operators; anyone for their own): to find what to revoke."""
+    return _tokens_page(services, actor, user_id, page)
+
+
+def _tokens_page(services: Services, actor: Actor, user_id: int | None, page: PageParams) -> Page[TokenRead]:
     tokens, total = services.accounts.list_tokens(actor, user_id=user_id, offset=page.offset, limit=page.limit)
     items = [TokenRead.model_validate(t, from_attributes=True) for t in tokens]
     return Page(items=items, total=total, offset=page.offset, limit=page.limit)
