@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from labelvault.workflow.review import ReviewService
     from labelvault.workflow.sso import SsoService
     from labelvault.workflow.status import StatusService
+    from labelvault.workflow.tasks import TaskService
     from labelvault.workflow.trails import TrailService
     from labelvault.workflow.walls import WallService
     from labelvault.workflow.web_sessions import WebSessionService
@@ -113,6 +114,12 @@ class Services:
         from labelvault.workflow.projects import ProjectService
 
         return ProjectService(self.uow_factory, default_lease_seconds=self.settings.lease_seconds)
+
+    @cached_property
+    def tasks(self) -> TaskService:
+        from labelvault.workflow.tasks import TaskService
+
+        return TaskService(self.uow_factory, audit=self.audit)
 
     @cached_property
     def labeling(self) -> LabelingService:

@@ -17,6 +17,8 @@ PROJECT_ROUTES = [
     ("patch", "/api/projects/{p}", {"name": "x"}),
     ("get", "/api/projects/{p}/progress", None),
     ("get", "/api/projects/{p}/tasks", None),
+    ("get", "/api/projects/{p}/tasks/1", None),
+    ("post", "/api/projects/{p}/tasks/priority", {"priority": 1, "task_ids": [1]}),
     ("post", "/api/projects/{p}/tasks/next", None),
     ("post", "/api/projects/{p}/tasks/1/answers", {"answer": {"sentiment": "positive"}}),
     ("post", "/api/projects/{p}/tasks/1/skip", {"reason": "x"}),

@@ -354,3 +354,35 @@ def test_money_reports_payout_and_bonus_through_the_console_script(cli: Cli) -> 
     assert header.startswith("user_id,username,amount,currency") and ",lena,200,USD," in line
     bad = cli("payout", "acme", "--since", "yesterday", "--until", "2100-01-01", "--out", out)
     assert bad.code != 0 and "--since" in bad.err
+
+
+def test_task_commands_list_by_state_open_one_and_move_tasks_up(cli: Cli) -> None:
+    _acme_reviews_with_lena(cli, 3)
+    with as_lena(cli) as (services, lena, client_id, project_id):
+        first = services.labeling.next_task(lena, client_id, project_id)
+        services.labeling.submit(lena, client_id, project_id, first.task_id, {"sentiment": "positive"})
+
+    lines = [line.split("\t") for line in cli.ok("task", "list", "acme/reviews").splitlines()]
+    assert [line[1:] for line in lines] == [["t0", "complete", "1/1", "0"], ["t1", "open", "0/1", "0"],
+                                            ["t2", "open", "0/1", "0"]]
+    assert [line.split("\t")[1] for line in cli.ok("task", "list", "acme/reviews", "--state", "open").splitlines()
+            ] == ["t1", "t2"]
+    assert "state must be one of" in cli("task", "list", "acme/reviews", "--state", "done").error_line
+
+    shown = json.loads(cli.ok("task", "show", "acme/reviews", "--external-id", "t0"))
+    assert shown["payload"] == {"text": "review 0"} and shown["state"] == "complete"
+    assert [(a["labeler"], a["value"]) for a in shown["answers"]] == [("lena", {"sentiment": "positive"})]
+    assert json.loads(cli.ok("task", "show", "acme/reviews", lines[0][0]))["external_id"] == "t0"
+    assert "no task with external id 'nope'" in cli("task", "show", "acme/reviews", "--external-id", "nope").error_line
+    assert "give a task id or --external-id" in cli("task", "show", "acme/reviews").error_line
+
+    assert cli.ok("task", "priority", "acme/reviews", "5", "t2").strip() == "priority 5: 1 task(s) changed"
+    refused = cli("task", "priority", "acme/reviews", "9", "t1", "t7")
+    assert refused.code == 1 and "'t7'" in refused.error_line
+    lowered = cli.ok("task", "priority", "acme/reviews", "--id", lines[1][0], "--", "-1")  # "--": a negative number
+    assert lowered.strip() == "priority -1: 1 task(s) changed"
+    listed = [line.split("\t") for line in cli.ok("task", "list", "acme/reviews").splitlines()]
+    priorities = {line[1]: line[4] for line in listed}
+    assert priorities == {"t0": "0", "t1": "-1", "t2": "5"}
+    with as_lena(cli) as (services, lena, client_id, project_id):
+        assert services.labeling.next_task(lena, client_id, project_id).task_id == int(lines[2][0])  # t2 first

@@ -159,7 +159,9 @@ def test_a_client_engineer_goes_from_schema_to_training_set(
         assert "question" in agreement.columns
 
 
-def test_a_manager_reads_why_labelers_skipped_tasks(world: World, server: ServerProcess) -> None:
+def test_a_manager_reads_why_labelers_skipped_tasks_opens_one_and_moves_tasks_up(
+    world: World, server: ServerProcess
+) -> None:
     with sdk(server, world) as client:
         project = client.create_project("acme", "Skipped reviews", typed_schema())
         project.add_tasks([{"external_id": f"s{i}", "data": {"text": f"review {i}"}} for i in range(3)])
@@ -175,6 +177,22 @@ def test_a_manager_reads_why_labelers_skipped_tasks(world: World, server: Server
         assert [s.reason for s in skips] == reasons and {s.labeler for s in skips} == {"labeler_a"}
         assert [s.external_id for s in skips] == ["s0", "s1", "s2"] and skips[0].skipped_at is not None
         assert [s.id for s in project.iter_skips(after_id=skips[0].id)] == [s.id for s in skips[1:]]
+
+        # One task, found by its external id, with what happened to it; the listing by state.
+        opened = project.task(external_id="s2")
+        assert isinstance(opened, lv.sdk.TaskDetail) and opened.payload == {"text": "review 2"}
+        assert opened.state == "open"
+        assert [(k.labeler, k.reason) for k in opened.skips] == [("labeler_a", "a duplicate")]
+        assert opened.skips[0].skipped_at is not None and opened.answers == [] and opened.leases == []
+        assert project.task(opened.id).external_id == "s2"
+        assert [t.state for t in project.tasks()] == ["open"] * 3 and list(project.tasks(state="complete")) == []
+        with pytest.raises(sdk_errors.NotFoundError, match="'s9'"):
+            project.task(external_id="s9")
+        # A new priority, all or nothing: the server names the task it does not know.
+        with pytest.raises(sdk_errors.NotFoundError, match="'s9'"):
+            project.set_priority(3, external_ids=["s1", "s9"])
+        assert project.set_priority(3, external_ids=["s1"], task_ids=[opened.id]) == 2
+        assert {t.external_id: t.priority for t in project.tasks()} == {"s0": 0, "s1": 3, "s2": 3}
 
 
 def test_a_labeler_script_works_the_queue_through_the_sdk(world: World, server: ServerProcess) -> None:

@@ -11,7 +11,7 @@ from tests.integration.queue_helpers import label_once, make_labelers, make_proj
 
 
 def required(world: World, project_id: int) -> list[int]:
-    tasks, _ = world.services.projects.tasks(world.operator, world.client_a, project_id)
+    tasks, _ = world.services.tasks.list(world.operator, world.client_a, project_id)
     return [t.required_answers for t in tasks]
 
 
@@ -83,7 +83,7 @@ def test_the_report_counts_the_answers_saved_against_the_fixed_maximum(world: Wo
 
 
 def _task_ids(world: World, project_id: int) -> list[int]:
-    tasks, _ = world.services.projects.tasks(world.operator, world.client_a, project_id)
+    tasks, _ = world.services.tasks.list(world.operator, world.client_a, project_id)
     return [t.id for t in tasks]
 
 

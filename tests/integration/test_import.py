@@ -88,7 +88,7 @@ def test_a_csv_file_reads_json_columns_numbers_and_metadata(world: World, projec
     assert tasks["c1"]["priority"] == 3
     assert tasks["c1"]["metadata"] == {"source": "mail"}
     assert tasks["c2"]["data"] == {"text": "Second"} and tasks["c2"]["metadata"] is None
-    summaries = {t.external_id: t for t in world.services.projects.tasks(world.operator, world.client_a, project)[0]}
+    summaries = {t.external_id: t for t in world.services.tasks.list(world.operator, world.client_a, project)[0]}
     assert summaries["c1"].required_answers == 1  # the row's overlap
     assert summaries["c2"].required_answers == 2  # the project's
 

@@ -183,15 +183,6 @@ class SkipCreate(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-class TaskSummary(BaseModel):
-    id: int
-    external_id: str | None
-    priority: int
-    required_answers: int
-    answer_count: int
-    created_at: datetime
-
-
 class ReviewAnswerRead(BaseModel):
     answer_id: int
     labeler_id: int

@@ -16,6 +16,7 @@ from labelvault.cli import (
     predict_commands,
     quality_commands,
     queue_commands,
+    task_commands,
 )
 from labelvault.cli.audit_commands import audit_app
 from labelvault.cli.common import (
@@ -392,6 +393,7 @@ queue_commands.register(app, project_app)
 quality_commands.register(app)
 ops_commands.register(app, keys_app)
 predict_commands.register(app)
+task_commands.register(app)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@ from labelvault.sdk.models import (
     Progress,
     Skip,
     SuggestionsReport,
+    TaskAnswer,
+    TaskDetail,
+    TaskLease,
+    TaskReview,
+    TaskSkip,
     TaskSummary,
 )
 
@@ -36,6 +41,11 @@ __all__ = [
     "Project",
     "Skip",
     "SuggestionsReport",
+    "TaskAnswer",
+    "TaskDetail",
+    "TaskLease",
+    "TaskReview",
+    "TaskSkip",
     "TaskSummary",
     "errors",
     "schema",

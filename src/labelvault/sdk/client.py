@@ -56,6 +56,7 @@ from labelvault.sdk.models import (
     Progress,
     Skip,
     SuggestionsReport,
+    TaskDetail,
     TaskSummary,
     renumber,
 )
@@ -68,6 +69,7 @@ if TYPE_CHECKING:  # only for annotations: neither package is needed to import t
     import pandas
 
 PAGE = 1000  # the API's largest page
+PRIORITY_BATCH = 5000  # task ids and as many external ids: the API takes 10,000 of each
 UPLOAD_CHUNK = 1024 * 1024
 _FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -276,10 +278,38 @@ class Project:
     def progress(self) -> Progress:
         return Progress.from_api(self._http.json("GET", f"/projects/{self.id}/progress"))
 
-    def tasks(self) -> Iterator[TaskSummary]:
-        """Every task's id, external id and counters (no content), lazily."""
-        for item in self._client._pages(f"/projects/{self.id}/tasks"):
+    def tasks(self, *, state: str | None = None, external_id: str | None = None) -> Iterator[TaskSummary]:
+        """Every task's id, external id, state and counters (no content), lazily; only those in
+        ``state`` (open, in_review, complete, gold) or with ``external_id`` when given."""
+        params = {key: value for key, value in (("state", state), ("external_id", external_id)) if value is not None}
+        for item in self._client._pages(f"/projects/{self.id}/tasks", params):
             yield TaskSummary.from_api(item)
+
+    def task(self, task_id: int | None = None, *, external_id: str | None = None) -> TaskDetail:
+        """One task, by id or external id, with its content, answers (rejected ones too), skips,
+        leases and reviews. A manager's read: the server checks the conflict wall and audits it."""
+        if (task_id is None) == (external_id is None):
+            raise ValueError("give a task id or an external_id, not both")
+        if task_id is None:
+            found = next(self.tasks(external_id=external_id), None)
+            if found is None:
+                raise NotFoundError(f"no task with external id {external_id!r} in project {self.id}", status_code=404,
+                                    code="not_found")
+            task_id = found.id
+        return TaskDetail.from_api(self._http.json("GET", f"/projects/{self.id}/tasks/{task_id}"))
+
+    def set_priority(self, priority: int, *, task_ids: Iterable[int] = (), external_ids: Iterable[str] = ()) -> int:
+        """Give tasks a new priority (higher is labeled first); returns how many changed. Sent in
+        batches of 10,000, each all or nothing: a task not in the project raises ``NotFoundError``
+        naming it, and its batch changes nothing (earlier batches stay changed)."""
+        ids, externals = list(task_ids), list(external_ids)
+        changed = 0
+        for start in range(0, max(len(ids), len(externals)), PRIORITY_BATCH):
+            body = {"priority": priority, "task_ids": ids[start:start + PRIORITY_BATCH],
+                    "external_ids": externals[start:start + PRIORITY_BATCH]}
+            changed += int(self._http.json("POST", f"/projects/{self.id}/tasks/priority", json=body,
+                                           idempotent=True)["changed"])
+        return changed
 
     # -- tasks in
 

@@ -192,14 +192,105 @@ class Skip(_FromApi):
 
 @dataclass(frozen=True, slots=True)
 class TaskSummary(_FromApi):
+    """A task's ids and counters, no content. ``state``: open (wants answers), in_review, complete
+    or gold (None from older servers, which did not say)."""
+
     id: int
     external_id: str | None
     priority: int
     required_answers: int
     answer_count: int
     created_at: datetime | None = None
+    state: str | None = None
 
     _times = ("created_at",)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAnswer(_FromApi):
+    """An answer as ``Project.task`` shows it (rejected ones too, with the reviewer's note)."""
+
+    id: int
+    labeler_id: int
+    labeler: str
+    status: str
+    value: dict[str, Any]
+    started_at: datetime | None
+    submitted_at: datetime | None
+    time_spent_ms: int
+    reviewed_at: datetime | None = None
+    review_note: str | None = None
+
+    _times = ("started_at", "submitted_at", "reviewed_at")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSkip(_FromApi):
+    labeler_id: int
+    labeler: str
+    reason: str
+    skipped_at: datetime | None
+
+    _times = ("skipped_at",)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLease(_FromApi):
+    """Someone holds the task: to label it (``purpose`` "label") or to review it ("review")."""
+
+    holder_id: int
+    holder: str
+    purpose: str
+    started_at: datetime | None
+    expires_at: datetime | None
+
+    _times = ("started_at", "expires_at")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReview(_FromApi):
+    id: int
+    reviewer_id: int
+    reviewer: str
+    decision: str
+    reason: str | None
+    corrected_value: dict[str, Any] | None
+    decided_at: datetime | None
+
+    _times = ("decided_at",)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDetail(_FromApi):
+    """One task with its content and everything that happened to it (``Project.task``)."""
+
+    id: int
+    project_id: int
+    external_id: str | None
+    state: str
+    priority: int
+    uncertainty: float
+    required_answers: int
+    answer_count: int
+    open_slots: int
+    is_gold: bool
+    created_at: datetime | None
+    payload: dict[str, Any]
+    metadata: dict[str, Any] | None
+    suggestions: list[dict[str, Any]]
+    gold_answer: dict[str, Any] | None
+    answers: list[TaskAnswer]
+    skips: list[TaskSkip]
+    leases: list[TaskLease]
+    reviews: list[TaskReview]
+
+    _times = ("created_at",)
+    _nested = {"answers": TaskAnswer, "skips": TaskSkip, "leases": TaskLease, "reviews": TaskReview}
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> TaskDetail:
+        nested = {name: [kind.from_api(item) for item in data.get(name, [])] for name, kind in cls._nested.items()}
+        return super(TaskDetail, cls).from_api({**data, **nested})
 
 
 @dataclass(frozen=True, slots=True)

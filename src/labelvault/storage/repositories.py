@@ -533,6 +533,12 @@ class UserRepository(_Repository):
     def by_username(self, username: str) -> User | None:
         return self.session.scalar(select(User).where(User.username == username))
 
+    def usernames(self, user_ids: set[int]) -> dict[int, str]:
+        if not user_ids:
+            return {}
+        rows = self.session.execute(select(User.id, User.username).where(User.id.in_(user_ids)))
+        return {user_id: username for user_id, username in rows}
+
     def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[User]:
         return self.session.scalars(select(User).order_by(User.id).offset(offset).limit(limit)).all()
 
@@ -694,6 +700,27 @@ class ProjectRepository(_Repository):
         return self.session.scalar(select(func.count()).select_from(Project)) or 0
 
 
+# What a task is waiting for, derived from its counters: one definition, for the state a listing
+# shows and the filter it takes. Gold tasks are checks, not work; a task awaiting review has all its
+# answers; "open" wants answers (leased or not); "complete" has them (reviewed, or not sampled).
+TASK_STATES = ("open", "in_review", "complete", "gold")
+task_state_expression = case(
+    (Task.is_gold.is_(True), literal_column("'gold'")),
+    (Task.review_state == literal_column("'pending'"), literal_column("'in_review'")),
+    (Task.answer_count < Task.required_answers, literal_column("'open'")),
+    else_=literal_column("'complete'"),
+)
+
+
+def _task_filters(project_id: int, state: str | None, external_id: str | None) -> list[Any]:
+    filters: list[Any] = [Task.project_id == project_id]
+    if state is not None:
+        filters.append(task_state_expression == state)
+    if external_id is not None:
+        filters.append(Task.external_id == external_id)
+    return filters
+
+
 class TaskRepository(_Repository):
     def get(self, task_id: int) -> Task | None:
         return self.session.get(Task, task_id)
@@ -723,8 +750,8 @@ class TaskRepository(_Repository):
         )
         return set(self.session.scalars(query))
 
-    def count(self, project_id: int) -> int:
-        query = select(func.count()).select_from(Task).where(Task.project_id == project_id)
+    def count(self, project_id: int, *, state: str | None = None, external_id: str | None = None) -> int:
+        query = select(func.count()).select_from(Task).where(*_task_filters(project_id, state, external_id))
         return self.session.scalar(query) or 0
 
     def page(self, project_id: int, *, after_id: int, limit: int) -> Sequence[Task]:
@@ -736,9 +763,46 @@ class TaskRepository(_Repository):
         )
         return self.session.scalars(query).all()
 
-    def list(self, project_id: int, *, offset: int, limit: int) -> Sequence[Task]:
-        query = select(Task).where(Task.project_id == project_id).order_by(Task.id).offset(offset).limit(limit)
-        return self.session.scalars(query).all()
+    def list(
+        self, project_id: int, *, offset: int, limit: int, state: str | None = None, external_id: str | None = None
+    ) -> Sequence[Row[tuple[Task, str]]]:
+        """(task, its state) in id order, of one state or external id when asked (see ``TASK_STATES``)."""
+        query = (
+            select(Task, task_state_expression.label("state"))
+            .where(*_task_filters(project_id, state, external_id))
+            .order_by(Task.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        return self.session.execute(query).all()
+
+    def state_of(self, task_id: int) -> str | None:
+        return self.session.scalar(select(task_state_expression).where(Task.id == task_id))
+
+    def set_priority(self, task_ids: Sequence[int], priority: int) -> int:
+        """A new priority for these tasks; how many changed. (A trigger on ``tasks`` moves the
+        project's queue epoch, so labelers' walks start again from the top: queue_cursors.py.)"""
+        if not task_ids:
+            return 0
+        result = self.session.execute(
+            update(Task).where(Task.id.in_(task_ids), Task.priority != priority).values(priority=priority)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)
+
+    def ids_by_external_id(self, project_id: int, external_ids: Sequence[str]) -> dict[str, int]:
+        if not external_ids:
+            return {}
+        query = select(Task.external_id, Task.id).where(
+            Task.project_id == project_id, Task.external_id.in_(external_ids)
+        )
+        return {external_id: task_id for external_id, task_id in self.session.execute(query)}
+
+    def ids_in_project(self, project_id: int, task_ids: Sequence[int]) -> set[int]:
+        if not task_ids:
+            return set()
+        query = select(Task.id).where(Task.project_id == project_id, Task.id.in_(task_ids))
+        return set(self.session.scalars(query))
 
     def next_for(
         self, project_id: int, user_id: int, start: QueuePosition | None = None
@@ -863,6 +927,10 @@ class LeaseRepository(_Repository):
         """Every lease the person holds in the scope's client, expired ones too."""
         return self.sql.run(_LEASES_OF_USER, {"user_id": user_id}).all()
 
+    def on_task(self, task_id: int) -> Sequence[Lease]:
+        """The leases held on the task (expired ones too, until collected), oldest first."""
+        return self.session.scalars(select(Lease).where(Lease.task_id == task_id).order_by(Lease.id)).all()
+
     def count_in_project(self, project_id: int) -> int:
         return int(self.sql.run(_LEASES_IN_PROJECT, {"project_id": project_id}).scalar_one())
 
@@ -909,6 +977,10 @@ class AnswerRepository(_Repository):
                 values["reviewed_at"] = reviewed_at
             self.session.execute(update(Answer).where(Answer.id.in_(answer_ids)).values(**values))
 
+    def of_task(self, task_id: int) -> Sequence[Answer]:
+        """Every answer the task got, rejected ones too, in the order they came."""
+        return self.session.scalars(select(Answer).where(Answer.task_id == task_id).order_by(Answer.id)).all()
+
     def for_tasks(self, task_ids: list[int]) -> Sequence[Answer]:
         if not task_ids:
             return []
@@ -952,6 +1024,9 @@ class LedgerRepository(_Repository):
 class SkipRepository(_Repository):
     def exists_for(self, task_id: int, user_id: int) -> bool:
         return self.sql.run(_SKIP_EXISTS, {"task_id": task_id, "user_id": user_id}).first() is not None
+
+    def of_task(self, task_id: int) -> Sequence[Skip]:
+        return self.session.scalars(select(Skip).where(Skip.task_id == task_id).order_by(Skip.id)).all()
 
 
 class ReviewRepository(_Repository):

@@ -52,16 +52,6 @@ class ProjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskSummary:
-    id: int
-    external_id: str | None
-    priority: int
-    required_answers: int
-    answer_count: int
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class ProjectSettings:
     """Changes to a project; None leaves a setting as it is."""
 
@@ -343,20 +333,6 @@ class ProjectService:
                              object_id=project.id, details={"changed": changed})
             uow.commit()
             return project_info(project)
-
-    def tasks(
-        self, actor: Actor, client_id: int, project_id: int, *, offset: int = 0, limit: int = 100
-    ) -> tuple[list[TaskSummary], int]:
-        """Task ids and counters, no content: enough to page through a project."""
-        with self.uow_factory.for_client(client_id) as uow:
-            ProjectPolicy.view(access_in(uow, actor))
-            load_project(uow, project_id)
-            rows = uow.tasks.list(project_id, offset=offset, limit=limit)
-            summaries = [
-                TaskSummary(t.id, t.external_id, t.priority, t.required_answers, t.answer_count, t.created_at)
-                for t in rows
-            ]
-            return summaries, uow.tasks.count(project_id)
 
     def progress(self, actor: Actor, client_id: int, project_id: int) -> dict[str, int]:
         with self.uow_factory.for_client(client_id) as uow:

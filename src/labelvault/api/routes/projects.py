@@ -1,4 +1,4 @@
-"""One project: settings, progress and its tasks."""
+"""One project: settings and progress (its tasks: tasks.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from starlette.concurrency import run_in_threadpool
 
-from labelvault.api.deps import ActorDep, PageDep, ServicesDep
-from labelvault.api.schemas import Page, Progress, ProjectRead, ProjectUpdate, TaskSummary
+from labelvault.api.deps import ActorDep, ServicesDep
+from labelvault.api.schemas import Progress, ProjectRead, ProjectUpdate
 from labelvault.workflow.projects import ProjectInfo, ProjectSettings
 
 router = APIRouter(tags=["projects"])
@@ -59,10 +59,3 @@ def update_project(
 @router.get("/projects/{project_id}/progress", response_model=Progress)
 def project_progress(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep) -> Progress:
     return Progress(**services.projects.progress(actor, ref.client_id, ref.project_id))
-
-
-@router.get("/projects/{project_id}/tasks", response_model=Page[TaskSummary])
-def list_tasks(ref: ProjectRefDep, actor: ActorDep, services: ServicesDep, page: PageDep) -> Page[TaskSummary]:
-    tasks, total = services.projects.tasks(actor, ref.client_id, ref.project_id, offset=page.offset, limit=page.limit)
-    items = [TaskSummary.model_validate(t, from_attributes=True) for t in tasks]
-    return Page(items=items, total=total, offset=page.offset, limit=page.limit)

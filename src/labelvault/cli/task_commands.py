@@ -1,0 +1,89 @@
+"""A project's tasks on the command line: list them by state, open one, move them up the queue."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labelvault.cli.common import AsOperator, cli_errors, console, every_page, fail, local_operator, open_services
+
+task_app = typer.Typer(help="A project's tasks: list by state, open one, change priorities.", no_args_is_help=True)
+
+ProjectArgument = Annotated[str, typer.Argument(help="Project id or client-slug/project-slug.")]
+
+
+@task_app.command("list")
+@cli_errors
+def task_list(
+    project: ProjectArgument,
+    state: Annotated[str | None, typer.Option(help="open, in_review, complete or gold.")] = None,
+    external_id: Annotated[str | None, typer.Option("--external-id", help="Only the task with this id.")] = None,
+    as_operator: AsOperator = None,
+) -> None:
+    """List tasks (tab-separated): id, external id, state, answers given/required, priority."""
+    with open_services() as services:
+        client_id, project_id = services.projects.locate(project)
+        actor = local_operator(services, as_operator)
+        fetch = functools.partial(services.tasks.list, actor, client_id, project_id, state=state,
+                                  external_id=external_id)
+        for task in every_page(fetch):
+            typer.echo(f"{task.id}\t{task.external_id or ''}\t{task.state}\t"
+                       f"{task.answer_count}/{task.required_answers}\t{task.priority}")
+
+
+@task_app.command("show")
+@cli_errors
+def task_show(
+    project: ProjectArgument,
+    task_id: Annotated[int | None, typer.Argument(help="The task's id (or give --external-id).")] = None,
+    external_id: Annotated[str | None, typer.Option("--external-id", help="The task's external id.")] = None,
+    as_operator: AsOperator = None,
+) -> None:
+    """One task as JSON: content, answers (rejected ones too), skips, leases and reviews. Audited
+    (task.read) like every opening of a client's data."""
+    if (task_id is None) == (external_id is None):
+        raise fail("give a task id or --external-id")
+    with open_services() as services:
+        client_id, project_id = services.projects.locate(project)
+        actor = local_operator(services, as_operator)
+        if task_id is None:
+            found, _ = services.tasks.list(actor, client_id, project_id, external_id=external_id, limit=1)
+            if not found:
+                raise fail(f"no task with external id {external_id!r} in project {project}")
+            task_id = found[0].id
+        detail = services.tasks.open(actor, client_id, project_id, task_id)
+        typer.echo(json.dumps(asdict(detail), default=str, indent=2, ensure_ascii=False))
+
+
+@task_app.command("priority")
+@cli_errors
+def task_priority(
+    project: ProjectArgument,
+    priority: Annotated[int, typer.Argument(help="The new priority: higher is labeled first (default 0).")],
+    external_ids: Annotated[list[str] | None, typer.Argument(help="External ids of the tasks.")] = None,
+    task_ids: Annotated[list[int] | None, typer.Option("--id", help="A task id (repeat it for more).")] = None,
+    from_file: Annotated[Path | None, typer.Option("--from-file", help="A file of external ids, one per line.")] = None,
+    as_operator: AsOperator = None,
+) -> None:
+    """Give tasks a new priority, all or nothing: a task not in the project is named and nothing
+    changes. Labelers get the tasks in the new order at their next task."""
+    externals = list(external_ids or [])
+    if from_file is not None:
+        externals += [line.strip() for line in from_file.read_text().splitlines() if line.strip()]
+    if not externals and not task_ids:
+        raise fail("name the tasks: external ids, --id or --from-file")
+    with open_services() as services:
+        client_id, project_id = services.projects.locate(project)
+        actor = local_operator(services, as_operator)
+        changed = services.tasks.set_priority(actor, client_id, project_id, priority, task_ids=task_ids or [],
+                                              external_ids=externals)
+        console.print(f"priority {priority}: {changed} task(s) changed", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(task_app, name="task")

@@ -1,0 +1,249 @@
+"""A project's tasks one at a time: find them, open one with all that happened to it, move them in
+the queue.
+
+    summaries, total = tasks.list(actor, client_id, project_id, state="open")  # counters, no content
+    detail = tasks.open(actor, client_id, project_id, task_id)   # content, answers, skips, leases, reviews
+    moved = tasks.set_priority(actor, client_id, project_id, 10, external_ids=["r7", "r9"])
+
+A listing shows ids, counters and states, no content, to anyone who may view the project. Opening a
+task shows the client's data as reading its answers does: a manager's right, the conflict wall
+checked and the touch recorded, and the opening witnessed in the audit log (``task.read``) before
+anything is read. A new priority is a manager's change, all or nothing, audited
+(``tasks.reprioritized``); labelers' next tasks follow it at once (queue_cursors.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from labelvault.audit import log as audit_log
+from labelvault.audit.log import AuditService
+from labelvault.domain.access import Actor, ProjectPolicy
+from labelvault.errors import InvalidInput, NotFound
+from labelvault.storage.models import Task
+from labelvault.storage.repositories import TASK_STATES
+from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from labelvault.workflow.access import access_in
+from labelvault.workflow.auditing import recording_denials, witness_read
+from labelvault.workflow.content import open_task_content
+from labelvault.workflow.labeling import skip_reason
+from labelvault.workflow.projects import load_project
+
+MAX_PAGE = 1000
+MAX_REPRIORITIZED = 10_000  # tasks per call: a request's worth, in one transaction
+PRIORITY_RANGE = (-1_000_000, 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    id: int
+    external_id: str | None
+    state: str  # one of TASK_STATES
+    priority: int
+    required_answers: int
+    answer_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAnswerRecord:
+    id: int
+    labeler_id: int
+    labeler: str
+    status: str  # submitted, accepted, rejected or corrected
+    value: dict[str, Any]
+    started_at: datetime
+    submitted_at: datetime
+    time_spent_ms: int
+    reviewed_at: datetime | None
+    review_note: str | None  # the reviewer's reason for a rejection
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSkipRecord:
+    labeler_id: int
+    labeler: str
+    reason: str
+    skipped_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLeaseRecord:
+    holder_id: int
+    holder: str
+    purpose: str  # "label" or "review"
+    started_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskReviewRecord:
+    id: int
+    reviewer_id: int
+    reviewer: str
+    decision: str  # accept, reject or correct
+    reason: str | None
+    corrected_value: dict[str, Any] | None
+    decided_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDetail:
+    id: int
+    project_id: int
+    external_id: str | None
+    state: str
+    priority: int
+    uncertainty: float
+    required_answers: int
+    answer_count: int
+    open_slots: int
+    is_gold: bool
+    created_at: datetime
+    payload: dict[str, Any]
+    metadata: dict[str, Any] | None
+    suggestions: list[dict[str, Any]]
+    gold_answer: dict[str, Any] | None
+    answers: list[TaskAnswerRecord]
+    skips: list[TaskSkipRecord]
+    leases: list[TaskLeaseRecord]
+    reviews: list[TaskReviewRecord]
+
+
+class TaskService:
+    def __init__(self, uow_factory: UnitOfWorkFactory, *, audit: AuditService | None = None) -> None:
+        self.uow_factory = uow_factory
+        self.audit = audit
+
+    def list(
+        self, actor: Actor, client_id: int, project_id: int, *, state: str | None = None,
+        external_id: str | None = None, offset: int = 0, limit: int = 100,
+    ) -> tuple[list[TaskSummary], int]:
+        """A page of the project's tasks in id order (of one state, or the one with this external
+        id, when asked) and how many there are in all."""
+        if state is not None and state not in TASK_STATES:
+            raise InvalidInput(f"state must be one of {', '.join(TASK_STATES)}", details={"field": "state"})
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be from 1 to {MAX_PAGE}", details={"field": "limit"})
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.view(access_in(uow, actor))
+            load_project(uow, project_id)
+            rows = uow.tasks.list(project_id, offset=offset, limit=limit, state=state, external_id=external_id)
+            summaries = [
+                TaskSummary(t.id, t.external_id, task_state, t.priority, t.required_answers, t.answer_count,
+                            t.created_at)
+                for t, task_state in rows
+            ]
+            return summaries, uow.tasks.count(project_id, state=state, external_id=external_id)
+
+    def open(self, actor: Actor, client_id: int, project_id: int, task_id: int) -> TaskDetail:
+        """The task with its content and everything that happened to it (a manager's read: the wall
+        is checked and the opening audited before anything is read)."""
+        witness_read(self.uow_factory, self.audit, actor, client_id, project_id, "task.read", {"task_id": task_id})
+        with self.uow_factory.for_client(client_id) as uow:
+            ProjectPolicy.export(access_in(uow, actor))  # every unit of work asks (a role may go meanwhile)
+            task = uow.tasks.get(task_id)
+            if task is None or task.project_id != project_id:
+                raise NotFound(f"task {task_id} not found in project {project_id}")
+            return _detail(uow, task)
+
+    def set_priority(
+        self, actor: Actor, client_id: int, project_id: int, priority: int, *,
+        task_ids: Sequence[int] = (), external_ids: Sequence[str] = (),
+    ) -> int:
+        """Give these tasks (by id, by external id, or both) a new priority; how many changed. Every
+        one must be in the project, or nothing changes and the error names what was not found."""
+        low, high = PRIORITY_RANGE
+        if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
+            raise InvalidInput(f"priority must be an integer from {low} to {high}", details={"field": "priority"})
+        asked = len(task_ids) + len(external_ids)
+        if asked == 0:
+            raise InvalidInput("name the tasks: task_ids, external_ids or both", details={"field": "task_ids"})
+        if asked > MAX_REPRIORITIZED:
+            raise InvalidInput(f"at most {MAX_REPRIORITIZED} tasks per call", details={"field": "task_ids"})
+        with (
+            recording_denials(self.audit, actor, client_id, "tasks.reprioritized", "project", project_id),
+            self.uow_factory.for_client(client_id, write=True) as uow,
+        ):
+            ProjectPolicy.manage(access_in(uow, actor))
+            load_project(uow, project_id)
+            ids = _resolve(uow, project_id, task_ids, external_ids)
+            moved = uow.tasks.set_priority(sorted(ids), priority)
+            audit_log.append(uow, "tasks.reprioritized", actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project_id, details={"priority": priority, "tasks": len(ids), "moved": moved})
+            uow.commit()
+            return moved
+
+
+def _resolve(uow: UnitOfWork, project_id: int, task_ids: Sequence[int], external_ids: Sequence[str]) -> set[int]:
+    """The ids of the tasks named, all in the project; NotFound names the first ones that are not."""
+    found = uow.tasks.ids_in_project(project_id, list(set(task_ids)))
+    by_external = uow.tasks.ids_by_external_id(project_id, list(set(external_ids)))
+    missing = [str(t) for t in dict.fromkeys(task_ids) if t not in found]
+    missing += [repr(e) for e in dict.fromkeys(external_ids) if e not in by_external]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise NotFound(f"{len(missing)} task(s) not found in project {project_id}: {shown}",
+                       details={"missing": missing[:100]})
+    return found | set(by_external.values())
+
+
+def _detail(uow: UnitOfWork, task: Task) -> TaskDetail:
+    cipher = uow.cipher(task.data_key_id)
+    payload, suggestions = open_task_content(uow, task)
+    answers = uow.answers.of_task(task.id)
+    skips = uow.skips.of_task(task.id)
+    leases = uow.leases.on_task(task.id)
+    review_lease = uow.reviews.lease_on(task.id)
+    reviews = uow.reviews.of_task(task.id)
+    names = uow.users.usernames(
+        {a.user_id for a in answers} | {s.user_id for s in skips} | {lease.user_id for lease in leases}
+        | {r.reviewer_id for r in reviews} | ({review_lease.user_id} if review_lease is not None else set())
+    )
+
+    def opened(kind: str, object_id: int, sealed: bytes | None, key_id: int) -> Any:
+        return None if sealed is None else orjson.loads(uow.cipher(key_id).open(kind, object_id, sealed))
+
+    def opened_text(kind: str, object_id: int, sealed: bytes | None, key_id: int) -> str | None:
+        return None if sealed is None else uow.cipher(key_id).open(kind, object_id, sealed).decode()
+
+    held = [TaskLeaseRecord(lease.user_id, names.get(lease.user_id, "?"), "label", lease.started_at,
+                            lease.expires_at) for lease in leases]
+    if review_lease is not None:
+        held.append(TaskLeaseRecord(review_lease.user_id, names.get(review_lease.user_id, "?"), "review",
+                                    review_lease.started_at, review_lease.expires_at))
+    return TaskDetail(
+        id=task.id, project_id=task.project_id, external_id=task.external_id,
+        state=uow.tasks.state_of(task.id) or "open", priority=task.priority, uncertainty=task.uncertainty,
+        required_answers=task.required_answers, answer_count=task.answer_count, open_slots=task.open_slots,
+        is_gold=task.is_gold, created_at=task.created_at, payload=payload,
+        metadata=(orjson.loads(cipher.open("task.metadata", task.id, task.metadata_blob))
+                  if task.metadata_blob else None),
+        suggestions=suggestions,
+        gold_answer=opened("task.gold", task.id, task.gold_answer, task.data_key_id),
+        answers=[
+            TaskAnswerRecord(
+                id=a.id, labeler_id=a.user_id, labeler=names.get(a.user_id, "?"), status=a.status,
+                value=opened("answer.value", a.id, a.value, a.data_key_id), started_at=a.started_at,
+                submitted_at=a.created_at, time_spent_ms=a.time_spent_ms, reviewed_at=a.reviewed_at,
+                review_note=opened_text("answer.review_note", a.id, a.review_note, a.data_key_id),
+            )
+            for a in answers
+        ],
+        skips=[TaskSkipRecord(s.user_id, names.get(s.user_id, "?"), skip_reason(uow, s), s.created_at) for s in skips],
+        leases=held,
+        reviews=[
+            TaskReviewRecord(
+                id=r.id, reviewer_id=r.reviewer_id, reviewer=names.get(r.reviewer_id, "?"), decision=r.decision,
+                reason=opened_text("review.reason", r.id, r.reason, r.data_key_id),
+                corrected_value=opened("review.correction", r.id, r.corrected_value, r.data_key_id),
+                decided_at=r.created_at,
+            )
+            for r in reviews
+        ],
+    )
