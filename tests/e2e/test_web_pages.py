@@ -16,6 +16,7 @@ from labelvault.errors import NotAuthenticated, QueueRefused
 from labelvault.server import build_app
 from labelvault.storage.models import AuditEntry
 from labelvault.web.charts import Series, bar_chart, line_chart
+from labelvault.workflow.web_sessions import SESSION_COOKIE
 from tests.browser.web import Projects, add_people, add_projects, csrf_of, form_login
 from tests.conftest import OPERATOR_PASSWORD, World
 
@@ -381,6 +382,21 @@ def test_a_person_changes_their_password_on_their_account_page(client: TestClien
     with pytest.raises(NotAuthenticated):
         world.services.web_sessions.lookup(elsewhere)
     assert world.services.accounts.authenticate("pat", "the-new-long-password").username == "pat"
+
+
+@sqlite_only
+def test_a_person_without_a_password_is_not_offered_to_change_one(client: TestClient, world: World) -> None:
+    # On an install with both ways in, people created by single sign-on have no password here.
+    world.services.accounts.create_user(world.operator, "sam", None)
+    sam = world.services.accounts.actor_by_username("sam")
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, world.services.web_sessions.start(sam, method="sso").session_id)
+    page = client.get("/account")
+    assert page.status_code == 200 and "sam" in page.text
+    assert "Change password" not in page.text and 'name="current_password"' not in page.text
+    assert "You sign in with single sign-on" in page.text
+    operators = client.get("/api/users", headers={"Authorization": f"Bearer {world.tokens['operator']}"}).json()
+    assert {u["username"]: u["has_password"] for u in operators["items"]}["sam"] is False
 
 
 @sqlite_only

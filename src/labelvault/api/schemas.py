@@ -79,6 +79,8 @@ class UserRead(BaseModel):
     display_name: str
     is_operator: bool
     is_active: bool
+    has_password: bool = Field(description="False for people who log in through single sign-on or use API "
+                                           "tokens only.")
 
 
 class ClientCreate(BaseModel):

@@ -84,10 +84,12 @@ class UserInfo:
     display_name: str
     is_operator: bool
     is_active: bool
+    has_password: bool = False  # False: they log in through single sign-on or use API tokens only
 
 
 def _user_info(user: User) -> UserInfo:
-    return UserInfo(user.id, user.username, user.display_name, user.is_operator, user.is_active)
+    return UserInfo(user.id, user.username, user.display_name, user.is_operator, user.is_active,
+                    has_password=user.password_hash is not None)
 
 
 def _user_actor(user: User, scopes: frozenset[Scope] = ALL_SCOPES) -> Actor:

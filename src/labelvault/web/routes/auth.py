@@ -116,5 +116,9 @@ def change_password(
 def _account(request: Request, session: WebSessionInfo, services: Services, pages: Pages, *,
              notice: str | None = None, error: str | None = None, status_code: int = 200) -> Response:
     settings = services.settings
+    # Only a person with a password may change it: on an install with both ways in, people created
+    # by single sign-on have none.
+    has_password = services.accounts.get_user(session.actor, session.actor.user_id).has_password
     return pages.render(request, "account.html", session=session, status_code=status_code, notice=notice,
-                        error=error, passwords=settings.password_login, provider=settings.sso_provider_name)
+                        error=error, passwords=settings.password_login and has_password,
+                        provider=settings.sso_provider_name)
