@@ -70,3 +70,22 @@ def test_a_priority_change_names_what_it_could_not_find_and_changes_nothing(api:
     assert api.post("labeler_a", f"{tasks}/priority", json={"priority": 1, "external_ids": ["r1"]}).status_code == 403
     too_high = api.post("manager_a", f"{tasks}/priority", json={"priority": 10**9, "external_ids": ["r1"]})
     assert too_high.status_code == 400 and "priority" in too_high.text
+
+
+def test_unanswered_tasks_are_removed_and_answered_ones_are_named_and_kept(api: Api) -> None:
+    project = _project_with_tasks(api)
+    tasks = f"/api/projects/{project['id']}/tasks"
+    leased = api.post("labeler_a", f"{tasks}/next").json()
+    api.post("labeler_a", f"{tasks}/{leased['task_id']}/answers", json={"answer": {"sentiment": "neutral"}})
+
+    refused = api.post("manager_a", f"{tasks}/remove", json={"external_ids": ["r0", "r1"]})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict"
+    assert "'r0'" in refused.json()["error"]["message"] and api.get("manager_a", tasks).json()["total"] == 3
+    assert api.post("labeler_a", f"{tasks}/remove", json={"external_ids": ["r1"]}).status_code == 403
+    assert api.post("manager_a", f"{tasks}/remove", json={}).status_code == 400
+
+    removed = api.post("manager_a", f"{tasks}/remove", json={"external_ids": ["r1", "r2"]})
+    assert removed.status_code == 200 and removed.json() == {"removed": 2}
+    assert [t["external_id"] for t in api.get("manager_a", tasks).json()["items"]] == ["r0"]
+    again = api.post("manager_a", f"{tasks}/remove", json={"external_ids": ["r1"]})
+    assert again.status_code == 404 and "'r1'" in again.json()["error"]["message"]

@@ -386,3 +386,9 @@ def test_task_commands_list_by_state_open_one_and_move_tasks_up(cli: Cli) -> Non
     assert priorities == {"t0": "0", "t1": "-1", "t2": "5"}
     with as_lena(cli) as (services, lena, client_id, project_id):
         assert services.labeling.next_task(lena, client_id, project_id).task_id == int(lines[2][0])  # t2 first
+
+    assert "add --yes to confirm" in cli("task", "remove", "acme/reviews", "t1").error_line
+    assert "have answers and cannot be removed" in cli("task", "remove", "acme/reviews", "t0", "--yes").error_line
+    assert cli.ok("task", "remove", "acme/reviews", "--from-file", cli.file("ids.txt", "t1\n\n"), "--yes"
+                  ).strip() == "1 task(s) removed"
+    assert [line.split("\t")[1] for line in cli.ok("task", "list", "acme/reviews").splitlines()] == ["t0", "t2"]

@@ -3,11 +3,14 @@ new priority that the queue follows at once."""
 
 from __future__ import annotations
 
+import threading
+
 import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
-from labelvault.errors import ConflictOfInterest, InvalidInput, NotFound, PermissionDenied
+from labelvault.domain.access import Actor
+from labelvault.errors import Conflict, ConflictOfInterest, InvalidInput, NotFound, PermissionDenied
 from labelvault.workflow.projects import ProjectSettings
 from tests.conftest import World, owner_url
 from tests.integration.queue_helpers import LABEL_SCHEMA, make_labelers, make_project
@@ -186,3 +189,88 @@ def test_a_priority_change_is_all_or_nothing_and_a_managers_right(world: World) 
             services.tasks.set_priority(world.operator, world.client_a, project_id, bad, external_ids=["strict-0"])
     with pytest.raises(InvalidInput, match="name the tasks"):
         services.tasks.set_priority(world.operator, world.client_a, project_id, 1)
+
+
+def test_tasks_nobody_answered_are_removed_with_their_skips_and_leases(world: World) -> None:
+    services = world.services
+    project_id = make_project(world, "broken", tasks=4)  # overlap 1
+    first, second = make_labelers(world, 2)
+    ids = {s.external_id: s.id for s in services.tasks.list(world.operator, world.client_a, project_id)[0]}
+    answered = services.labeling.next_task(first, world.client_a, project_id).task_id
+    services.labeling.submit(first, world.client_a, project_id, answered, {"sentiment": "positive"})
+    skipped = services.labeling.next_task(first, world.client_a, project_id).task_id
+    services.labeling.skip(first, world.client_a, project_id, skipped, "the text is garbled")
+    held = services.labeling.next_task(second, world.client_a, project_id).task_id
+    assert (answered, skipped, held) == (ids["broken-0"], ids["broken-1"], ids["broken-1"])
+
+    # All or nothing: an answered task is named, and nothing goes.
+    with pytest.raises(Conflict, match=rf"1 task\(s\) have answers and cannot be removed: {answered} \('broken-0'\)"):
+        services.tasks.remove(world.actors["manager_a"], world.client_a, project_id,
+                              external_ids=["broken-0", "broken-1", "broken-2"])
+    with pytest.raises(NotFound, match="'broken-9'"):
+        services.tasks.remove(world.operator, world.client_a, project_id, external_ids=["broken-1", "broken-9"])
+    assert services.tasks.list(world.operator, world.client_a, project_id)[1] == 4
+    with pytest.raises(PermissionDenied):
+        services.tasks.remove(world.actors["labeler_a"], world.client_a, project_id, external_ids=["broken-1"])
+
+    removed = services.tasks.remove(world.actors["manager_a"], world.client_a, project_id,
+                                    external_ids=["broken-1"], task_ids=[ids["broken-2"]])
+    assert removed == 2
+    assert {s.external_id for s in services.tasks.list(world.operator, world.client_a, project_id)[0]} == {
+        "broken-0", "broken-3"}
+    assert services.answers.skips(world.operator, world.client_a, project_id).items == []  # the skip went too
+    # The labeler who held a removed task is given another one, not the one that is gone.
+    assert services.labeling.next_task(second, world.client_a, project_id).task_id == ids["broken-3"]
+    assert services.projects.progress(world.operator, world.client_a, project_id)["tasks"] == 2
+    # Refusals of access are witnessed too (a task named that the project lacks, a labeler asking).
+    assert _audit_details(world, "tasks.removed") == [
+        {"reason": "not_found"}, {"reason": "permission_denied"},
+        {"tasks": 2, "task_ids": sorted([ids["broken-1"], ids["broken-2"]])}]
+
+
+def _submit_and_remove_at_once(world: World, project_id: int, labeler: Actor, task_id: int) -> tuple[str, str]:
+    """The labeler submits the task they hold while a manager removes it: what each one got."""
+    services = world.services
+    barrier = threading.Barrier(2)
+    results = {"submit": "?", "remove": "?"}
+
+    def submit() -> None:
+        barrier.wait()
+        try:
+            services.labeling.submit(labeler, world.client_a, project_id, task_id, {"sentiment": "neutral"})
+            results["submit"] = "acknowledged"
+        except (Conflict, NotFound) as refused:
+            results["submit"] = type(refused).__name__
+
+    def remove() -> None:
+        barrier.wait()
+        try:
+            services.tasks.remove(world.operator, world.client_a, project_id, task_ids=[task_id])
+            results["remove"] = "removed"
+        except Conflict:
+            results["remove"] = "refused"
+
+    threads = [threading.Thread(target=submit), threading.Thread(target=remove)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results["submit"], results["remove"]
+
+
+def test_a_removal_racing_a_submit_never_takes_an_acknowledged_answer_with_it(world: World) -> None:
+    services = world.services
+    rounds = 12
+    project_id = make_project(world, "race", tasks=rounds)
+    outcomes = []
+    for labeler in make_labelers(world, rounds):
+        task_id = services.labeling.next_task(labeler, world.client_a, project_id).task_id
+        submitted, removed = _submit_and_remove_at_once(world, project_id, labeler, task_id)
+        outcomes.append((submitted, removed))
+        remaining = {s.id for s in services.tasks.list(world.operator, world.client_a, project_id, limit=1000)[0]}
+        if submitted == "acknowledged":
+            assert removed == "refused" and task_id in remaining
+        else:
+            assert removed == "removed" and task_id not in remaining
+    answers = services.answers.page(world.operator, world.client_a, project_id, limit=1000).items
+    assert len(answers) == sum(1 for submitted, _ in outcomes if submitted == "acknowledged"), outcomes

@@ -60,29 +60,63 @@ def task_show(
         typer.echo(json.dumps(asdict(detail), default=str, indent=2, ensure_ascii=False))
 
 
-@task_app.command("priority")
-@cli_errors
-def task_priority(
-    project: ProjectArgument,
-    priority: Annotated[int, typer.Argument(help="The new priority: higher is labeled first (default 0).")],
-    external_ids: Annotated[list[str] | None, typer.Argument(help="External ids of the tasks.")] = None,
-    task_ids: Annotated[list[int] | None, typer.Option("--id", help="A task id (repeat it for more).")] = None,
-    from_file: Annotated[Path | None, typer.Option("--from-file", help="A file of external ids, one per line.")] = None,
-    as_operator: AsOperator = None,
-) -> None:
-    """Give tasks a new priority, all or nothing: a task not in the project is named and nothing
-    changes. Labelers get the tasks in the new order at their next task."""
+ExternalIds = Annotated[list[str] | None, typer.Argument(help="External ids of the tasks.")]
+TaskIds = Annotated[list[int] | None, typer.Option("--id", help="A task id (repeat it for more).")]
+FromFile = Annotated[Path | None, typer.Option("--from-file", help="A file of external ids, one per line.")]
+
+
+def _named(external_ids: list[str] | None, from_file: Path | None, task_ids: list[int] | None) -> list[str]:
+    """The external ids given as arguments and in the file; fails when no task is named at all."""
     externals = list(external_ids or [])
     if from_file is not None:
         externals += [line.strip() for line in from_file.read_text().splitlines() if line.strip()]
     if not externals and not task_ids:
         raise fail("name the tasks: external ids, --id or --from-file")
+    return externals
+
+
+@task_app.command("priority")
+@cli_errors
+def task_priority(
+    project: ProjectArgument,
+    priority: Annotated[int, typer.Argument(help="The new priority: higher is labeled first (default 0).")],
+    external_ids: ExternalIds = None,
+    task_ids: TaskIds = None,
+    from_file: FromFile = None,
+    as_operator: AsOperator = None,
+) -> None:
+    """Give tasks a new priority, all or nothing: a task not in the project is named and nothing
+    changes. Labelers get the tasks in the new order at their next task."""
+    externals = _named(external_ids, from_file, task_ids)
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         actor = local_operator(services, as_operator)
         changed = services.tasks.set_priority(actor, client_id, project_id, priority, task_ids=task_ids or [],
                                               external_ids=externals)
         console.print(f"priority {priority}: {changed} task(s) changed", highlight=False)
+
+
+@task_app.command("remove")
+@cli_errors
+def task_remove(
+    project: ProjectArgument,
+    external_ids: ExternalIds = None,
+    task_ids: TaskIds = None,
+    from_file: FromFile = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the tasks and their content are deleted.")] = False,
+    as_operator: AsOperator = None,
+) -> None:
+    """Delete tasks nobody has answered (imported by mistake, or broken), with their skips and
+    leases. All or nothing: a task not in the project, or one with an answer, is named and nothing
+    is deleted. Audited (tasks.removed)."""
+    externals = _named(external_ids, from_file, task_ids)
+    if not yes:
+        raise fail("removing tasks deletes them and their content: add --yes to confirm")
+    with open_services() as services:
+        client_id, project_id = services.projects.locate(project)
+        actor = local_operator(services, as_operator)
+        removed = services.tasks.remove(actor, client_id, project_id, task_ids=task_ids or [], external_ids=externals)
+        console.print(f"{removed} task(s) removed", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -69,7 +69,7 @@ if TYPE_CHECKING:  # only for annotations: neither package is needed to import t
     import pandas
 
 PAGE = 1000  # the API's largest page
-PRIORITY_BATCH = 5000  # task ids and as many external ids: the API takes 10,000 of each
+TASK_BATCH = 5000  # task ids and as many external ids per request: the API takes 10,000 in all
 UPLOAD_CHUNK = 1024 * 1024
 _FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _MEDIA_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -300,16 +300,28 @@ class Project:
 
     def set_priority(self, priority: int, *, task_ids: Iterable[int] = (), external_ids: Iterable[str] = ()) -> int:
         """Give tasks a new priority (higher is labeled first); returns how many changed. Sent in
-        batches of 10,000, each all or nothing: a task not in the project raises ``NotFoundError``
-        naming it, and its batch changes nothing (earlier batches stay changed)."""
+        batches of 5,000 ids and 5,000 external ids, each all or nothing: a task not in the project
+        raises ``NotFoundError`` naming it, and its batch changes nothing (earlier batches stay)."""
+        return self._per_batch("priority", "changed", {"priority": priority}, task_ids, external_ids)
+
+    def remove_tasks(self, *, task_ids: Iterable[int] = (), external_ids: Iterable[str] = ()) -> int:
+        """Delete tasks nobody has answered (with their skips and leases); returns how many. In
+        batches like ``set_priority``, each all or nothing: a task not in the project raises
+        ``NotFoundError``, one with an answer ``ConflictError``, naming them."""
+        return self._per_batch("remove", "removed", {}, task_ids, external_ids)
+
+    def _per_batch(self, action: str, counted: str, body: dict[str, Any], task_ids: Iterable[int],
+                   external_ids: Iterable[str]) -> int:
         ids, externals = list(task_ids), list(external_ids)
-        changed = 0
-        for start in range(0, max(len(ids), len(externals)), PRIORITY_BATCH):
-            body = {"priority": priority, "task_ids": ids[start:start + PRIORITY_BATCH],
-                    "external_ids": externals[start:start + PRIORITY_BATCH]}
-            changed += int(self._http.json("POST", f"/projects/{self.id}/tasks/priority", json=body,
-                                           idempotent=True)["changed"])
-        return changed
+        total = 0
+        for start in range(0, max(len(ids), len(externals)), TASK_BATCH):
+            batch = {**body, "task_ids": ids[start:start + TASK_BATCH],
+                     "external_ids": externals[start:start + TASK_BATCH]}
+            # A priority set twice is the same, so it may be retried; a removal is not (repeated
+            # after it went through, it would be a 404 naming the tasks it removed).
+            total += int(self._http.json("POST", f"/projects/{self.id}/tasks/{action}", json=batch,
+                                         idempotent=action == "priority")[counted])
+        return total
 
     # -- tasks in
 

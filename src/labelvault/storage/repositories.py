@@ -790,6 +790,34 @@ class TaskRepository(_Repository):
         )
         return int(result.rowcount or 0)
 
+    def answered_among(self, task_ids: Sequence[int]) -> list[tuple[int, str | None]]:
+        """(id, external id) of those tasks that have an answer (of any status). On PostgreSQL
+        their leases' rows and then their own are locked until the transaction ends, in the order a
+        submit takes them (it turns its lease into the answer, then counts it on the task): so no
+        answer arrives between this look and a removal, and the two never wait for each other."""
+        if not task_ids:
+            return []
+        if self.sql.dialect_name == "postgresql":
+            self.session.execute(
+                select(Lease.id).where(Lease.task_id.in_(task_ids)).order_by(Lease.id).with_for_update())
+            self.session.execute(select(Task.id).where(Task.id.in_(task_ids)).order_by(Task.id).with_for_update())
+        answered = (
+            select(Task.id, Task.external_id)
+            .where(Task.id.in_(task_ids), exists().where(Answer.task_id == Task.id))
+            .order_by(Task.id)
+        )
+        return [(task_id, external_id) for task_id, external_id in self.session.execute(answered)]
+
+    def remove(self, task_ids: Sequence[int]) -> int:
+        """Delete these tasks; their leases, skips and model-version marks go with them (the
+        foreign keys cascade). Callers make sure none has answers (``answered_among``)."""
+        if not task_ids:
+            return 0
+        result = self.session.execute(
+            delete(Task).where(Task.id.in_(task_ids)).execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)
+
     def ids_by_external_id(self, project_id: int, external_ids: Sequence[str]) -> dict[str, int]:
         if not external_ids:
             return {}

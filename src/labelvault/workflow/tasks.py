@@ -1,15 +1,17 @@
 """A project's tasks one at a time: find them, open one with all that happened to it, move them in
-the queue.
+the queue, remove the ones nobody answered.
 
     summaries, total = tasks.list(actor, client_id, project_id, state="open")  # counters, no content
     detail = tasks.open(actor, client_id, project_id, task_id)   # content, answers, skips, leases, reviews
     moved = tasks.set_priority(actor, client_id, project_id, 10, external_ids=["r7", "r9"])
+    removed = tasks.remove(actor, client_id, project_id, external_ids=["broken-1"])  # unanswered only
 
 A listing shows ids, counters and states, no content, to anyone who may view the project. Opening a
 task shows the client's data as reading its answers does: a manager's right, the conflict wall
 checked and the touch recorded, and the opening witnessed in the audit log (``task.read``) before
 anything is read. A new priority is a manager's change, all or nothing, audited
-(``tasks.reprioritized``); labelers' next tasks follow it at once (queue_cursors.py).
+(``tasks.reprioritized``); labelers' next tasks follow it at once (queue_cursors.py). So is removing
+tasks that nobody answered (``tasks.removed``): answered ones are paid work and stay.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import orjson
 from labelvault.audit import log as audit_log
 from labelvault.audit.log import AuditService
 from labelvault.domain.access import Actor, ProjectPolicy
-from labelvault.errors import InvalidInput, NotFound
+from labelvault.errors import Conflict, InvalidInput, NotFound
 from labelvault.storage.models import Task
 from labelvault.storage.repositories import TASK_STATES
 from labelvault.storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -35,7 +37,7 @@ from labelvault.workflow.labeling import skip_reason
 from labelvault.workflow.projects import load_project
 
 MAX_PAGE = 1000
-MAX_REPRIORITIZED = 10_000  # tasks per call: a request's worth, in one transaction
+MAX_PER_CALL = 10_000  # tasks named per change: a request's worth, in one transaction
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
 
 
@@ -161,11 +163,7 @@ class TaskService:
         low, high = PRIORITY_RANGE
         if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
             raise InvalidInput(f"priority must be an integer from {low} to {high}", details={"field": "priority"})
-        asked = len(task_ids) + len(external_ids)
-        if asked == 0:
-            raise InvalidInput("name the tasks: task_ids, external_ids or both", details={"field": "task_ids"})
-        if asked > MAX_REPRIORITIZED:
-            raise InvalidInput(f"at most {MAX_REPRIORITIZED} tasks per call", details={"field": "task_ids"})
+        _check_count(task_ids, external_ids)
         with (
             recording_denials(self.audit, actor, client_id, "tasks.reprioritized", "project", project_id),
             self.uow_factory.for_client(client_id, write=True) as uow,
@@ -178,6 +176,44 @@ class TaskService:
                              object_id=project_id, details={"priority": priority, "tasks": len(ids), "moved": moved})
             uow.commit()
             return moved
+
+
+    def remove(
+        self, actor: Actor, client_id: int, project_id: int, *,
+        task_ids: Sequence[int] = (), external_ids: Sequence[str] = (),
+    ) -> int:
+        """Delete tasks nobody has answered (imported by mistake, or broken: everyone skips them),
+        with their skips and leases; returns how many. All or nothing: a task not in the project,
+        or one with an answer (paid work, in the ledger and the statistics), is named and nothing
+        is deleted. Audited (``tasks.removed``, with the ids)."""
+        _check_count(task_ids, external_ids)
+        with (
+            recording_denials(self.audit, actor, client_id, "tasks.removed", "project", project_id),
+            self.uow_factory.for_client(client_id, write=True) as uow,
+        ):
+            ProjectPolicy.manage(access_in(uow, actor))
+            load_project(uow, project_id)
+            ids = sorted(_resolve(uow, project_id, task_ids, external_ids))
+            answered = uow.tasks.answered_among(ids)
+            if answered:
+                named = [f"{task_id}" + (f" ({external_id!r})" if external_id else "") for task_id, external_id
+                         in answered]
+                shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
+                raise Conflict(f"{len(named)} task(s) have answers and cannot be removed: {shown}",
+                               details={"answered": [task_id for task_id, _ in answered][:100]})
+            removed = uow.tasks.remove(ids)
+            audit_log.append(uow, "tasks.removed", actor=actor, client_id=client_id, object_kind="project",
+                             object_id=project_id, details={"tasks": removed, "task_ids": ids[:1000]})
+            uow.commit()
+            return removed
+
+
+def _check_count(task_ids: Sequence[int], external_ids: Sequence[str]) -> None:
+    asked = len(task_ids) + len(external_ids)
+    if asked == 0:
+        raise InvalidInput("name the tasks: task_ids, external_ids or both", details={"field": "task_ids"})
+    if asked > MAX_PER_CALL:
+        raise InvalidInput(f"at most {MAX_PER_CALL} tasks per call", details={"field": "task_ids"})
 
 
 def _resolve(uow: UnitOfWork, project_id: int, task_ids: Sequence[int], external_ids: Sequence[str]) -> set[int]:

@@ -1,4 +1,5 @@
-"""A project's tasks: list and find them, open one with all that happened to it, reprioritise."""
+"""A project's tasks: list and find them, open one with all that happened to it, reprioritise them,
+remove unanswered ones."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pydantic import BaseModel, Field
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
 from labelvault.api.routes.projects import ProjectRefDep
 from labelvault.api.schemas import Page
-from labelvault.workflow.tasks import MAX_REPRIORITIZED, PRIORITY_RANGE
+from labelvault.workflow.tasks import MAX_PER_CALL, PRIORITY_RANGE
 
 router = APIRouter(tags=["tasks"])
 
@@ -89,10 +90,19 @@ class TaskDetail(BaseModel):
     reviews: list[TaskReview]
 
 
-class PriorityChange(BaseModel):
+class TaskSelection(BaseModel):
+    """Tasks named by id, by external id, or both (at most 10,000 in all)."""
+
+    task_ids: list[int] = Field(default_factory=list, max_length=MAX_PER_CALL)
+    external_ids: list[str] = Field(default_factory=list, max_length=MAX_PER_CALL)
+
+
+class PriorityChange(TaskSelection):
     priority: int = Field(ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher is labeled first.")
-    task_ids: list[int] = Field(default_factory=list, max_length=MAX_REPRIORITIZED)
-    external_ids: list[str] = Field(default_factory=list, max_length=MAX_REPRIORITIZED)
+
+
+class TasksRemoved(BaseModel):
+    removed: int
 
 
 class PriorityChanged(BaseModel):
@@ -132,3 +142,13 @@ def set_priority(ref: ProjectRefDep, body: PriorityChange, actor: ActorDep, serv
     changed = services.tasks.set_priority(actor, ref.client_id, ref.project_id, body.priority,
                                           task_ids=body.task_ids, external_ids=body.external_ids)
     return PriorityChanged(changed=changed)
+
+
+@router.post("/projects/{project_id}/tasks/remove", response_model=TasksRemoved)
+def remove_tasks(ref: ProjectRefDep, body: TaskSelection, actor: ActorDep, services: ServicesDep) -> TasksRemoved:
+    """Delete tasks nobody has answered, with their skips and leases (managers). All or nothing: a
+    task not in the project is a 404, one with an answer a 409, each naming the tasks, and nothing
+    is deleted."""
+    removed = services.tasks.remove(actor, ref.client_id, ref.project_id, task_ids=body.task_ids,
+                                    external_ids=body.external_ids)
+    return TasksRemoved(removed=removed)
