@@ -763,7 +763,11 @@ class TaskRepository(_Repository):
         )
         return self.session.scalars(query).all()
 
-    def list(
+    def list(self, project_id: int, *, offset: int, limit: int) -> Sequence[Task]:
+        query = select(Task).where(Task.project_id == project_id).order_by(Task.id).offset(offset).limit(limit)
+        return self.session.scalars(query).all()
+
+    def list_with_states(
         self, project_id: int, *, offset: int, limit: int, state: str | None = None, external_id: str | None = None
     ) -> Sequence[Row[tuple[Task, str]]]:
         """(task, its state) in id order, of one state or external id when asked (see ``TASK_STATES``)."""

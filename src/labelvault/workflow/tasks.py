@@ -16,7 +16,8 @@ tasks that nobody answered (``tasks.removed``): answered ones are paid work and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -135,7 +136,8 @@ class TaskService:
         with self.uow_factory.for_client(client_id) as uow:
             ProjectPolicy.view(access_in(uow, actor))
             load_project(uow, project_id)
-            rows = uow.tasks.list(project_id, offset=offset, limit=limit, state=state, external_id=external_id)
+            rows = uow.tasks.list_with_states(project_id, offset=offset, limit=limit, state=state,
+                                              external_id=external_id)
             summaries = [
                 TaskSummary(t.id, t.external_id, task_state, t.priority, t.required_answers, t.answer_count,
                             t.created_at)
@@ -164,19 +166,13 @@ class TaskService:
         if isinstance(priority, bool) or not isinstance(priority, int) or not low <= priority <= high:
             raise InvalidInput(f"priority must be an integer from {low} to {high}", details={"field": "priority"})
         _check_count(task_ids, external_ids)
-        with (
-            recording_denials(self.audit, actor, client_id, "tasks.reprioritized", "project", project_id),
-            self.uow_factory.for_client(client_id, write=True) as uow,
-        ):
-            ProjectPolicy.manage(access_in(uow, actor))
-            load_project(uow, project_id)
+        with self._changing(actor, client_id, project_id, "tasks.reprioritized") as uow:
             ids = _resolve(uow, project_id, task_ids, external_ids)
             moved = uow.tasks.set_priority(sorted(ids), priority)
             audit_log.append(uow, "tasks.reprioritized", actor=actor, client_id=client_id, object_kind="project",
                              object_id=project_id, details={"priority": priority, "tasks": len(ids), "moved": moved})
             uow.commit()
             return moved
-
 
     def remove(
         self, actor: Actor, client_id: int, project_id: int, *,
@@ -187,25 +183,34 @@ class TaskService:
         or one with an answer (paid work, in the ledger and the statistics), is named and nothing
         is deleted. Audited (``tasks.removed``, with the ids)."""
         _check_count(task_ids, external_ids)
-        with (
-            recording_denials(self.audit, actor, client_id, "tasks.removed", "project", project_id),
-            self.uow_factory.for_client(client_id, write=True) as uow,
-        ):
-            ProjectPolicy.manage(access_in(uow, actor))
-            load_project(uow, project_id)
+        with self._changing(actor, client_id, project_id, "tasks.removed") as uow:
             ids = sorted(_resolve(uow, project_id, task_ids, external_ids))
             answered = uow.tasks.answered_among(ids)
             if answered:
-                named = [f"{task_id}" + (f" ({external_id!r})" if external_id else "") for task_id, external_id
-                         in answered]
-                shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
-                raise Conflict(f"{len(named)} task(s) have answers and cannot be removed: {shown}",
+                named = [f"{task_id}" + (f" ({external_id!r})" if external_id else "")
+                         for task_id, external_id in answered]
+                raise Conflict(f"{len(named)} task(s) have answers and cannot be removed: {_first_ten(named)}",
                                details={"answered": [task_id for task_id, _ in answered][:100]})
             removed = uow.tasks.remove(ids)
             audit_log.append(uow, "tasks.removed", actor=actor, client_id=client_id, object_kind="project",
                              object_id=project_id, details={"tasks": removed, "task_ids": ids[:1000]})
             uow.commit()
             return removed
+
+    @contextmanager
+    def _changing(self, actor: Actor, client_id: int, project_id: int, action: str) -> Iterator[UnitOfWork]:
+        """A manager's change to the project's tasks, in one transaction; a refusal is audited."""
+        with (
+            recording_denials(self.audit, actor, client_id, action, "project", project_id),
+            self.uow_factory.for_client(client_id, write=True) as uow,
+        ):
+            ProjectPolicy.manage(access_in(uow, actor))
+            load_project(uow, project_id)
+            yield uow
+
+
+def _first_ten(named: list[str]) -> str:
+    return ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
 
 
 def _check_count(task_ids: Sequence[int], external_ids: Sequence[str]) -> None:
@@ -223,8 +228,7 @@ def _resolve(uow: UnitOfWork, project_id: int, task_ids: Sequence[int], external
     missing = [str(t) for t in dict.fromkeys(task_ids) if t not in found]
     missing += [repr(e) for e in dict.fromkeys(external_ids) if e not in by_external]
     if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise NotFound(f"{len(missing)} task(s) not found in project {project_id}: {shown}",
+        raise NotFound(f"{len(missing)} task(s) not found in project {project_id}: {_first_ten(missing)}",
                        details={"missing": missing[:100]})
     return found | set(by_external.values())
 

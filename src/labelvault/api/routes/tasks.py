@@ -125,7 +125,8 @@ def list_tasks(
     return Page(items=items, total=total, offset=page.offset, limit=page.limit)
 
 
-@router.get("/projects/{project_id}/tasks/{task_id}", response_model=TaskDetail)
+# ":int": /tasks/next (POST) is not a task id, so a GET there stays a 405, not a 400 about the id.
+@router.get("/projects/{project_id}/tasks/{task_id:int}", response_model=TaskDetail)
 def open_task(
     ref: ProjectRefDep, actor: ActorDep, services: ServicesDep, task_id: Annotated[int, Path(ge=1)]
 ) -> TaskDetail:
