@@ -168,3 +168,16 @@ def test_an_operator_reads_a_persons_tokens_to_revoke_them(api: Api) -> None:
     token_id = listed.json()["items"][0]["id"]
     assert api.delete("operator", f"/api/tokens/{token_id}").status_code == 204
     assert api.get("labeler_a", "/api/me").status_code == 401
+
+
+def test_a_manager_changes_the_guidelines_through_the_api_and_a_labeler_may_not(api: Api) -> None:
+    project = create_project(api, "manager_a", api.world.client_a, "guided")
+    url = f"/api/projects/{project['id']}"
+    changed = api.patch("manager_a", url, json={"instructions": "Sarcasm is negative."})
+    assert changed.status_code == 200 and changed.json()["schema"]["instructions"] == "Sarcasm is negative."
+    assert api.get("labeler_a", url).json()["schema"]["instructions"] == "Sarcasm is negative."
+    assert api.patch("labeler_a", url, json={"instructions": "mine"}).status_code == 403
+    too_long = api.patch("manager_a", url, json={"instructions": "x" * 100_001})
+    assert too_long.status_code == 400 and too_long.json()["error"]["details"] == {"field": "instructions"}
+    removed = api.patch("manager_a", url, json={"instructions": ""}).json()
+    assert "instructions" not in removed["schema"]

@@ -275,6 +275,13 @@ def test_project_list_names_each_project_as_other_commands_take_it_with_its_prog
     # The reference printed is the one the other commands take, and so is the id printed first.
     assert cli.ok("project", "set", lines[0][1], "--lease-seconds", "60").startswith("reviews: ")
     assert cli.ok("project", "set", lines[1][0], "--lease-seconds", "60").startswith("spam: ")
+    cli.ok("project", "set", "acme/spam", "--guidelines", cli.file("guide.md", "Spam sells **something**.\n"))
+    with as_lena(cli) as (services, lena, _client_id, _project_id):
+        spam = services.projects.locate("acme/spam")
+        assert services.projects.get(services.accounts.first_operator(), *spam).schema.instructions == \
+            "Spam sells **something**.\n"
+    (cli.files / "latin1.md").write_bytes(b"caf\xe9")
+    assert "not UTF-8 text" in cli("project", "set", "acme/spam", "--guidelines", cli.files / "latin1.md").error_line
     assert "client 'nope' not found" in cli("project", "list", "nope").error_line
 
 

@@ -256,6 +256,29 @@ def test_the_settings_form_changes_the_project(client: TestClient, world: World,
 
 
 @sqlite_only
+def test_the_settings_form_changes_the_guidelines_labelers_read(client: TestClient, world: World,
+                                                                projects: Projects) -> None:
+    pid = projects.ids["label"]
+    page = as_(client, "max").get(f"/projects/{pid}/dashboard").text
+    assert 'name="guidelines"' in page
+    form = {"csrf_token": csrf_of(page), "guidelines": "Sarcasm is **negative**.\r\n\r\n<script>x()</script>",
+            "guidelines_shown": "true"}
+    assert client.post(f"/projects/{pid}/settings", data=form, follow_redirects=False).status_code == 303
+    schema = world.services.projects.get(world.operator, world.client_a, pid).schema  # type: ignore[arg-type]
+    assert schema.instructions == "Sarcasm is **negative**.\n\n<script>x()</script>"
+    assert [q.name for q in schema.questions] == ["sentiment"]  # the questions stay
+    client.post(f"/projects/{pid}/settings", data={"csrf_token": form["csrf_token"], "name": "Renamed"})
+    assert world.services.projects.get(world.operator, world.client_a, pid).schema == schema  # type: ignore[arg-type]
+    dashboard = client.get(f"/projects/{pid}/dashboard").text
+    assert "Sarcasm is **negative**." in dashboard and "&lt;script&gt;x()&lt;/script&gt;" in dashboard
+    labeling = as_(client, "ann").get(f"/projects/{pid}/label").text
+    assert "Sarcasm is" in labeling and "<script>x()" not in labeling  # rendered without the script
+    form["csrf_token"] = csrf_of(as_(client, "max").get(f"/projects/{pid}/dashboard").text)
+    assert client.post(f"/projects/{pid}/settings", data={**form, "guidelines": ""}).status_code == 200
+    assert world.services.projects.get(world.operator, world.client_a, pid).schema.instructions is None  # type: ignore[arg-type]
+
+
+@sqlite_only
 def test_the_import_form_imports_a_file_and_reports_bad_rows(client: TestClient, world: World,
                                                              projects: Projects) -> None:
     pid = projects.ids["label"]

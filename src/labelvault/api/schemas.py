@@ -117,6 +117,8 @@ class ProjectCreate(BaseModel):
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
+    instructions: str | None = Field(default=None, description="The guidelines labelers read (Markdown); an "
+                                     "empty string removes them. The schema's fields and questions stay.")
     overlap: int | None = None
     lease_seconds: int | None = None
     status: str | None = Field(default=None, description="active, paused or archived")

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from labelvault.cli.common import AsOperator, cli_errors, console, local_operator, open_services
+from labelvault.cli.common import AsOperator, cli_errors, console, fail, local_operator, open_services
 
 CsvOption = Annotated[bool, typer.Option("--csv", help="CSV instead of JSON.")]
 
@@ -49,17 +49,23 @@ def project_set(
     review_rate: Annotated[int | None, typer.Option(help="Pay per review decision, minor units.")] = None,
     budget: Annotated[int | None, typer.Option(help="Budget cap in minor units.")] = None,
     no_budget: Annotated[bool, typer.Option("--no-budget", help="Remove the budget cap.")] = False,
+    guidelines: Annotated[Path | None, typer.Option(
+        "--guidelines", help="A Markdown file of the guidelines labelers read (an empty file removes them).")] = None,
     as_operator: AsOperator = None,
 ) -> None:
-    """Change a project's queue, review and money settings."""
+    """Change a project's guidelines and its queue, review and money settings."""
     from labelvault.workflow.projects import ProjectSettings
 
+    try:
+        instructions = guidelines.read_text(encoding="utf-8") if guidelines is not None else None
+    except UnicodeDecodeError:
+        raise fail(f"{guidelines}: not UTF-8 text") from None
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         changes = ProjectSettings(
-            overlap=overlap, lease_seconds=lease_seconds, status=status, review_policy=review_policy,
-            review_sample_rate=sample_rate, pay_on=pay_on, rate_per_answer=rate, rate_per_review=review_rate,
-            budget_cap=budget, clear_budget_cap=no_budget,
+            instructions=instructions, overlap=overlap, lease_seconds=lease_seconds, status=status,
+            review_policy=review_policy, review_sample_rate=sample_rate, pay_on=pay_on, rate_per_answer=rate,
+            rate_per_review=review_rate, budget_cap=budget, clear_budget_cap=no_budget,
         )
         info = services.projects.update(local_operator(services, as_operator), client_id, project_id, changes)
         console.print(

@@ -18,6 +18,7 @@ from labelvault.workflow.access import access_in
 from labelvault.workflow.clients import check_slug
 
 PROJECT_STATUSES = ("active", "paused", "archived")
+MAX_INSTRUCTIONS = 100_000  # characters of guidelines: a long handbook, still one page to load
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ class ProjectSettings:
     """Changes to a project; None leaves a setting as it is."""
 
     name: str | None = None
+    # The guidelines labelers read (Markdown, part of the schema's document); "" removes them.
+    instructions: str | None = None
     overlap: int | None = None
     lease_seconds: int | None = None
     status: str | None = None
@@ -197,10 +200,27 @@ def _apply_review_and_money(project: Project, changes: ProjectSettings) -> None:
         project.budget_cap = None
 
 
+def _apply_instructions(project: Project, text: str) -> None:
+    """New guidelines: the schema's document with only its instructions changed (the fields and
+    questions, which answers were checked against, stay as they are)."""
+    if len(text) > MAX_INSTRUCTIONS:
+        raise InvalidInput(f"instructions: at most {MAX_INSTRUCTIONS:,} characters", details={"field": "instructions"})
+    document = schema_of(project).to_dict()
+    if text.strip():
+        document["instructions"] = text
+    else:
+        document.pop("instructions", None)
+    schema_json = json.dumps(parse_schema(document).to_dict())
+    if schema_json != project.schema_json:
+        project.schema_json = schema_json
+
+
 def _apply_settings(project: Project, changes: ProjectSettings) -> None:
     """``changes`` checked and set on the project (stored or not: ``ProjectService.check``)."""
     if changes.name is not None:
         project.name = changes.name
+    if changes.instructions is not None:
+        _apply_instructions(project, changes.instructions)
     if changes.overlap is not None:
         _check_overlap(changes.overlap)
         project.overlap = changes.overlap

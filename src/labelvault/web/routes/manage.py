@@ -132,6 +132,14 @@ def _import_summary(text: str | None) -> dict[str, int] | None:
     return dict(zip(("created", "already_present", "invalid"), map(int, parts), strict=True))
 
 
+def _guidelines(text: str | None, *, shown: bool) -> str | None:
+    """The guidelines' textarea as a change: None (leave them) if the form had no such field; an
+    emptied one (which arrives as no value) removes them. Browsers send line ends as CRLF."""
+    if text is None:
+        return "" if shown else None
+    return text.replace("\r\n", "\n")
+
+
 @router.post("/projects/{project_id}/settings")
 def save_settings(
     project_id: ProjectId,
@@ -151,6 +159,8 @@ def save_settings(
     suspension_percent: Annotated[str, Form()] = "",
     rate_question: Annotated[list[str] | None, Form()] = None,
     rate_question_value: Annotated[list[str] | None, Form()] = None,
+    guidelines: Annotated[str | None, Form(max_length=100_000)] = None,
+    guidelines_shown: Annotated[str, Form()] = "",
 ) -> Response:
     client_id, _ = services.projects.locate(project_id)
     currency = services.reports.project_costs(session.actor, client_id, project_id).currency
@@ -164,6 +174,7 @@ def save_settings(
     suspension = parse_percent(suspension_percent, "suspension_percent")
     changes = ProjectSettings(
         name=name.strip() or None,
+        instructions=_guidelines(guidelines, shown=guidelines_shown == "true"),
         status=status or None,
         overlap=parse_int(overlap, "overlap"),
         lease_seconds=lease * 60 if lease is not None else None,
