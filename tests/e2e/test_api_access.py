@@ -20,6 +20,7 @@ PROJECT_ROUTES = [
     ("get", "/api/projects/{p}/tasks/1", None),
     ("post", "/api/projects/{p}/tasks/priority", {"priority": 1, "task_ids": [1]}),
     ("post", "/api/projects/{p}/tasks/remove", {"task_ids": [1]}),
+    ("post", "/api/projects/{p}/tasks/more-answers", {"more": 1, "task_ids": [1]}),
     ("post", "/api/projects/{p}/tasks/next", None),
     ("post", "/api/projects/{p}/tasks/1/answers", {"answer": {"sentiment": "positive"}}),
     ("post", "/api/projects/{p}/tasks/1/skip", {"reason": "x"}),

@@ -89,3 +89,18 @@ def test_unanswered_tasks_are_removed_and_answered_ones_are_named_and_kept(api: 
     assert [t["external_id"] for t in api.get("manager_a", tasks).json()["items"]] == ["r0"]
     again = api.post("manager_a", f"{tasks}/remove", json={"external_ids": ["r1"]})
     assert again.status_code == 404 and "'r1'" in again.json()["error"]["message"]
+
+
+def test_a_manager_asks_for_more_answers_on_a_complete_task(api: Api) -> None:
+    project = _project_with_tasks(api)
+    tasks = f"/api/projects/{project['id']}/tasks"
+    leased = api.post("labeler_a", f"{tasks}/next").json()
+    api.post("labeler_a", f"{tasks}/{leased['task_id']}/answers", json={"answer": {"sentiment": "neutral"}})
+    asked = api.post("manager_a", f"{tasks}/more-answers", json={"more": 2, "external_ids": ["r0"]})
+    assert asked.status_code == 200 and asked.json() == {"tasks": 1}
+    detail = api.get("manager_a", f"{tasks}/{leased['task_id']}").json()
+    assert (detail["state"], detail["required_answers"], detail["open_slots"]) == ("open", 3, 2)
+    assert api.post("manager_a", f"{tasks}/more-answers", json={"more": 0, "external_ids": ["r0"]}).status_code == 400
+    assert api.post("labeler_a", f"{tasks}/more-answers", json={"more": 1, "external_ids": ["r0"]}).status_code == 403
+    missing = api.post("manager_a", f"{tasks}/more-answers", json={"more": 1, "external_ids": ["r7"]})
+    assert missing.status_code == 404 and "'r7'" in missing.json()["error"]["message"]

@@ -394,8 +394,10 @@ def test_task_commands_list_by_state_open_one_and_move_tasks_up(cli: Cli) -> Non
     with as_lena(cli) as (services, lena, client_id, project_id):
         assert services.labeling.next_task(lena, client_id, project_id).task_id == int(lines[2][0])  # t2 first
 
+    assert cli.ok("task", "more-answers", "acme/reviews", "1", "t0").strip() == "1 task(s) want 1 more answer(s)"
     assert "add --yes to confirm" in cli("task", "remove", "acme/reviews", "t1").error_line
     assert "have answers and cannot be removed" in cli("task", "remove", "acme/reviews", "t0", "--yes").error_line
     assert cli.ok("task", "remove", "acme/reviews", "--from-file", cli.file("ids.txt", "t1\n\n"), "--yes"
                   ).strip() == "1 task(s) removed"
-    assert [line.split("\t")[1] for line in cli.ok("task", "list", "acme/reviews").splitlines()] == ["t0", "t2"]
+    listed = [line.split("\t")[1:4] for line in cli.ok("task", "list", "acme/reviews").splitlines()]
+    assert listed == [["t0", "open", "1/2"], ["t2", "open", "0/1"]]

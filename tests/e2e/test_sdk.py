@@ -193,6 +193,8 @@ def test_a_manager_reads_why_labelers_skipped_tasks_opens_one_and_moves_tasks_up
             project.set_priority(3, external_ids=["s1", "s9"])
         assert project.set_priority(3, external_ids=["s1"], task_ids=[opened.id]) == 2
         assert {t.external_id: t.priority for t in project.tasks()} == {"s0": 0, "s1": 3, "s2": 3}
+        assert project.ask_more_answers(2, external_ids=["s2"]) == 1
+        assert project.task(opened.id).required_answers == 3
         # Tasks nobody answered go, skips and all; the server names what it could not find.
         assert project.remove_tasks(external_ids=["s0", "s1"]) == 2
         assert [t.external_id for t in project.tasks()] == ["s2"]

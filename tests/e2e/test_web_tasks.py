@@ -279,3 +279,22 @@ def test_a_task_nobody_answered_can_be_removed_from_its_page_and_an_answered_one
     refused = client.post(f"/projects/{pid}/tasks/{answered}/remove",
                           data={"confirm": "true", "csrf_token": csrf_of(page)})
     assert refused.status_code == 409 and "have answers" in refused.text
+
+
+@sqlite_only
+def test_the_more_answers_form_sends_a_complete_task_back_to_the_queue(client: TestClient, world: World,
+                                                                       projects: Projects) -> None:
+    pid = projects.ids["label"]
+    task = answer_next(world, pid, "ann", {"sentiment": "positive"})  # l1, complete (overlap 1)
+    page = as_(client, "max").get(f"/projects/{pid}/tasks/{task}").text
+    url = f"/projects/{pid}/tasks/{task}/more-answers"
+    assert f'action="{url}"' in page
+    assert client.post(url, data={"more": "1", "csrf_token": "forged"}).status_code == 403
+    for bad in ("", "two", "0"):
+        assert client.post(url, data={"more": bad, "csrf_token": csrf_of(page)}).status_code == 400, bad
+    done = client.post(url, data={"more": "2", "csrf_token": csrf_of(page)}, follow_redirects=False)
+    assert done.status_code == 303
+    shown = client.get(done.headers["location"]).text
+    assert "More answers asked" in shown and 'data-state="open"' in shown
+    summary = world.services.tasks.list(world.operator, world.client_a, pid, external_id="l1")[0][0]
+    assert (summary.state, summary.required_answers) == ("open", 3)

@@ -274,3 +274,52 @@ def test_a_removal_racing_a_submit_never_takes_an_acknowledged_answer_with_it(wo
             assert removed == "removed" and task_id not in remaining
     answers = services.answers.page(world.operator, world.client_a, project_id, limit=1000).items
     assert len(answers) == sum(1 for submitted, _ in outcomes if submitted == "acknowledged"), outcomes
+
+
+def test_more_answers_send_a_task_back_to_labelers_who_have_not_answered_it(world: World) -> None:
+    services = world.services
+    project_id = make_project(world, "second", tasks=2, overlap=1, review_policy="all")
+    first, second = make_labelers(world, 2)
+    done = services.labeling.next_task(first, world.client_a, project_id).task_id
+    services.labeling.submit(first, world.client_a, project_id, done, {"sentiment": "positive"})
+    reviewer = world.actors["reviewer_a"]
+    assert services.reviews.next_item(reviewer, world.client_a, project_id).task_id == done  # held for review
+    assert _states(world, project_id)["second-0"] == "in_review"
+
+    asked = services.tasks.ask_more_answers(world.actors["manager_a"], world.client_a, project_id, 1,
+                                            external_ids=["second-0"])
+    assert asked == 1
+    detail = services.tasks.open(world.operator, world.client_a, project_id, done)
+    assert (detail.state, detail.required_answers, detail.open_slots, detail.leases) == ("open", 2, 1, [])
+    # Out of the review queue until complete again; the reviewer's hold went with it.
+    with pytest.raises(Conflict):
+        services.reviews.decide(reviewer, world.client_a, project_id, done, decision="accept")
+    # Not to the labeler who answered it; to one who did not, and then it is reviewed again.
+    assert services.labeling.next_task(first, world.client_a, project_id).task_id != done
+    assert services.labeling.next_task(second, world.client_a, project_id).task_id == done
+    services.labeling.submit(second, world.client_a, project_id, done, {"sentiment": "negative"})
+    assert _states(world, project_id)["second-0"] == "in_review"
+    item = services.reviews.next_item(reviewer, world.client_a, project_id)
+    assert item.task_id == done and len(item.answers) == 2
+    assert _audit_details(world, "tasks.more_answers_asked") == [{"more": 1, "tasks": 1, "task_ids": [done]}]
+
+
+def test_more_answers_refuse_gold_tasks_and_more_than_a_hundred_and_change_nothing(world: World) -> None:
+    services = world.services
+    project_id = make_project(world, "capped", tasks=1, overlap=3)
+    services.gold.import_rows(world.operator, world.client_a, project_id,
+                              [{"external_id": "g1", "data": {"text": "known"}, "gold": {"sentiment": "positive"}}])
+    with pytest.raises(InvalidInput, match=r"cannot take more answers .*'g1'\): a gold task") as refused:
+        services.tasks.ask_more_answers(world.operator, world.client_a, project_id, 1,
+                                        external_ids=["capped-0", "g1"])
+    assert "capped-0" not in str(refused.value)
+    with pytest.raises(InvalidInput, match="'capped-0'\\): would want 101"):
+        services.tasks.ask_more_answers(world.operator, world.client_a, project_id, 98, external_ids=["capped-0"])
+    with pytest.raises(InvalidInput, match="more must be a whole number from 1 to 100"):
+        services.tasks.ask_more_answers(world.operator, world.client_a, project_id, 0, external_ids=["capped-0"])
+    with pytest.raises(PermissionDenied):
+        services.tasks.ask_more_answers(world.actors["labeler_a"], world.client_a, project_id, 1,
+                                        external_ids=["capped-0"])
+    summaries = {s.external_id: s.required_answers for s in
+                 services.tasks.list(world.operator, world.client_a, project_id)[0]}
+    assert summaries == {"capped-0": 3, "g1": 0}

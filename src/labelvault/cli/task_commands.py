@@ -96,6 +96,28 @@ def task_priority(
         console.print(f"priority {priority}: {changed} task(s) changed", highlight=False)
 
 
+@task_app.command("more-answers")
+@cli_errors
+def task_more_answers(
+    project: ProjectArgument,
+    more: Annotated[int, typer.Argument(help="Answers each task wants beyond those it wanted.")],
+    external_ids: ExternalIds = None,
+    task_ids: TaskIds = None,
+    from_file: FromFile = None,
+    as_operator: AsOperator = None,
+) -> None:
+    """Ask for more answers on tasks, from labelers who have not answered them (a second opinion).
+    A complete task goes back to the queue; one awaiting review goes back to the labelers first.
+    All or nothing: a task not in the project, a gold task or one past 100 answers is named."""
+    externals = _named(external_ids, from_file, task_ids)
+    with open_services() as services:
+        client_id, project_id = services.projects.locate(project)
+        actor = local_operator(services, as_operator)
+        asked = services.tasks.ask_more_answers(actor, client_id, project_id, more, task_ids=task_ids or [],
+                                                external_ids=externals)
+        console.print(f"{asked} task(s) want {more} more answer(s)", highlight=False)
+
+
 @task_app.command("remove")
 @cli_errors
 def task_remove(

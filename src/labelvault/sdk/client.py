@@ -304,6 +304,11 @@ class Project:
         raises ``NotFoundError`` naming it, and its batch changes nothing (earlier batches stay)."""
         return self._per_batch("priority", "changed", {"priority": priority}, task_ids, external_ids)
 
+    def ask_more_answers(self, more: int = 1, *, task_ids: Iterable[int] = (), external_ids: Iterable[str] = ()) -> int:
+        """Ask for ``more`` answers on tasks from labelers who have not answered them (a second
+        opinion); returns how many tasks. In batches like ``set_priority``, each all or nothing."""
+        return self._per_batch("more-answers", "tasks", {"more": more}, task_ids, external_ids)
+
     def remove_tasks(self, *, task_ids: Iterable[int] = (), external_ids: Iterable[str] = ()) -> int:
         """Delete tasks nobody has answered (with their skips and leases); returns how many. In
         batches like ``set_priority``, each all or nothing: a task not in the project raises

@@ -794,6 +794,28 @@ class TaskRepository(_Repository):
         )
         return int(result.rowcount or 0)
 
+    def want_more_answers(self, task_ids: Sequence[int], more: int) -> int:
+        """These tasks want ``more`` answers each (new free slots); one awaiting review goes back to
+        the labelers first (its reviewer's hold is dropped: it will be complete again, and reviewed
+        then by the project's policy). A trigger moves the queue epoch (slots given). How many."""
+        if not task_ids:
+            return 0
+        result = self.session.execute(
+            update(Task).where(Task.id.in_(task_ids)).values(
+                required_answers=Task.required_answers + more, open_slots=Task.open_slots + more,
+                review_state=case((Task.review_state == "pending", "none"), else_=Task.review_state),
+            ).execution_options(synchronize_session=False)
+        )
+        self.session.execute(delete(ReviewLease).where(ReviewLease.task_id.in_(task_ids))
+                             .execution_options(synchronize_session=False))
+        return int(result.rowcount or 0)
+
+    def counts_of(self, task_ids: Sequence[int]) -> Sequence[Row[Any]]:
+        """(id, external_id, required_answers, is_gold) of these tasks, in id order."""
+        query = (select(Task.id, Task.external_id, Task.required_answers, Task.is_gold)
+                 .where(Task.id.in_(task_ids)).order_by(Task.id))
+        return self.session.execute(query).all()
+
     def answered_among(self, task_ids: Sequence[int]) -> list[tuple[int, str | None]]:
         """(id, external id) of those tasks that have an answer (of any status). On PostgreSQL
         their leases' rows and then their own are locked until the transaction ends, in the order a

@@ -1,17 +1,19 @@
 """A project's tasks one at a time: find them, open one with all that happened to it, move them in
-the queue, remove the ones nobody answered.
+the queue, ask for more answers, remove the ones nobody answered.
 
     summaries, total = tasks.list(actor, client_id, project_id, state="open")  # counters, no content
     detail = tasks.open(actor, client_id, project_id, task_id)   # content, answers, skips, leases, reviews
     moved = tasks.set_priority(actor, client_id, project_id, 10, external_ids=["r7", "r9"])
     removed = tasks.remove(actor, client_id, project_id, external_ids=["broken-1"])  # unanswered only
+    asked = tasks.ask_more_answers(actor, client_id, project_id, 2, external_ids=["r7"])  # two more opinions
 
 A listing shows ids, counters and states, no content, to anyone who may view the project. Opening a
 task shows the client's data as reading its answers does: a manager's right, the conflict wall
 checked and the touch recorded, and the opening witnessed in the audit log (``task.read``) before
 anything is read. A new priority is a manager's change, all or nothing, audited
-(``tasks.reprioritized``); labelers' next tasks follow it at once (queue_cursors.py). So is removing
-tasks that nobody answered (``tasks.removed``): answered ones are paid work and stay.
+(``tasks.reprioritized``); labelers' next tasks follow it at once (queue_cursors.py). So are asking
+for more answers on tasks (``tasks.more_answers_asked``) and removing tasks that nobody answered
+(``tasks.removed``): answered ones are paid work and stay.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from labelvault.workflow.projects import load_project
 MAX_PAGE = 1000
 MAX_PER_CALL = 10_000  # tasks named per change: a request's worth, in one transaction
 PRIORITY_RANGE = (-1_000_000, 1_000_000)
+MAX_ANSWERS = 100  # answers one task may want, as a project's overlap
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,37 @@ class TaskService:
                              object_id=project_id, details={"tasks": removed, "task_ids": ids[:1000]})
             uow.commit()
             return removed
+
+    def ask_more_answers(
+        self, actor: Actor, client_id: int, project_id: int, more: int, *,
+        task_ids: Sequence[int] = (), external_ids: Sequence[str] = (),
+    ) -> int:
+        """Ask for ``more`` answers on these tasks, from labelers who have not answered them (a
+        second opinion where answers disagree, beyond what adaptive overlap asks); returns how many
+        tasks. A task that is complete goes back to the queue; one awaiting review goes back to the
+        labelers first and is reviewed when complete again. All or nothing: a task not in the
+        project, a gold task (it wants no answers of its own) or one past 100 answers is named and
+        nothing changes. Audited (``tasks.more_answers_asked``)."""
+        if isinstance(more, bool) or not isinstance(more, int) or not 1 <= more <= MAX_ANSWERS:
+            raise InvalidInput(f"more must be a whole number from 1 to {MAX_ANSWERS}", details={"field": "more"})
+        _check_count(task_ids, external_ids)
+        with self._changing(actor, client_id, project_id, "tasks.more_answers_asked") as uow:
+            ids = sorted(_resolve(uow, project_id, task_ids, external_ids))
+            rows = uow.tasks.counts_of(ids)
+            refused = [(row, "a gold task") for row in rows if row.is_gold]
+            refused += [(row, f"would want {row.required_answers + more}") for row in rows
+                        if not row.is_gold and row.required_answers + more > MAX_ANSWERS]
+            if refused:
+                named = [f"{row.id}" + (f" ({row.external_id!r})" if row.external_id else "") + f": {why}"
+                         for row, why in refused]
+                raise InvalidInput(f"{len(named)} task(s) cannot take more answers (at most {MAX_ANSWERS} each; "
+                                   f"gold tasks none): {_first_ten(named)}", details={"field": "task_ids"})
+            asked = uow.tasks.want_more_answers(ids, more)
+            audit_log.append(uow, "tasks.more_answers_asked", actor=actor, client_id=client_id,
+                             object_kind="project", object_id=project_id,
+                             details={"more": more, "tasks": asked, "task_ids": ids[:1000]})
+            uow.commit()
+            return asked
 
     @contextmanager
     def _changing(self, actor: Actor, client_id: int, project_id: int, action: str) -> Iterator[UnitOfWork]:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
 from labelvault.api.routes.projects import ProjectRefDep
 from labelvault.api.schemas import Page
-from labelvault.workflow.tasks import MAX_PER_CALL, PRIORITY_RANGE
+from labelvault.workflow.tasks import MAX_ANSWERS, MAX_PER_CALL, PRIORITY_RANGE
 
 router = APIRouter(tags=["tasks"])
 
@@ -101,6 +101,14 @@ class PriorityChange(TaskSelection):
     priority: int = Field(ge=PRIORITY_RANGE[0], le=PRIORITY_RANGE[1], description="Higher is labeled first.")
 
 
+class MoreAnswers(TaskSelection):
+    more: int = Field(ge=1, le=MAX_ANSWERS, description="Answers each task wants beyond those it wanted.")
+
+
+class MoreAnswersAsked(BaseModel):
+    tasks: int
+
+
 class TasksRemoved(BaseModel):
     removed: int
 
@@ -143,6 +151,16 @@ def set_priority(ref: ProjectRefDep, body: PriorityChange, actor: ActorDep, serv
     changed = services.tasks.set_priority(actor, ref.client_id, ref.project_id, body.priority,
                                           task_ids=body.task_ids, external_ids=body.external_ids)
     return PriorityChanged(changed=changed)
+
+
+@router.post("/projects/{project_id}/tasks/more-answers", response_model=MoreAnswersAsked)
+def ask_more_answers(ref: ProjectRefDep, body: MoreAnswers, actor: ActorDep, services: ServicesDep) -> MoreAnswersAsked:
+    """Ask for ``more`` answers on tasks, from labelers who have not answered them (managers). A
+    complete task goes back to the queue; one awaiting review goes back to the labelers first. All
+    or nothing: a task not in the project is a 404, a gold task or one past 100 answers a 400."""
+    asked = services.tasks.ask_more_answers(actor, ref.client_id, ref.project_id, body.more, task_ids=body.task_ids,
+                                            external_ids=body.external_ids)
+    return MoreAnswersAsked(tasks=asked)
 
 
 @router.post("/projects/{project_id}/tasks/remove", response_model=TasksRemoved)

@@ -1,5 +1,6 @@
 """The manager's task browser: a project's tasks by state or external id, one task with all that
-happened to it, and forms to move it in the queue or remove it (if nobody answered it).
+happened to it, and forms to move it in the queue, ask for more answers, or remove it (if nobody
+answered it).
 
 The task's content is client text, untrusted: the page shows it as text (Jinja escapes it), and a
 markdown field through the same sanitised rendering as the labeling screen. Answer values,
@@ -22,7 +23,7 @@ from labelvault.web.forms import parse_int
 from labelvault.web.render import PagesDep
 from labelvault.web.sessions import FormSessionDep, ServicesDep, SessionDep
 from labelvault.workflow.projects import ProjectInfo
-from labelvault.workflow.tasks import MAX_PAGE, PRIORITY_RANGE, TASK_STATES
+from labelvault.workflow.tasks import MAX_ANSWERS, MAX_PAGE, PRIORITY_RANGE, TASK_STATES
 
 router = APIRouter()
 
@@ -40,6 +41,7 @@ BADGES = {
 
 # Notices after a form post are codes in the redirect, never text from the request.
 NOTICES = {"priority_saved": "Priority saved: the queue follows it from the next task handed out.",
+           "more_answers_asked": "More answers asked: the task is back in the queue.",
            "task_removed": "Task removed, with its skips and leases."}
 
 
@@ -101,6 +103,13 @@ def answer_values(question_names: list[str], value: dict[str, Any]) -> list[tupl
     return [(q, as_text(value[q])) for q in ordered]
 
 
+def _whole_number(text: str, field: str) -> int:
+    value = parse_int(text, field)
+    if value is None:
+        raise InvalidInput(f"{field}: enter a whole number", details={"field": field})
+    return value
+
+
 @router.get("/projects/{project_id}/tasks")
 def task_list(
     request: Request,
@@ -155,7 +164,7 @@ def task_page(request: Request, project_id: ProjectId, task_id: TaskId, session:
         request, "task.html", session=session, project=project, task=task, badges=BADGES,
         fields=field_views(project, task.payload), as_text=as_text,
         answer_values=lambda value: answer_values(questions, value or {}),
-        priority_range=PRIORITY_RANGE, notice=NOTICES.get(done or ""),
+        priority_range=PRIORITY_RANGE, max_answers=MAX_ANSWERS, notice=NOTICES.get(done or ""),
     )
 
 
@@ -163,11 +172,18 @@ def task_page(request: Request, project_id: ProjectId, task_id: TaskId, session:
 def change_priority(project_id: ProjectId, task_id: TaskId, session: FormSessionDep, services: ServicesDep,
                     priority: Annotated[str, Form(max_length=20)] = "") -> Response:
     client_id, _ = services.projects.locate(project_id)
-    value = parse_int(priority, "priority")
-    if value is None:
-        raise InvalidInput("priority: enter a whole number", details={"field": "priority"})
+    value = _whole_number(priority, "priority")
     services.tasks.set_priority(session.actor, client_id, project_id, value, task_ids=[task_id])
     return RedirectResponse(f"/projects/{project_id}/tasks/{task_id}?done=priority_saved#priority", status_code=303)
+
+
+@router.post("/projects/{project_id}/tasks/{task_id}/more-answers")
+def ask_more_answers(project_id: ProjectId, task_id: TaskId, session: FormSessionDep, services: ServicesDep,
+                     more: Annotated[str, Form(max_length=20)] = "") -> Response:
+    client_id, _ = services.projects.locate(project_id)
+    value = _whole_number(more, "more")
+    services.tasks.ask_more_answers(session.actor, client_id, project_id, value, task_ids=[task_id])
+    return RedirectResponse(f"/projects/{project_id}/tasks/{task_id}?done=more_answers_asked", status_code=303)
 
 
 @router.post("/projects/{project_id}/tasks/{task_id}/remove")
