@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -233,18 +235,34 @@ def test_a_restore_whose_database_step_fails_says_so_in_one_line_leaves_no_keys_
     assert (fresh.home / "keys" / "master.key").exists()
 
 
-def _acme_reviews_with_lena(cli: Cli, tasks: int, *settings: str) -> None:
+_ACME_TEMPLATE: list[Path] = []  # one install per test process, made by the commands below
+
+
+def _acme_template() -> Path:
+    """The home of an install made with the console script: client acme, project acme/reviews, and
+    lena, a labeler of acme. Made once per test process and copied for each test that asks (five
+    commands, each a process of its own, in every such test were a tenth of the suite's time)."""
+    if not _ACME_TEMPLATE:
+        root = Path(tempfile.mkdtemp(prefix="lv-cli-template-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        cli = Cli(root)
+        cli.ok("init", "--password-file", cli.file("operator.pw", "operator-password-1\n"))
+        cli.ok("client", "create", "acme")
+        cli.ok("project", "create", "acme", "reviews", "--schema", cli.file("schema.yaml", SCHEMA))
+        cli.ok("user", "create", "lena", "--no-password")
+        cli.ok("client", "add-member", "acme", "lena", "labeler")
+        _ACME_TEMPLATE.append(cli.home)
+    return _ACME_TEMPLATE[0]
+
+
+def acme_reviews_with_lena(cli: Cli, tasks: int, *settings: str) -> None:
     """An install with client acme, project acme/reviews (``settings`` given to ``project set``) with
     ``tasks`` tasks t0, t1, ..., and lena, a labeler of acme."""
-    cli.ok("init", "--password-file", cli.file("operator.pw", "operator-password-1\n"))
-    cli.ok("client", "create", "acme")
-    cli.ok("project", "create", "acme", "reviews", "--schema", cli.file("schema.yaml", SCHEMA))
+    shutil.copytree(_acme_template(), cli.home)  # the database and the keys, file modes kept
     if settings:
         cli.ok("project", "set", "acme/reviews", *settings)
     rows = "".join(json.dumps({"external_id": f"t{i}", "data": {"text": f"review {i}"}}) + "\n" for i in range(tasks))
     cli.ok("import", "acme/reviews", cli.file("tasks.jsonl", rows))
-    cli.ok("user", "create", "lena", "--no-password")
-    cli.ok("client", "add-member", "acme", "lena", "labeler")
 
 
 @contextmanager
@@ -259,7 +277,7 @@ def as_lena(cli: Cli) -> Iterator[tuple[Services, Actor, int, int]]:
 
 
 def test_project_list_names_each_project_as_other_commands_take_it_with_its_progress(cli: Cli) -> None:
-    _acme_reviews_with_lena(cli, 3, "--overlap", "2")
+    acme_reviews_with_lena(cli, 3, "--overlap", "2")
     cli.ok("project", "create", "acme", "spam", "--schema", cli.file("schema.yaml", SCHEMA), "--name", "Spam or not")
     cli.ok("client", "create", "other")
     cli.ok("project", "create", "other", "secret", "--schema", cli.file("schema.yaml", SCHEMA))
@@ -286,7 +304,7 @@ def test_project_list_names_each_project_as_other_commands_take_it_with_its_prog
 
 
 def test_an_operator_deactivates_a_person_who_leaves_and_reactivates_them(cli: Cli) -> None:
-    _acme_reviews_with_lena(cli, 1)
+    acme_reviews_with_lena(cli, 1)
     token = cli.ok("user", "token", "lena").strip()
 
     def lena_line() -> list[str]:
@@ -320,7 +338,7 @@ def test_an_operator_deactivates_a_person_who_leaves_and_reactivates_them(cli: C
 
 
 def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> None:
-    _acme_reviews_with_lena(cli, 2)
+    acme_reviews_with_lena(cli, 2)
     with as_lena(cli) as (services, lena, client_id, project_id):
         for reason in ("written in Finnish", ""):
             task = services.labeling.next_task(lena, client_id, project_id)
@@ -334,7 +352,7 @@ def test_report_skips_lists_every_skip_with_the_labelers_reason(cli: Cli) -> Non
 
 
 def test_money_reports_payout_and_bonus_through_the_console_script(cli: Cli) -> None:
-    _acme_reviews_with_lena(cli, 1, "--rate", "125", "--budget", "10000")
+    acme_reviews_with_lena(cli, 1, "--rate", "125", "--budget", "10000")
     with as_lena(cli) as (services, lena, client_id, project_id):
         task = services.labeling.next_task(lena, client_id, project_id)
         services.labeling.submit(lena, client_id, project_id, task.task_id, {"sentiment": "positive"})
@@ -364,7 +382,7 @@ def test_money_reports_payout_and_bonus_through_the_console_script(cli: Cli) -> 
 
 
 def test_task_commands_list_by_state_open_one_and_move_tasks_up(cli: Cli) -> None:
-    _acme_reviews_with_lena(cli, 3)
+    acme_reviews_with_lena(cli, 3)
     with as_lena(cli) as (services, lena, client_id, project_id):
         first = services.labeling.next_task(lena, client_id, project_id)
         services.labeling.submit(lena, client_id, project_id, first.task_id, {"sentiment": "positive"})

@@ -10,7 +10,7 @@ from standardwebhooks.webhooks import Webhook
 
 from labelvault.bootstrap import build_services
 from labelvault.settings import Settings
-from tests.e2e.test_cli import SCHEMA, Cli, cli
+from tests.e2e.test_cli import Cli, acme_reviews_with_lena, cli
 from tests.integration.test_webhooks import Receiver, receiver
 
 __all__ = ["cli", "receiver"]  # fixtures, shared with the other tests
@@ -22,12 +22,7 @@ def test_an_operator_adds_a_webhook_delivers_reads_the_log_retries_and_removes_i
     cli: Cli, receiver: Receiver
 ) -> None:
     cli.env.update(LABELVAULT_WEBHOOK_ALLOWED_HOSTS="127.0.0.1", LABELVAULT_WEBHOOK_ALLOW_PRIVATE="true")
-    cli.ok("init", "--password-file", cli.file("operator.pw", "operator-password-1\n"))
-    cli.ok("client", "create", "acme")
-    cli.ok("project", "create", "acme", "reviews", "--schema", cli.file("schema.yaml", SCHEMA))
-    cli.ok("import", "acme/reviews", cli.file("tasks.jsonl", '{"external_id": "t1", "data": {"text": "fine"}}\n'))
-    cli.ok("user", "create", "lena", "--no-password")
-    cli.ok("client", "add-member", "acme", "lena", "labeler")
+    acme_reviews_with_lena(cli, 1)
 
     refused = cli("webhook", "add", "acme/reviews", "http://example.com/hook", "--event", "task.completed")
     assert refused.code != 0 and "allow-list" in refused.error_line
