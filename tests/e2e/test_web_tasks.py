@@ -1,38 +1,24 @@
 """The manager's task browser through the real app: the list by state and external id, one task with
 its answers, skips, leases and reviews, client text shown as text, who may see what, and the
-priority form."""
+forms that change a task (priority, more answers, removal)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from labelvault.domain.access import Actor
-from labelvault.server import build_app
 from labelvault.storage.models import AuditEntry
-from tests.browser.web import Projects, add_people, add_projects, csrf_of, form_login
+from tests.browser.web import Projects, csrf_of, form_login
 from tests.conftest import World
+from tests.e2e.test_web_pages import client, projects, sqlite_only
 
-sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+__all__ = ["client", "projects"]  # the web pages' fixtures: an app with people and projects
 
 MARKUP = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt; and &lt;img src=x onerror=alert(1)&gt;"
-
-
-@pytest.fixture
-def projects(world: World) -> Projects:
-    add_people(world)
-    return add_projects(world, ("label", "text"))
-
-
-@pytest.fixture
-def client(world: World, projects: Projects) -> Iterator[TestClient]:
-    with TestClient(build_app(world.services)) as test_client:
-        yield test_client
 
 
 def as_(client: TestClient, username: str) -> TestClient:
