@@ -104,3 +104,19 @@ def test_a_manager_asks_for_more_answers_on_a_complete_task(api: Api) -> None:
     assert api.post("labeler_a", f"{tasks}/more-answers", json={"more": 1, "external_ids": ["r0"]}).status_code == 403
     missing = api.post("manager_a", f"{tasks}/more-answers", json={"more": 1, "external_ids": ["r7"]})
     assert missing.status_code == 404 and "'r7'" in missing.json()["error"]["message"]
+
+
+def test_a_large_project_is_walked_page_by_page_by_id(api: Api) -> None:
+    project = _project_with_tasks(api)
+    rows = [{"external_id": f"x{i}", "data": {"text": f"more {i}"}} for i in range(4)]
+    api.world.services.imports.import_rows(api.world.operator, api.world.client_a, project["id"], rows)
+    tasks = f"/api/projects/{project['id']}/tasks"
+    seen, after_id, pages = [], 0, 0
+    while after_id is not None:
+        page = api.get("viewer_a", tasks, params={"after_id": after_id, "limit": 3}).json()
+        assert page["total"] == 7  # the filter's tasks, whatever the page
+        seen += [t["external_id"] for t in page["items"]]
+        after_id, pages = page["next_after_id"], pages + 1
+    assert seen == ["r0", "r1", "r2", "x0", "x1", "x2", "x3"] and pages == 3
+    last = api.get("viewer_a", tasks, params={"after_id": 0, "limit": 7}).json()
+    assert len(last["items"]) == 7 and last["next_after_id"] is None

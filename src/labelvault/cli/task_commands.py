@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from labelvault.cli.common import AsOperator, cli_errors, console, every_page, fail, local_operator, open_services
+from labelvault.cli.common import AsOperator, cli_errors, console, fail, local_operator, open_services
 
 task_app = typer.Typer(help="A project's tasks: list by state, open one, change priorities.", no_args_is_help=True)
 
@@ -29,11 +28,14 @@ def task_list(
     with open_services() as services:
         client_id, project_id = services.projects.locate(project)
         actor = local_operator(services, as_operator)
-        fetch = functools.partial(services.tasks.list, actor, client_id, project_id, state=state,
-                                  external_id=external_id)
-        for task in every_page(fetch):
-            typer.echo(f"{task.id}\t{task.external_id or ''}\t{task.state}\t"
-                       f"{task.answer_count}/{task.required_answers}\t{task.priority}")
+        after_id: int | None = 0
+        while after_id is not None:  # walked by id: each page of a large project costs the same
+            page = services.tasks.page(actor, client_id, project_id, state=state, external_id=external_id,
+                                       after_id=after_id, limit=1000)
+            for task in page.items:
+                typer.echo(f"{task.id}\t{task.external_id or ''}\t{task.state}\t"
+                           f"{task.answer_count}/{task.required_answers}\t{task.priority}")
+            after_id = page.next_after_id
 
 
 @task_app.command("show")

@@ -282,7 +282,7 @@ class Project:
         """Every task's id, external id, state and counters (no content), lazily; only those in
         ``state`` (open, in_review, complete, gold) or with ``external_id`` when given."""
         params = {key: value for key, value in (("state", state), ("external_id", external_id)) if value is not None}
-        for item in self._client._pages(f"/projects/{self.id}/tasks", params):
+        for item in self._keyset_pages("tasks", {**params, "limit": PAGE}, 0):
             yield TaskSummary.from_api(item)
 
     def task(self, task_id: int | None = None, *, external_id: str | None = None) -> TaskDetail:

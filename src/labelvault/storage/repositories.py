@@ -768,12 +768,14 @@ class TaskRepository(_Repository):
         return self.session.scalars(query).all()
 
     def list_with_states(
-        self, project_id: int, *, offset: int, limit: int, state: str | None = None, external_id: str | None = None
+        self, project_id: int, *, offset: int, limit: int, state: str | None = None, external_id: str | None = None,
+        after_id: int = 0,
     ) -> Sequence[Row[tuple[Task, str]]]:
-        """(task, its state) in id order, of one state or external id when asked (see ``TASK_STATES``)."""
+        """(task, its state) in id order after ``after_id``, of one state or external id when asked
+        (see ``TASK_STATES``)."""
         query = (
             select(Task, task_state_expression.label("state"))
-            .where(*_task_filters(project_id, state, external_id))
+            .where(*_task_filters(project_id, state, external_id), Task.id > after_id)
             .order_by(Task.id)
             .offset(offset)
             .limit(limit)

@@ -57,6 +57,13 @@ class TaskSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskPage:
+    items: list[TaskSummary]
+    total: int  # tasks of the filter, whatever the page
+    next_after_id: int | None  # None: this was the last page
+
+
+@dataclass(frozen=True, slots=True)
 class TaskAnswerRecord:
     id: int
     labeler_id: int
@@ -132,6 +139,16 @@ class TaskService:
     ) -> tuple[list[TaskSummary], int]:
         """A page of the project's tasks in id order (of one state, or the one with this external
         id, when asked) and how many there are in all."""
+        found = self.page(actor, client_id, project_id, state=state, external_id=external_id, offset=offset,
+                          limit=limit)
+        return found.items, found.total
+
+    def page(
+        self, actor: Actor, client_id: int, project_id: int, *, state: str | None = None,
+        external_id: str | None = None, after_id: int = 0, offset: int = 0, limit: int = 100,
+    ) -> TaskPage:
+        """As ``list``, walked by ``after_id`` (every page of a large project costs the same; an
+        offset makes the database pass over every task before it)."""
         if state is not None and state not in TASK_STATES:
             raise InvalidInput(f"state must be one of {', '.join(TASK_STATES)}", details={"field": "state"})
         if not 1 <= limit <= MAX_PAGE:
@@ -139,14 +156,16 @@ class TaskService:
         with self.uow_factory.for_client(client_id) as uow:
             ProjectPolicy.view(access_in(uow, actor))
             load_project(uow, project_id)
-            rows = uow.tasks.list_with_states(project_id, offset=offset, limit=limit, state=state,
-                                              external_id=external_id)
-            summaries = [
+            rows = uow.tasks.list_with_states(project_id, offset=offset, limit=limit + 1, state=state,
+                                              external_id=external_id, after_id=after_id)
+            items = [
                 TaskSummary(t.id, t.external_id, task_state, t.priority, t.required_answers, t.answer_count,
                             t.created_at)
-                for t, task_state in rows
+                for t, task_state in rows[:limit]
             ]
-            return summaries, uow.tasks.count(project_id, state=state, external_id=external_id)
+            total = uow.tasks.count(project_id, state=state, external_id=external_id)
+        # One row more than asked tells whether another page follows.
+        return TaskPage(items, total, items[-1].id if len(rows) > limit else None)
 
     def open(self, actor: Actor, client_id: int, project_id: int, task_id: int) -> TaskDetail:
         """The task with its content and everything that happened to it (a manager's read: the wall

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from labelvault.api.deps import ActorDep, PageDep, ServicesDep
 from labelvault.api.routes.projects import ProjectRefDep
-from labelvault.api.schemas import Page
+from labelvault.api.schemas import KeysetPage
 from labelvault.workflow.tasks import MAX_ANSWERS, MAX_PER_CALL, PRIORITY_RANGE
 
 router = APIRouter(tags=["tasks"])
@@ -117,7 +117,7 @@ class PriorityChanged(BaseModel):
     changed: int = Field(description="Tasks whose priority moved (those that had it already are not counted).")
 
 
-@router.get("/projects/{project_id}/tasks", response_model=Page[TaskSummary])
+@router.get("/projects/{project_id}/tasks", response_model=KeysetPage[TaskSummary])
 def list_tasks(
     ref: ProjectRefDep,
     actor: ActorDep,
@@ -125,12 +125,16 @@ def list_tasks(
     page: PageDep,
     state: Annotated[TaskState | None, Query(description="Only tasks in this state.")] = None,
     external_id: Annotated[str | None, Query(max_length=200, description="The task with this external id.")] = None,
-) -> Page[TaskSummary]:
-    """The project's tasks in id order: ids, counters and states, no content (anyone in the client)."""
-    tasks, total = services.tasks.list(actor, ref.client_id, ref.project_id, state=state, external_id=external_id,
-                                       offset=page.offset, limit=page.limit)
-    items = [TaskSummary.model_validate(t, from_attributes=True) for t in tasks]
-    return Page(items=items, total=total, offset=page.offset, limit=page.limit)
+    after_id: Annotated[int, Query(ge=0, description="Only tasks with a larger id (keyset pagination: every "
+                                                      "page of a large project costs the same).")] = 0,
+) -> KeysetPage[TaskSummary]:
+    """The project's tasks in id order: ids, counters and states, no content (anyone in the client).
+    ``total`` counts the tasks of the filter, whatever the page."""
+    found = services.tasks.page(actor, ref.client_id, ref.project_id, state=state, external_id=external_id,
+                                after_id=after_id, offset=page.offset, limit=page.limit)
+    items = [TaskSummary.model_validate(t, from_attributes=True) for t in found.items]
+    return KeysetPage(items=items, total=found.total, offset=page.offset, limit=page.limit,
+                      next_after_id=found.next_after_id)
 
 
 # ":int": /tasks/next (POST) is not a task id, so a GET there stays a 405, not a 400 about the id.
