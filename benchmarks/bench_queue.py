@@ -404,50 +404,70 @@ class Phase:
 
 
 async def labeler(http: LeanClient, project_id: int, phase: Phase, began: float, stop_at: float,
-                  pause: tuple[float, float] | None, rng: random.Random) -> None:
+                  pause: tuple[float, float] | None, rng: random.Random, then_next: bool = False) -> None:
+    """``then_next``: submit with ``?next=true`` and take the next task from the submit's response
+    (one request per task; a separate next only at the start and after an error)."""
     perf = time.perf_counter
     next_url = f"/api/projects/{project_id}/tasks/next"
     # Spread the starts over one pause (or 0.2 s without pauses): people do not start in lockstep.
     await asyncio.sleep(rng.uniform(0, pause[1] if pause else 0.2))
+    task_id: int | None = None
     while perf() < stop_at:
-        t0 = perf()
-        try:
-            status, content = await http.post(next_url)
-        except HTTPFailure as exc:
-            phase.samples.append(Sample("next", t0 - began, perf() - t0, 0))
-            phase.errors[f"next {exc}"] += 1
-            await asyncio.sleep(0.5)
-            continue
-        phase.samples.append(Sample("next", t0 - began, perf() - t0, status))
-        if status != 200:
+        if task_id is None:
+            t0 = perf()
             try:
-                reason = orjson.loads(content).get("error", {}).get("details", {}).get("reason", "")
-            except orjson.JSONDecodeError:
-                reason = ""
-            if reason == "no_tasks":
-                phase.no_tasks += 1
-                if phase.out_of_work_at is None:
-                    phase.out_of_work_at = t0 - began
+                status, content = await http.post(next_url)
+            except HTTPFailure as exc:
+                phase.samples.append(Sample("next", t0 - began, perf() - t0, 0))
+                phase.errors[f"next {exc}"] += 1
+                await asyncio.sleep(0.5)
+                continue
+            phase.samples.append(Sample("next", t0 - began, perf() - t0, status))
+            if status != 200:
+                error = orjson.loads(content).get("error", {}) if content.startswith(b"{") else {}
+                if not refused_for_want_of_work(phase, error, t0 - began):
+                    phase.errors[f"next {status} {(error.get('details') or {}).get('reason', '')}".strip()] += 1
+                    await asyncio.sleep(0.5)
+                    continue
                 return
-            phase.errors[f"next {status} {reason}".strip()] += 1
-            await asyncio.sleep(0.5)
-            continue
-        task_id = orjson.loads(content)["task_id"]
+            task_id = orjson.loads(content)["task_id"]
         if pause:
             await asyncio.sleep(rng.uniform(*pause))
         body = orjson.dumps({"answer": {"sentiment": rng.choice(LABELS)}, "idempotency_key": uuid.uuid4().hex})
         t0 = perf()
+        # Past the deadline the task in hand is submitted without leasing another one.
+        query = "?next=true" if then_next and t0 < stop_at else ""
         try:
-            status, content = await http.post(f"/api/projects/{project_id}/tasks/{task_id}/answers", body)
+            status, content = await http.post(f"/api/projects/{project_id}/tasks/{task_id}/answers{query}", body)
         except HTTPFailure as exc:
             phase.samples.append(Sample("submit", t0 - began, perf() - t0, 0))
             phase.errors[f"submit {exc}"] += 1
+            task_id = None
             continue
         phase.samples.append(Sample("submit", t0 - began, perf() - t0, status))
-        if status == 200:
-            phase.acknowledged += 1
-        else:
+        task_id = None
+        if status != 200:
             phase.errors[f"submit {status}"] += 1
+            continue
+        phase.acknowledged += 1
+        if query:
+            receipt = orjson.loads(content)
+            if receipt["next_task"] is not None:
+                task_id = receipt["next_task"]["task_id"]
+            elif refused_for_want_of_work(phase, receipt["next_error"], t0 - began):
+                return
+            else:
+                phase.errors[f"next {receipt['next_error']['status']} {receipt['next_error']['code']}"] += 1
+
+
+def refused_for_want_of_work(phase: Phase, error: dict[str, Any], at: float) -> bool:
+    """Whether a refused next said the queue has nothing left (noted in ``phase``)."""
+    if (error.get("details") or {}).get("reason") != "no_tasks":
+        return False
+    phase.no_tasks += 1
+    if phase.out_of_work_at is None:
+        phase.out_of_work_at = at
+    return True
 
 
 async def watch_loop_lag(phase: Phase, stop_at: float, interval: float = 0.01) -> None:
@@ -459,14 +479,14 @@ async def watch_loop_lag(phase: Phase, stop_at: float, interval: float = 0.01) -
 
 
 async def run_phase_async(url: str, install: Install, mode: str, warmup: float, seconds: float,
-                          pause: tuple[float, float] | None, seed: int) -> Phase:
+                          pause: tuple[float, float] | None, seed: int, then_next: bool = False) -> Phase:
     tokens = install.tokens[:1] if mode == "single" else install.tokens
     phase = Phase(mode, len(tokens), seconds)
     began = time.perf_counter()
     stop_at = began + warmup + seconds
     clients = [LeanClient(url, {"Authorization": f"Bearer {token}"}, REQUEST_TIMEOUT) for token in tokens]
     try:
-        jobs = [labeler(client, install.project_id, phase, began, stop_at, pause, random.Random(seed + i))
+        jobs = [labeler(client, install.project_id, phase, began, stop_at, pause, random.Random(seed + i), then_next)
                 for i, client in enumerate(clients)]
         jobs.append(watch_loop_lag(phase, stop_at))
         # Hard limit: the last task in hand (pause + two timed-out requests) and then some.
@@ -562,7 +582,8 @@ def run_phase(server: Server, install: Install, args: argparse.Namespace, databa
     # latencies it measures (the server does the same at start, see server.py).
     gc.collect()
     gc.freeze()
-    phase = uvloop.run(run_phase_async(server.url, install, mode, args.warmup, args.seconds, pause, args.seed))
+    phase = uvloop.run(run_phase_async(server.url, install, mode, args.warmup, args.seconds, pause, args.seed,
+                                             args.submit_and_next))
     wall = time.perf_counter() - wall
     server_cpu = process_cpu_seconds(pids) - server_cpu
     postgres_now = postgres_cpu_seconds() if postgres_cpu is not None else None
@@ -654,7 +675,9 @@ def markdown(results: list[Result], args: argparse.Namespace, load: tuple[float,
         "load average at the start "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.",
         f"- {args.labelers} labelers, overlap {args.overlap}, {args.warmup:.0f} s warm-up + {args.seconds:.0f} s "
-        f"measured per phase; paced = a random {args.pause_min}-{args.pause_max} s between next and submit.",
+        f"measured per phase; paced = a random {args.pause_min}-{args.pause_max} s between next and submit."
+        + (" Submits with ?next=true: the next task comes with the submit's response (next = the first of each"
+           " labeler only; submit = the request that does both)." if args.submit_and_next else ""),
         "",
         "| database | workers | tasks | phase | answers/s | next p50 / p95 / p99 ms | submit p50 / p95 / p99 ms "
         "| server CPU (per answer) | machine busy | calibration |",
@@ -698,6 +721,8 @@ def parse_args() -> argparse.Namespace:
                         help="serve: `labelvault serve [--workers N]` (default). uvicorn: the same app factory in "
                         "`uvicorn --workers N --timeout-worker-healthcheck 120`, for a crowded machine where "
                         "workers take longer than uvicorn's default 5 s health check to start.")
+    parser.add_argument("--submit-and-next", action="store_true",
+                        help="Labelers submit with ?next=true and take their next task from the response.")
     parser.add_argument("--sqlite-synchronous", default="FULL", help="LABELVAULT_SQLITE_SYNCHRONOUS (default FULL).")
     parser.add_argument("--no-analyze", action="store_true",
                         help="PostgreSQL: do not ANALYZE after the import (measure a fresh import before autovacuum).")

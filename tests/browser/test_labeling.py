@@ -183,6 +183,32 @@ def test_a_labeler_answers_every_question_type_with_keys_and_mouse(site: Site) -
     assert tab.dialogs == [] and tab.errors == [] and tab.console_errors == []
 
 
+def test_each_submit_brings_the_next_task_in_the_same_request(site: Site) -> None:
+    world = site.world
+    world.services.imports.import_rows(world.operator, world.client_a, site.projects.ids["label"],
+                                       [{"external_id": f"l{i}", "data": {"text": f"Review number {i}."}}
+                                        for i in (2, 3)])
+    tab = site.open_as("ann")
+    queue_requests: list[str] = []
+    tab.page.on("request", lambda request: queue_requests.append(request.url.split("/api/projects/")[-1])
+                if "/tasks/" in request.url else None)
+    task = open_task(tab, site, "label")
+    shown = [task]
+    for _ in range(2):
+        tab.page.keyboard.press("1")
+        tab.page.keyboard.press("Enter")
+        tab.next_task(task)
+        task = tab.task_id()
+        assert task is not None and task not in shown
+        shown.append(task)
+    tab.page.keyboard.press("1")
+    submit_and_expect_no_more(tab, task)
+    # One next to start, then every answer brought the following task (or the reason for none).
+    project = site.projects.ids["label"]
+    assert queue_requests == [f"{project}/tasks/next"] + [f"{project}/tasks/{t}/answers?next=true" for t in shown]
+    assert tab.errors == [] and tab.console_errors == []
+
+
 def png(width: int, height: int) -> bytes:
     """A plain PNG picture (one colour), made here: the test needs no imaging library."""
     def chunk(kind: bytes, data: bytes) -> bytes:

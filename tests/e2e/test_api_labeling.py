@@ -155,6 +155,75 @@ def test_overlap_gives_each_task_to_distinct_labelers(api: Api) -> None:
     assert api.post("labeler_a", f"/api/projects/{pid}/tasks/next").status_code == 409
 
 
+def test_a_submit_with_next_brings_the_next_task_and_at_the_end_says_why_there_is_none(
+    api: Api, project: dict
+) -> None:
+    pid = project["id"]
+    task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    answered = []
+    for _ in range(3):
+        response = api.post("labeler_a", f"/api/projects/{pid}/tasks/{task['task_id']}/answers?next=true",
+                            json={"answer": {"sentiment": "neutral"}})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["task_id"] == task["task_id"] and body["created"] is True
+        answered.append(body["task_id"])
+        if len(answered) < 3:
+            assert body["next_error"] is None
+            task = body["next_task"]
+            assert task["task_id"] not in answered and task["data"]["text"]
+            # The task came leased: a separate next returns the very same lease.
+            again = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+            assert (again["task_id"], again["lease_started_at"]) == (task["task_id"], task["lease_started_at"])
+    assert body["next_task"] is None
+    assert body["next_error"]["status"] == 409 and body["next_error"]["code"] == "queue_refused"
+    assert body["next_error"]["details"]["reason"] == "no_tasks"
+    assert api.get("manager_a", f"/api/projects/{pid}/progress").json()["answers_given"] == 3
+
+
+def test_the_answer_is_stored_when_the_next_task_is_refused_for_the_budget(api: Api) -> None:
+    project = create_project(api, "manager_a", api.world.client_a, "paid")
+    assert api.patch("manager_a", f"/api/projects/{project['id']}",
+                     json={"rate_per_answer": 100, "budget_cap": 100}).status_code == 200
+    import_texts(api, project, ["one", "two"])
+    pid = project["id"]
+    task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    response = api.post("labeler_a", f"/api/projects/{pid}/tasks/{task['task_id']}/answers?next=1",
+                        json={"answer": {"sentiment": "positive"}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["next_task"] is None and body["next_error"]["details"]["reason"] == "budget_reached"
+    assert api.get("manager_a", f"/api/projects/{pid}/progress").json()["answers_given"] == 1
+
+
+def test_a_repeated_submit_with_next_answers_the_first_receipt_and_the_lease_held(api: Api, project: dict) -> None:
+    pid = project["id"]
+    task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    url = f"/api/projects/{pid}/tasks/{task['task_id']}/answers?next=true"
+    body = {"answer": {"sentiment": "positive"}, "idempotency_key": "k-next"}
+    first, again = api.post("labeler_a", url, json=body).json(), api.post("labeler_a", url, json=body).json()
+    assert first["answer_id"] == again["answer_id"] and (first["created"], again["created"]) == (True, False)
+    assert first["next_task"]["task_id"] == again["next_task"]["task_id"] != task["task_id"]
+    assert api.get("manager_a", f"/api/projects/{pid}/progress").json()["answers_given"] == 1
+
+
+def test_a_submit_refused_with_next_leases_nothing_and_a_bad_next_value_stores_nothing(
+    api: Api, project: dict
+) -> None:
+    pid = project["id"]
+    task = api.post("labeler_a", f"/api/projects/{pid}/tasks/next").json()
+    url = f"/api/projects/{pid}/tasks/{task['task_id']}/answers"
+    invalid = api.post("labeler_a", f"{url}?next=true", json={"answer": {"sentiment": "ecstatic"}})
+    assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "answer_invalid"
+    bad_flag = api.post("labeler_a", f"{url}?next=maybe", json={"answer": {"sentiment": "positive"}})
+    assert bad_flag.status_code == 400
+    assert bad_flag.json()["error"]["details"]["field"] == "next"
+    # Neither stored an answer nor leased another task: the first lease is the one still held.
+    assert api.get("manager_a", f"/api/projects/{pid}/progress").json()["answers_given"] == 0
+    with api.world.services.uow_factory.for_client(project["client_id"]) as uow:
+        assert [row.task_id for row in uow.sql.run(_LEASES_OF_PROJECT, {"project_id": pid})] == [task["task_id"]]
+
+
 # The queue gateway (api/queue_gateway.py) answers next and submit before FastAPI's router; these
 # check that it answers as the regular path does, and leaves to FastAPI what it does not match.
 

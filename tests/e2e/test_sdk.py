@@ -225,6 +225,9 @@ def test_a_labeler_script_works_the_queue_through_the_sdk(world: World, server: 
             return {"sentiment": "positive" if "good" in task.data["text"] else "negative"}
 
         assert mine.label(answer_for, limit=1) == lv.sdk.LabelingReport(1, 0, "limit")
+        with sdk(server, world) as manager:  # the last answer of a limit leased nothing more
+            tasks = manager.project(project.id)
+            assert [t.id for t in tasks.tasks() if tasks.task(t.id).leases] == []
         report = mine.label(answer_for, skip_reason="cannot tell")
         assert report == lv.sdk.LabelingReport(answered=2, skipped=1, stopped="no_tasks") and len(seen) == 4
         with pytest.raises(sdk_errors.QueueRefusedError) as empty:
@@ -242,6 +245,29 @@ def test_a_labeler_script_works_the_queue_through_the_sdk(world: World, server: 
         assert all(isinstance(e, lv.sdk.LedgerEntry) for e in ledger) and ledger[0].created_at is not None
         assert [(e.kind, e.amount, e.username) for e in ledger] == [("answer", 10, "labeler_a")] * 4
         assert {e.answer_id for e in ledger} == {a.id for a in answers}
+
+
+def test_submit_and_next_brings_the_next_task_or_the_error_next_task_would_raise(
+    world: World, server: ServerProcess
+) -> None:
+    with sdk(server, world) as manager:
+        project = manager.create_project("acme", "Chained reviews", typed_schema())
+        project.add_tasks([{"external_id": f"c{i}", "data": {"text": f"review {i}"}} for i in range(2)])
+    with sdk(server, world, "labeler_a") as labeler:
+        mine = labeler.project(project.id)
+        first = mine.next_task()
+        got = mine.submit_and_next(first.task_id, {"sentiment": "positive"}, idempotency_key="chained")
+        assert isinstance(got, lv.sdk.SubmittedAndNext) and got.next_error is None
+        assert got.receipt.created and got.receipt.task_id == first.task_id
+        assert got.next_task is not None and got.next_task.task_id != first.task_id
+        assert mine.next_task().task_id == got.next_task.task_id  # leased to the caller
+        again = mine.submit_and_next(first.task_id, {"sentiment": "positive"}, idempotency_key="chained")
+        assert not again.receipt.created and again.next_task == got.next_task  # a retry: the same lease
+        last = mine.submit_and_next(got.next_task.task_id, {"sentiment": "negative"})
+        assert last.receipt.created and last.next_task is None
+        assert isinstance(last.next_error, sdk_errors.QueueRefusedError) and last.next_error.reason == "no_tasks"
+    with sdk(server, world) as manager:
+        assert len(list(manager.project(project.id).iter_answers())) == 2
 
 
 def test_a_labeler_reads_their_own_ledger_through_the_sdk(world: World, server: ServerProcess) -> None:

@@ -182,6 +182,24 @@ class AnswerReceipt(BaseModel):
     time_spent_ms: int
 
 
+class NextTaskError(BaseModel):
+    """What ``POST .../tasks/next`` would have answered with instead of a task: its status and
+    error body (a refusal's ``details.reason``: no_tasks, budget_reached, ...)."""
+
+    status: int
+    code: str
+    message: str
+    details: Any = None
+
+
+class AnswerReceiptAndNext(AnswerReceipt):
+    """A submit with ``?next=true``: the receipt, then the caller's next task or why there is none
+    (exactly one of the two is set)."""
+
+    next_task: LeasedTaskRead | None
+    next_error: NextTaskError | None
+
+
 class SkipCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="", max_length=500)

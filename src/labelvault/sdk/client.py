@@ -42,6 +42,7 @@ from labelvault.sdk.errors import (
     NotFoundError,
     QueueRefusedError,
     TransportError,
+    api_error,
 )
 from labelvault.sdk.models import (
     Answer,
@@ -55,6 +56,7 @@ from labelvault.sdk.models import (
     MyLedgerEntry,
     Progress,
     Skip,
+    SubmittedAndNext,
     SuggestionsReport,
     TaskDetail,
     TaskSummary,
@@ -436,6 +438,25 @@ class Project:
                                headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})
         return AnswerReceipt.from_api(data)
 
+    def submit_and_next(
+        self, task_id: int, answer: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> SubmittedAndNext:
+        """Answer a task leased to the caller and lease their next one in the same request (one
+        request per task instead of two). The answer is stored either way: where there is no next
+        task, ``next_error`` holds what ``next_task()`` would have raised. Retried as ``submit``
+        is; a retry answers the first receipt and the lease the caller holds by then."""
+        data = self._http.json(
+            "POST", f"/projects/{self.id}/tasks/{task_id}/answers", params={"next": "true"},
+            json={"answer": dict(answer)}, headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex},
+        )
+        error = data.get("next_error")
+        return SubmittedAndNext(
+            receipt=AnswerReceipt.from_api(data),
+            next_task=LeasedTask.from_api(data["next_task"]) if data.get("next_task") else None,
+            next_error=api_error(int(error["status"]), str(error["code"]), str(error["message"]),
+                                 error.get("details")) if error else None,
+        )
+
     def skip(self, task_id: int, reason: str = "") -> None:
         """Pass on a task leased to the caller, saying why (managers read the reason); it is not
         offered to them again. Not retried: a skip that went through cannot be made twice."""
@@ -448,12 +469,19 @@ class Project:
     ) -> LabelingReport:
         """Work the queue: lease a task, ask ``answer_for`` for its answer and submit it (None: skip
         the task with ``skip_reason``), until the queue has nothing left for the caller or ``limit``
-        tasks are done. Any other refusal (budget reached, suspended, ...) is raised."""
+        tasks are done. Any other refusal (budget reached, suspended, ...) is raised. Each answer's
+        submit brings the next task back with it (``submit_and_next``): one request per task."""
         answered = skipped = 0
+        # After a submit, its response brings the next task, or the error a next would have raised.
+        task: LeasedTask | None = None
+        next_error: Exception | None = None
         with bar(self._client.progress, f"Labeling {self.slug}", total=limit, unit="tasks") as progress:
             while limit is None or answered + skipped < limit:
                 try:
-                    task = self.next_task()
+                    if next_error is not None:
+                        raise next_error
+                    if task is None:
+                        task = self.next_task()
                 except QueueRefusedError as refused:
                     if refused.reason == "no_tasks":
                         return LabelingReport(answered, skipped, "no_tasks")
@@ -461,10 +489,13 @@ class Project:
                 answer = answer_for(task)
                 if answer is None:
                     self.skip(task.task_id, skip_reason)
-                    skipped += 1
+                    skipped, task = skipped + 1, None
+                elif limit is not None and answered + skipped + 1 >= limit:
+                    self.submit(task.task_id, answer)  # the last one: lease nothing more
+                    answered, task = answered + 1, None
                 else:
-                    self.submit(task.task_id, answer)
-                    answered += 1
+                    submitted = self.submit_and_next(task.task_id, answer)
+                    answered, task, next_error = answered + 1, submitted.next_task, submitted.next_error
                 progress.advance()
         return LabelingReport(answered, skipped, "limit")
 

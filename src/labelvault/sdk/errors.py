@@ -184,6 +184,11 @@ def error_from_response(response: httpx.Response) -> ApiError:
         code = f"http_{status}"
         text = response.text.strip().splitlines()[0][:200] if response.text.strip() else response.reason_phrase
         message = f"HTTP {status} from {response.request.method} {response.request.url.path}: {text}"
+    return api_error(status, code, message, details, response.headers.get("x-request-id"))
+
+
+def api_error(status: int, code: str, message: str, details: Any = None, request_id: str | None = None) -> ApiError:
+    """The SDK error for an API error of this status and code (also one that came inside a body,
+    as a submit's ``next_error``)."""
     cls = _BY_CODE.get(code) or _BY_STATUS.get(status) or (ServerError if status >= 500 else ApiError)
-    return cls(message or f"HTTP {status}", status_code=status, code=code, details=details,
-               request_id=response.headers.get("x-request-id"))
+    return cls(message or f"HTTP {status}", status_code=status, code=code, details=details, request_id=request_id)

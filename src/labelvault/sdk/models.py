@@ -125,6 +125,17 @@ class AnswerReceipt(_FromApi):
 
 
 @dataclass(frozen=True, slots=True)
+class SubmittedAndNext:
+    """What ``Project.submit_and_next`` got back: the receipt for the answer (stored either way),
+    and the caller's next task, or, instead, the error ``next_task()`` would have raised
+    (``QueueRefusedError`` with ``reason == "no_tasks"`` when the queue has nothing left)."""
+
+    receipt: AnswerReceipt
+    next_task: LeasedTask | None
+    next_error: Exception | None
+
+
+@dataclass(frozen=True, slots=True)
 class LabelingReport:
     """What ``Project.label`` did: answers submitted, tasks skipped, and why it stopped
     (``no_tasks``: the queue has nothing left for this labeler; ``limit``: as many as asked)."""

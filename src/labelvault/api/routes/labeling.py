@@ -10,7 +10,16 @@ from pydantic import BaseModel, ValidationError
 
 from labelvault.api.deps import ActorDep, ServicesDep, get_actor, get_services, run_queue_step
 from labelvault.api.routes.projects import ProjectRefDep, project_ref
-from labelvault.api.schemas import AnswerReceipt, AnswerSubmit, LeasedTaskRead, SkipCreate
+from labelvault.api.schemas import (
+    AnswerReceipt,
+    AnswerReceiptAndNext,
+    AnswerSubmit,
+    LeasedTaskRead,
+    NextTaskError,
+    SkipCreate,
+)
+from labelvault.errors import InvalidInput, LabelVaultError
+from labelvault.workflow.labeling import LeasedTask
 
 router = APIRouter(tags=["labeling"])
 
@@ -21,8 +30,13 @@ router = APIRouter(tags=["labeling"])
 # the same actor lookup, the same Pydantic models, the same errors (the OpenAPI document still
 # describes the body, the header and the response).
 _ANSWER_SUBMIT_DOC: dict[str, Any] = {
-    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                    "schema": {"type": "string", "maxLength": 100}}],
+    "parameters": [
+        {"name": "Idempotency-Key", "in": "header", "required": False,
+         "schema": {"type": "string", "maxLength": 100}},
+        {"name": "next", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+         "description": "Also lease the caller's next task, answered as next_task (or next_error: what "
+                        "tasks/next would have answered instead), in the same request."},
+    ],
     "requestBody": {"required": True, "content": {"application/json": {"schema": AnswerSubmit.model_json_schema()}}},
 }
 
@@ -38,19 +52,37 @@ async def next_task(project_id: Annotated[int, Path(ge=1)], request: Request) ->
     actor = await get_actor(request, services)
     ref = await project_ref(services, project_id)
     leased = await run_queue_step(services, services.labeling.next_task, actor, ref.client_id, ref.project_id)
-    return _json(LeasedTaskRead(
+    return _json(_leased_read(leased))
+
+
+def _leased_read(leased: LeasedTask) -> LeasedTaskRead:
+    return LeasedTaskRead(
         task_id=leased.task_id, project_id=leased.project_id, data=leased.payload,
         suggestions=leased.suggestions, lease_started_at=leased.lease_started_at,
         lease_expires_at=leased.lease_expires_at,
-    ))
+    )
 
 
-@router.post("/projects/{project_id}/tasks/{task_id}/answers", response_model=AnswerReceipt,
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+
+
+@router.post("/projects/{project_id}/tasks/{task_id}/answers", response_model=AnswerReceipt | AnswerReceiptAndNext,
              openapi_extra=_ANSWER_SUBMIT_DOC)
 async def submit_answer(project_id: Annotated[int, Path(ge=1)], task_id: int, request: Request) -> Response:
-    """Submit an answer. Repeating a request with the same idempotency key returns the first result."""
+    """Submit an answer. Repeating a request with the same idempotency key returns the first result.
+
+    With ``?next=true`` the caller's next task is leased in the same request once the answer is
+    stored (a labeler's loop then costs one request per task instead of two): it comes as
+    ``next_task``, or, where ``tasks/next`` would have answered with an error (the queue has
+    nothing left for them, the budget is reached...), that error as ``next_error``; the answer is
+    stored either way. A repeated submit with ``next`` answers the first receipt and the lease the
+    caller holds by then, as ``tasks/next`` does."""
     services = get_services(request)
     actor = await get_actor(request, services)
+    then_next = request.query_params.get("next", "false").lower()
+    if then_next not in _TRUE and then_next not in _FALSE:
+        raise InvalidInput("query parameter next must be true or false", details={"field": "next"})
     try:
         body = AnswerSubmit.model_validate_json(await request.body())
     except ValidationError as invalid:
@@ -61,7 +93,22 @@ async def submit_answer(project_id: Annotated[int, Path(ge=1)], task_id: int, re
         services, services.labeling.submit, actor, ref.client_id, ref.project_id, task_id, body.answer,
         idempotency_key=key,
     )
-    return _json(AnswerReceipt.model_validate(receipt, from_attributes=True))
+    if then_next in _FALSE:
+        return _json(AnswerReceipt.model_validate(receipt, from_attributes=True))
+    # A separate step (its own unit of work, retried alone on PostgreSQL): the answer above is
+    # stored whatever happens here.
+    try:
+        leased = await run_queue_step(services, services.labeling.next_task, actor, ref.client_id, ref.project_id)
+    except LabelVaultError as refused:
+        next_task, next_error = None, NextTaskError(
+            status=refused.http_status, code=refused.code, message=refused.message, details=refused.details)
+    else:
+        next_task, next_error = _leased_read(leased), None
+    return _json(AnswerReceiptAndNext(
+        answer_id=receipt.answer_id, task_id=receipt.task_id, created=receipt.created,
+        submitted_at=receipt.submitted_at, time_spent_ms=receipt.time_spent_ms,
+        next_task=next_task, next_error=next_error,
+    ))
 
 
 @router.post("/projects/{project_id}/tasks/{task_id}/skip", status_code=status.HTTP_204_NO_CONTENT)

@@ -41,10 +41,16 @@ async function next() {
   $("problems").hidden = true;
   const res = await api("POST", `${base}/tasks/next`);
   state.busy = false;
-  if (res.ok) return show(res.data);
-  if (res.error.code === "queue_refused") return showEmpty(res.error.details.reason, res.error.message);
-  if (res.status === 403) return showEmpty(res.error.code === "conflict_of_interest" ? "conflict_of_interest" : "not_a_labeler", res.error.message);
-  showEmpty(res.error.code, res.error.message);
+  present(res.ok ? res.data : null, res.error, res.status);
+}
+
+// What a next answered: a task, or the error saying why there is none (from tasks/next, or the
+// next_task / next_error of a submit that asked for the next task too).
+function present(task, error, status) {
+  if (task) return show(task);
+  if (error.code === "queue_refused") return showEmpty(error.details.reason, error.message);
+  if (status === 403) return showEmpty(error.code === "conflict_of_interest" ? "conflict_of_interest" : "not_a_labeler", error.message);
+  showEmpty(error.code, error.message);
 }
 
 async function show(task) {
@@ -98,7 +104,8 @@ async function submit() {
   state.busy = true;
   $("submit").disabled = true;
   const task = state.task;
-  const res = await api("POST", `${base}/tasks/${task.task_id}/answers`, { answer: state.view.collect(), idempotency_key: state.idem });
+  // The next task comes back with the answer's receipt: one request per task.
+  const res = await api("POST", `${base}/tasks/${task.task_id}/answers?next=true`, { answer: state.view.collect(), idempotency_key: state.idem });
   state.busy = false;
   $("submit").disabled = false;
   if (res.ok) {
@@ -106,7 +113,9 @@ async function submit() {
     $("done-count").textContent = String(state.done);
     toast(`Saved · ${clock(res.data.time_spent_ms)}`);
     refreshFeedback();
-    return next();
+    $("problems").hidden = true;
+    const refused = res.data.next_error;
+    return present(res.data.next_task, refused, refused && refused.status);
   }
   if (res.error.code === "answer_invalid") {
     showProblems(Array.isArray(res.error.details) ? res.error.details : [], "The server did not accept this answer:");
