@@ -412,8 +412,10 @@ async def labeler(http: LeanClient, project_id: int, phase: Phase, began: float,
     # Spread the starts over one pause (or 0.2 s without pauses): people do not start in lockstep.
     await asyncio.sleep(rng.uniform(0, pause[1] if pause else 0.2))
     task_id: int | None = None
-    while perf() < stop_at:
+    while True:
         if task_id is None:
+            if perf() >= stop_at:
+                return
             t0 = perf()
             try:
                 status, content = await http.post(next_url)
