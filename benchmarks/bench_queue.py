@@ -18,6 +18,9 @@ a million answer slots gets a new install and server per phase, so that no phase
 - paced: every labeler loops next -> think (a random 0.5 to 1.5 s) -> submit, like a person;
 - saturation: the same labelers with no pause: answers per second at saturation.
 
+With ``--submit-and-next`` the labelers submit with ``?next=true`` and take their next task from
+the submit's response (one request per task, as the browser's labeling screen and the SDK do).
+
 The labelers are coroutines on one uvloop event loop (one keep-alive connection each, through
 ``lean_http.py``: httpx cost as much CPU per request as the server, on the same CPUs); their
 starts are spread over the first pause so they do not arrive in lockstep. Latency is measured by the
