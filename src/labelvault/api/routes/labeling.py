@@ -18,8 +18,9 @@ from labelvault.api.schemas import (
     NextTaskError,
     SkipCreate,
 )
+from labelvault.domain.access import Actor
 from labelvault.errors import InvalidInput, LabelVaultError
-from labelvault.workflow.labeling import LeasedTask
+from labelvault.workflow.labeling import LabelingService, LeasedTask, SubmittedAnswer
 
 router = APIRouter(tags=["labeling"])
 
@@ -63,6 +64,17 @@ def _leased_read(leased: LeasedTask) -> LeasedTaskRead:
     )
 
 
+def _submit_then_next(
+    labeling: LabelingService, actor: Actor, client_id: int, project_id: int, task_id: int,
+    answer: dict[str, Any], idempotency_key: str | None,
+) -> tuple[SubmittedAnswer, LeasedTask | LabelVaultError]:
+    receipt = labeling.submit(actor, client_id, project_id, task_id, answer, idempotency_key=idempotency_key)
+    try:
+        return receipt, labeling.next_task(actor, client_id, project_id)
+    except LabelVaultError as refused:
+        return receipt, refused
+
+
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
 
@@ -89,21 +101,35 @@ async def submit_answer(project_id: Annotated[int, Path(ge=1)], task_id: int, re
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in invalid.errors()]) from None
     ref = await project_ref(services, project_id)
     key = body.idempotency_key or request.headers.get("idempotency-key")
-    receipt = await run_queue_step(
-        services, services.labeling.submit, actor, ref.client_id, ref.project_id, task_id, body.answer,
-        idempotency_key=key,
-    )
     if then_next in _FALSE:
+        receipt = await run_queue_step(
+            services, services.labeling.submit, actor, ref.client_id, ref.project_id, task_id, body.answer,
+            idempotency_key=key,
+        )
         return _json(AnswerReceipt.model_validate(receipt, from_attributes=True))
-    # A separate step (its own unit of work, retried alone on PostgreSQL): the answer above is
-    # stored whatever happens here.
-    try:
-        leased = await run_queue_step(services, services.labeling.next_task, actor, ref.client_id, ref.project_id)
-    except LabelVaultError as refused:
-        next_task, next_error = None, NextTaskError(
-            status=refused.http_status, code=refused.code, message=refused.message, details=refused.details)
+    if services.uow_factory.serialize_writers:
+        # SQLite: one step, so both share a write batch and its commit (a step there runs once).
+        receipt, following = await run_queue_step(
+            services, _submit_then_next, services.labeling, actor, ref.client_id, ref.project_id, task_id,
+            body.answer, key,
+        )
     else:
-        next_task, next_error = _leased_read(leased), None
+        # PostgreSQL runs a step again in a thread after a long lock wait: two steps, so a wait in
+        # the next never repeats the submit. The answer is stored whatever happens to the next.
+        receipt = await run_queue_step(
+            services, services.labeling.submit, actor, ref.client_id, ref.project_id, task_id, body.answer,
+            idempotency_key=key,
+        )
+        try:
+            following = await run_queue_step(
+                services, services.labeling.next_task, actor, ref.client_id, ref.project_id)
+        except LabelVaultError as refused:
+            following = refused
+    if isinstance(following, LabelVaultError):
+        next_task, next_error = None, NextTaskError(
+            status=following.http_status, code=following.code, message=following.message, details=following.details)
+    else:
+        next_task, next_error = _leased_read(following), None
     return _json(AnswerReceiptAndNext(
         answer_id=receipt.answer_id, task_id=receipt.task_id, created=receipt.created,
         submitted_at=receipt.submitted_at, time_spent_ms=receipt.time_spent_ms,
