@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response, status
@@ -92,49 +93,42 @@ async def submit_answer(project_id: Annotated[int, Path(ge=1)], task_id: int, re
     caller holds by then, as ``tasks/next`` does."""
     services = get_services(request)
     actor = await get_actor(request, services)
-    then_next = request.query_params.get("next", "false").lower()
-    if then_next not in _TRUE and then_next not in _FALSE:
+    flag = request.query_params.get("next", "false").lower()
+    if flag not in _TRUE and flag not in _FALSE:
         raise InvalidInput("query parameter next must be true or false", details={"field": "next"})
+    then_next = flag in _TRUE
     try:
         body = AnswerSubmit.model_validate_json(await request.body())
     except ValidationError as invalid:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in invalid.errors()]) from None
     ref = await project_ref(services, project_id)
     key = body.idempotency_key or request.headers.get("idempotency-key")
-    if then_next in _FALSE:
-        receipt = await run_queue_step(
-            services, services.labeling.submit, actor, ref.client_id, ref.project_id, task_id, body.answer,
-            idempotency_key=key,
-        )
-        return _json(AnswerReceipt.model_validate(receipt, from_attributes=True))
-    if services.uow_factory.serialize_writers:
+    following: LeasedTask | LabelVaultError
+    if then_next and services.uow_factory.serialize_writers:
         # SQLite: one step, so both share a write batch and its commit (a step there runs once).
         receipt, following = await run_queue_step(
             services, _submit_then_next, services.labeling, actor, ref.client_id, ref.project_id, task_id,
             body.answer, key,
         )
     else:
-        # PostgreSQL runs a step again in a thread after a long lock wait: two steps, so a wait in
-        # the next never repeats the submit. The answer is stored whatever happens to the next.
         receipt = await run_queue_step(
             services, services.labeling.submit, actor, ref.client_id, ref.project_id, task_id, body.answer,
             idempotency_key=key,
         )
+        if not then_next:
+            return _json(AnswerReceipt.model_validate(receipt, from_attributes=True))
+        # PostgreSQL runs a step again in a thread after a long lock wait: two steps, so a wait in
+        # the next never repeats the submit. The answer is stored whatever happens to the next.
         try:
             following = await run_queue_step(
                 services, services.labeling.next_task, actor, ref.client_id, ref.project_id)
         except LabelVaultError as refused:
             following = refused
     if isinstance(following, LabelVaultError):
-        next_task, next_error = None, NextTaskError(
-            status=following.http_status, code=following.code, message=following.message, details=following.details)
+        next_task, next_error = None, NextTaskError(status=following.http_status, **following.to_dict())
     else:
         next_task, next_error = _leased_read(following), None
-    return _json(AnswerReceiptAndNext(
-        answer_id=receipt.answer_id, task_id=receipt.task_id, created=receipt.created,
-        submitted_at=receipt.submitted_at, time_spent_ms=receipt.time_spent_ms,
-        next_task=next_task, next_error=next_error,
-    ))
+    return _json(AnswerReceiptAndNext(**asdict(receipt), next_task=next_task, next_error=next_error))
 
 
 @router.post("/projects/{project_id}/tasks/{task_id}/skip", status_code=status.HTTP_204_NO_CONTENT)
